@@ -1,0 +1,26 @@
+//! The tenant domain of Connectors Gateway.
+//!
+//! Everything that must be consistent for one tenant is decided here: its configuration
+//! ([`tenant`]), authentication ([`auth`], [`api_key`], [`allow_list`]), rate windows
+//! ([`rate_windows`]) and quotas ([`quotas`]). Those decisions are plain state machines with the
+//! time passed in; [`tenant_actor`] is the ractor shell that owns one tenant's state, and
+//! [`supervisor`] activates, restarts and passivates those actors. The traits the actors need
+//! from the outside world ([`store::Store`], [`clock::Clock`]) are ports: this crate names no
+//! adapter, no HTTP and no network.
+
+pub mod admission;
+pub mod allow_list;
+pub mod api_key;
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod policy;
+pub mod quotas;
+pub mod rate_windows;
+pub mod recorder;
+pub mod store;
+pub mod supervisor;
+pub mod tenant;
+pub mod tenant_actor;
+pub mod tenant_core;
+pub mod usage;

@@ -1,0 +1,142 @@
+//! The `Store` port: where tenants, key hashes, usage, audit events and rate-window checkpoints
+//! are kept. Adapters (the embedded redb file, Redis in cluster mode) live in the `connectors`
+//! crate and must all pass its one contract suite.
+//!
+//! Every method is atomic: a tenant and its key index change together or not at all, and a
+//! [`Batch`] commits whole.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::api_key::KeyHash;
+use crate::audit::{AuditEvent, AuditPage, AuditQuery};
+use crate::rate_windows::WindowCount;
+use crate::tenant::{TenantId, TenantRecord, TenantStatus};
+use crate::usage::{Month, UsageCounters};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("tenant `{0}` already exists")]
+    Conflict(TenantId),
+    #[error("tenant `{0}` not found")]
+    NotFound(TenantId),
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The rate-window counts of a tenant as last saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub windows: [WindowCount; 3],
+}
+
+/// Usage to add to one tenant's counters for one day (and so to that day's month).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub tenant: TenantId,
+    pub day: NaiveDate,
+    pub counters: UsageCounters,
+}
+
+/// What the recorder writes in one transaction (group commit).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    pub audit: Vec<AuditEvent>,
+    pub usage: Vec<UsageDelta>,
+    /// Saved only for tenants that still exist when the batch commits.
+    pub checkpoints: Vec<(TenantId, Checkpoint)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.audit.is_empty() && self.usage.is_empty() && self.checkpoints.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantFilter {
+    pub plan: Option<String>,
+    pub status: Option<TenantStatus>,
+}
+
+impl TenantFilter {
+    pub fn matches(&self, record: &TenantRecord) -> bool {
+        self.plan.as_deref().is_none_or(|plan| record.plan == plan)
+            && self.status.is_none_or(|status| record.status == status)
+    }
+}
+
+/// Tenants in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPage {
+    pub tenants: Vec<TenantRecord>,
+    /// All tenants matching the filter, on every page.
+    pub total: u64,
+    /// Continue after this id; `None` on the last page.
+    pub next: Option<TenantId>,
+}
+
+/// Which tenant a key hash belongs to, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyOwner {
+    pub tenant: TenantId,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyOwner {
+    pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Saves a new tenant and indexes its keys. `Conflict` if the id is taken.
+    async fn create_tenant(&self, record: &TenantRecord) -> Result<(), StoreError>;
+
+    /// Replaces an existing tenant and re-indexes its keys (keys no longer in the record stop
+    /// resolving). `NotFound` if it does not exist.
+    async fn update_tenant(&self, record: &TenantRecord) -> Result<(), StoreError>;
+
+    /// Removes a tenant, its keys and its checkpoint. Its audit log and usage history stay.
+    /// `NotFound` if it does not exist.
+    async fn delete_tenant(&self, id: &TenantId) -> Result<(), StoreError>;
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
+
+    /// Tenants matching `filter` with ids after `after`, in id order, at most `limit`.
+    async fn tenants(
+        &self,
+        filter: &TenantFilter,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<TenantPage, StoreError>;
+
+    async fn key_owner(&self, hash: &KeyHash) -> Result<Option<KeyOwner>, StoreError>;
+
+    /// Appends audit events, adds usage and saves checkpoints, all in one transaction.
+    async fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    async fn checkpoint(&self, id: &TenantId) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Days with usage between `from` and `to` inclusive, in date order.
+    async fn usage_by_day(
+        &self,
+        id: &TenantId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, UsageCounters)>, StoreError>;
+
+    async fn usage_of_month(&self, id: &TenantId, month: Month) -> Result<UsageCounters, StoreError>;
+
+    /// One page of a tenant's audit log, oldest first.
+    async fn audit(&self, id: &TenantId, query: &AuditQuery) -> Result<AuditPage, StoreError>;
+
+    /// Small values of the gateway itself (e.g. the admin key's hash).
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    async fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+}

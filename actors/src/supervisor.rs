@@ -1,0 +1,244 @@
+//! The tenant supervisor and the directory of active tenant actors.
+//!
+//! Tenants are activated on demand: the first request for a tenant asks the supervisor, which
+//! loads the tenant from the store and spawns its actor linked to itself. A tenant actor that
+//! crashes is restarted at once with its state reloaded from the store (its last checkpoint and
+//! recorded usage); one that passivates is simply forgotten until its next request. So memory
+//! follows the active tenants, not the registered ones.
+//!
+//! The edge reaches actors through [`TenantDirectory::call`], which looks the actor up without
+//! going through the supervisor and retries once the actor it found has just stopped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor_cluster_derive::RactorMessage;
+
+use crate::store::StoreError;
+use crate::tenant::TenantId;
+use crate::tenant_actor::{TenantActor, TenantEnv, TenantMsg, TenantState};
+use crate::tenant_core::TenantCore;
+use crate::usage::Month;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("tenant `{0}` not found")]
+    NotFound(TenantId),
+    #[error("tenant `{tenant}` is unavailable: {reason}")]
+    Unavailable { tenant: TenantId, reason: String },
+}
+
+/// Active tenant actors of this node, readable by every request without a message hop.
+pub struct TenantDirectory {
+    actors: DashMap<TenantId, ActorRef<TenantMsg>>,
+    supervisor: ActorRef<SupervisorMsg>,
+    call_timeout: Duration,
+    restarts: AtomicU64,
+}
+
+impl TenantDirectory {
+    /// Asks tenant `id`'s actor, activating it when needed. Retries when the actor stopped
+    /// (passivated or crashed) between lookup and call: messages queued to a stopping actor are
+    /// dropped unanswered, and the next activation reloads what it wrote out.
+    pub async fn call<R, F>(&self, id: &TenantId, build: F) -> Result<R, DirectoryError>
+    where
+        R: Send + 'static,
+        F: Fn(RpcReplyPort<R>) -> TenantMsg,
+    {
+        const ATTEMPTS: usize = 3;
+        let unavailable = |reason: &str| DirectoryError::Unavailable { tenant: id.clone(), reason: reason.into() };
+        for _ in 0..ATTEMPTS {
+            let actor = self.actor(id).await?;
+            match actor.call(&build, Some(self.call_timeout)).await {
+                Ok(CallResult::Success(reply)) => return Ok(reply),
+                Ok(CallResult::Timeout) => return Err(unavailable("the tenant actor did not answer in time")),
+                Ok(CallResult::SenderError) | Err(_) => {
+                    self.actors.remove_if(id, |_, current| current.get_id() == actor.get_id());
+                }
+            }
+        }
+        Err(unavailable("the tenant actor kept stopping"))
+    }
+
+    /// Sends without waiting for an answer; dropped if the tenant is not active (used for
+    /// reports whose loss is bounded, like usage after the work).
+    pub fn cast_if_active(&self, id: &TenantId, message: TenantMsg) {
+        if let Some(actor) = self.actors.get(id) {
+            let _ = actor.cast(message);
+        }
+    }
+
+    async fn actor(&self, id: &TenantId) -> Result<ActorRef<TenantMsg>, DirectoryError> {
+        if let Some(actor) = self.actors.get(id) {
+            return Ok(actor.clone());
+        }
+        let activated = self
+            .supervisor
+            .call(|reply| SupervisorMsg::Activate(id.clone(), reply), Some(self.call_timeout))
+            .await;
+        match activated {
+            Ok(CallResult::Success(result)) => result,
+            _ => Err(DirectoryError::Unavailable { tenant: id.clone(), reason: "the supervisor did not answer".into() }),
+        }
+    }
+
+    /// Number of tenant actors alive on this node.
+    pub fn active(&self) -> usize {
+        self.actors.len()
+    }
+
+    /// Tenant actors restarted after a crash since start.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Stops every tenant actor (each writes its state out) and then the supervisor.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let _ = self.supervisor.stop_children_and_wait(Some("shutdown".into()), Some(timeout)).await;
+        let _ = self.supervisor.stop_and_wait(Some("shutdown".into()), Some(timeout)).await;
+    }
+}
+
+#[derive(RactorMessage)]
+pub enum SupervisorMsg {
+    Activate(TenantId, RpcReplyPort<Result<ActorRef<TenantMsg>, DirectoryError>>),
+    /// Periodic: every active tenant gets a `Tick`.
+    Tick,
+}
+
+pub struct TenantSupervisor;
+
+pub struct SupervisorArgs {
+    pub env: Arc<TenantEnv>,
+    pub tick: Duration,
+    pub call_timeout: Duration,
+}
+
+pub struct SupervisorState {
+    env: Arc<TenantEnv>,
+    directory: Arc<TenantDirectory>,
+    tenants_by_actor: HashMap<ActorId, TenantId>,
+    tick: Duration,
+}
+
+impl TenantSupervisor {
+    /// Starts the supervisor; the returned directory is how the rest of the node reaches tenants.
+    pub async fn start(args: SupervisorArgs) -> Result<Arc<TenantDirectory>, ractor::SpawnErr> {
+        let (directory_tx, directory_rx) = tokio::sync::oneshot::channel();
+        Actor::spawn(None, TenantSupervisor, (args, directory_tx)).await?;
+        directory_rx.await.map_err(|_| ractor::SpawnErr::StartupFailed("the supervisor stopped before it started".into()))
+    }
+
+    async fn activate(
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        id: &TenantId,
+    ) -> Result<ActorRef<TenantMsg>, DirectoryError> {
+        if let Some(actor) = state.directory.actors.get(id) {
+            return Ok(actor.clone());
+        }
+        let unavailable = |reason: String| DirectoryError::Unavailable { tenant: id.clone(), reason };
+        let store_failed = |e: StoreError| unavailable(e.to_string());
+        let env = &state.env;
+        // What this tenant's previous actor wrote out may still sit in the recorder's queue.
+        env.recorder.flush_tenant(id).await.map_err(store_failed)?;
+        let record = env.store.tenant(id).await.map_err(store_failed)?.ok_or_else(|| DirectoryError::NotFound(id.clone()))?;
+        let checkpoint = env.store.checkpoint(id).await.map_err(store_failed)?;
+        let now = env.clock.now();
+        let usage = env.store.usage_of_month(id, Month::of(now)).await.map_err(store_failed)?;
+        let core = TenantCore::new(env.policy.clone(), record, checkpoint, usage, now)
+            .map_err(|e| unavailable(e.to_string()))?;
+        let tenant_state = TenantState { core, env: env.clone() };
+        let (actor, _) = Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell())
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        state.tenants_by_actor.insert(actor.get_id(), id.clone());
+        state.directory.actors.insert(id.clone(), actor.clone());
+        Ok(actor)
+    }
+
+    fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<TenantId> {
+        let id = state.tenants_by_actor.remove(&actor)?;
+        state.directory.actors.remove_if(&id, |_, current| current.get_id() == actor);
+        Some(id)
+    }
+}
+
+impl Actor for TenantSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = (SupervisorArgs, tokio::sync::oneshot::Sender<Arc<TenantDirectory>>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        (args, directory_tx): Self::Arguments,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        let directory = Arc::new(TenantDirectory {
+            actors: DashMap::new(),
+            supervisor: myself,
+            call_timeout: args.call_timeout,
+            restarts: AtomicU64::new(0),
+        });
+        let _ = directory_tx.send(directory.clone());
+        Ok(SupervisorState { env: args.env, directory, tenants_by_actor: HashMap::new(), tick: args.tick })
+    }
+
+    async fn post_start(&self, myself: ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+        myself.send_interval(state.tick, || SupervisorMsg::Tick);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        message: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Activate(id, reply) => {
+                let result = Self::activate(&myself, state, &id).await;
+                let _ = reply.send(result);
+            }
+            SupervisorMsg::Tick => {
+                for entry in state.directory.actors.iter() {
+                    let _ = entry.value().cast(TenantMsg::Tick);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(id) = Self::forget(state, cell.get_id()) {
+                    tracing::debug!(tenant = %id, reason = reason.as_deref().unwrap_or(""), "tenant actor stopped");
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(id) = Self::forget(state, cell.get_id()) {
+                    state.directory.restarts.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(tenant = %id, %error, "tenant actor crashed; restarting it from its stored state");
+                    match Self::activate(&myself, state, &id).await {
+                        Ok(_) => tracing::info!(tenant = %id, "tenant actor restarted"),
+                        Err(DirectoryError::NotFound(_)) => {}
+                        Err(error) => tracing::error!(tenant = %id, %error, "restart failed; the next request retries"),
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

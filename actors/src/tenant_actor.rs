@@ -1,0 +1,153 @@
+//! `TenantActor`: the ractor shell around one tenant's [`TenantCore`].
+//!
+//! It turns messages into calls on the core and carries out what the core decides: persisting
+//! a changed record before it takes effect, handing usage and window counts to the recorder,
+//! and stopping itself when the tenant has been idle long enough (passivation).
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster_derive::RactorMessage;
+
+use crate::admission::{Admission, AdmissionRequest, TenantSnapshot};
+use crate::api_key::KeyHash;
+use crate::clock::Clock;
+use crate::policy::Policy;
+use crate::recorder::Recorder;
+use crate::store::{Store, StoreError, UsageDelta};
+use crate::tenant::TenantPatch;
+use crate::tenant_core::{PatchError, Proposal, TenantCore};
+use crate::usage::UsageCounters;
+
+/// What every tenant actor of a node shares.
+pub struct TenantEnv {
+    pub store: Arc<dyn Store>,
+    pub recorder: Recorder,
+    pub clock: Arc<dyn Clock>,
+    pub policy: Arc<Policy>,
+    /// An actor with no request for this long writes its state out and stops.
+    pub passivate_after: chrono::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error(transparent)]
+    Patch(#[from] PatchError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(RactorMessage)]
+pub enum TenantMsg {
+    Admit(AdmissionRequest, RpcReplyPort<Admission>),
+    Snapshot(RpcReplyPort<TenantSnapshot>),
+    Patch(TenantPatch, RpcReplyPort<Result<TenantSnapshot, TenantError>>),
+    RotateKey(KeyHash, Option<chrono::Duration>, RpcReplyPort<Result<(), TenantError>>),
+    /// Deletes the tenant from the store, then stops the actor.
+    Delete(RpcReplyPort<Result<(), TenantError>>),
+    /// Usage known only after the work is done (tokens, upstream failures).
+    RecordUsage(UsageCounters),
+    /// Periodic: write out usage and window counts; passivate when idle.
+    Tick,
+    /// Write out usage and window counts now, and answer once they are queued for the store.
+    WriteOut(RpcReplyPort<()>),
+    /// Fault injection: panics, so supervision and recovery can be tested end to end.
+    Crash,
+}
+
+pub struct TenantActor;
+
+pub struct TenantState {
+    pub core: TenantCore,
+    pub env: Arc<TenantEnv>,
+}
+
+impl TenantState {
+    async fn write_out(&mut self) {
+        let flush = self.core.flush();
+        let tenant = self.core.record().id.clone();
+        for (day, counters) in flush.usage {
+            let delta = UsageDelta { tenant: tenant.clone(), day, counters };
+            if self.env.recorder.usage(delta).await.is_err() {
+                tracing::error!(%tenant, "recorder stopped; usage not recorded");
+            }
+        }
+        if let Some(checkpoint) = flush.checkpoint {
+            if self.env.recorder.checkpoint(tenant.clone(), checkpoint).await.is_err() {
+                tracing::error!(%tenant, "recorder stopped; rate windows not checkpointed");
+            }
+        }
+    }
+}
+
+impl Actor for TenantActor {
+    type Msg = TenantMsg;
+    type State = TenantState;
+    type Arguments = TenantState;
+
+    async fn pre_start(&self, _: ActorRef<TenantMsg>, state: TenantState) -> Result<TenantState, ActorProcessingErr> {
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        message: TenantMsg,
+        state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = state.env.clock.now();
+        match message {
+            TenantMsg::Admit(request, reply) => {
+                let _ = reply.send(state.core.admit(now, &request));
+            }
+            TenantMsg::Snapshot(reply) => {
+                let _ = reply.send(state.core.snapshot(now));
+            }
+            TenantMsg::Patch(patch, reply) => {
+                let result = match state.core.propose_patch(now, &patch) {
+                    Ok(record) => persist_and_install(state, record).await.map(|()| state.core.snapshot(now)),
+                    Err(error) => Err(error.into()),
+                };
+                let _ = reply.send(result);
+            }
+            TenantMsg::RotateKey(key, grace, reply) => {
+                let record = state.core.propose_rotation(now, key, grace);
+                let _ = reply.send(persist_and_install(state, record).await);
+            }
+            TenantMsg::Delete(reply) => {
+                let result = state.env.store.delete_tenant(&state.core.record().id).await;
+                let deleted = result.is_ok();
+                let _ = reply.send(result.map_err(TenantError::from));
+                if deleted {
+                    myself.stop(Some("deleted".into()));
+                }
+            }
+            TenantMsg::RecordUsage(usage) => state.core.record_usage(now, &usage),
+            TenantMsg::Tick => {
+                state.write_out().await;
+                if state.core.is_idle(now, state.env.passivate_after) {
+                    tracing::debug!(tenant = %state.core.record().id, "passivating idle tenant");
+                    myself.stop(Some("passivated".into()));
+                }
+            }
+            TenantMsg::WriteOut(reply) => {
+                state.write_out().await;
+                let _ = reply.send(());
+            }
+            TenantMsg::Crash => panic!("fault injection: tenant actor crash requested"),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<TenantMsg>, state: &mut TenantState) -> Result<(), ActorProcessingErr> {
+        state.write_out().await;
+        Ok(())
+    }
+}
+
+/// A changed record takes effect only once the store has it: a failed write changes nothing.
+async fn persist_and_install(state: &mut TenantState, proposal: Proposal) -> Result<(), TenantError> {
+    state.env.store.update_tenant(&proposal.record).await?;
+    state.core.install(proposal);
+    Ok(())
+}

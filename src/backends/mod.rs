@@ -1,0 +1,5 @@
+//! Adapters for the ports of `connectors-actors`, and the contract suites they must pass.
+
+pub mod redb_store;
+#[cfg(test)]
+pub mod store_contract;

@@ -1,0 +1,530 @@
+//! The embedded [`Store`]: one redb file under the data dir, the default of a single node.
+//!
+//! This file decides how the store's data is laid out in redb tables and maps each port method
+//! to exactly one redb transaction, so a method's effects are all committed or none are. It does
+//! not decide what is stored (the port and its contract suite do) nor where the file lives (the
+//! configuration does).
+//!
+//! Tables (values are JSON, kept as raw bytes so that bad data is reported as
+//! [`StoreError::Corrupt`] instead of panicking inside redb's UTF-8 decoding):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `tenants` | tenant id | [`TenantRecord`] |
+//! | `key_owners` | key hash (32 bytes) | [`KeyOwner`] |
+//! | `checkpoints` | tenant id | [`Checkpoint`] |
+//! | `audit` | (tenant id, timestamp in µs, sequence number) | [`AuditEvent`] |
+//! | `usage_days` | (tenant id, days since 0001-01-01) | [`UsageCounters`] |
+//! | `usage_months` | (tenant id, `YYYYMM`) | [`UsageCounters`] |
+//! | `meta` | key | bytes, the gateway's own small values |
+//! | `sequences` | name | `u64`, the last number handed out (`audit`) |
+//!
+//! The audit key orders a tenant's log by time, and the store-assigned sequence number keeps
+//! events with equal timestamps in commit order, so `(timestamp, seq)` is a stable cursor.
+
+use std::fmt::Display;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{Datelike, NaiveDate};
+use connectors_actors::api_key::KeyHash;
+use connectors_actors::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery};
+use connectors_actors::store::{
+    Batch, Checkpoint, KeyOwner, Store, StoreError, TenantFilter, TenantPage, UsageDelta,
+};
+use connectors_actors::tenant::{TenantId, TenantRecord};
+use connectors_actors::usage::{Month, UsageCounters};
+use redb::{
+    Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable, Table,
+    TableDefinition, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const KEY_OWNERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("key_owners");
+const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
+const AUDIT: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("audit");
+const USAGE_DAYS: TableDefinition<(&str, i32), &[u8]> = TableDefinition::new("usage_days");
+const USAGE_MONTHS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("usage_months");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+// Apart from `meta` so that no gateway key can collide with the store's own counters.
+const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
+const AUDIT_SEQ: &str = "audit";
+
+pub struct RedbStore {
+    // Shared with the blocking tasks that run the transactions.
+    db: Arc<Database>,
+}
+
+impl RedbStore {
+    /// Opens the store file at `path`, creating it and its tables if needed.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let cannot_open = |reason: &dyn Display| {
+            StoreError::Backend(format!("cannot open the store file `{}`: {reason}", path.display()))
+        };
+        let db = Database::create(path).map_err(|err| match err {
+            // redb holds an exclusive lock on the file while it is open.
+            DatabaseError::DatabaseAlreadyOpen => {
+                cannot_open(&"it is already open, by another gateway process or by this one")
+            }
+            other => cannot_open(&other),
+        })?;
+        // Creating every table up front lets read transactions open them without a special case
+        // for a fresh file, and finds a file of another layout before any request does.
+        let create_tables = || -> Result<(), redb::Error> {
+            let txn = db.begin_write()?;
+            txn.open_table(TENANTS)?;
+            txn.open_table(KEY_OWNERS)?;
+            txn.open_table(CHECKPOINTS)?;
+            txn.open_table(AUDIT)?;
+            txn.open_table(USAGE_DAYS)?;
+            txn.open_table(USAGE_MONTHS)?;
+            txn.open_table(META)?;
+            txn.open_table(SEQUENCES)?;
+            txn.commit()?;
+            Ok(())
+        };
+        create_tables().map_err(|err| cannot_open(&err))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs `work` in one read transaction on a blocking thread (redb does synchronous I/O).
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.blocking(move |db| work(&db.begin_read().backend()?)).await
+    }
+
+    /// Runs `work` in one write transaction on a blocking thread and commits it if `work`
+    /// succeeds. On an error the transaction is dropped, which aborts it: nothing is written.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().backend()?;
+            let out = work(&txn)?;
+            txn.commit().backend()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|err| StoreError::Backend(format!("a store transaction did not finish: {err}")))?
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn create_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(move |txn| {
+            let mut tenants = txn.open_table(TENANTS).backend()?;
+            if tenants.get(record.id.as_str()).backend()?.is_some() {
+                return Err(StoreError::Conflict(record.id));
+            }
+            tenants.insert(record.id.as_str(), to_json(&record)?.as_slice()).backend()?;
+            index_keys(&mut txn.open_table(KEY_OWNERS).backend()?, &record)
+        })
+        .await
+    }
+
+    async fn update_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(move |txn| {
+            let mut tenants = txn.open_table(TENANTS).backend()?;
+            let old = load_tenant(&tenants, &record.id)?.ok_or_else(|| StoreError::NotFound(record.id.clone()))?;
+            tenants.insert(record.id.as_str(), to_json(&record)?.as_slice()).backend()?;
+            let mut owners = txn.open_table(KEY_OWNERS).backend()?;
+            for gone in old.keys.iter().filter(|old| !record.keys.iter().any(|new| new.hash == old.hash)) {
+                owners.remove(gone.hash.as_bytes()).backend()?;
+            }
+            index_keys(&mut owners, &record)
+        })
+        .await
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(move |txn| {
+            let mut tenants = txn.open_table(TENANTS).backend()?;
+            let old = load_tenant(&tenants, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            tenants.remove(id.as_str()).backend()?;
+            let mut owners = txn.open_table(KEY_OWNERS).backend()?;
+            for key in &old.keys {
+                owners.remove(key.hash.as_bytes()).backend()?;
+            }
+            txn.open_table(CHECKPOINTS).backend()?.remove(id.as_str()).backend()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |txn| load_tenant(&txn.open_table(TENANTS).backend()?, &id)).await
+    }
+
+    async fn tenants(
+        &self,
+        filter: &TenantFilter,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<TenantPage, StoreError> {
+        let filter = filter.clone();
+        let after = after.cloned();
+        self.read(move |txn| {
+            // `total` needs every match anyway, so this is one pass over all tenants; the table
+            // holds one small record per tenant, which an embedded single node can afford.
+            let mut tenants = Vec::new();
+            let mut total = 0u64;
+            let mut more = false;
+            for row in txn.open_table(TENANTS).backend()?.iter().backend()? {
+                let (_, value) = row.backend()?;
+                let record: TenantRecord = from_json("a tenant record", value.value())?;
+                if !filter.matches(&record) {
+                    continue;
+                }
+                total += 1;
+                if after.as_ref().is_some_and(|after| &record.id <= after) {
+                    continue;
+                }
+                if tenants.len() < limit {
+                    tenants.push(record);
+                } else {
+                    more = true;
+                }
+            }
+            let next = if more { tenants.last().map(|last: &TenantRecord| last.id.clone()) } else { None };
+            Ok(TenantPage { tenants, total, next })
+        })
+        .await
+    }
+
+    async fn key_owner(&self, hash: &KeyHash) -> Result<Option<KeyOwner>, StoreError> {
+        let hash = *hash;
+        self.read(move |txn| {
+            let owners = txn.open_table(KEY_OWNERS).backend()?;
+            let owner = owners.get(hash.as_bytes()).backend()?;
+            owner.map(|owner| from_json(format_args!("the owner of {hash:?}"), owner.value())).transpose()
+        })
+        .await
+    }
+
+    async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        let batch = batch.clone();
+        self.write(move |txn| {
+            append_audit(txn, &batch.audit)?;
+            add_usage(txn, &batch.usage)?;
+            save_checkpoints(txn, &batch.checkpoints)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, id: &TenantId) -> Result<Option<Checkpoint>, StoreError> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let checkpoints = txn.open_table(CHECKPOINTS).backend()?;
+            let checkpoint = checkpoints.get(id.as_str()).backend()?;
+            checkpoint.map(|saved| from_json(format_args!("the checkpoint of `{id}`"), saved.value())).transpose()
+        })
+        .await
+    }
+
+    async fn usage_by_day(
+        &self,
+        id: &TenantId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, UsageCounters)>, StoreError> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let days = txn.open_table(USAGE_DAYS).backend()?;
+            let range = (id.as_str(), from.num_days_from_ce())..=(id.as_str(), to.num_days_from_ce());
+            let mut out = Vec::new();
+            for row in days.range(range).backend()? {
+                let (key, value) = row.backend()?;
+                let (_, day) = key.value();
+                let day = NaiveDate::from_num_days_from_ce_opt(day)
+                    .ok_or_else(|| StoreError::Corrupt(format!("usage of `{id}` is keyed by day {day}, not a date")))?;
+                out.push((day, from_json(format_args!("the usage of `{id}` on {day}"), value.value())?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn usage_of_month(&self, id: &TenantId, month: Month) -> Result<UsageCounters, StoreError> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let months = txn.open_table(USAGE_MONTHS).backend()?;
+            let counters = months.get((id.as_str(), month.key())).backend()?;
+            counters.map_or(Ok(UsageCounters::default()), |counters| {
+                from_json(format_args!("the usage of `{id}` in {month}"), counters.value())
+            })
+        })
+        .await
+    }
+
+    async fn audit(&self, id: &TenantId, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let id = id.clone();
+        let query = query.clone();
+        self.read(move |txn| {
+            let log = txn.open_table(AUDIT).backend()?;
+            let tenant = id.as_str();
+            // Keys hold whole microseconds, rounded down, so these bounds take in every event
+            // `query.matches` can accept; the few sub-microsecond misses are filtered below.
+            let since = query.since.map_or(i64::MIN, |since| since.timestamp_micros());
+            let until = query.until.map_or(i64::MAX, |until| until.timestamp_micros());
+            let start = match query.after {
+                Some(after) if (after.timestamp_micros, after.seq) >= (since, 0) => {
+                    Bound::Excluded((tenant, after.timestamp_micros, after.seq))
+                }
+                _ => Bound::Included((tenant, since, 0)),
+            };
+            let mut rows = log.range((start, Bound::Included((tenant, until, u64::MAX)))).backend()?;
+            let mut events = Vec::new();
+            let mut last = None;
+            while events.len() < query.limit {
+                let Some(row) = rows.next() else { break };
+                let (key, value) = row.backend()?;
+                let (_, timestamp_micros, seq) = key.value();
+                let event: AuditEvent = from_json(format_args!("audit event {timestamp_micros}.{seq} of `{id}`"), value.value())?;
+                if query.matches(&event) {
+                    events.push(event);
+                    last = Some(AuditCursor { timestamp_micros, seq });
+                }
+            }
+            // A cursor only when the range holds more rows; they may all fail the filter, in
+            // which case the next page is empty, which is cheaper than reading ahead to find out.
+            let more = rows.next().transpose().backend()?.is_some();
+            Ok(AuditPage { events, next: last.filter(|_| more) })
+        })
+        .await
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_string();
+        self.read(move |txn| {
+            let meta = txn.open_table(META).backend()?;
+            let value = meta.get(key.as_str()).backend()?;
+            Ok(value.map(|value| value.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let key = key.to_string();
+        let value = value.to_vec();
+        self.write(move |txn| {
+            txn.open_table(META).backend()?.insert(key.as_str(), value.as_slice()).backend()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn load_tenant(
+    tenants: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &TenantId,
+) -> Result<Option<TenantRecord>, StoreError> {
+    let record = tenants.get(id.as_str()).backend()?;
+    record.map(|record| from_json(format_args!("the record of tenant `{id}`"), record.value())).transpose()
+}
+
+/// Points every key hash of `record` at it, with the key's current expiry.
+fn index_keys(owners: &mut Table<&'static [u8; 32], &'static [u8]>, record: &TenantRecord) -> Result<(), StoreError> {
+    for key in &record.keys {
+        let owner = KeyOwner { tenant: record.id.clone(), expires_at: key.expires_at };
+        owners.insert(key.hash.as_bytes(), to_json(&owner)?.as_slice()).backend()?;
+    }
+    Ok(())
+}
+
+/// Appends events to their tenants' logs, numbering them after the last number ever handed out,
+/// so a number is never reused, not even after a restart.
+fn append_audit(txn: &WriteTransaction, events: &[AuditEvent]) -> Result<(), StoreError> {
+    let mut sequences = txn.open_table(SEQUENCES).backend()?;
+    let mut seq = sequences.get(AUDIT_SEQ).backend()?.map_or(0, |last| last.value());
+    let mut log = txn.open_table(AUDIT).backend()?;
+    for event in events {
+        seq += 1;
+        let key = (event.tenant_id.as_str(), event.timestamp.timestamp_micros(), seq);
+        log.insert(key, to_json(event)?.as_slice()).backend()?;
+    }
+    sequences.insert(AUDIT_SEQ, seq).backend()?;
+    Ok(())
+}
+
+fn add_usage(txn: &WriteTransaction, usage: &[UsageDelta]) -> Result<(), StoreError> {
+    let mut days = txn.open_table(USAGE_DAYS).backend()?;
+    let mut months = txn.open_table(USAGE_MONTHS).backend()?;
+    for UsageDelta { tenant, day, counters } in usage {
+        let month = Month::containing(*day);
+        add_counters(&mut days, (tenant.as_str(), day.num_days_from_ce()), counters, format_args!("`{tenant}` on {day}"))?;
+        add_counters(&mut months, (tenant.as_str(), month.key()), counters, format_args!("`{tenant}` in {month}"))?;
+    }
+    Ok(())
+}
+
+fn add_counters<K: Key + 'static>(
+    table: &mut Table<K, &'static [u8]>,
+    key: K::SelfType<'_>,
+    delta: &UsageCounters,
+    what: impl Display,
+) -> Result<(), StoreError> {
+    let mut counters: UsageCounters = match table.get(&key).backend()? {
+        Some(stored) => from_json(format_args!("the usage of {what}"), stored.value())?,
+        None => UsageCounters::default(),
+    };
+    counters.add(delta);
+    table.insert(&key, to_json(&counters)?.as_slice()).backend()?;
+    Ok(())
+}
+
+/// Saves checkpoints of tenants that exist now; a late checkpoint of a deleted tenant must not
+/// hand its old windows to a tenant created later under the same id.
+fn save_checkpoints(txn: &WriteTransaction, checkpoints: &[(TenantId, Checkpoint)]) -> Result<(), StoreError> {
+    let tenants = txn.open_table(TENANTS).backend()?;
+    let mut saved = txn.open_table(CHECKPOINTS).backend()?;
+    for (id, checkpoint) in checkpoints {
+        if tenants.get(id.as_str()).backend()?.is_some() {
+            saved.insert(id.as_str(), to_json(checkpoint)?.as_slice()).backend()?;
+        }
+    }
+    Ok(())
+}
+
+fn to_json(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|err| StoreError::Backend(format!("cannot encode a value to store: {err}")))
+}
+
+fn from_json<T: DeserializeOwned>(what: impl Display, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
+}
+
+/// Maps any redb error to [`StoreError::Backend`]. An extension trait because the orphan rule
+/// forbids `From<redb::…Error> for StoreError` here, and there are several redb error types.
+trait OrBackend<T> {
+    fn backend(self) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<redb::Error>> OrBackend<T> for Result<T, E> {
+    fn backend(self) -> Result<T, StoreError> {
+        self.map_err(|err| StoreError::Backend(err.into().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::backends::store_contract::{self, Fixture};
+
+    /// A store file in its own temporary directory, removed with the fixture.
+    struct RedbFixture {
+        dir: TempDir,
+    }
+
+    impl RedbFixture {
+        fn new() -> Self {
+            Self { dir: TempDir::new().expect("the temporary directory is writable") }
+        }
+
+        fn path(&self) -> std::path::PathBuf {
+            self.dir.path().join("store.redb")
+        }
+    }
+
+    #[async_trait]
+    impl Fixture for RedbFixture {
+        async fn open(&self) -> Arc<dyn Store> {
+            Arc::new(RedbStore::open(&self.path()).expect("a fresh store file opens"))
+        }
+    }
+
+    store_contract::store_contract_tests!(RedbFixture::new());
+
+    #[test]
+    fn a_file_open_elsewhere_is_refused_with_its_path() {
+        let fixture = RedbFixture::new();
+        let _first = RedbStore::open(&fixture.path()).unwrap();
+        let Err(StoreError::Backend(message)) = RedbStore::open(&fixture.path()) else {
+            panic!("a second open of a locked file must fail");
+        };
+        assert!(message.contains(&fixture.path().display().to_string()), "{message}");
+        assert!(message.contains("already open"), "{message}");
+    }
+
+    #[test]
+    fn a_path_that_is_not_a_store_file_is_refused_with_its_path() {
+        let fixture = RedbFixture::new();
+        let not_a_store = fixture.dir.path().join("notes.txt");
+        std::fs::write(&not_a_store, "not a database, but long enough to be mistaken for one ".repeat(100)).unwrap();
+        for path in [not_a_store, fixture.dir.path().join("missing").join("store.redb")] {
+            let Err(StoreError::Backend(message)) = RedbStore::open(&path) else {
+                panic!("{} must not open", path.display());
+            };
+            assert!(message.contains(&path.display().to_string()), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unreadable_records_are_reported_as_corrupt() {
+        let fixture = RedbFixture::new();
+        let store = RedbStore::open(&fixture.path()).unwrap();
+        let id = TenantId::parse("broken").unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(TENANTS).unwrap().insert(id.as_str(), b"{not json".as_slice()).unwrap();
+        txn.open_table(USAGE_MONTHS).unwrap().insert((id.as_str(), 202601), b"nope".as_slice()).unwrap();
+        txn.commit().unwrap();
+
+        assert!(matches!(store.tenant(&id).await, Err(StoreError::Corrupt(m)) if m.contains("broken")));
+        assert!(matches!(store.tenants(&TenantFilter::default(), None, 10).await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.delete_tenant(&id).await, Err(StoreError::Corrupt(_))));
+        let month = Month { year: 2026, month: 1 };
+        assert!(matches!(store.usage_of_month(&id, month).await, Err(StoreError::Corrupt(_))));
+
+        // A batch that fails on the unreadable counters leaves nothing behind, not even the
+        // audit event appended before the failure.
+        let day = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+        let event = AuditEvent {
+            timestamp: chrono::Utc::now(),
+            tenant_id: id.clone(),
+            user_id: None,
+            action: "tools/call".into(),
+            tool_id: None,
+            params: None,
+            result: connectors_actors::audit::AuditResult::Success,
+            duration: 1,
+            ip: None,
+            user_agent: None,
+            request_id: "r1".into(),
+        };
+        let batch = Batch {
+            audit: vec![event],
+            usage: vec![
+                UsageDelta { tenant: id.clone(), day, counters: UsageCounters { requests: 1, ..Default::default() } },
+            ],
+            checkpoints: vec![],
+        };
+        assert!(matches!(store.commit(&batch).await, Err(StoreError::Corrupt(_))));
+        assert_eq!(store.usage_by_day(&id, day, day).await.unwrap(), vec![]);
+        let query = AuditQuery { since: None, until: None, action: None, limit: 10, after: None };
+        assert_eq!(store.audit(&id, &query).await.unwrap().events, vec![]);
+        let txn = store.db.begin_read().unwrap();
+        assert!(txn.open_table(SEQUENCES).unwrap().get(AUDIT_SEQ).unwrap().is_none());
+    }
+}

@@ -1,0 +1,388 @@
+//! Configuration: `config/multi-tenant.yaml` in the documented format, then the documented
+//! environment overrides, validated into the values the gateway runs with.
+//!
+//! Unknown keys and wrong types are errors naming the key path (`multiTenant.rateLimits.foo`),
+//! so a typo stops start-up instead of silently falling back to a default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use connectors_actors::allow_list::IpAllowList;
+use connectors_actors::auth::IdentityRules;
+use connectors_actors::policy::{Plan, Policy};
+use connectors_actors::tenant::{FeatureOverrides, Features, LimitOverrides, Limits, TenantId};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: `{key}`: {message}")]
+    Parse { path: String, key: String, message: String },
+    #[error("config: `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
+}
+
+/// The file as written. Every key is optional; defaults are those of the shipped file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    multi_tenant: MultiTenantSection,
+    #[serde(default)]
+    gateway: GatewaySection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct MultiTenantSection {
+    enabled: bool,
+    tenant_id_header: String,
+    api_key_header: String,
+    fallback_tenant_id: Option<String>,
+    require_api_key: bool,
+    rate_limits: RateLimitSection,
+    quotas: QuotaSection,
+    features: FeatureOverrides,
+    isolation: IsolationSection,
+    default_plan: String,
+    plans: Option<BTreeMap<String, PlanSection>>,
+    pricing: PricingSection,
+}
+
+impl Default for MultiTenantSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tenant_id_header: "X-Tenant-ID".into(),
+            api_key_header: "Authorization".into(),
+            fallback_tenant_id: None,
+            require_api_key: true,
+            rate_limits: RateLimitSection::default(),
+            quotas: QuotaSection::default(),
+            features: FeatureOverrides::default(),
+            isolation: IsolationSection::default(),
+            default_plan: "free".into(),
+            plans: None,
+            pricing: PricingSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct RateLimitSection {
+    enabled: bool,
+    store: String,
+    requests_per_minute: u64,
+    requests_per_hour: u64,
+    requests_per_day: u64,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            store: "actor".into(),
+            requests_per_minute: 1_000,
+            requests_per_hour: 50_000,
+            requests_per_day: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct QuotaSection {
+    max_custom_servers: u64,
+    max_tool_invocations: u64,
+    #[serde(rename = "maxStorageMB")]
+    max_storage_mb: u64,
+}
+
+impl Default for QuotaSection {
+    fn default() -> Self {
+        Self { max_custom_servers: 5, max_tool_invocations: 100_000, max_storage_mb: 1_024 }
+    }
+}
+
+/// Isolation between tenants' secrets; read by the secret store.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct IsolationSection {
+    /// Encrypt each tenant's Vault values with its own Transit key as well.
+    pub separate_vault_keys: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct PlanSection {
+    limits: LimitOverrides,
+    features: FeatureOverrides,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct PricingSection {
+    currency: String,
+    per_thousand_api_calls: f64,
+    per_tool_invocation: f64,
+    per_custom_server_month: f64,
+}
+
+impl Default for PricingSection {
+    fn default() -> Self {
+        Self { currency: "USD".into(), per_thousand_api_calls: 0.5, per_tool_invocation: 0.002, per_custom_server_month: 10.0 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct GatewaySection {
+    trusted_proxies: Vec<String>,
+    max_body_bytes: usize,
+    passivate_after_seconds: u64,
+    tick_millis: u64,
+    flush_interval_millis: u64,
+    call_timeout_millis: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            passivate_after_seconds: 300,
+            tick_millis: 1_000,
+            flush_interval_millis: 100,
+            call_timeout_millis: 5_000,
+        }
+    }
+}
+
+/// Features of a tenant whose plan and config say nothing about them.
+const DEFAULT_FEATURES: Features = Features { custom_servers: true, oauth: true, advanced_analytics: false };
+
+/// Prices of the usage bill, in millionths of the currency unit so sums are exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pricing {
+    pub currency: String,
+    pub per_thousand_api_calls_micros: u64,
+    pub per_tool_invocation_micros: u64,
+    pub per_custom_server_month_micros: u64,
+}
+
+/// Everything the gateway runs with, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub identity: IdentityRules,
+    pub tenant_id_header: axum::http::HeaderName,
+    pub api_key_header: axum::http::HeaderName,
+    pub policy: Policy,
+    pub pricing: Pricing,
+    pub isolation: IsolationSection,
+    pub trusted_proxies: IpAllowList,
+    pub max_body_bytes: usize,
+    pub passivate_after: Duration,
+    pub tick: Duration,
+    pub flush_interval: Duration,
+    pub call_timeout: Duration,
+}
+
+/// Reads the environment variables that override the file (an injectable lookup so tests need
+/// not touch the process environment).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// Loads `path` if given (it must exist), applies the environment, validates.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(path) => {
+                let display = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+                parse_file(&display, &text)?
+            }
+            None => FileConfig::default(),
+        };
+        Self::build(file, env)
+    }
+
+    /// Parses YAML text (used by tests and by `load`).
+    pub fn from_yaml(text: &str, env: &dyn Env) -> Result<Self, ConfigError> {
+        Self::build(parse_file("<inline>", text)?, env)
+    }
+
+    fn build(mut file: FileConfig, env: &dyn Env) -> Result<Self, ConfigError> {
+        apply_env(&mut file, env)?;
+        let mt = file.multi_tenant;
+        let gw = file.gateway;
+        let header = |key: &str, value: &str| {
+            axum::http::HeaderName::try_from(value).map_err(|_| invalid(key, format!("`{value}` is not a valid HTTP header name")))
+        };
+        let tenant_id_header = header("multiTenant.tenantIdHeader", &mt.tenant_id_header)?;
+        let api_key_header = header("multiTenant.apiKeyHeader", &mt.api_key_header)?;
+        let fallback = match &mt.fallback_tenant_id {
+            Some(id) => Some(TenantId::parse(id).map_err(|e| invalid("multiTenant.fallbackTenantId", e.to_string()))?),
+            None => None,
+        };
+        if !mt.require_api_key && fallback.is_none() {
+            return Err(invalid("multiTenant.requireApiKey", "`false` needs `multiTenant.fallbackTenantId`: the tenant to serve requests without a key as"));
+        }
+        if !mt.enabled && fallback.is_none() {
+            return Err(invalid("multiTenant.enabled", "`false` (single-tenant mode) needs `multiTenant.fallbackTenantId`"));
+        }
+        if mt.rate_limits.store != "actor" {
+            return Err(invalid(
+                "multiTenant.rateLimits.store",
+                format!("`{}` is not available in this build; use `actor` (limits owned by the tenant actor)", mt.rate_limits.store),
+            ));
+        }
+        let default_limits = Limits {
+            requests_per_minute: mt.rate_limits.requests_per_minute,
+            requests_per_hour: mt.rate_limits.requests_per_hour,
+            requests_per_day: mt.rate_limits.requests_per_day,
+            max_custom_servers: mt.quotas.max_custom_servers,
+            max_tool_invocations: mt.quotas.max_tool_invocations,
+            max_storage_mb: mt.quotas.max_storage_mb,
+        };
+        let plans: BTreeMap<String, Plan> = match mt.plans {
+            Some(plans) => plans.into_iter().map(|(name, p)| (name, Plan { limits: p.limits, features: p.features })).collect(),
+            None => builtin_plans(),
+        };
+        for name in plans.keys() {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(invalid(&format!("multiTenant.plans.{name}"), "plan names are letters, digits, `-` and `_`"));
+            }
+        }
+        if !plans.contains_key(&mt.default_plan) {
+            return Err(invalid("multiTenant.defaultPlan", format!("no plan named `{}` in multiTenant.plans", mt.default_plan)));
+        }
+        let pricing = Pricing {
+            currency: non_empty("multiTenant.pricing.currency", mt.pricing.currency)?,
+            per_thousand_api_calls_micros: micros("multiTenant.pricing.perThousandApiCalls", mt.pricing.per_thousand_api_calls)?,
+            per_tool_invocation_micros: micros("multiTenant.pricing.perToolInvocation", mt.pricing.per_tool_invocation)?,
+            per_custom_server_month_micros: micros("multiTenant.pricing.perCustomServerMonth", mt.pricing.per_custom_server_month)?,
+        };
+        let trusted_proxies =
+            IpAllowList::parse(&gw.trusted_proxies).map_err(|e| invalid("gateway.trustedProxies", e.to_string()))?;
+        if gw.max_body_bytes == 0 {
+            return Err(invalid("gateway.maxBodyBytes", "must be at least 1"));
+        }
+        let positive = |key: &str, value: u64| if value == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(value) };
+        Ok(Self {
+            identity: IdentityRules { multi_tenant: mt.enabled, require_api_key: mt.require_api_key, fallback },
+            tenant_id_header,
+            api_key_header,
+            policy: Policy {
+                default_limits,
+                default_features: mt.features.over(&DEFAULT_FEATURES),
+                plans,
+                default_plan: mt.default_plan,
+                rate_limits_enabled: mt.rate_limits.enabled,
+            },
+            pricing,
+            isolation: mt.isolation,
+            trusted_proxies,
+            max_body_bytes: gw.max_body_bytes,
+            passivate_after: Duration::from_secs(positive("gateway.passivateAfterSeconds", gw.passivate_after_seconds)?),
+            tick: Duration::from_millis(positive("gateway.tickMillis", gw.tick_millis)?),
+            flush_interval: Duration::from_millis(positive("gateway.flushIntervalMillis", gw.flush_interval_millis)?),
+            call_timeout: Duration::from_millis(positive("gateway.callTimeoutMillis", gw.call_timeout_millis)?),
+        })
+    }
+}
+
+fn parse_file(path: &str, text: &str) -> Result<FileConfig, ConfigError> {
+    // An empty file is an empty mapping, not an error.
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    let deserializer = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = error.path().to_string();
+        ConfigError::Parse { path: path.to_string(), key, message: error.into_inner().to_string() }
+    })
+}
+
+/// The documented environment variables, which win over the file.
+fn apply_env(file: &mut FileConfig, env: &dyn Env) -> Result<(), ConfigError> {
+    let mt = &mut file.multi_tenant;
+    if let Some(value) = env.var("MULTI_TENANT_ENABLED") {
+        mt.enabled = parse_bool("MULTI_TENANT_ENABLED", &value)?;
+    }
+    if let Some(value) = env.var("TENANT_ID_HEADER") {
+        mt.tenant_id_header = value;
+    }
+    if let Some(value) = env.var("API_KEY_HEADER") {
+        mt.api_key_header = value;
+    }
+    if let Some(value) = env.var("RATE_LIMIT_ENABLED") {
+        mt.rate_limits.enabled = parse_bool("RATE_LIMIT_ENABLED", &value)?;
+    }
+    if let Some(value) = env.var("RATE_LIMIT_STORE") {
+        mt.rate_limits.store = value;
+    }
+    Ok(())
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(key, format!("`{value}` is not a boolean (true/false)"))),
+    }
+}
+
+fn non_empty(key: &str, value: String) -> Result<String, ConfigError> {
+    if value.trim().is_empty() { Err(invalid(key, "must not be empty")) } else { Ok(value) }
+}
+
+fn micros(key: &str, price: f64) -> Result<u64, ConfigError> {
+    if !price.is_finite() || price < 0.0 || price > 1e9 {
+        return Err(invalid(key, format!("`{price}` is not a price (a non-negative number)")));
+    }
+    Ok((price * 1_000_000.0).round() as u64)
+}
+
+/// Plans when the file defines none.
+fn builtin_plans() -> BTreeMap<String, Plan> {
+    let plan = |rpm, rph, rpd, servers, invocations, storage, custom_servers, advanced_analytics| Plan {
+        limits: LimitOverrides {
+            requests_per_minute: Some(rpm),
+            requests_per_hour: Some(rph),
+            requests_per_day: Some(rpd),
+            max_custom_servers: Some(servers),
+            max_tool_invocations: Some(invocations),
+            max_storage_mb: Some(storage),
+        },
+        features: FeatureOverrides {
+            custom_servers: Some(custom_servers),
+            oauth: Some(true),
+            advanced_analytics: Some(advanced_analytics),
+        },
+    };
+    BTreeMap::from([
+        ("free".to_string(), plan(60, 1_000, 10_000, 0, 1_000, 100, false, false)),
+        ("pro".to_string(), plan(1_000, 50_000, 1_000_000, 5, 100_000, 1_024, true, false)),
+        ("enterprise".to_string(), plan(10_000, 500_000, 10_000_000, 50, 10_000_000, 10_240, true, true)),
+    ])
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

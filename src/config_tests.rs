@@ -1,0 +1,91 @@
+use std::collections::HashMap;
+
+use super::*;
+
+struct FakeEnv(HashMap<&'static str, &'static str>);
+
+impl Env for FakeEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| v.to_string())
+    }
+}
+
+fn no_env() -> FakeEnv {
+    FakeEnv(HashMap::new())
+}
+
+fn error_text(yaml: &str) -> String {
+    Config::from_yaml(yaml, &no_env()).unwrap_err().to_string()
+}
+
+#[test]
+fn every_shipped_config_file_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            Config::load(Some(&path), &no_env()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "config/ holds the documented multi-tenant.yaml");
+}
+
+#[test]
+fn defaults_without_a_file() {
+    let config = Config::load(None, &no_env()).unwrap();
+    assert!(config.identity.multi_tenant && config.identity.require_api_key);
+    assert_eq!(config.tenant_id_header.as_str(), "x-tenant-id");
+    assert_eq!(config.max_body_bytes, 1024 * 1024);
+    assert!(["free", "pro", "enterprise"].iter().all(|p| config.policy.has_plan(p)));
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_path() {
+    let text = error_text("multiTenant:\n  rateLimits:\n    requestsPerMinut: 5\n");
+    assert!(text.contains("multiTenant.rateLimits"), "{text}");
+    assert!(text.contains("requestsPerMinut"), "{text}");
+}
+
+#[test]
+fn wrong_types_are_named_with_their_path() {
+    let text = error_text("multiTenant:\n  quotas:\n    maxToolInvocations: lots\n");
+    assert!(text.contains("multiTenant.quotas.maxToolInvocations"), "{text}");
+}
+
+#[test]
+fn inconsistent_values_are_refused() {
+    assert!(error_text("multiTenant:\n  requireApiKey: false\n").contains("fallbackTenantId"));
+    assert!(error_text("multiTenant:\n  fallbackTenantId: Not_Valid\n").contains("multiTenant.fallbackTenantId"));
+    assert!(error_text("multiTenant:\n  defaultPlan: gold\n").contains("multiTenant.defaultPlan"));
+    assert!(error_text("multiTenant:\n  pricing:\n    perToolInvocation: -1\n").contains("perToolInvocation"));
+    assert!(error_text("gateway:\n  trustedProxies: [\"10.0.0.0/99\"]\n").contains("gateway.trustedProxies"));
+    assert!(error_text("gateway:\n  tickMillis: 0\n").contains("gateway.tickMillis"));
+    assert!(error_text("multiTenant:\n  tenantIdHeader: \"bad header\"\n").contains("tenantIdHeader"));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let env = FakeEnv(HashMap::from([
+        ("TENANT_ID_HEADER", "X-Org"),
+        ("API_KEY_HEADER", "X-Api-Key"),
+        ("RATE_LIMIT_ENABLED", "false"),
+        ("MULTI_TENANT_ENABLED", "false"),
+    ]));
+    let config = Config::from_yaml("multiTenant:\n  fallbackTenantId: solo\n", &env).unwrap();
+    assert_eq!(config.tenant_id_header.as_str(), "x-org");
+    assert_eq!(config.api_key_header.as_str(), "x-api-key");
+    assert!(!config.policy.rate_limits_enabled);
+    assert!(!config.identity.multi_tenant);
+    let bad = FakeEnv(HashMap::from([("RATE_LIMIT_ENABLED", "maybe")]));
+    assert!(Config::from_yaml("", &bad).unwrap_err().to_string().contains("RATE_LIMIT_ENABLED"));
+    let redis = FakeEnv(HashMap::from([("RATE_LIMIT_STORE", "memcached")]));
+    assert!(Config::from_yaml("", &redis).unwrap_err().to_string().contains("rateLimits.store"));
+}
+
+#[test]
+fn prices_become_exact_micros() {
+    let config = Config::from_yaml("multiTenant:\n  pricing:\n    perThousandApiCalls: 0.1\n", &no_env()).unwrap();
+    assert_eq!(config.pricing.per_thousand_api_calls_micros, 100_000);
+}

@@ -1,0 +1,156 @@
+//! The one place where failures become the API's error body.
+//!
+//! Handlers return [`ApiError`]; it becomes a response whose body is filled in by
+//! [`render_errors`], the middleware that knows the request id. Responses that other layers
+//! produce without our body (405, a body-limit 413, a caught panic) get one there too, so every
+//! error a client sees has the shape `{"error", "code", "requestId", ...}`. Details of internal
+//! failures go to the log, never to the client.
+
+use axum::Json;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use connectors_actors::store::StoreError;
+use connectors_actors::supervisor::DirectoryError;
+use serde_json::{Map, Value, json};
+
+use super::REQUEST_ID;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    extra: Map<String, Value>,
+    headers: HeaderMap,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), extra: Map::new(), headers: HeaderMap::new() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid API key")
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// A backend (store, actor) that cannot answer now; the client may retry.
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(%detail, "answering 503");
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is temporarily unavailable; retry shortly");
+        error.headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        error
+    }
+
+    pub fn with_field(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(id) => Self::conflict(format!("tenant `{id}` already exists")),
+            StoreError::NotFound(id) => Self::not_found(format!("tenant `{id}` not found")),
+            other @ (StoreError::Backend(_) | StoreError::Corrupt(_)) => Self::unavailable(other),
+        }
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(error: DirectoryError) -> Self {
+        match error {
+            DirectoryError::NotFound(id) => Self::not_found(format!("tenant `{id}` not found")),
+            other @ DirectoryError::Unavailable { .. } => Self::unavailable(other),
+        }
+    }
+}
+
+/// The body is rendered by [`render_errors`], which knows the request id.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.headers_mut().extend(self.headers.clone());
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Fills in the error body of every error response.
+pub async fn render_errors(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let error = match response.extensions().get::<ApiError>() {
+        Some(error) => error.clone(),
+        None if status.is_client_error() || status.is_server_error() => {
+            let is_json = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if is_json {
+                return response;
+            }
+            from_status(status)
+        }
+        None => return response,
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.extensions.remove::<ApiError>();
+    let mut body = Map::new();
+    body.insert("error".into(), json!(error.message));
+    body.insert("code".into(), json!(error.code));
+    body.insert("requestId".into(), json!(request_id));
+    body.extend(error.extra);
+    let mut rendered = (parts.status, Json(Value::Object(body))).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rendered.headers_mut().append(name, value.clone());
+        }
+    }
+    rendered
+}
+
+/// An error response produced outside our handlers.
+fn from_status(status: StatusCode) -> ApiError {
+    match status {
+        StatusCode::NOT_FOUND => ApiError::not_found("no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(status, "invalid_request", "method not allowed on this route"),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "request body too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "invalid_request", "unsupported content type"),
+        status if status.is_server_error() => ApiError::new(status, "internal", "internal error"),
+        status => ApiError::new(status, "invalid_request", status.canonical_reason().unwrap_or("bad request")),
+    }
+}

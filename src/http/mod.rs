@@ -1,0 +1,69 @@
+//! The HTTP edge: routes, and the layers every request passes through (request id, tracing
+//! span, body limit, panic catcher, error rendering).
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod rate_headers;
+pub mod tenant_api;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::Gateway;
+
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let max_body = gateway.config.max_body_bytes;
+    let admin = Router::new()
+        .route("/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route("/tenants/{id}", get(admin::get_tenant).patch(admin::update_tenant).delete(admin::delete_tenant))
+        .route("/tenants/{id}/rotate-key", post(admin::rotate_key))
+        .route("/tenants/{id}/metrics", get(admin::metrics))
+        .route("/tenants/{id}/usage", get(admin::usage))
+        .route("/tenants/{id}/audit", get(admin::audit))
+        .route("/tenants/{id}/crash", post(admin::crash))
+        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), admin::require_admin));
+    Router::new()
+        .nest("/api/v1/admin", admin)
+        .route("/api/v1/tenant", get(tenant_api::get_tenant))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id,
+                        tenant_id = tracing::field::Empty,
+                    )
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(CatchPanicLayer::new())
+                .layer(DefaultBodyLimit::max(max_body)),
+        )
+        .with_state(gateway)
+}
+
+/// The request id of a request (set by the request-id layer before any handler runs).
+pub fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}

@@ -1,0 +1,29 @@
+//! Operational endpoints: liveness, readiness, Prometheus metrics, and the 404 fallback.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::error::ApiError;
+use crate::app::Gateway;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the store answers (single node: this node owns every shard).
+pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str, ApiError> {
+    gateway.store.meta("readiness-probe").await.map_err(ApiError::unavailable)?;
+    Ok("ready")
+}
+
+pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let body = gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts());
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}

@@ -1,0 +1,193 @@
+//! The tenant API's edge: who is calling, the owning actor's admission decision, and the
+//! audit event and metrics of every request, admitted or not.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use connectors_actors::admission::{AdmissionRequest, Denial, TenantSnapshot};
+use connectors_actors::api_key::KeyHash;
+use connectors_actors::audit::{AuditEvent, AuditResult};
+use connectors_actors::auth::{is_mismatch, key_required, target_tenant};
+use connectors_actors::quotas::Quota;
+use connectors_actors::supervisor::DirectoryError;
+use connectors_actors::tenant::TenantId;
+use connectors_actors::tenant_actor::TenantMsg;
+use serde_json::Value;
+
+use super::admin::bearer;
+use super::error::ApiError;
+use super::extract::{client_ip, peer_addr};
+use super::rate_headers::rate_headers;
+use super::request_id;
+use super::views::TenantView;
+use crate::app::Gateway;
+use crate::metrics::Outcome;
+
+/// What the edge knows of a request before asking the tenant's actor.
+pub struct Caller {
+    pub request_id: String,
+    pub ip: std::net::IpAddr,
+    pub user_agent: Option<String>,
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+    tenant_header: Option<TenantId>,
+    key: Option<KeyHash>,
+}
+
+impl Caller {
+    fn from_parts(gateway: &Gateway, parts: &Parts) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let text = |name: &axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let peer = peer_addr(parts).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let forwarded = text(&axum::http::header::HeaderName::from_static("x-forwarded-for"));
+        let tenant_header = match text(&gateway.config.tenant_id_header).filter(|v| !v.is_empty()) {
+            Some(value) if gateway.config.identity.multi_tenant => Some(TenantId::parse(value).map_err(|e| {
+                ApiError::invalid(format!("header {}: {e}", gateway.config.tenant_id_header))
+            })?),
+            _ => None,
+        };
+        let key_header = &gateway.config.api_key_header;
+        let key = text(key_header).filter(|v| !v.is_empty()).and_then(|value| {
+            if key_header == axum::http::header::AUTHORIZATION { bearer(value) } else { Some(value) }
+        });
+        Ok(Self {
+            request_id: request_id(headers),
+            ip: client_ip(peer, forwarded, &gateway.config.trusted_proxies),
+            user_agent: text(&axum::http::header::USER_AGENT).map(str::to_string),
+            started: Instant::now(),
+            started_at: gateway.clock.now(),
+            tenant_header,
+            key: key.map(KeyHash::of),
+        })
+    }
+}
+
+/// An admitted request: the tenant as its actor saw it, and the headers to send back.
+pub struct Admitted {
+    pub caller: Caller,
+    pub tenant: TenantSnapshot,
+    pub headers: HeaderMap,
+}
+
+/// Authenticates and admits a tenant-API request. A refusal is audited and counted here and
+/// returned as the error response to send.
+pub async fn admit(gateway: &Gateway, parts: &Parts, action: &str, charge: Option<Quota>) -> Result<Admitted, ApiError> {
+    let caller = Caller::from_parts(gateway, parts)?;
+    let rules = &gateway.config.identity;
+    // The key's owner is looked up only when needed: no tenant header, or a refused key.
+    let mut owner_looked_up = false;
+    let mut owner: Option<TenantId> = None;
+    if caller.tenant_header.is_none() && rules.multi_tenant {
+        owner = key_owner(gateway, caller.key.as_ref()).await?;
+        owner_looked_up = true;
+    }
+    let Some(target) = target_tenant(rules, caller.tenant_header.as_ref(), owner.as_ref()) else {
+        return Err(ApiError::unauthorized());
+    };
+    tracing::Span::current().record("tenant_id", target.as_str());
+    let request = AdmissionRequest {
+        key: caller.key,
+        key_required: key_required(rules, &target),
+        client_ip: caller.ip,
+        charge,
+    };
+    let admission = match gateway.directory.call(&target, |reply| TenantMsg::Admit(request.clone(), reply)).await {
+        Ok(admission) => admission,
+        Err(DirectoryError::NotFound(_)) => {
+            // No such tenant: a mismatch if the key is someone else's, else just unauthorized.
+            if !owner_looked_up {
+                owner = key_owner(gateway, caller.key.as_ref()).await?;
+            }
+            tracing::debug!(tenant = %target, "request for an unknown tenant");
+            return Err(if owner.is_some() { mismatch() } else { ApiError::unauthorized() });
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let headers = admission.rate.as_ref().map(rate_headers).unwrap_or_default();
+    match admission.verdict {
+        Ok(tenant) => {
+            gateway.metrics.count(&target, Outcome::Admitted);
+            Ok(Admitted { caller, tenant, headers })
+        }
+        Err(denial) => {
+            if denial == Denial::Unauthorized && caller.key.is_some() && !owner_looked_up {
+                owner = key_owner(gateway, caller.key.as_ref()).await?;
+            }
+            let error = match denial {
+                Denial::Unauthorized if is_mismatch(&target, owner.as_ref()) => mismatch(),
+                denial => denial_error(denial),
+            };
+            let outcome = if matches!(denial, Denial::RateLimited { .. }) { Outcome::RateLimited } else { Outcome::Denied };
+            gateway.metrics.count(&target, outcome);
+            let reason = error_code(&error);
+            audit(gateway, &caller, &target, action, AuditResult::Denied, Some(serde_json::json!({"reason": reason}))).await;
+            Err(error.with_headers(headers))
+        }
+    }
+}
+
+fn mismatch() -> ApiError {
+    ApiError::forbidden("tenant_mismatch", "the API key belongs to another tenant")
+}
+
+fn error_code(error: &ApiError) -> &'static str {
+    match error.status() {
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        _ => "forbidden",
+    }
+}
+
+/// The tenant of a still-valid key, if it is known.
+async fn key_owner(gateway: &Gateway, key: Option<&KeyHash>) -> Result<Option<TenantId>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let now = gateway.clock.now();
+    Ok(gateway.store.key_owner(key).await?.filter(|o| o.is_valid_at(now)).map(|o| o.tenant))
+}
+
+fn denial_error(denial: Denial) -> ApiError {
+    match denial {
+        Denial::Unauthorized => ApiError::unauthorized(),
+        Denial::Suspended => ApiError::forbidden("tenant_suspended", "the tenant is suspended"),
+        Denial::IpNotAllowed => ApiError::forbidden("ip_not_allowed", "the client address is not on the tenant's allow-list"),
+        Denial::RateLimited { retry_after } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "rate limit exceeded; retry later")
+                .with_field("retryAfter", retry_after)
+        }
+        Denial::QuotaExceeded(q) => ApiError::forbidden("quota_exceeded", format!("quota {} exhausted", q.quota.name()))
+            .with_field("quota", q.quota.name())
+            .with_field("limit", q.limit)
+            .with_field("used", q.used),
+    }
+}
+
+/// Writes the audit event of a tenant-API request.
+pub async fn audit(gateway: &Gateway, caller: &Caller, tenant: &TenantId, action: &str, result: AuditResult, params: Option<Value>) {
+    let event = AuditEvent {
+        timestamp: caller.started_at,
+        tenant_id: tenant.clone(),
+        user_id: None,
+        action: action.to_string(),
+        tool_id: None,
+        params,
+        result,
+        duration: caller.started.elapsed().as_millis() as u64,
+        ip: Some(caller.ip.to_string()),
+        user_agent: caller.user_agent.clone(),
+        request_id: caller.request_id.clone(),
+    };
+    gateway.record_audit(event).await;
+}
+
+/// `GET /api/v1/tenant`: the caller's own tenant and this month's usage.
+pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, ApiError> {
+    let admitted = admit(&gateway, &parts, "tenant.get", None).await?;
+    let view = TenantView::from_snapshot(&admitted.tenant, &gateway.config.pricing);
+    audit(&gateway, &admitted.caller, &admitted.tenant.record.id, "tenant.get", AuditResult::Success, None).await;
+    Ok((admitted.headers, Json(view)).into_response())
+}

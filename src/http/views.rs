@@ -1,0 +1,62 @@
+//! The API's JSON shapes of tenants, built from the domain types.
+
+use connectors_actors::admission::TenantSnapshot;
+use connectors_actors::policy::Policy;
+use connectors_actors::tenant::{Features, Limits, Security, TenantRecord};
+use serde::Serialize;
+
+use crate::billing::{UsageReport, usage_report};
+use crate::config::Pricing;
+
+/// The tenant object of API.md. Keys are never part of it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub plan: String,
+    pub status: &'static str,
+    pub limits: Limits,
+    pub features: Features,
+    pub security: Security,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl TenantView {
+    pub fn from_record(policy: &Policy, record: &TenantRecord) -> Self {
+        Self::build(record, policy.limits(record), policy.features(record))
+    }
+
+    pub fn from_snapshot(snapshot: &TenantSnapshot, pricing: &Pricing) -> Self {
+        let mut view = Self::build(&snapshot.record, snapshot.limits, snapshot.features);
+        view.usage = Some(usage_report(pricing, &snapshot.record.id, snapshot.month, &snapshot.usage));
+        view
+    }
+
+    fn build(record: &TenantRecord, limits: Limits, features: Features) -> Self {
+        Self {
+            id: record.id.to_string(),
+            name: record.name.clone(),
+            email: record.email.clone(),
+            plan: record.plan.clone(),
+            status: record.status.as_str(),
+            limits,
+            features,
+            security: record.security.clone(),
+            created_at: rfc3339(record.created_at),
+            updated_at: rfc3339(record.updated_at),
+            usage: None,
+            api_key: None,
+        }
+    }
+}

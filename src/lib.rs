@@ -1,0 +1,11 @@
+//! Connectors Gateway: the HTTP edge, configuration, adapters of the ports, and the running
+//! gateway that ties them to the tenant actors of `connectors-actors`.
+
+pub mod app;
+pub mod backends;
+pub mod billing;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod metrics;

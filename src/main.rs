@@ -1,0 +1,86 @@
+//! `connectors`: the Connectors Gateway binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use connectors::app::{Gateway, StartOptions};
+use connectors::cli::{Cli, Command, ServeArgs};
+use connectors::config::{Config, Env, ProcessEnv};
+use connectors::http;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let env = ProcessEnv;
+    let config_path = args.config_path();
+    let config = Config::load(config_path.as_deref(), &env).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let options = StartOptions {
+        data_dir: &args.data_dir,
+        admin_key: env.var("ADMIN_API_KEY"),
+        fault_injection: env.var("CONNECTORS_FAULT_INJECTION").is_some_and(|v| v == "1" || v == "true"),
+    };
+    let gateway = Gateway::start(config, options).await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        listen = %args.listen,
+        data_dir = %args.data_dir.display(),
+        config = %config_path.as_ref().map_or("(built-in defaults)".into(), |p| p.display().to_string()),
+        "Connectors Gateway serving"
+    );
+    let app = http::router(gateway.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    tracing::info!("shutting down: stopping tenant actors and flushing state");
+    gateway.shutdown().await;
+    served.map_err(|e| format!("server error: {e}"))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
