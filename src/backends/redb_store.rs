@@ -31,14 +31,12 @@ use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate};
 use connectors_actors::api_key::KeyHash;
 use connectors_actors::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery};
-use connectors_actors::store::{
-    Batch, Checkpoint, KeyOwner, Store, StoreError, TenantFilter, TenantPage, UsageDelta,
-};
+use connectors_actors::store::{Batch, Checkpoint, KeyOwner, Store, StoreError, TenantFilter, TenantPage, UsageDelta};
 use connectors_actors::tenant::{TenantId, TenantRecord};
 use connectors_actors::usage::{Month, UsageCounters};
 use redb::{
-    Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable, Table,
-    TableDefinition, WriteTransaction,
+    Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -300,7 +298,8 @@ impl Store for RedbStore {
                 let Some(row) = rows.next() else { break };
                 let (key, value) = row.backend()?;
                 let (_, timestamp_micros, seq) = key.value();
-                let event: AuditEvent = from_json(format_args!("audit event {timestamp_micros}.{seq} of `{id}`"), value.value())?;
+                let event: AuditEvent =
+                    from_json(format_args!("audit event {timestamp_micros}.{seq} of `{id}`"), value.value())?;
                 if query.matches(&event) {
                     events.push(event);
                     last = Some(AuditCursor { timestamp_micros, seq });
@@ -372,7 +371,12 @@ fn add_usage(txn: &WriteTransaction, usage: &[UsageDelta]) -> Result<(), StoreEr
     let mut months = txn.open_table(USAGE_MONTHS).backend()?;
     for UsageDelta { tenant, day, counters } in usage {
         let month = Month::containing(*day);
-        add_counters(&mut days, (tenant.as_str(), day.num_days_from_ce()), counters, format_args!("`{tenant}` on {day}"))?;
+        add_counters(
+            &mut days,
+            (tenant.as_str(), day.num_days_from_ce()),
+            counters,
+            format_args!("`{tenant}` on {day}"),
+        )?;
         add_counters(&mut months, (tenant.as_str(), month.key()), counters, format_args!("`{tenant}` in {month}"))?;
     }
     Ok(())
@@ -515,9 +519,11 @@ mod tests {
         };
         let batch = Batch {
             audit: vec![event],
-            usage: vec![
-                UsageDelta { tenant: id.clone(), day, counters: UsageCounters { requests: 1, ..Default::default() } },
-            ],
+            usage: vec![UsageDelta {
+                tenant: id.clone(),
+                day,
+                counters: UsageCounters { requests: 1, ..Default::default() },
+            }],
             checkpoints: vec![],
         };
         assert!(matches!(store.commit(&batch).await, Err(StoreError::Corrupt(_))));

@@ -117,11 +117,21 @@ fn event(tenant: &str, timestamp: DateTime<Utc>, action: &str, request_id: Strin
 }
 
 fn requests(tenant: &str, on: NaiveDate, requests: u64) -> UsageDelta {
-    UsageDelta { tenant: id(tenant), day: on, counters: UsageCounters { requests, api_calls: requests, ..Default::default() } }
+    UsageDelta {
+        tenant: id(tenant),
+        day: on,
+        counters: UsageCounters { requests, api_calls: requests, ..Default::default() },
+    }
 }
 
 fn checkpoint(count: u64) -> Checkpoint {
-    Checkpoint { windows: [WindowCount { start: 60, count }, WindowCount { start: 3600, count }, WindowCount { start: 0, count }] }
+    Checkpoint {
+        windows: [
+            WindowCount { start: 60, count },
+            WindowCount { start: 3600, count },
+            WindowCount { start: 0, count },
+        ],
+    }
 }
 
 fn query(limit: usize) -> AuditQuery {
@@ -202,7 +212,11 @@ pub async fn duplicate_create_conflicts_and_changes_nothing(fixture: &dyn Fixtur
 
     assert_eq!(store.tenant(&id("acme")).await.unwrap(), Some(original));
     assert_eq!(store.key_owner(&KeyHash::of("ck_a")).await.unwrap(), owner("acme", None));
-    assert_eq!(store.key_owner(&KeyHash::of("ck_other")).await.unwrap(), None, "the refused record's keys are not indexed");
+    assert_eq!(
+        store.key_owner(&KeyHash::of("ck_other")).await.unwrap(),
+        None,
+        "the refused record's keys are not indexed"
+    );
 }
 
 pub async fn update_reindexes_keys(fixture: &dyn Fixture) {
@@ -217,7 +231,11 @@ pub async fn update_reindexes_keys(fixture: &dyn Fixture) {
     store.update_tenant(&acme).await.unwrap();
 
     assert_eq!(store.tenant(&id("acme")).await.unwrap(), Some(acme));
-    assert_eq!(store.key_owner(&KeyHash::of("ck_old")).await.unwrap(), None, "a key dropped from the record stops resolving");
+    assert_eq!(
+        store.key_owner(&KeyHash::of("ck_old")).await.unwrap(),
+        None,
+        "a key dropped from the record stops resolving"
+    );
     assert_eq!(store.key_owner(&KeyHash::of("ck_kept")).await.unwrap(), owner("acme", Some(grace_end)));
     assert_eq!(store.key_owner(&KeyHash::of("ck_new")).await.unwrap(), owner("acme", None));
 }
@@ -292,7 +310,10 @@ pub async fn tenant_pages_see_every_match_once_with_totals(fixture: &dyn Fixture
 
     let filtered = [
         (TenantFilter { plan: Some("pro".into()), status: None }, ids(&|plan, _| plan == "pro")),
-        (TenantFilter { plan: None, status: Some(TenantStatus::Suspended) }, ids(&|_, status| status == TenantStatus::Suspended)),
+        (
+            TenantFilter { plan: None, status: Some(TenantStatus::Suspended) },
+            ids(&|_, status| status == TenantStatus::Suspended),
+        ),
         (
             TenantFilter { plan: Some("free".into()), status: Some(TenantStatus::Active) },
             ids(&|plan, status| plan == "free" && status == TenantStatus::Active),
@@ -336,7 +357,12 @@ pub async fn commits_sum_usage_by_day_and_by_month(fixture: &dyn Fixture) {
     };
     assert_eq!(
         store.usage_by_day(&acme, jan30, feb3).await.unwrap(),
-        vec![(jan30, counters(1, 0, 0)), (jan31, counters(10, 20, 3)), (feb1, counters(4, 0, 0)), (feb3, counters(6, 0, 0))],
+        vec![
+            (jan30, counters(1, 0, 0)),
+            (jan31, counters(10, 20, 3)),
+            (feb1, counters(4, 0, 0)),
+            (feb3, counters(6, 0, 0))
+        ],
         "every day with data, in date order, summed across commits",
     );
     assert_eq!(

@@ -1,0 +1,586 @@
+//! Shared harness of the end-to-end suite: starts the real `connectors` binary as a child
+//! process on a free loopback port, with its own data dir and config in a temp dir, and drives it
+//! over HTTP.
+//!
+//! Every helper polls with a short interval and a deadline instead of sleeping for a fixed time.
+#![allow(dead_code)]
+
+use std::fs::OpenOptions;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Timelike, Utc};
+use reqwest::header::HeaderMap;
+use reqwest::{Client, Method, RequestBuilder};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The admin key every test gateway runs with. Long and odd so that finding it in a log or a
+/// data file cannot be a coincidence.
+pub(crate) const ADMIN_KEY: &str = "adm-e2e-7c41d9f0b2a85e36-key";
+
+/// A config for most tests: fast flushes and ticks, nothing else changed.
+pub(crate) const FAST: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\n";
+
+const BIN: &str = env!("CARGO_BIN_EXE_connectors");
+
+/// Environment variables of the binary that change its configuration; removed from the
+/// inherited environment so that the test decides.
+const CONFIG_ENV: &[&str] = &[
+    "ADMIN_API_KEY",
+    "CONNECTORS_FAULT_INJECTION",
+    "MULTI_TENANT_ENABLED",
+    "TENANT_ID_HEADER",
+    "API_KEY_HEADER",
+    "RATE_LIMIT_ENABLED",
+    "RATE_LIMIT_STORE",
+];
+
+/// A response, read whole.
+#[derive(Debug)]
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) text: String,
+}
+
+impl Resp {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("response ({}) is not JSON: {e}; body: {:?}", self.status, self.text))
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().expect("header is ASCII").to_string())
+    }
+
+    pub(crate) fn header_u64(&self, name: &str) -> u64 {
+        let text = self.header(name).unwrap_or_else(|| panic!("no `{name}` header in {self:?}"));
+        text.trim().parse().unwrap_or_else(|_| panic!("`{name}: {text}` is not a number"))
+    }
+
+    pub(crate) fn request_id(&self) -> String {
+        self.header("x-request-id").unwrap_or_else(|| panic!("no X-Request-Id header in {self:?}"))
+    }
+
+    /// Asserts the status.
+    pub(crate) fn expect(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        self
+    }
+
+    /// Asserts an error response: the status, JSON content, the documented body shape with
+    /// `code`, and `requestId` equal to the `X-Request-Id` header. Returns the body.
+    pub(crate) fn expect_error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        self.expect_error_shape();
+        let body = self.json();
+        assert_eq!(body["code"], code, "unexpected error code; body: {}", self.text);
+        body
+    }
+
+    /// Asserts the error body shape only (any status).
+    pub(crate) fn expect_error_shape(&self) -> Value {
+        let content_type = self.header("content-type").unwrap_or_default();
+        assert!(content_type.starts_with("application/json"), "error with content-type {content_type:?}: {self:?}");
+        let body = self.json();
+        assert!(body["error"].as_str().is_some_and(|s| !s.is_empty()), "error body without `error` message: {}", self.text);
+        assert!(body["code"].as_str().is_some_and(|s| !s.is_empty()), "error body without `code`: {}", self.text);
+        assert_eq!(body["requestId"].as_str(), Some(self.request_id().as_str()), "requestId of the body must equal X-Request-Id: {self:?}");
+        body
+    }
+}
+
+/// Sends a request and reads the whole response; panics on transport errors.
+pub(crate) async fn send(request: RequestBuilder) -> Resp {
+    let response = request.send().await.unwrap_or_else(|e| panic!("request failed: {e:?}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("response body");
+    Resp { status, headers, text }
+}
+
+/// A port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls `check` every 50 ms until it returns `Ok`, or panics after `timeout` with the last
+/// error it gave.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) => {
+                if Instant::now() >= deadline {
+                    panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Rate windows are fixed UTC minutes: a test that needs `seconds` inside one minute waits for
+/// the next one when the current has less than that left.
+pub(crate) async fn ensure_minute_room(seconds: u32) {
+    let now = Utc::now();
+    let elapsed_ms = now.second() * 1000 + now.timestamp_subsec_millis().min(999);
+    let left_ms = 60_000 - elapsed_ms;
+    if left_ms < seconds * 1000 {
+        tokio::time::sleep(Duration::from_millis(u64::from(left_ms) + 150)).await;
+    }
+}
+
+/// The UTC minute a time is in, to check that a test stayed inside one window.
+pub(crate) fn minute_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(60)
+}
+
+/// Reads the value of a Prometheus series: the sum over the lines of `name` whose labels
+/// include all of `labels`. `None` when no line matches.
+pub(crate) fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut total: Option<f64> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else { continue };
+        let (label_text, value_text) = if let Some(inner) = rest.strip_prefix('{') {
+            let Some(end) = inner.find('}') else { continue };
+            (&inner[..end], inner[end + 1..].trim())
+        } else if rest.starts_with(' ') || rest.starts_with('\t') {
+            ("", rest.trim())
+        } else {
+            continue; // another metric whose name starts with `name`
+        };
+        let present: Vec<(String, String)> = label_text
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                Some((k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            })
+            .collect();
+        if !labels.iter().all(|(k, v)| present.iter().any(|(pk, pv)| pk == k && pv == v)) {
+            continue;
+        }
+        let value: f64 = value_text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable metric line {line:?}"));
+        *total.get_or_insert(0.0) += value;
+    }
+    total
+}
+
+/// The process exit of a start that is expected to fail.
+pub(crate) struct FailedStart {
+    pub(crate) status: ExitStatus,
+    pub(crate) stderr: String,
+    pub(crate) stdout: String,
+}
+
+/// Runs `connectors` with `args` (the config, when given, written to a temp file and passed as
+/// `--config`), expecting it to exit within `timeout`; panics if it is still running then.
+pub(crate) async fn run_expecting_exit(config_yaml: Option<&str>, listen: &str, timeout: Duration) -> FailedStart {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut command = Command::new(BIN);
+    command.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(&data);
+    if let Some(yaml) = config_yaml {
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        command.arg("--config").arg(path);
+    }
+    for name in CONFIG_ENV {
+        command.env_remove(name);
+    }
+    let stdout_path = dir.path().join("stdout.log");
+    let stderr_path = dir.path().join("stderr.log");
+    command
+        .env("ADMIN_API_KEY", ADMIN_KEY)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    let mut child = command.spawn().expect("spawn connectors");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "connectors did not exit within {timeout:?} (expected a start-up failure); stderr: {}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    FailedStart {
+        status,
+        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+        stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+    }
+}
+
+/// One gateway process with its temp dir (data dir, config, captured output).
+pub(crate) struct Gateway {
+    dir: TempDir,
+    config_path: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    port: u16,
+    client: Client,
+}
+
+impl Gateway {
+    /// Writes `config_yaml`, starts the binary with `ADMIN_API_KEY` and `extra_env`, and waits
+    /// until `/healthz` answers 200.
+    pub(crate) async fn start(config_yaml: &str, extra_env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config_yaml).unwrap();
+        let client = Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("http client");
+        let mut gateway = Gateway {
+            dir,
+            config_path,
+            env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            port: 0,
+            client,
+        };
+        gateway.spawn().await;
+        gateway
+    }
+
+    async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.port = free_port();
+        let log = |name: &str| {
+            OpenOptions::new().create(true).append(true).open(self.dir.path().join(name)).expect("log file")
+        };
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--config")
+            .arg(&self.config_path);
+        for name in CONFIG_ENV {
+            command.env_remove(name);
+        }
+        command.env("ADMIN_API_KEY", ADMIN_KEY);
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        command.stdin(Stdio::null()).stdout(log("stdout.log")).stderr(log("stderr.log"));
+        self.child = Some(command.spawn().expect("spawn connectors"));
+        self.wait_healthy().await;
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = self.url("/healthz");
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                self.child = None;
+                panic!("connectors exited during start-up with {status}; stderr:\n{}", self.stderr_text());
+            }
+            if let Ok(response) = self.client.get(&url).timeout(Duration::from_secs(2)).send().await {
+                if response.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!("connectors did not answer GET /healthz with 200 within 30 s; stderr:\n{}", self.stderr_text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub(crate) fn stdout_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    pub(crate) fn stderr_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Files under the data dir whose bytes contain `needle`.
+    pub(crate) fn data_files_containing(&self, needle: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, needle: &[u8], found: &mut Vec<PathBuf>, files: &mut usize) {
+            for entry in std::fs::read_dir(dir).expect("read data dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, needle, found, files);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    *files += 1;
+                    if bytes.windows(needle.len()).any(|w| w == needle) {
+                        found.push(path);
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        let mut files = 0;
+        walk(&self.data_dir(), needle.as_bytes(), &mut found, &mut files);
+        assert!(files > 0, "the data dir {} holds no file at all", self.data_dir().display());
+        found
+    }
+
+    // ----- requests -------------------------------------------------------------------------
+
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Resp {
+        send(self.request(Method::GET, path)).await
+    }
+
+    /// A request to `/api/v1/admin{path}` with the admin key.
+    pub(crate) fn admin_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, &format!("/api/v1/admin{path}")).bearer_auth(ADMIN_KEY)
+    }
+
+    /// An admin call with an optional JSON body.
+    pub(crate) async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let mut request = self.admin_request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        send(request).await
+    }
+
+    /// An admin call with a raw body sent as `application/json`.
+    pub(crate) async fn admin_raw(&self, method: Method, path: &str, body: impl Into<reqwest::Body>) -> Resp {
+        send(self.admin_request(method, path).header("content-type", "application/json").body(body)).await
+    }
+
+    /// Creates a tenant (asserting 201) and returns the body and the API key.
+    pub(crate) async fn create_tenant(&self, body: Value) -> (Value, String) {
+        let response = self.admin(Method::POST, "/tenants", Some(body)).await;
+        assert_eq!(response.status, 201, "create tenant: {}", response.text);
+        let json = response.json();
+        let key = json["apiKey"].as_str().unwrap_or_else(|| panic!("no apiKey in {json}")).to_string();
+        (json, key)
+    }
+
+    /// Creates tenant `id` with explicit rate limits (minute/hour/day).
+    pub(crate) async fn create_limited(&self, id: &str, per_minute: u64) -> String {
+        let (_, key) = self
+            .create_tenant(json!({
+                "id": id,
+                "name": format!("Tenant {id}"),
+                "plan": "pro",
+                "limits": {"requestsPerMinute": per_minute, "requestsPerHour": 50000, "requestsPerDay": 1000000}
+            }))
+            .await;
+        key
+    }
+
+    pub(crate) async fn patch_tenant(&self, id: &str, body: Value) -> Resp {
+        self.admin(Method::PATCH, &format!("/tenants/{id}"), Some(body)).await
+    }
+
+    /// `GET /api/v1/tenant` with an optional tenant header and key.
+    pub(crate) fn tenant_request(&self, tenant: Option<&str>, key: Option<&str>) -> RequestBuilder {
+        let mut request = self.request(Method::GET, "/api/v1/tenant");
+        if let Some(tenant) = tenant {
+            request = request.header("X-Tenant-ID", tenant);
+        }
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request
+    }
+
+    pub(crate) async fn tenant_get(&self, tenant: Option<&str>, key: Option<&str>) -> Resp {
+        send(self.tenant_request(tenant, key)).await
+    }
+
+    pub(crate) async fn metrics_text(&self) -> String {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status, 200, "GET /metrics: {}", response.text);
+        response.text
+    }
+
+    /// Every audit event of `tenant` matching `query`, following `nextCursor`.
+    pub(crate) async fn audit_events(&self, tenant: &str, query: &[(&str, &str)]) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut params: Vec<(&str, &str)> = query.to_vec();
+            if let Some(c) = &cursor {
+                params.push(("cursor", c));
+            }
+            let response = send(self.admin_request(Method::GET, &format!("/tenants/{tenant}/audit")).query(&params)).await;
+            assert_eq!(response.status, 200, "GET audit of {tenant}: {}", response.text);
+            let page = response.json();
+            let batch = page["events"].as_array().unwrap_or_else(|| panic!("no events array: {page}"));
+            events.extend(batch.iter().cloned());
+            match page.get("nextCursor") {
+                None | Some(Value::Null) => return events,
+                Some(Value::String(next)) => {
+                    assert!(!batch.is_empty(), "an empty page with a nextCursor: {page}");
+                    cursor = Some(next.clone());
+                }
+                Some(other) => panic!("nextCursor is neither a string nor null: {other}"),
+            }
+        }
+        panic!("audit pagination did not end after 1000 pages");
+    }
+
+    /// Polls the audit log of `tenant` (up to 3 s: events are written in batches) until
+    /// `done` holds for its events; returns them.
+    pub(crate) async fn wait_audit(&self, tenant: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        eventually(what, Duration::from_secs(3), || async {
+            let events = self.audit_events(tenant, &[]).await;
+            if done(&events) { Ok(events) } else { Err(serde_json::to_string_pretty(&events).unwrap()) }
+        })
+        .await
+    }
+
+    /// Polls until the usage report of `tenant` shows `api_calls`.
+    pub(crate) async fn wait_usage_api_calls(&self, tenant: &str, api_calls: u64) -> Value {
+        eventually(&format!("usage of {tenant} to show {api_calls} apiCalls"), Duration::from_secs(3), || async {
+            let response = self.admin(Method::GET, &format!("/tenants/{tenant}/usage"), None).await;
+            if response.status != 200 {
+                return Err(format!("{} {}", response.status, response.text));
+            }
+            let usage = response.json();
+            if usage["apiCalls"].as_u64() == Some(api_calls) { Ok(usage) } else { Err(usage.to_string()) }
+        })
+        .await
+    }
+
+    // ----- process control ------------------------------------------------------------------
+
+    /// SIGTERM, then waits (up to 15 s) for the exit; returns its status.
+    pub(crate) async fn stop_graceful(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("gateway is running");
+        let signal = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("run kill");
+        assert!(signal.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("connectors did not exit within 15 s of SIGTERM; stderr:\n{}", self.stderr_text());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Graceful stop (asserting exit code 0), then a start with the same data dir and config.
+    pub(crate) async fn restart(&mut self) {
+        let status = self.stop_graceful().await;
+        assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}; stderr:\n{}", self.stderr_text());
+        self.spawn().await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// ----- shape checks -----------------------------------------------------------------------
+
+pub(crate) fn assert_rfc3339(value: &Value, what: &str) -> DateTime<Utc> {
+    let text = value.as_str().unwrap_or_else(|| panic!("{what} is not a string: {value}"));
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{what} `{text}` is not RFC 3339: {e}"))
+        .with_timezone(&Utc)
+}
+
+/// The documented tenant object: every field there with the right type.
+pub(crate) fn assert_tenant_shape(tenant: &Value) {
+    let t = tenant.as_object().unwrap_or_else(|| panic!("tenant is not an object: {tenant}"));
+    for key in ["id", "name", "plan", "status"] {
+        assert!(t.get(key).is_some_and(Value::is_string), "tenant.{key} missing or not a string: {tenant}");
+    }
+    assert!(t.get("email").is_some_and(|e| e.is_string() || e.is_null()), "tenant.email missing: {tenant}");
+    assert!(matches!(t["status"].as_str(), Some("active" | "suspended")), "tenant.status: {tenant}");
+    for key in ["requestsPerMinute", "requestsPerHour", "requestsPerDay", "maxCustomServers", "maxToolInvocations", "maxStorageMB"] {
+        assert!(tenant["limits"][key].is_u64(), "tenant.limits.{key} missing or not a count: {tenant}");
+    }
+    for key in ["customServers", "oauth", "advancedAnalytics"] {
+        assert!(tenant["features"][key].is_boolean(), "tenant.features.{key} missing or not a bool: {tenant}");
+    }
+    assert!(tenant["security"]["allowedIPs"].is_array(), "tenant.security.allowedIPs: {tenant}");
+    let created = assert_rfc3339(&tenant["createdAt"], "createdAt");
+    let updated = assert_rfc3339(&tenant["updatedAt"], "updatedAt");
+    assert!(updated >= created, "updatedAt before createdAt: {tenant}");
+}
+
+/// The documented usage report.
+pub(crate) fn assert_usage_shape(usage: &Value, tenant: &str) {
+    assert_eq!(usage["tenantId"], tenant, "usage.tenantId: {usage}");
+    let month = usage["month"].as_str().unwrap_or_else(|| panic!("usage.month: {usage}"));
+    assert!(month.len() == 7 && month.as_bytes()[4] == b'-', "usage.month `{month}` is not YYYY-MM");
+    for key in ["apiCalls", "toolInvocations", "customServers"] {
+        assert!(usage[key].is_u64(), "usage.{key} missing or not a count: {usage}");
+    }
+    for key in ["apiCallsCost", "toolInvocationsCost", "customServersCost", "totalCost"] {
+        assert!(usage[key].is_number(), "usage.{key} missing or not a number: {usage}");
+    }
+    assert!(usage["currency"].is_string(), "usage.currency: {usage}");
+}
+
+pub(crate) fn approx(value: &Value, expected: f64) -> bool {
+    value.as_f64().is_some_and(|v| (v - expected).abs() < 1e-9)
+}
+
+/// The current month, `YYYY-MM`, UTC.
+pub(crate) fn this_month() -> String {
+    Utc::now().format("%Y-%m").to_string()
+}
+
+pub(crate) fn today() -> String {
+    Utc::now().format("%Y-%m-%d").to_string()
+}
