@@ -74,9 +74,10 @@ impl Gateway {
             policy: policy.clone(),
             passivate_after: chrono::Duration::from_std(config.passivate_after).unwrap_or(chrono::Duration::MAX),
         });
-        let directory = TenantSupervisor::start(SupervisorArgs { env, tick: config.tick, call_timeout: config.call_timeout })
-            .await
-            .map_err(|e| StartError::Supervisor(e.to_string()))?;
+        let directory =
+            TenantSupervisor::start(SupervisorArgs { env, tick: config.tick, call_timeout: config.call_timeout })
+                .await
+                .map_err(|e| StartError::Supervisor(e.to_string()))?;
         let gateway = Arc::new(Self {
             config,
             policy,
@@ -136,7 +137,14 @@ impl Gateway {
     }
 
     /// Records an admin change in the tenant's audit log.
-    pub async fn audit_admin(&self, tenant: &TenantId, action: &str, params: Option<Value>, request_id: &str, at: DateTime<Utc>) {
+    pub async fn audit_admin(
+        &self,
+        tenant: &TenantId,
+        action: &str,
+        params: Option<Value>,
+        request_id: &str,
+        at: DateTime<Utc>,
+    ) {
         let event = AuditEvent {
             timestamp: at,
             tenant_id: tenant.clone(),
@@ -178,7 +186,8 @@ async fn admin_key(store: &dyn Store, configured: Option<String>) -> Result<KeyH
         return Ok(KeyHash::of(&key));
     }
     if let Some(bytes) = store.meta(ADMIN_KEY_META).await? {
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| StoreError::Corrupt("admin key hash is not 32 bytes".into()))?;
+        let bytes: [u8; 32] =
+            bytes.try_into().map_err(|_| StoreError::Corrupt("admin key hash is not 32 bytes".into()))?;
         return Ok(KeyHash::from_bytes(bytes));
     }
     let key = keys::generate("ck_admin_");

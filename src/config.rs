@@ -137,7 +137,12 @@ struct PricingSection {
 
 impl Default for PricingSection {
     fn default() -> Self {
-        Self { currency: "USD".into(), per_thousand_api_calls: 0.5, per_tool_invocation: 0.002, per_custom_server_month: 10.0 }
+        Self {
+            currency: "USD".into(),
+            per_thousand_api_calls: 0.5,
+            per_tool_invocation: 0.002,
+            per_custom_server_month: 10.0,
+        }
     }
 }
 
@@ -214,7 +219,8 @@ impl Config {
         let file = match path {
             Some(path) => {
                 let display = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: display.clone(), source })?;
                 parse_file(&display, &text)?
             }
             None => FileConfig::default(),
@@ -232,7 +238,8 @@ impl Config {
         let mt = file.multi_tenant;
         let gw = file.gateway;
         let header = |key: &str, value: &str| {
-            axum::http::HeaderName::try_from(value).map_err(|_| invalid(key, format!("`{value}` is not a valid HTTP header name")))
+            axum::http::HeaderName::try_from(value)
+                .map_err(|_| invalid(key, format!("`{value}` is not a valid HTTP header name")))
         };
         let tenant_id_header = header("multiTenant.tenantIdHeader", &mt.tenant_id_header)?;
         let api_key_header = header("multiTenant.apiKeyHeader", &mt.api_key_header)?;
@@ -241,15 +248,24 @@ impl Config {
             None => None,
         };
         if !mt.require_api_key && fallback.is_none() {
-            return Err(invalid("multiTenant.requireApiKey", "`false` needs `multiTenant.fallbackTenantId`: the tenant to serve requests without a key as"));
+            return Err(invalid(
+                "multiTenant.requireApiKey",
+                "`false` needs `multiTenant.fallbackTenantId`: the tenant to serve requests without a key as",
+            ));
         }
         if !mt.enabled && fallback.is_none() {
-            return Err(invalid("multiTenant.enabled", "`false` (single-tenant mode) needs `multiTenant.fallbackTenantId`"));
+            return Err(invalid(
+                "multiTenant.enabled",
+                "`false` (single-tenant mode) needs `multiTenant.fallbackTenantId`",
+            ));
         }
         if mt.rate_limits.store != "actor" {
             return Err(invalid(
                 "multiTenant.rateLimits.store",
-                format!("`{}` is not available in this build; use `actor` (limits owned by the tenant actor)", mt.rate_limits.store),
+                format!(
+                    "`{}` is not available in this build; use `actor` (limits owned by the tenant actor)",
+                    mt.rate_limits.store
+                ),
             ));
         }
         let default_limits = Limits {
@@ -261,29 +277,47 @@ impl Config {
             max_storage_mb: mt.quotas.max_storage_mb,
         };
         let plans: BTreeMap<String, Plan> = match mt.plans {
-            Some(plans) => plans.into_iter().map(|(name, p)| (name, Plan { limits: p.limits, features: p.features })).collect(),
+            Some(plans) => {
+                plans.into_iter().map(|(name, p)| (name, Plan { limits: p.limits, features: p.features })).collect()
+            }
             None => builtin_plans(),
         };
         for name in plans.keys() {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(invalid(&format!("multiTenant.plans.{name}"), "plan names are letters, digits, `-` and `_`"));
+                return Err(invalid(
+                    &format!("multiTenant.plans.{name}"),
+                    "plan names are letters, digits, `-` and `_`",
+                ));
             }
         }
         if !plans.contains_key(&mt.default_plan) {
-            return Err(invalid("multiTenant.defaultPlan", format!("no plan named `{}` in multiTenant.plans", mt.default_plan)));
+            return Err(invalid(
+                "multiTenant.defaultPlan",
+                format!("no plan named `{}` in multiTenant.plans", mt.default_plan),
+            ));
         }
         let pricing = Pricing {
             currency: non_empty("multiTenant.pricing.currency", mt.pricing.currency)?,
-            per_thousand_api_calls_micros: micros("multiTenant.pricing.perThousandApiCalls", mt.pricing.per_thousand_api_calls)?,
-            per_tool_invocation_micros: micros("multiTenant.pricing.perToolInvocation", mt.pricing.per_tool_invocation)?,
-            per_custom_server_month_micros: micros("multiTenant.pricing.perCustomServerMonth", mt.pricing.per_custom_server_month)?,
+            per_thousand_api_calls_micros: micros(
+                "multiTenant.pricing.perThousandApiCalls",
+                mt.pricing.per_thousand_api_calls,
+            )?,
+            per_tool_invocation_micros: micros(
+                "multiTenant.pricing.perToolInvocation",
+                mt.pricing.per_tool_invocation,
+            )?,
+            per_custom_server_month_micros: micros(
+                "multiTenant.pricing.perCustomServerMonth",
+                mt.pricing.per_custom_server_month,
+            )?,
         };
         let trusted_proxies =
             IpAllowList::parse(&gw.trusted_proxies).map_err(|e| invalid("gateway.trustedProxies", e.to_string()))?;
         if gw.max_body_bytes == 0 {
             return Err(invalid("gateway.maxBodyBytes", "must be at least 1"));
         }
-        let positive = |key: &str, value: u64| if value == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(value) };
+        let positive =
+            |key: &str, value: u64| if value == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(value) };
         Ok(Self {
             identity: IdentityRules { multi_tenant: mt.enabled, require_api_key: mt.require_api_key, fallback },
             tenant_id_header,
@@ -299,7 +333,10 @@ impl Config {
             isolation: mt.isolation,
             trusted_proxies,
             max_body_bytes: gw.max_body_bytes,
-            passivate_after: Duration::from_secs(positive("gateway.passivateAfterSeconds", gw.passivate_after_seconds)?),
+            passivate_after: Duration::from_secs(positive(
+                "gateway.passivateAfterSeconds",
+                gw.passivate_after_seconds,
+            )?),
             tick: Duration::from_millis(positive("gateway.tickMillis", gw.tick_millis)?),
             flush_interval: Duration::from_millis(positive("gateway.flushIntervalMillis", gw.flush_interval_millis)?),
             call_timeout: Duration::from_millis(positive("gateway.callTimeoutMillis", gw.call_timeout_millis)?),

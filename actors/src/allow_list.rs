@@ -23,10 +23,7 @@ pub struct IpAllowList {
 
 impl IpAllowList {
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, BadAllowListEntry> {
-        let nets = entries
-            .iter()
-            .map(|entry| parse_entry(entry.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let nets = entries.iter().map(|entry| parse_entry(entry.as_ref())).collect::<Result<Vec<_>, _>>()?;
         Ok(Self { nets })
     }
 

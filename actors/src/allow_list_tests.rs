@@ -17,8 +17,7 @@ fn empty_list_allows_everyone() {
 
 #[test]
 fn v4_and_v6_cidrs_and_single_addresses() {
-    let list =
-        IpAllowList::parse(&["10.0.0.0/8", "198.51.100.7", "2001:db8::/32", "::1"]).unwrap();
+    let list = IpAllowList::parse(&["10.0.0.0/8", "198.51.100.7", "2001:db8::/32", "::1"]).unwrap();
     assert!(list.allows(ip("10.200.3.4")));
     assert!(!list.allows(ip("11.0.0.1")));
     assert!(list.allows(ip("198.51.100.7")));

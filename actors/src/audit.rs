@@ -83,13 +83,15 @@ pub struct AuditPage {
 /// `"[REDACTED]"`, at any depth, so parameters can be audited without leaking credentials.
 pub fn redact_secrets(value: Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    if looks_secret(&k) { (k, Value::String("[REDACTED]".into())) } else { (k, redact_secrets(v)) }
-                })
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| {
+                        if looks_secret(&k) { (k, Value::String("[REDACTED]".into())) } else { (k, redact_secrets(v)) }
+                    })
+                    .collect(),
+            )
+        }
         Value::Array(items) => Value::Array(items.into_iter().map(redact_secrets).collect()),
         other => other,
     }
@@ -110,7 +112,8 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_at_any_depth() {
-        let params = json!({"query": "x", "accessToken": "t0k", "nested": [{"client_secret": "s", "n": 1}], "apiKey": "k"});
+        let params =
+            json!({"query": "x", "accessToken": "t0k", "nested": [{"client_secret": "s", "n": 1}], "apiKey": "k"});
         let redacted = redact_secrets(params).to_string();
         assert!(!redacted.contains("t0k") && !redacted.contains("\"s\"") && !redacted.contains("\"k\""));
         assert!(redacted.contains("\"query\":\"x\"") && redacted.contains("\"n\":1"));

@@ -87,13 +87,7 @@ impl RateStatus {
         if self.admitted {
             return None;
         }
-        let wait = self
-            .windows
-            .iter()
-            .filter(|w| w.remaining == 0)
-            .map(|w| w.reset - self.now)
-            .max()
-            .unwrap_or(1);
+        let wait = self.windows.iter().filter(|w| w.remaining == 0).map(|w| w.reset - self.now).max().unwrap_or(1);
         Some(wait.max(1) as u64)
     }
 }
@@ -149,11 +143,7 @@ impl RateWindows {
         std::array::from_fn(|i| {
             let start = Window::ALL[i].start_of(now_secs);
             let counted = self.counts[i];
-            if start > counted.start {
-                WindowCount { start, count: 0 }
-            } else {
-                counted
-            }
+            if start > counted.start { WindowCount { start, count: 0 } } else { counted }
         })
     }
 }

@@ -77,13 +77,13 @@ impl TenantDirectory {
         if let Some(actor) = self.actors.get(id) {
             return Ok(actor.clone());
         }
-        let activated = self
-            .supervisor
-            .call(|reply| SupervisorMsg::Activate(id.clone(), reply), Some(self.call_timeout))
-            .await;
+        let activated =
+            self.supervisor.call(|reply| SupervisorMsg::Activate(id.clone(), reply), Some(self.call_timeout)).await;
         match activated {
             Ok(CallResult::Success(result)) => result,
-            _ => Err(DirectoryError::Unavailable { tenant: id.clone(), reason: "the supervisor did not answer".into() }),
+            _ => {
+                Err(DirectoryError::Unavailable { tenant: id.clone(), reason: "the supervisor did not answer".into() })
+            }
         }
     }
 
@@ -131,7 +131,9 @@ impl TenantSupervisor {
     pub async fn start(args: SupervisorArgs) -> Result<Arc<TenantDirectory>, ractor::SpawnErr> {
         let (directory_tx, directory_rx) = tokio::sync::oneshot::channel();
         Actor::spawn(None, TenantSupervisor, (args, directory_tx)).await?;
-        directory_rx.await.map_err(|_| ractor::SpawnErr::StartupFailed("the supervisor stopped before it started".into()))
+        directory_rx
+            .await
+            .map_err(|_| ractor::SpawnErr::StartupFailed("the supervisor stopped before it started".into()))
     }
 
     async fn activate(
@@ -147,7 +149,8 @@ impl TenantSupervisor {
         let env = &state.env;
         // What this tenant's previous actor wrote out may still sit in the recorder's queue.
         env.recorder.flush_tenant(id).await.map_err(store_failed)?;
-        let record = env.store.tenant(id).await.map_err(store_failed)?.ok_or_else(|| DirectoryError::NotFound(id.clone()))?;
+        let record =
+            env.store.tenant(id).await.map_err(store_failed)?.ok_or_else(|| DirectoryError::NotFound(id.clone()))?;
         let checkpoint = env.store.checkpoint(id).await.map_err(store_failed)?;
         let now = env.clock.now();
         let usage = env.store.usage_of_month(id, Month::of(now)).await.map_err(store_failed)?;
@@ -189,7 +192,11 @@ impl Actor for TenantSupervisor {
         Ok(SupervisorState { env: args.env, directory, tenants_by_actor: HashMap::new(), tick: args.tick })
     }
 
-    async fn post_start(&self, myself: ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         myself.send_interval(state.tick, || SupervisorMsg::Tick);
         Ok(())
     }

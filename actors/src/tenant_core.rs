@@ -66,8 +66,8 @@ impl TenantCore {
         month_usage: UsageCounters,
         now: DateTime<Utc>,
     ) -> Result<Self, PatchError> {
-        let allow_list = IpAllowList::parse(&record.security.allowed_ips)
-            .map_err(|e| PatchError::BadAllowList(e.to_string()))?;
+        let allow_list =
+            IpAllowList::parse(&record.security.allowed_ips).map_err(|e| PatchError::BadAllowList(e.to_string()))?;
         Ok(Self {
             limits: policy.limits(&record),
             features: policy.features(&record),

@@ -145,7 +145,8 @@ fn flush_hands_out_usage_per_day_and_a_checkpoint_once() {
     assert_eq!(checkpoint.windows[0].count, 1, "the minute rolled over");
     assert_eq!(c.flush(), Flush::default(), "nothing new, nothing to write");
     // A core restored from the checkpoint continues the count.
-    let mut restored = TenantCore::new(policy(true), record(), Some(checkpoint), UsageCounters::default(), now()).unwrap();
+    let mut restored =
+        TenantCore::new(policy(true), record(), Some(checkpoint), UsageCounters::default(), now()).unwrap();
     let status = restored.admit(now() + Duration::seconds(41), &request("ck_1")).rate.unwrap();
     let minute = status.windows.iter().find(|w| w.window == Window::Minute).unwrap();
     assert_eq!(minute.remaining, 1);

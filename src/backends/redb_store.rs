@@ -5,8 +5,9 @@
 //! not decide what is stored (the port and its contract suite do) nor where the file lives (the
 //! configuration does).
 //!
-//! Tables (values are JSON, kept as raw bytes so that bad data is reported as
-//! [`StoreError::Corrupt`] instead of panicking inside redb's UTF-8 decoding):
+//! Tables (values are JSON kept as raw bytes, so that an unreadable value is reported as
+//! [`StoreError::Corrupt`] rather than panicking in redb's UTF-8 decoding; string keys are only
+//! ever written from validated tenant ids):
 //!
 //! | table | key | value |
 //! |---|---|---|
@@ -204,7 +205,7 @@ impl Store for RedbStore {
                     more = true;
                 }
             }
-            let next = if more { tenants.last().map(|last: &TenantRecord| last.id.clone()) } else { None };
+            let next = tenants.last().filter(|_| more).map(|last| last.id.clone());
             Ok(TenantPage { tenants, total, next })
         })
         .await

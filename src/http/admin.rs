@@ -33,14 +33,13 @@ use crate::keys;
 
 /// Admin routes need `Authorization: Bearer <admin key>`.
 pub async fn require_admin(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer);
+    let presented =
+        request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
     match presented {
         Some(key) if KeyHash::of(key).matches(&gateway.admin_key) => next.run(request).await,
-        _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid admin API key").into_response(),
+        _ => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid admin API key").into_response()
+        }
     }
 }
 
@@ -85,7 +84,8 @@ fn valid_name(name: &str) -> Result<String, ApiError> {
 
 fn valid_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim();
-    let plausible = email.len() <= 254 && email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'));
+    let plausible =
+        email.len() <= 254 && email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'));
     if !plausible {
         return Err(ApiError::invalid(format!("`email` `{email}` is not an email address")));
     }
@@ -168,7 +168,10 @@ fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
     }
 }
 
-pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, TenantPath(id): TenantPath) -> Result<Json<TenantView>, ApiError> {
+pub async fn get_tenant(
+    State(gateway): State<Arc<Gateway>>,
+    TenantPath(id): TenantPath,
+) -> Result<Json<TenantView>, ApiError> {
     let snapshot = gateway.directory.call(&id, TenantMsg::Snapshot).await?;
     Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)))
 }
@@ -252,7 +255,8 @@ pub async fn update_tenant(
         allowed_ips: body.security.and_then(|s| s.allowed_ips).map(valid_allow_list).transpose()?,
     };
     let started = gateway.clock.now();
-    let snapshot = gateway.directory.call(&id, |reply| TenantMsg::Patch(patch.clone(), reply)).await?.map_err(tenant_error)?;
+    let snapshot =
+        gateway.directory.call(&id, |reply| TenantMsg::Patch(patch.clone(), reply)).await?.map_err(tenant_error)?;
     tracing::info!(tenant = %id, "tenant updated");
     gateway.audit_admin(&id, "admin.tenant.update", Some(raw), &request_id(&headers), started).await;
     Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)))
@@ -309,7 +313,8 @@ async fn settle_usage(gateway: &Gateway, id: &TenantId) -> Result<(), ApiError> 
 }
 
 fn parse_day(key: &str, text: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| ApiError::invalid(format!("`{key}` `{text}` is not a date (YYYY-MM-DD)")))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| ApiError::invalid(format!("`{key}` `{text}` is not a date (YYYY-MM-DD)")))
 }
 
 #[derive(Deserialize)]
@@ -367,7 +372,9 @@ pub async fn usage(
     QueryParams(query): QueryParams<UsageQuery>,
 ) -> Result<Json<crate::billing::UsageReport>, ApiError> {
     let month = match query.month.as_deref() {
-        Some(text) => Month::parse(text).ok_or_else(|| ApiError::invalid(format!("`month` `{text}` is not YYYY-MM")))?,
+        Some(text) => {
+            Month::parse(text).ok_or_else(|| ApiError::invalid(format!("`month` `{text}` is not YYYY-MM")))?
+        }
         None => Month::of(gateway.clock.now()),
     };
     settle_usage(&gateway, &id).await?;

@@ -58,7 +58,11 @@ impl ApiError {
     /// A backend (store, actor) that cannot answer now; the client may retry.
     pub fn unavailable(detail: impl std::fmt::Display) -> Self {
         tracing::warn!(%detail, "answering 503");
-        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is temporarily unavailable; retry shortly");
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service is temporarily unavailable; retry shortly",
+        );
         error.headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         error
     }
@@ -105,12 +109,7 @@ impl IntoResponse for ApiError {
 
 /// Fills in the error body of every error response.
 pub async fn render_errors(request: Request, next: Next) -> Response {
-    let request_id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let response = next.run(request).await;
     let status = response.status();
     let error = match response.extensions().get::<ApiError>() {

@@ -46,9 +46,10 @@ impl Caller {
         let peer = peer_addr(parts).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let forwarded = text(&axum::http::header::HeaderName::from_static("x-forwarded-for"));
         let tenant_header = match text(&gateway.config.tenant_id_header).filter(|v| !v.is_empty()) {
-            Some(value) if gateway.config.identity.multi_tenant => Some(TenantId::parse(value).map_err(|e| {
-                ApiError::invalid(format!("header {}: {e}", gateway.config.tenant_id_header))
-            })?),
+            Some(value) if gateway.config.identity.multi_tenant => Some(
+                TenantId::parse(value)
+                    .map_err(|e| ApiError::invalid(format!("header {}: {e}", gateway.config.tenant_id_header)))?,
+            ),
             _ => None,
         };
         let key_header = &gateway.config.api_key_header;
@@ -76,7 +77,12 @@ pub struct Admitted {
 
 /// Authenticates and admits a tenant-API request. A refusal is audited and counted here and
 /// returned as the error response to send.
-pub async fn admit(gateway: &Gateway, parts: &Parts, action: &str, charge: Option<Quota>) -> Result<Admitted, ApiError> {
+pub async fn admit(
+    gateway: &Gateway,
+    parts: &Parts,
+    action: &str,
+    charge: Option<Quota>,
+) -> Result<Admitted, ApiError> {
     let caller = Caller::from_parts(gateway, parts)?;
     let rules = &gateway.config.identity;
     // The key's owner is looked up only when needed: no tenant header, or a refused key.
@@ -90,12 +96,8 @@ pub async fn admit(gateway: &Gateway, parts: &Parts, action: &str, charge: Optio
         return Err(ApiError::unauthorized());
     };
     tracing::Span::current().record("tenant_id", target.as_str());
-    let request = AdmissionRequest {
-        key: caller.key,
-        key_required: key_required(rules, &target),
-        client_ip: caller.ip,
-        charge,
-    };
+    let request =
+        AdmissionRequest { key: caller.key, key_required: key_required(rules, &target), client_ip: caller.ip, charge };
     let admission = match gateway.directory.call(&target, |reply| TenantMsg::Admit(request.clone(), reply)).await {
         Ok(admission) => admission,
         Err(DirectoryError::NotFound(_)) => {
@@ -122,10 +124,12 @@ pub async fn admit(gateway: &Gateway, parts: &Parts, action: &str, charge: Optio
                 Denial::Unauthorized if is_mismatch(&target, owner.as_ref()) => mismatch(),
                 denial => denial_error(denial),
             };
-            let outcome = if matches!(denial, Denial::RateLimited { .. }) { Outcome::RateLimited } else { Outcome::Denied };
+            let outcome =
+                if matches!(denial, Denial::RateLimited { .. }) { Outcome::RateLimited } else { Outcome::Denied };
             gateway.metrics.count(&target, outcome);
             let reason = error_code(&error);
-            audit(gateway, &caller, &target, action, AuditResult::Denied, Some(serde_json::json!({"reason": reason}))).await;
+            audit(gateway, &caller, &target, action, AuditResult::Denied, Some(serde_json::json!({"reason": reason})))
+                .await;
             Err(error.with_headers(headers))
         }
     }
@@ -154,20 +158,31 @@ fn denial_error(denial: Denial) -> ApiError {
     match denial {
         Denial::Unauthorized => ApiError::unauthorized(),
         Denial::Suspended => ApiError::forbidden("tenant_suspended", "the tenant is suspended"),
-        Denial::IpNotAllowed => ApiError::forbidden("ip_not_allowed", "the client address is not on the tenant's allow-list"),
+        Denial::IpNotAllowed => {
+            ApiError::forbidden("ip_not_allowed", "the client address is not on the tenant's allow-list")
+        }
         Denial::RateLimited { retry_after } => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "rate limit exceeded; retry later")
                 .with_field("retryAfter", retry_after)
         }
-        Denial::QuotaExceeded(q) => ApiError::forbidden("quota_exceeded", format!("quota {} exhausted", q.quota.name()))
-            .with_field("quota", q.quota.name())
-            .with_field("limit", q.limit)
-            .with_field("used", q.used),
+        Denial::QuotaExceeded(q) => {
+            ApiError::forbidden("quota_exceeded", format!("quota {} exhausted", q.quota.name()))
+                .with_field("quota", q.quota.name())
+                .with_field("limit", q.limit)
+                .with_field("used", q.used)
+        }
     }
 }
 
 /// Writes the audit event of a tenant-API request.
-pub async fn audit(gateway: &Gateway, caller: &Caller, tenant: &TenantId, action: &str, result: AuditResult, params: Option<Value>) {
+pub async fn audit(
+    gateway: &Gateway,
+    caller: &Caller,
+    tenant: &TenantId,
+    action: &str,
+    result: AuditResult,
+    params: Option<Value>,
+) {
     let event = AuditEvent {
         timestamp: caller.started_at,
         tenant_id: tenant.clone(),
