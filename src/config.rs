@@ -390,7 +390,7 @@ fn non_empty(key: &str, value: String) -> Result<String, ConfigError> {
 }
 
 fn micros(key: &str, price: f64) -> Result<u64, ConfigError> {
-    if !price.is_finite() || price < 0.0 || price > 1e9 {
+    if !price.is_finite() || !(0.0..=1e9).contains(&price) {
         return Err(invalid(key, format!("`{price}` is not a price (a non-negative number)")));
     }
     Ok((price * 1_000_000.0).round() as u64)

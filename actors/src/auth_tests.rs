@@ -132,10 +132,10 @@ proptest! {
         let target = target_tenant(&r, header.as_ref(), owner.as_ref());
         let expected = if multi { header.clone().or(owner.clone()).or(r.fallback.clone()) } else { r.fallback.clone() };
         prop_assert_eq!(&target, &expected);
-        if let Some(t) = &target {
-            if !key_required(&r, t) {
-                prop_assert!(!require && r.fallback.as_ref() == Some(t));
-            }
+        if let Some(t) = &target
+            && !key_required(&r, t)
+        {
+            prop_assert!(!require && r.fallback.as_ref() == Some(t));
         }
     }
 }

@@ -72,10 +72,10 @@ impl TenantState {
                 tracing::error!(%tenant, "recorder stopped; usage not recorded");
             }
         }
-        if let Some(checkpoint) = flush.checkpoint {
-            if self.env.recorder.checkpoint(tenant.clone(), checkpoint).await.is_err() {
-                tracing::error!(%tenant, "recorder stopped; rate windows not checkpointed");
-            }
+        if let Some(checkpoint) = flush.checkpoint
+            && self.env.recorder.checkpoint(tenant.clone(), checkpoint).await.is_err()
+        {
+            tracing::error!(%tenant, "recorder stopped; rate windows not checkpointed");
         }
     }
 }

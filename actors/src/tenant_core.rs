@@ -156,10 +156,10 @@ impl TenantCore {
 
     /// The record after `patch`, validated; not yet in effect (see [`TenantCore::install`]).
     pub fn propose_patch(&self, now: DateTime<Utc>, patch: &TenantPatch) -> Result<Proposal, PatchError> {
-        if let Some(plan) = &patch.plan {
-            if !self.policy.has_plan(plan) {
-                return Err(PatchError::UnknownPlan(plan.clone()));
-            }
+        if let Some(plan) = &patch.plan
+            && !self.policy.has_plan(plan)
+        {
+            return Err(PatchError::UnknownPlan(plan.clone()));
         }
         let mut record = TenantRecord::clone(&self.record);
         record.apply(now, patch);

@@ -17,8 +17,12 @@ use serde_json::{Map, Value, json};
 
 use super::REQUEST_ID;
 
+/// Boxed so that `Result<_, ApiError>` stays small on the request path.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorParts>);
+
+#[derive(Debug, Clone)]
+struct ErrorParts {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -28,11 +32,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), extra: Map::new(), headers: HeaderMap::new() }
+        Self(Box::new(ErrorParts { status, code, message: message.into(), extra: Map::new(), headers: HeaderMap::new() }))
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     pub fn unauthorized() -> Self {
@@ -63,17 +67,17 @@ impl ApiError {
             "unavailable",
             "the service is temporarily unavailable; retry shortly",
         );
-        error.headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        error.0.headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         error
     }
 
     pub fn with_field(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_string(), value.into());
+        self.0.extra.insert(key.to_string(), value.into());
         self
     }
 
     pub fn with_headers(mut self, headers: HeaderMap) -> Self {
-        self.headers.extend(headers);
+        self.0.headers.extend(headers);
         self
     }
 }
@@ -100,8 +104,8 @@ impl From<DirectoryError> for ApiError {
 /// The body is rendered by [`render_errors`], which knows the request id.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = self.status.into_response();
-        response.headers_mut().extend(self.headers.clone());
+        let mut response = self.0.status.into_response();
+        response.headers_mut().extend(self.0.headers.clone());
         response.extensions_mut().insert(self);
         response
     }
@@ -129,6 +133,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let (mut parts, _) = response.into_parts();
     parts.extensions.remove::<ApiError>();
     let mut body = Map::new();
+    let error = *error.0;
     body.insert("error".into(), json!(error.message));
     body.insert("code".into(), json!(error.code));
     body.insert("requestId".into(), json!(request_id));
