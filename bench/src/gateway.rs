@@ -1,0 +1,244 @@
+//! The gateway under test as a child process, and what `/proc` tells about a process.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use tempfile::TempDir;
+
+use crate::http1::{self, Conn};
+
+/// Finds the release `connectors` binary: `--gateway-bin`, else next to this bench binary
+/// (both live in `<target>/release/`), else `$CARGO_TARGET_DIR/release`, else the workspace's
+/// `target/release`.
+pub(crate) fn locate_binary(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(format!("--gateway-bin {}: no such file", path.display()))
+        };
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf))
+        && dir.ends_with("release")
+    {
+        candidates.push(dir.join("connectors"));
+    }
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join("release/connectors"));
+    }
+    candidates.push(workspace_dir().join("target/release/connectors"));
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "the release gateway binary was not found (tried {}).\nBuild it first, from {}:\n    cargo build --release && cargo run --release -p bench",
+            tried.join(", "),
+            workspace_dir().display()
+        )
+    })
+}
+
+fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Warns when the gateway's sources are newer than the binary (it was not rebuilt).
+pub(crate) fn stale_warning(binary: &Path) -> Option<String> {
+    let built = fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let root = workspace_dir();
+    let newest = ["src", "actors/src"].iter().filter_map(|d| newest_mtime(&root.join(d))).max()?;
+    (newest > built).then(|| {
+        format!(
+            "warning: {} is older than the gateway sources; run `cargo build --release` first for current numbers",
+            binary.display()
+        )
+    })
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() { newest_mtime(&path) } else { entry.metadata().and_then(|m| m.modified()).ok() };
+        newest = newest.max(time);
+    }
+    newest
+}
+
+/// A free port on 127.0.0.1 (bound and released; the small race is acceptable here).
+pub(crate) fn free_addr() -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+    listener.local_addr().map_err(|e| e.to_string())
+}
+
+/// The running gateway. Killed (SIGKILL) on drop if [`Gateway::stop`] was not called.
+pub(crate) struct Gateway {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) admin_key: String,
+    dir: TempDir,
+}
+
+impl Gateway {
+    pub(crate) fn spawn(binary: &Path) -> Result<Self, String> {
+        let dir =
+            tempfile::Builder::new().prefix("connectors-bench-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let config = dir.path().join("bench.yaml");
+        fs::write(&config, CONFIG).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        let log = fs::File::create(dir.path().join("gateway.log")).map_err(|e| format!("gateway log: {e}"))?;
+        let addr = free_addr()?;
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let admin_key = format!("bench-admin-{}-{nanos:x}", std::process::id());
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .env("ADMIN_API_KEY", &admin_key)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        Ok(Self { child, addr, admin_key, dir })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the gateway wrote (for error messages).
+    pub(crate) fn log_tail(&self) -> String {
+        let text = fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Waits until `/healthz` answers 200.
+    pub(crate) async fn wait_healthy(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let request = http1::request("GET", self.addr, "/healthz", &[], None);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("the gateway exited during start-up ({status}):\n{}", self.log_tail()));
+            }
+            if let Ok(mut conn) = Conn::connect(self.addr).await
+                && let Ok(200) = conn.status(&request).await
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the gateway did not become healthy within {timeout:?}:\n{}", self.log_tail()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Resident set size of the gateway process, in KiB.
+    pub(crate) fn rss_kib(&self) -> Result<u64, String> {
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.pid())).map_err(|e| format!("/proc status: {e}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| "no VmRSS in /proc/PID/status".to_string())
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and how long shutdown took.
+    pub(crate) fn stop(mut self, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
+        let started = Instant::now();
+        let sent = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        if !matches!(sent, Ok(s) if s.success()) {
+            return Err(format!("could not send SIGTERM to the gateway (pid {}): {sent:?}", self.pid()));
+        }
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok((status, started.elapsed())),
+                Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => return Err(format!("the gateway did not exit within {timeout:?} of SIGTERM (killed)")),
+                Err(error) => return Err(format!("waiting for the gateway: {error}")),
+            }
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// High limits everywhere so that the benchmark never hits a rate limit; actors stay active.
+const CONFIG: &str = "\
+multiTenant:
+  rateLimits:
+    requestsPerMinute: 100000000
+    requestsPerHour: 100000000
+    requestsPerDay: 100000000
+  quotas:
+    maxToolInvocations: 100000000
+gateway:
+  passivateAfterSeconds: 3600
+  tickMillis: 1000
+  flushIntervalMillis: 100
+";
+
+/// CPU time (user + system) of each thread of a process, by thread name, in seconds.
+pub(crate) fn thread_cpu(pid: u32) -> HashMap<String, f64> {
+    let ticks = clock_ticks();
+    let mut by_name: HashMap<String, f64> = HashMap::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
+    for task in tasks.flatten() {
+        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_string();
+        // Fields after the name: state is field 3, utime field 14, stime field 15.
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *by_name.entry(name).or_default() += (get(14) + get(15)) / ticks;
+    }
+    by_name
+}
+
+/// Total CPU seconds of a process (all threads, including exited ones).
+pub(crate) fn process_cpu(pid: u32) -> f64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Some(close) = stat.rfind(')') else { return 0.0 };
+    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (get(14) + get(15)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// Busy CPU seconds of the whole machine (all cores) from `/proc/stat`.
+pub(crate) fn system_busy() -> f64 {
+    let Ok(stat) = fs::read_to_string("/proc/stat") else { return 0.0 };
+    let Some(cpu) = stat.lines().next().and_then(|l| l.strip_prefix("cpu ")) else { return 0.0 };
+    let fields: Vec<f64> = cpu.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
+    busy / clock_ticks()
+}

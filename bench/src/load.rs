@@ -1,0 +1,124 @@
+//! Closed-loop load: C keep-alive connections, each sending its next request as soon as the
+//! previous answer is read. Responses completed inside the measurement window (after the
+//! warm-up) are counted and their latencies, timed per request with `Instant`, kept.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::http1::Conn;
+use crate::stats::Latencies;
+
+#[derive(Debug, Default)]
+pub(crate) struct LoadResult {
+    /// 200 responses completed inside the window.
+    pub(crate) ok: u64,
+    /// Other statuses completed inside the window.
+    pub(crate) non_200: u64,
+    /// Connection errors (the connection is reopened) inside the window, or ever for reconnects.
+    pub(crate) io_errors: u64,
+    pub(crate) first_error: Option<String>,
+    /// 200 responses over the whole run, warm-up included (for CPU time per request).
+    pub(crate) completed: u64,
+    /// Latencies of the 200 responses.
+    pub(crate) latencies: Latencies,
+    pub(crate) seconds: f64,
+}
+
+impl LoadResult {
+    pub(crate) fn rps(&self) -> f64 {
+        self.ok as f64 / self.seconds
+    }
+}
+
+/// Runs the load. Connection `i` sends `requests[i]`, `requests[i + C]`, ... so the requests
+/// (one per tenant) are used round robin.
+pub(crate) async fn closed_loop(
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<LoadResult, String> {
+    // Open every connection before the clock starts.
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Conn::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?);
+    }
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut workers = Vec::with_capacity(connections);
+    for (index, conn) in conns.into_iter().enumerate() {
+        let requests = requests.clone();
+        workers.push(tokio::spawn(worker(addr, conn, requests, index, connections, measure_from, end)));
+    }
+    let mut total = LoadResult { seconds: duration.as_secs_f64(), ..Default::default() };
+    for worker in workers {
+        let part = worker.await.map_err(|e| format!("load worker failed: {e}"))?;
+        total.ok += part.ok;
+        total.non_200 += part.non_200;
+        total.io_errors += part.io_errors;
+        total.completed += part.completed;
+        if total.first_error.is_none() {
+            total.first_error = part.first_error;
+        }
+        total.latencies.extend(part.latencies);
+    }
+    Ok(total)
+}
+
+async fn worker(
+    addr: SocketAddr,
+    mut conn: Conn,
+    requests: Arc<Vec<Vec<u8>>>,
+    mut next: usize,
+    stride: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> LoadResult {
+    let mut result = LoadResult::default();
+    let expected = ((end - measure_from).as_secs_f64() * 4000.0) as usize;
+    result.latencies.reserve(expected.min(1 << 20));
+    loop {
+        let request = &requests[next % requests.len()];
+        next += stride;
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        let outcome = conn.status(request).await;
+        let done = Instant::now();
+        let counted = done >= measure_from && done <= end;
+        if let Ok(200) = outcome {
+            result.completed += 1;
+        }
+        match outcome {
+            Ok(200) if counted => {
+                result.ok += 1;
+                result.latencies.record(done - sent);
+            }
+            Ok(status) if counted && status != 200 => {
+                result.non_200 += 1;
+                result.first_error.get_or_insert_with(|| format!("HTTP status {status}"));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                result.io_errors += 1;
+                result.first_error.get_or_insert_with(|| format!("connection error: {error}"));
+                // Reopen; give up on this connection only when the server is gone.
+                loop {
+                    match Conn::connect(addr).await {
+                        Ok(fresh) => {
+                            conn = fresh;
+                            break;
+                        }
+                        Err(_) if Instant::now() < end => tokio::time::sleep(Duration::from_millis(10)).await,
+                        Err(_) => return result,
+                    }
+                }
+            }
+        }
+    }
+    result
+}
