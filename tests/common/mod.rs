@@ -36,6 +36,9 @@ const CONFIG_ENV: &[&str] = &[
     "API_KEY_HEADER",
     "RATE_LIMIT_ENABLED",
     "RATE_LIMIT_STORE",
+    "CONNECTORS_LISTEN",
+    "CONNECTORS_DATA_DIR",
+    "CONNECTORS_CONFIG",
 ];
 
 /// A response, read whole.
@@ -79,6 +82,19 @@ impl Resp {
         let body = self.json();
         assert_eq!(body["code"], code, "unexpected error code; body: {}", self.text);
         body
+    }
+
+    /// Like [`Resp::expect_error`], but returns what is wrong instead of panicking, so a test
+    /// can check many cases and report every failing one.
+    pub(crate) fn error_mismatch(&self, status: u16, code: &str) -> Option<String> {
+        let ok = self.status == status
+            && self.header("content-type").is_some_and(|c| c.starts_with("application/json"))
+            && serde_json::from_str::<Value>(&self.text).is_ok_and(|body| {
+                body["code"] == code
+                    && body["error"].as_str().is_some_and(|s| !s.is_empty())
+                    && body["requestId"].as_str() == self.header("x-request-id").as_deref()
+            });
+        if ok { None } else { Some(format!("expected {status} {code}, got {} {}", self.status, self.text)) }
     }
 
     /// Asserts the error body shape only (any status).
@@ -191,19 +207,28 @@ pub(crate) struct FailedStart {
     pub(crate) stdout: String,
 }
 
-/// Runs `connectors` with `args` (the config, when given, written to a temp file and passed as
-/// `--config`), expecting it to exit within `timeout`; panics if it is still running then.
+/// Runs `connectors serve` with `--listen listen`, the config (when given) written to a temp
+/// file and passed as `--config`, expecting it to exit within `timeout`.
 pub(crate) async fn run_expecting_exit(config_yaml: Option<&str>, listen: &str, timeout: Duration) -> FailedStart {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = vec!["--listen".to_string(), listen.to_string()];
+    if let Some(yaml) = config_yaml {
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        args.push("--config".into());
+        args.push(path.display().to_string());
+    }
+    run_args_expecting_exit(&args, timeout).await
+}
+
+/// Runs `connectors serve --data-dir <temp> ARGS`, expecting it to exit within `timeout`;
+/// panics if it is still running then.
+pub(crate) async fn run_args_expecting_exit(args: &[String], timeout: Duration) -> FailedStart {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let mut command = Command::new(BIN);
-    command.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(&data);
-    if let Some(yaml) = config_yaml {
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        command.arg("--config").arg(path);
-    }
+    command.arg("serve").arg("--data-dir").arg(&data).args(args);
     for name in CONFIG_ENV {
         command.env_remove(name);
     }
@@ -224,7 +249,7 @@ pub(crate) async fn run_expecting_exit(config_yaml: Option<&str>, listen: &str, 
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "connectors did not exit within {timeout:?} (expected a start-up failure); stderr: {}",
+                "connectors did not exit within {timeout:?} (expected a start-up failure) with args {args:?}; stderr: {}",
                 std::fs::read_to_string(&stderr_path).unwrap_or_default()
             );
         }
@@ -245,12 +270,21 @@ pub(crate) struct Gateway {
     child: Option<Child>,
     port: u16,
     client: Client,
+    /// `ADMIN_API_KEY` of the process; `None` leaves it unset (the gateway generates one).
+    admin_key_env: Option<String>,
+    /// The key admin requests carry.
+    admin_key: String,
 }
 
 impl Gateway {
     /// Writes `config_yaml`, starts the binary with `ADMIN_API_KEY` and `extra_env`, and waits
     /// until `/healthz` answers 200.
     pub(crate) async fn start(config_yaml: &str, extra_env: &[(&str, &str)]) -> Gateway {
+        Self::start_with_admin_key(config_yaml, extra_env, Some(ADMIN_KEY)).await
+    }
+
+    /// Like [`Gateway::start`]; `admin_key: None` starts without `ADMIN_API_KEY`.
+    pub(crate) async fn start_with_admin_key(config_yaml: &str, extra_env: &[(&str, &str)], admin_key: Option<&str>) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         let config_path = dir.path().join("config.yaml");
@@ -267,6 +301,8 @@ impl Gateway {
             child: None,
             port: 0,
             client,
+            admin_key_env: admin_key.map(str::to_string),
+            admin_key: admin_key.unwrap_or("<unknown>").to_string(),
         };
         gateway.spawn().await;
         gateway
@@ -290,7 +326,9 @@ impl Gateway {
         for name in CONFIG_ENV {
             command.env_remove(name);
         }
-        command.env("ADMIN_API_KEY", ADMIN_KEY);
+        if let Some(key) = &self.admin_key_env {
+            command.env("ADMIN_API_KEY", key);
+        }
         for (k, v) in &self.env {
             command.env(k, v);
         }
@@ -307,10 +345,9 @@ impl Gateway {
                 self.child = None;
                 panic!("connectors exited during start-up with {status}; stderr:\n{}", self.stderr_text());
             }
-            if let Ok(response) = self.client.get(&url).timeout(Duration::from_secs(2)).send().await {
-                if response.status().as_u16() == 200 {
-                    return;
-                }
+            let answer = self.client.get(&url).timeout(Duration::from_secs(2)).send().await;
+            if answer.is_ok_and(|response| response.status().as_u16() == 200) {
+                return;
             }
             if Instant::now() >= deadline {
                 panic!("connectors did not answer GET /healthz with 200 within 30 s; stderr:\n{}", self.stderr_text());
@@ -375,9 +412,91 @@ impl Gateway {
         send(self.request(Method::GET, path)).await
     }
 
+    /// Sends `head` (request line and headers, ending in a blank line) and, concurrently,
+    /// `body` over a raw connection, and reads the response while the body is still being
+    /// written: a server may answer (413) before reading the whole body, and an HTTP client
+    /// library that fails on the broken write would hide that answer.
+    pub(crate) async fn raw_exchange(&self, head: String, body: Vec<u8>) -> Resp {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.expect("connect");
+        let (mut reader, mut writer) = stream.into_split();
+        writer.write_all(head.as_bytes()).await.expect("write request head");
+        let writing = tokio::spawn(async move {
+            let _ = writer.write_all(&body).await;
+            writer
+        });
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let deadline = Duration::from_secs(10);
+        let (head_len, content_length) = loop {
+            let n = tokio::time::timeout(deadline, reader.read(&mut chunk))
+                .await
+                .expect("timed out reading the response head")
+                .expect("read the response head");
+            assert!(n > 0, "connection closed before a response head; got {:?}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head_text = String::from_utf8_lossy(&buf[..pos]).to_string();
+                let length = head_text
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.trim().parse::<usize>().expect("content-length"))
+                    .unwrap_or_else(|| panic!("response without content-length: {head_text}"));
+                break (pos + 4, length);
+            }
+        };
+        while buf.len() < head_len + content_length {
+            let n = tokio::time::timeout(deadline, reader.read(&mut chunk))
+                .await
+                .expect("timed out reading the response body")
+                .expect("read the response body");
+            assert!(n > 0, "connection closed inside the response body");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        writing.abort();
+        let head_text = String::from_utf8_lossy(&buf[..head_len - 4]).to_string();
+        let mut lines = head_text.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            if let Some((k, v)) = line.split_once(':') {
+                headers.append(
+                    reqwest::header::HeaderName::from_bytes(k.trim().as_bytes()).expect("header name"),
+                    reqwest::header::HeaderValue::from_str(v.trim()).expect("header value"),
+                );
+            }
+        }
+        let text = String::from_utf8_lossy(&buf[head_len..head_len + content_length]).to_string();
+        Resp { status, headers, text }
+    }
+
+    /// The head of an admin request with a JSON body, for [`Gateway::raw_exchange`].
+    /// `content_length: None` sends the body chunked.
+    pub(crate) fn raw_admin_head(&self, method: &str, path: &str, content_length: Option<usize>) -> String {
+        let framing = match content_length {
+            Some(n) => format!("Content-Length: {n}"),
+            None => "Transfer-Encoding: chunked".to_string(),
+        };
+        format!(
+            "{method} /api/v1/admin{path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nX-Request-Id: raw-{method}-1\r\n{framing}\r\n\r\n",
+            self.port, self.admin_key
+        )
+    }
+
     /// A request to `/api/v1/admin{path}` with the admin key.
     pub(crate) fn admin_request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.request(method, &format!("/api/v1/admin{path}")).bearer_auth(ADMIN_KEY)
+        self.request(method, &format!("/api/v1/admin{path}")).bearer_auth(&self.admin_key)
+    }
+
+    /// The key admin requests carry from now on.
+    pub(crate) fn set_admin_key(&mut self, key: &str) {
+        self.admin_key = key.to_string();
     }
 
     /// An admin call with an optional JSON body.
@@ -518,6 +637,12 @@ impl Gateway {
         assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}; stderr:\n{}", self.stderr_text());
         self.spawn().await;
     }
+
+    /// Starts the process again after [`Gateway::stop_graceful`], same data dir and config
+    /// (on a new port).
+    pub(crate) async fn start_again(&mut self) {
+        self.spawn().await;
+    }
 }
 
 impl Drop for Gateway {
@@ -526,6 +651,22 @@ impl Drop for Gateway {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Collects failed checks of a table-driven test and reports them all at once.
+#[derive(Default)]
+pub(crate) struct Failures(Vec<String>);
+
+impl Failures {
+    pub(crate) fn check(&mut self, case: impl std::fmt::Display, mismatch: Option<String>) {
+        if let Some(m) = mismatch {
+            self.0.push(format!("{case}: {m}"));
+        }
+    }
+
+    pub(crate) fn assert_none(self) {
+        assert!(self.0.is_empty(), "{} failing case(s):\n{}", self.0.len(), self.0.join("\n"));
     }
 }
 
