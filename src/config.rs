@@ -155,6 +155,7 @@ struct GatewaySection {
     tick_millis: u64,
     flush_interval_millis: u64,
     call_timeout_millis: u64,
+    shutdown_grace_seconds: u64,
 }
 
 impl Default for GatewaySection {
@@ -166,6 +167,7 @@ impl Default for GatewaySection {
             tick_millis: 1_000,
             flush_interval_millis: 100,
             call_timeout_millis: 5_000,
+            shutdown_grace_seconds: 10,
         }
     }
 }
@@ -197,6 +199,8 @@ pub struct Config {
     pub tick: Duration,
     pub flush_interval: Duration,
     pub call_timeout: Duration,
+    /// How long a shutdown waits for open connections before closing them.
+    pub shutdown_grace: Duration,
 }
 
 /// Reads the environment variables that override the file (an injectable lookup so tests need
@@ -340,6 +344,7 @@ impl Config {
             tick: Duration::from_millis(positive("gateway.tickMillis", gw.tick_millis)?),
             flush_interval: Duration::from_millis(positive("gateway.flushIntervalMillis", gw.flush_interval_millis)?),
             call_timeout: Duration::from_millis(positive("gateway.callTimeoutMillis", gw.call_timeout_millis)?),
+            shutdown_grace: Duration::from_secs(gw.shutdown_grace_seconds),
         })
     }
 }

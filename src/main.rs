@@ -54,10 +54,37 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         "Connectors Gateway serving"
     );
     let app = http::router(gateway.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
-    tracing::info!("shutting down: stopping tenant actors and flushing state");
+    let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    let served = tokio::select! {
+        result = &mut server => result,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_accepting.send(());
+            let grace = gateway.config.shutdown_grace;
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    // A stalled client must not block a restart forever.
+                    tracing::warn!(grace_seconds = grace.as_secs(), "connections still open after the grace period; closing them");
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    tracing::info!("stopping tenant actors and flushing state");
     gateway.shutdown().await;
-    served.map_err(|e| format!("server error: {e}"))
+    match served {
+        Ok(result) => result.map_err(|e| format!("server error: {e}")),
+        Err(join) => Err(format!("server task failed: {join}")),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

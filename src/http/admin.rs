@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{JsonBody, OptionalJsonBody, QueryParams, TenantPath};
+use super::extract::{JsonBody, JsonObject, OptionalJsonBody, QueryParams, TenantPath};
 use super::request_id;
 use super::views::TenantView;
 use crate::app::Gateway;
@@ -74,6 +74,10 @@ pub struct CreateTenant {
     security: Option<SecurityBody>,
 }
 
+impl JsonObject for CreateTenant {
+    const OBJECT_FIELDS: &'static [&'static str] = &["limits", "features", "security"];
+}
+
 fn valid_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -108,7 +112,7 @@ fn valid_allow_list(entries: Vec<String>) -> Result<AllowedIps, ApiError> {
 pub async fn create_tenant(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<CreateTenant>,
+    JsonBody { value: body, .. }: JsonBody<CreateTenant>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = TenantId::parse(&body.id).map_err(|e| ApiError::invalid(e.to_string()))?;
     let name = valid_name(&body.name)?;
@@ -217,6 +221,10 @@ pub struct UpdateTenant {
     status: Option<TenantStatus>,
 }
 
+impl JsonObject for UpdateTenant {
+    const OBJECT_FIELDS: &'static [&'static str] = &["limits", "features", "security"];
+}
+
 fn tenant_error(error: TenantError) -> ApiError {
     match error {
         TenantError::Patch(PatchError::UnknownPlan(plan)) => ApiError::invalid(format!("unknown plan `{plan}`")),
@@ -229,11 +237,8 @@ pub async fn update_tenant(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
     headers: HeaderMap,
-    JsonBody(raw): JsonBody<Value>,
+    JsonBody { value: body, raw }: JsonBody<UpdateTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
-    // Parsed twice: typed for the change, raw (secrets redacted) for the audit event.
-    let body: UpdateTenant = serde_path_to_error::deserialize(&raw)
-        .map_err(|e| ApiError::invalid(format!("invalid JSON body at `{}`: {}", e.path(), e.inner())))?;
     let patch = TenantPatch {
         name: body.name.as_deref().map(valid_name).transpose()?,
         email: body.email.map(|e| e.as_deref().map(valid_email).transpose()).transpose()?,
@@ -281,6 +286,8 @@ pub struct RotateKey {
     grace_seconds: Option<u64>,
 }
 
+impl JsonObject for RotateKey {}
+
 /// Longest grace an old key may get: 30 days.
 const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 
@@ -312,9 +319,13 @@ async fn settle_usage(gateway: &Gateway, id: &TenantId) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// Exactly `YYYY-MM-DD` (chrono alone would also take `2024-5-1`).
 fn parse_day(key: &str, text: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| ApiError::invalid(format!("`{key}` `{text}` is not a date (YYYY-MM-DD)")))
+    let invalid = || ApiError::invalid(format!("`{key}` `{text}` is not a date (YYYY-MM-DD)"));
+    if text.len() != 10 {
+        return Err(invalid());
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| invalid())
 }
 
 #[derive(Deserialize)]

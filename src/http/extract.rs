@@ -10,12 +10,25 @@ use bytes::Bytes;
 use connectors_actors::allow_list::IpAllowList;
 use connectors_actors::tenant::TenantId;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::error::ApiError;
 
-/// A JSON body, parsed strictly: syntax errors, wrong types and unknown fields are 400 with the
-/// offending path named; bodies over the limit are 413.
-pub struct JsonBody<T>(pub T);
+/// A JSON object body that a handler accepts. serde's derived structs also accept arrays (as
+/// positional fields), which an API must refuse; so a body type names the fields that must hold
+/// objects, and the extractor checks the shape before deserializing.
+pub trait JsonObject: DeserializeOwned {
+    /// Top-level fields whose values must be JSON objects (or null).
+    const OBJECT_FIELDS: &'static [&'static str] = &[];
+}
+
+/// A JSON object body, parsed strictly: syntax errors, arrays where objects belong, wrong types
+/// and unknown fields are 400 with the offending path named; bodies over the limit are 413.
+/// `raw` keeps the body as sent (for the audit log).
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: Value,
+}
 
 /// Like [`JsonBody`], but an empty body is `None` (for endpoints whose body is optional).
 pub struct OptionalJsonBody<T>(pub Option<T>);
@@ -30,22 +43,26 @@ async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes
     })
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if path == "." || path.is_empty() {
-            ApiError::invalid(format!("invalid JSON body: {inner}"))
-        } else {
-            ApiError::invalid(format!("invalid JSON body at `{path}`: {inner}"))
+fn parse_object<T: JsonObject>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError> {
+    let raw: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    let Value::Object(fields) = &raw else {
+        return Err(ApiError::invalid("the JSON body must be an object"));
+    };
+    for name in T::OBJECT_FIELDS {
+        if let Some(field) = fields.get(*name)
+            && !(field.is_object() || field.is_null())
+        {
+            return Err(ApiError::invalid(format!("invalid JSON body at `{name}`: expected an object")));
         }
+    }
+    let value = serde_path_to_error::deserialize(&raw).map_err(|error| {
+        let path = error.path().to_string();
+        ApiError::invalid(format!("invalid JSON body at `{path}`: {}", error.into_inner()))
     })?;
-    deserializer.end().map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
-    Ok(value)
+    Ok(JsonBody { value, raw })
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: JsonObject, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
@@ -53,11 +70,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::invalid("a JSON body is required"));
         }
-        parse_json(&bytes).map(JsonBody)
+        parse_object(&bytes)
     }
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+impl<T: JsonObject, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
@@ -65,7 +82,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T>
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }
-        parse_json(&bytes).map(|value| OptionalJsonBody(Some(value)))
+        parse_object(&bytes).map(|body| OptionalJsonBody(Some(body.value)))
     }
 }
 
@@ -152,16 +169,22 @@ mod tests {
         struct Body {
             limits: Inner,
         }
+        impl JsonObject for Body {
+            const OBJECT_FIELDS: &'static [&'static str] = &["limits"];
+        }
         #[derive(serde::Deserialize, Debug)]
         #[serde(deny_unknown_fields)]
         #[allow(dead_code)]
         struct Inner {
             n: u64,
         }
-        let err = parse_json::<Body>(br#"{"limits":{"n":"x"}}"#).unwrap_err();
+        let err = parse_object::<Body>(br#"{"limits":{"n":"x"}}"#).err().unwrap();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert!(format!("{err:?}").contains("limits.n"));
-        assert!(parse_json::<Body>(br#"{"limits":{"n":1}} trailing"#).is_err());
-        assert!(parse_json::<Body>(br#"{"limits":{"n":1},"x":2}"#).is_err());
+        assert!(parse_object::<Body>(br#"{"limits":{"n":1}} trailing"#).is_err());
+        assert!(parse_object::<Body>(br#"{"limits":{"n":1},"x":2}"#).is_err());
+        assert!(parse_object::<Body>(br#"{"limits":[1]}"#).is_err(), "arrays are not objects");
+        assert!(parse_object::<Body>(br#"[{"n":1}]"#).is_err(), "nor is a top-level array");
+        assert_eq!(parse_object::<Body>(br#"{"limits":{"n":1}}"#).ok().unwrap().raw["limits"]["n"], 1);
     }
 }
