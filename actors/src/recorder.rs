@@ -85,17 +85,20 @@ impl Recorder {
 }
 
 /// Entries gathered since the last commit. Usage for the same tenant and day is summed and only
-/// the newest checkpoint of a tenant is kept, so a batch stays small under load.
+/// the newest checkpoint of a tenant is kept, so a batch stays small under load. A batch whose
+/// commit failed is kept whole and committed first next time, so order is preserved.
 #[derive(Default)]
 struct Pending {
     audit: Vec<AuditEvent>,
     usage: HashMap<(TenantId, NaiveDate), UsageCounters>,
     checkpoints: HashMap<TenantId, Checkpoint>,
+    failed: Option<Arc<Batch>>,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.audit.len() + self.usage.len() + self.checkpoints.len()
+        let failed = self.failed.as_ref().map_or(0, |b| b.audit.len() + b.usage.len() + b.checkpoints.len());
+        self.audit.len() + self.usage.len() + self.checkpoints.len() + failed
     }
 
     fn add(&mut self, entry: Entry) {
@@ -110,36 +113,41 @@ impl Pending {
     }
 
     fn holds(&self, tenant: &TenantId) -> bool {
-        self.checkpoints.contains_key(tenant) || self.usage.keys().any(|(t, _)| t == tenant)
+        let in_failed = self.failed.as_ref().is_some_and(|b| {
+            b.checkpoints.iter().any(|(t, _)| t == tenant) || b.usage.iter().any(|u| &u.tenant == tenant)
+        });
+        in_failed || self.checkpoints.contains_key(tenant) || self.usage.keys().any(|(t, _)| t == tenant)
     }
 
-    fn to_batch(&self) -> Batch {
+    /// Moves the gathered entries into a batch (no copies).
+    fn take_batch(&mut self) -> Batch {
         Batch {
-            audit: self.audit.clone(),
-            usage: self
-                .usage
-                .iter()
-                .map(|((tenant, day), counters)| UsageDelta { tenant: tenant.clone(), day: *day, counters: *counters })
+            audit: std::mem::take(&mut self.audit),
+            usage: std::mem::take(&mut self.usage)
+                .into_iter()
+                .map(|((tenant, day), counters)| UsageDelta { tenant, day, counters })
                 .collect(),
-            checkpoints: self.checkpoints.iter().map(|(t, c)| (t.clone(), *c)).collect(),
+            checkpoints: std::mem::take(&mut self.checkpoints).into_iter().collect(),
         }
     }
 
     async fn commit(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        if let Some(failed) = self.failed.clone() {
+            store.commit(failed).await.inspect_err(|error| self.log_failure(error))?;
+            self.failed = None;
+        }
         if self.len() == 0 {
             return Ok(());
         }
-        let batch = self.to_batch();
-        match store.commit(&batch).await {
-            Ok(()) => {
-                *self = Pending::default();
-                Ok(())
-            }
-            Err(error) => {
-                tracing::error!(%error, entries = self.len(), "recorder commit failed; keeping the batch to retry");
-                Err(error)
-            }
-        }
+        let batch = Arc::new(self.take_batch());
+        store.commit(batch.clone()).await.inspect_err(|error| {
+            self.failed = Some(batch);
+            self.log_failure(error);
+        })
+    }
+
+    fn log_failure(&self, error: &StoreError) {
+        tracing::error!(%error, entries = self.len(), "recorder commit failed; keeping the batch to retry");
     }
 }
 

@@ -5,6 +5,8 @@
 //! Every method is atomic: a tenant and its key index change together or not at all, and a
 //! [`Batch`] commits whole.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -117,8 +119,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn key_owner(&self, hash: &KeyHash) -> Result<Option<KeyOwner>, StoreError>;
 
-    /// Appends audit events, adds usage and saves checkpoints, all in one transaction.
-    async fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Appends audit events, adds usage and saves checkpoints, all in one transaction. Shared,
+    /// not borrowed: the recorder keeps a failed batch to retry, the adapter may move it to
+    /// another thread, and neither needs a copy.
+    async fn commit(&self, batch: Arc<Batch>) -> Result<(), StoreError>;
 
     async fn checkpoint(&self, id: &TenantId) -> Result<Option<Checkpoint>, StoreError>;
 

@@ -221,8 +221,7 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        let batch = batch.clone();
+    async fn commit(&self, batch: Arc<Batch>) -> Result<(), StoreError> {
         self.write(move |txn| {
             append_audit(txn, &batch.audit)?;
             add_usage(txn, &batch.usage)?;
@@ -527,7 +526,7 @@ mod tests {
             }],
             checkpoints: vec![],
         };
-        assert!(matches!(store.commit(&batch).await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.commit(Arc::new(batch)).await, Err(StoreError::Corrupt(_))));
         assert_eq!(store.usage_by_day(&id, day, day).await.unwrap(), vec![]);
         let query = AuditQuery { since: None, until: None, action: None, limit: 10, after: None };
         assert_eq!(store.audit(&id, &query).await.unwrap().events, vec![]);

@@ -260,7 +260,7 @@ pub async fn delete_removes_keys_and_checkpoint_but_keeps_history(fixture: &dyn 
         usage: vec![requests("acme", jan, 3)],
         checkpoints: vec![(id("acme"), checkpoint(5)), (id("globex"), checkpoint(7))],
     };
-    store.commit(&batch).await.unwrap();
+    store.commit(Arc::new(batch.clone())).await.unwrap();
 
     store.delete_tenant(&id("acme")).await.unwrap();
 
@@ -344,7 +344,7 @@ pub async fn commits_sum_usage_by_day_and_by_month(fixture: &dyn Fixture) {
         vec![requests("acme", jan31, 5), gauge("acme", jan31, 1), requests("acme", feb3, 6)],
     ];
     for usage in batches {
-        store.commit(&Batch { usage, ..Default::default() }).await.unwrap();
+        store.commit(Arc::new(Batch { usage, ..Default::default() })).await.unwrap();
     }
 
     let acme = id("acme");
@@ -384,11 +384,11 @@ pub async fn checkpoints_are_saved_only_for_existing_tenants(fixture: &dyn Fixtu
     store.create_tenant(&active("acme", vec![])).await.unwrap();
     let save = |checkpoints: Vec<(TenantId, Checkpoint)>| Batch { checkpoints, ..Default::default() };
 
-    store.commit(&save(vec![(id("acme"), checkpoint(1)), (id("ghost"), checkpoint(9))])).await.unwrap();
+    store.commit(Arc::new(save(vec![(id("acme"), checkpoint(1)), (id("ghost"), checkpoint(9))]))).await.unwrap();
     assert_eq!(store.checkpoint(&id("acme")).await.unwrap(), Some(checkpoint(1)));
     assert_eq!(store.checkpoint(&id("ghost")).await.unwrap(), None, "a checkpoint of a missing tenant is ignored");
 
-    store.commit(&save(vec![(id("acme"), checkpoint(2)), (id("acme"), checkpoint(3))])).await.unwrap();
+    store.commit(Arc::new(save(vec![(id("acme"), checkpoint(2)), (id("acme"), checkpoint(3))]))).await.unwrap();
     assert_eq!(store.checkpoint(&id("acme")).await.unwrap(), Some(checkpoint(3)), "the last one wins");
 
     store.create_tenant(&active("ghost", vec![])).await.unwrap();
@@ -409,7 +409,7 @@ pub async fn audit_pages_never_repeat_or_skip_equal_timestamps(fixture: &dyn Fix
             audit.push(mine);
             audit.push(event("acme-corp", timestamp, "tools/call", format!("other-{batch}-{n}")));
         }
-        store.commit(&Batch { audit, ..Default::default() }).await.unwrap();
+        store.commit(Arc::new(Batch { audit, ..Default::default() })).await.unwrap();
     }
     // Oldest first; equal timestamps in commit order.
     all.sort_by_key(|event| event.timestamp);
@@ -436,7 +436,7 @@ pub async fn audit_filters_by_time_and_action_across_pages(fixture: &dyn Fixture
         all.push(event("acme", timestamp, actions[(n % 3) as usize], format!("e{n}")));
     }
     for chunk in all.chunks(16) {
-        store.commit(&Batch { audit: chunk.to_vec(), ..Default::default() }).await.unwrap();
+        store.commit(Arc::new(Batch { audit: chunk.to_vec(), ..Default::default() })).await.unwrap();
     }
     all.sort_by_key(|event| event.timestamp);
 
@@ -488,7 +488,7 @@ pub async fn everything_committed_survives_reopening(fixture: &dyn Fixture) {
             usage: vec![requests("acme", jan, 2)],
             checkpoints: vec![(id("acme"), checkpoint(4))],
         };
-        store.commit(&batch).await.unwrap();
+        store.commit(Arc::new(batch)).await.unwrap();
         store.set_meta("admin_key_hash", b"h").await.unwrap();
     }
 
@@ -501,6 +501,6 @@ pub async fn everything_committed_survives_reopening(fixture: &dyn Fixture) {
     // The sequence survives too: an event with the same timestamp, committed after reopening,
     // sorts after the one committed before.
     let after = Batch { audit: vec![event("acme", at(0), "tools/call", "after".into())], ..Default::default() };
-    store.commit(&after).await.unwrap();
+    store.commit(Arc::new(after)).await.unwrap();
     assert_eq!(request_ids(&all_audit(&*store, &id("acme"), &query(1)).await), ["before", "after"]);
 }

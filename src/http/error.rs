@@ -1,21 +1,17 @@
 //! The one place where failures become the API's error body.
 //!
-//! Handlers return [`ApiError`]; it becomes a response whose body is filled in by
-//! [`render_errors`], the middleware that knows the request id. Responses that other layers
+//! Handlers return [`ApiError`]; it becomes a response whose body is filled in by [`render`],
+//! called from the edge middleware, which knows the request id. Responses that other layers
 //! produce without our body (405, a body-limit 413, a caught panic) get one there too, so every
 //! error a client sees has the shape `{"error", "code", "requestId", ...}`. Details of internal
 //! failures go to the log, never to the client.
 
 use axum::Json;
-use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use connectors_actors::store::StoreError;
 use connectors_actors::supervisor::DirectoryError;
 use serde_json::{Map, Value, json};
-
-use super::REQUEST_ID;
 
 /// Boxed so that `Result<_, ApiError>` stays small on the request path.
 #[derive(Debug, Clone)]
@@ -111,13 +107,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Fills in the error body of every error response.
-pub async fn render_errors(request: Request, next: Next) -> Response {
-    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let response = next.run(request).await;
+/// Fills in the error body of an error response (called by the edge middleware, which knows
+/// the request id).
+pub fn render(mut response: Response, request_id: &str) -> Response {
     let status = response.status();
-    let error = match response.extensions().get::<ApiError>() {
-        Some(error) => error.clone(),
+    let error = match response.extensions_mut().remove::<ApiError>() {
+        Some(error) => error,
         None if status.is_client_error() || status.is_server_error() => {
             let is_json = response
                 .headers()
@@ -130,14 +125,13 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         }
         None => return response,
     };
-    let (mut parts, _) = response.into_parts();
-    parts.extensions.remove::<ApiError>();
-    let mut body = Map::new();
     let error = *error.0;
+    let mut body = Map::new();
     body.insert("error".into(), json!(error.message));
     body.insert("code".into(), json!(error.code));
     body.insert("requestId".into(), json!(request_id));
     body.extend(error.extra);
+    let (parts, _) = response.into_parts();
     let mut rendered = (parts.status, Json(Value::Object(body))).into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

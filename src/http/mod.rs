@@ -1,7 +1,8 @@
-//! The HTTP edge: routes, and the layers every request passes through (request id, tracing
-//! span, body limit, panic catcher, error rendering).
+//! The HTTP edge: routes, and the layers every request passes through (the edge middleware,
+//! a panic catcher, the body limit).
 
 pub mod admin;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod ops;
@@ -13,12 +14,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::HeaderName;
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 use crate::app::Gateway;
 
@@ -44,19 +43,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .fallback(ops::not_found)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id,
-                        tenant_id = tracing::field::Empty,
-                    )
-                }))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-                .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(axum::middleware::from_fn(edge::edge))
                 .layer(CatchPanicLayer::new())
                 .layer(DefaultBodyLimit::max(max_body)),
         )

@@ -1,0 +1,52 @@
+//! The edge middleware every request passes through: request id, tracing span, error body.
+//!
+//! One middleware instead of a stack of layers, because it sits on the hot path: it reuses the
+//! client's `X-Request-Id` (when it is sane) or makes one, opens the request's span (request id
+//! now, tenant id once known), renders the error body, and echoes the id on the response.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use super::{REQUEST_ID, error};
+
+/// The longest client-chosen request id we echo; longer ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+pub async fn edge(mut request: Request, next: Next) -> Response {
+    let client_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.to_str().is_ok())
+        .cloned();
+    let id = match client_id {
+        Some(id) => id,
+        None => {
+            let generated = HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value");
+            request.headers_mut().insert(&REQUEST_ID, generated.clone());
+            generated
+        }
+    };
+    let id_text = id.to_str().unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        request_id = id_text,
+        tenant_id = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    let mut response = error::render(response, id_text);
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::error!(%status, "request failed");
+        } else {
+            tracing::debug!(%status, "request done");
+        }
+    });
+    response.headers_mut().insert(&REQUEST_ID, id);
+    response
+}
