@@ -123,7 +123,8 @@ async fn limits_and_features_resolve_tenant_then_plan_then_defaults_and_patch_me
     assert_eq!(moved["limits"]["maxCustomServers"], 3);
 
     // limits/features/security merge key by key.
-    let merged = gw.patch_tenant("resolve", json!({"limits": {"requestsPerMinute": 42}, "features": {"oauth": false}})).await;
+    let merged =
+        gw.patch_tenant("resolve", json!({"limits": {"requestsPerMinute": 42}, "features": {"oauth": false}})).await;
     merged.expect(200);
     let merged = merged.json();
     assert_eq!(merged["limits"]["requestsPerMinute"], 42);
@@ -203,7 +204,8 @@ async fn list_paginates_and_filters() {
     assert_eq!(sorted, ["t-a", "t-b", "t-c", "t-d", "t-e"]);
 
     let ids = |v: &Value| -> Vec<String> {
-        let mut ids: Vec<String> = v["tenants"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+        let mut ids: Vec<String> =
+            v["tenants"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
         ids.sort();
         ids
     };
@@ -212,11 +214,16 @@ async fn list_paginates_and_filters() {
     assert_eq!(pro["total"], 3);
     let suspended = send(gw.admin_request(Method::GET, "/tenants").query(&[("status", "suspended")])).await.json();
     assert_eq!(ids(&suspended), ["t-c"]);
-    let both = send(gw.admin_request(Method::GET, "/tenants").query(&[("status", "active"), ("plan", "pro")])).await.json();
+    let both =
+        send(gw.admin_request(Method::GET, "/tenants").query(&[("status", "active"), ("plan", "pro")])).await.json();
     assert_eq!(ids(&both), ["t-b", "t-e"]);
 
-    send(gw.admin_request(Method::GET, "/tenants").query(&[("limit", "abc")])).await.expect_error(400, "invalid_request");
-    send(gw.admin_request(Method::GET, "/tenants").query(&[("status", "sleeping")])).await.expect_error(400, "invalid_request");
+    send(gw.admin_request(Method::GET, "/tenants").query(&[("limit", "abc")]))
+        .await
+        .expect_error(400, "invalid_request");
+    send(gw.admin_request(Method::GET, "/tenants").query(&[("status", "sleeping")]))
+        .await
+        .expect_error(400, "invalid_request");
 }
 
 #[tokio::test]
@@ -242,7 +249,9 @@ async fn admin_endpoints_require_the_admin_key() {
         wrong.expect_error(401, "unauthorized");
         let tenant = send(gw.request(method.clone(), path).bearer_auth(&tenant_key).json(&body)).await;
         tenant.expect_error(401, "unauthorized");
-        let basic = send(gw.request(method.clone(), path).header("authorization", format!("Basic {ADMIN_KEY}")).json(&body)).await;
+        let basic =
+            send(gw.request(method.clone(), path).header("authorization", format!("Basic {ADMIN_KEY}")).json(&body))
+                .await;
         basic.expect_error(401, "unauthorized");
     }
     // Nothing of the above went through.
@@ -267,7 +276,9 @@ async fn tenant_ids_are_validated_and_unknown_ones_are_404() {
         failures.check(format!("create id {bad:?}"), response.error_mismatch(400, "invalid_request"));
     }
     // Wrong JSON type for the id.
-    gw.admin(Method::POST, "/tenants", Some(json!({"id": 5, "name": "bad"}))).await.expect_error(400, "invalid_request");
+    gw.admin(Method::POST, "/tenants", Some(json!({"id": 5, "name": "bad"})))
+        .await
+        .expect_error(400, "invalid_request");
     assert_eq!(gw.admin(Method::GET, "/tenants", None).await.json()["total"], 5, "a bad id was stored");
 
     // Duplicates conflict and leave the first alone.
@@ -287,7 +298,8 @@ async fn tenant_ids_are_validated_and_unknown_ones_are_404() {
     ] {
         for bad in ["Bad_Id", "-x", too_long.as_str()] {
             let response = gw.admin(method.clone(), &format!("/tenants/{bad}{suffix}"), body.clone()).await;
-            failures.check(format!("{method} /tenants/{bad:.10}{suffix}"), response.error_mismatch(400, "invalid_request"));
+            failures
+                .check(format!("{method} /tenants/{bad:.10}{suffix}"), response.error_mismatch(400, "invalid_request"));
         }
         let response = gw.admin(method.clone(), &format!("/tenants/ghost{suffix}"), body.clone()).await;
         failures.check(format!("{method} /tenants/ghost{suffix}"), response.error_mismatch(404, "not_found"));
@@ -313,7 +325,9 @@ async fn delete_stops_keys_at_once_and_keeps_audit_history() {
     let events = gw
         .wait_audit("doomed", "create, get and delete events of the deleted tenant", |events| {
             let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
-            actions.contains(&"admin.tenant.create") && actions.contains(&"tenant.get") && actions.contains(&"admin.tenant.delete")
+            actions.contains(&"admin.tenant.create")
+                && actions.contains(&"tenant.get")
+                && actions.contains(&"admin.tenant.delete")
         })
         .await;
     let delete = events.iter().find(|e| e["action"] == "admin.tenant.delete").unwrap();
@@ -404,12 +418,20 @@ async fn metrics_report_counts_requests_by_outcome_over_a_date_range() {
     assert!(approx(&report["cost"]["total"], 0.001), "2 calls at 0.50 per 1000: {report}");
 
     // An explicit range holding today gives the same counts; a past range gives zeros.
-    let ranged = send(gw.admin_request(Method::GET, "/tenants/measured/metrics").query(&[("startDate", today()), ("endDate", today())])).await;
+    let ranged = send(
+        gw.admin_request(Method::GET, "/tenants/measured/metrics")
+            .query(&[("startDate", today()), ("endDate", today())]),
+    )
+    .await;
     ranged.expect(200);
     let ranged = ranged.json();
     assert_eq!(ranged["startDate"], today().as_str());
     assert_eq!(ranged["requests"], report["requests"]);
-    let past = send(gw.admin_request(Method::GET, "/tenants/measured/metrics").query(&[("startDate", "2020-01-01"), ("endDate", "2020-01-31")])).await;
+    let past = send(
+        gw.admin_request(Method::GET, "/tenants/measured/metrics")
+            .query(&[("startDate", "2020-01-01"), ("endDate", "2020-01-31")]),
+    )
+    .await;
     past.expect(200);
     let past = past.json();
     assert_eq!((past["startDate"].as_str(), past["endDate"].as_str()), (Some("2020-01-01"), Some("2020-01-31")));
@@ -444,9 +466,16 @@ async fn audit_records_admin_changes_with_filters_and_pagination() {
     create.expect(201);
     assert_eq!(create.request_id(), "req-create-1");
     let key = create.json()["apiKey"].as_str().unwrap().to_string();
-    let patch = send(gw.admin_request(Method::PATCH, "/tenants/audited").header("x-request-id", "req-patch-1").json(&json!({"name": "A2"}))).await;
+    let patch = send(
+        gw.admin_request(Method::PATCH, "/tenants/audited")
+            .header("x-request-id", "req-patch-1")
+            .json(&json!({"name": "A2"})),
+    )
+    .await;
     patch.expect(200);
-    let rotate = send(gw.admin_request(Method::POST, "/tenants/audited/rotate-key").header("x-request-id", "req-rotate-1")).await;
+    let rotate =
+        send(gw.admin_request(Method::POST, "/tenants/audited/rotate-key").header("x-request-id", "req-rotate-1"))
+            .await;
     rotate.expect(200);
     let new_key = rotate.json()["apiKey"].as_str().unwrap().to_string();
     gw.patch_tenant("audited", json!({"limits": {"requestsPerMinute": 100}})).await.expect(200);
@@ -454,7 +483,9 @@ async fn audit_records_admin_changes_with_filters_and_pagination() {
     let events = gw
         .wait_audit("audited", "create, 2 updates and a rotation", |events| {
             let count = |a: &str| events.iter().filter(|e| e["action"] == a).count();
-            count("admin.tenant.create") == 1 && count("admin.tenant.update") == 2 && count("admin.tenant.rotate_key") == 1
+            count("admin.tenant.create") == 1
+                && count("admin.tenant.update") == 2
+                && count("admin.tenant.rotate_key") == 1
         })
         .await;
     assert_eq!(events.len(), 4, "only the four admin changes are in the log: {events:#?}");
@@ -476,7 +507,10 @@ async fn audit_records_admin_changes_with_filters_and_pagination() {
     assert_eq!(events[2]["action"], "admin.tenant.rotate_key");
     assert_eq!(events[2]["requestId"], "req-rotate-1");
     let text = serde_json::to_string(&events).unwrap();
-    assert!(!text.contains(&key) && !text.contains(&new_key) && !text.contains(ADMIN_KEY), "a key is in the audit log: {text}");
+    assert!(
+        !text.contains(&key) && !text.contains(&new_key) && !text.contains(ADMIN_KEY),
+        "a key is in the audit log: {text}"
+    );
 
     // Filters.
     let updates = gw.audit_events("audited", &[("action", "admin.tenant.update")]).await;
@@ -484,10 +518,16 @@ async fn audit_records_admin_changes_with_filters_and_pagination() {
     assert!(updates.iter().all(|e| e["action"] == "admin.tenant.update"));
     assert!(gw.audit_events("audited", &[("since", "2999-01-01T00:00:00Z")]).await.is_empty());
     assert!(gw.audit_events("audited", &[("until", "2000-01-01T00:00:00Z")]).await.is_empty());
-    assert_eq!(gw.audit_events("audited", &[("since", "2000-01-01T00:00:00Z"), ("until", "2999-01-01T00:00:00Z")]).await, events);
+    assert_eq!(
+        gw.audit_events("audited", &[("since", "2000-01-01T00:00:00Z"), ("until", "2999-01-01T00:00:00Z")]).await,
+        events
+    );
     let from_patch = events[1]["timestamp"].as_str().unwrap();
     let since_patch = gw.audit_events("audited", &[("since", from_patch)]).await;
-    assert!(!since_patch.is_empty() && since_patch.iter().all(|e| e["action"] != "admin.tenant.create"), "since: {since_patch:#?}");
+    assert!(
+        !since_patch.is_empty() && since_patch.iter().all(|e| e["action"] != "admin.tenant.create"),
+        "since: {since_patch:#?}"
+    );
 
     // Pages of one event walk the whole log in the same order.
     let paged = gw.audit_events("audited", &[("limit", "1")]).await;
@@ -497,7 +537,13 @@ async fn audit_records_admin_changes_with_filters_and_pagination() {
     assert!(first["nextCursor"].is_string(), "{first}");
 
     let mut failures = Failures::default();
-    for query in [[("since", "yesterday")], [("until", "2024-13-01T00:00:00Z")], [("since", "2024-01-01")], [("limit", "abc")], [("cursor", "garbage")]] {
+    for query in [
+        [("since", "yesterday")],
+        [("until", "2024-13-01T00:00:00Z")],
+        [("since", "2024-01-01")],
+        [("limit", "abc")],
+        [("cursor", "garbage")],
+    ] {
         let response = send(gw.admin_request(Method::GET, "/tenants/audited/audit").query(&query)).await;
         failures.check(format!("audit {query:?}"), response.error_mismatch(400, "invalid_request"));
     }
@@ -509,7 +555,8 @@ async fn concurrent_creates_of_one_id_admit_exactly_one() {
     let gw = Gateway::start(FAST, &[]).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..12 {
-        let request = gw.admin_request(Method::POST, "/tenants").json(&json!({"id": "contested", "name": format!("racer {i}")}));
+        let request =
+            gw.admin_request(Method::POST, "/tenants").json(&json!({"id": "contested", "name": format!("racer {i}")}));
         tasks.spawn(async move { send(request).await });
     }
     let mut keys = Vec::new();

@@ -68,7 +68,8 @@ async fn unknown_routes_are_json_404() {
 #[tokio::test]
 async fn malformed_json_and_unknown_fields_are_400_and_write_nothing() {
     let gw = Gateway::start(FAST, &[]).await;
-    gw.create_tenant(json!({"id": "stable", "name": "Stable", "plan": "pro", "limits": {"requestsPerMinute": 9}})).await;
+    gw.create_tenant(json!({"id": "stable", "name": "Stable", "plan": "pro", "limits": {"requestsPerMinute": 9}}))
+        .await;
     let before = gw.admin(Method::GET, "/tenants/stable", None).await.json();
 
     let create_bodies: Vec<&str> = vec![
@@ -176,7 +177,12 @@ async fn bodies_over_the_default_limit_are_413() {
     assert!(fits.len() <= 1024 * 1024);
     let head = gw.raw_admin_head("PATCH", "/tenants/small", Some(fits.len()));
     let response = gw.raw_exchange(head, fits).await;
-    assert_ne!(response.status, 413, "a body within 1 MiB was refused as too large: {}", &response.text[..response.text.len().min(300)]);
+    assert_ne!(
+        response.status,
+        413,
+        "a body within 1 MiB was refused as too large: {}",
+        &response.text[..response.text.len().min(300)]
+    );
     assert!(response.status < 500, "{}", &response.text[..response.text.len().min(300)]);
 }
 
@@ -213,8 +219,16 @@ async fn odd_requests_never_get_a_5xx() {
         (Method::GET, "/api/v1/admin/tenants/target/usage?month=9999-12".into(), None),
         (Method::GET, "/api/v1/admin/tenants/target/usage?month=0000-01".into(), None),
         (Method::PATCH, "/api/v1/admin/tenants/target".into(), Some("{\"limits\":{\"requestsPerMinute\":0}}".into())),
-        (Method::PATCH, "/api/v1/admin/tenants/target".into(), Some(format!("{{\"name\":\"{}\"}}", "\\u0000".repeat(10)))),
-        (Method::POST, "/api/v1/admin/tenants/target/rotate-key".into(), Some("{\"graceSeconds\": 99999999999999}".into())),
+        (
+            Method::PATCH,
+            "/api/v1/admin/tenants/target".into(),
+            Some(format!("{{\"name\":\"{}\"}}", "\\u0000".repeat(10))),
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/tenants/target/rotate-key".into(),
+            Some("{\"graceSeconds\": 99999999999999}".into()),
+        ),
         (Method::PUT, "/api/v1/admin/tenants/target".into(), Some("{}".into())),
         (Method::POST, "/api/v1/tenant".into(), Some("{}".into())),
     ];
@@ -239,7 +253,8 @@ async fn odd_requests_never_get_a_5xx() {
         ("Authorization", format!("Bearer {}", "k".repeat(8000))),
     ];
     for (name, value) in odd_headers {
-        let response = send(gw.request(Method::GET, "/api/v1/tenant").bearer_auth(&key).header(name, value.clone())).await;
+        let response =
+            send(gw.request(Method::GET, "/api/v1/tenant").bearer_auth(&key).header(name, value.clone())).await;
         assert!(response.status < 500, "{name}: {value:.40}: {response:?}");
         if response.status >= 400 {
             response.expect_error_shape();

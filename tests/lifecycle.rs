@@ -41,8 +41,16 @@ async fn operations_endpoints_and_per_tenant_prometheus_counters() {
     assert!(content_type.starts_with("text/plain"), "/metrics content-type {content_type:?}");
     let text = response.text;
     let counted = [("tenant", "counted")];
-    assert_eq!(metric(&text, "connectors_tenant_requests_total", &counted), Some(5.0), "requests of `counted`:\n{text}");
-    assert_eq!(metric(&text, "connectors_tenant_rate_limited_total", &counted), Some(1.0), "rate-limited of `counted`:\n{text}");
+    assert_eq!(
+        metric(&text, "connectors_tenant_requests_total", &counted),
+        Some(5.0),
+        "requests of `counted`:\n{text}"
+    );
+    assert_eq!(
+        metric(&text, "connectors_tenant_rate_limited_total", &counted),
+        Some(1.0),
+        "rate-limited of `counted`:\n{text}"
+    );
     assert_eq!(metric(&text, "connectors_tenant_denied_total", &counted), Some(2.0), "denied of `counted`:\n{text}");
     let quiet = [("tenant", "quiet")];
     assert_eq!(metric(&text, "connectors_tenant_requests_total", &quiet), Some(1.0), "{text}");
@@ -102,7 +110,9 @@ async fn a_crashed_tenant_actor_is_restarted_with_its_checkpointed_state() {
 
     // The crash route is an admin route.
     send(gw.request(Method::POST, "/api/v1/admin/tenants/fragile/crash")).await.expect_error(401, "unauthorized");
-    send(gw.request(Method::POST, "/api/v1/admin/tenants/fragile/crash").bearer_auth(&key)).await.expect_error(401, "unauthorized");
+    send(gw.request(Method::POST, "/api/v1/admin/tenants/fragile/crash").bearer_auth(&key))
+        .await
+        .expect_error(401, "unauthorized");
     gw.admin(Method::POST, "/tenants/ghost/crash", None).await.expect_error(404, "not_found");
     gw.admin(Method::POST, "/tenants/fragile/crash", None).await.expect(202);
 
@@ -152,7 +162,8 @@ async fn graceful_restart_keeps_tenants_keys_limits_usage_audit_and_windows() {
     // sleeper: suspended. fence: an allow-list without us. overlap: rotated with a long grace.
     let (_, sleeper_key) = gw.create_tenant(json!({"id": "sleeper", "name": "S"})).await;
     gw.patch_tenant("sleeper", json!({"status": "suspended"})).await.expect(200);
-    let (_, fence_key) = gw.create_tenant(json!({"id": "fence", "name": "F", "security": {"allowedIPs": ["10.0.0.1"]}})).await;
+    let (_, fence_key) =
+        gw.create_tenant(json!({"id": "fence", "name": "F", "security": {"allowedIPs": ["10.0.0.1"]}})).await;
     let (_, overlap_old) = gw.create_tenant(json!({"id": "overlap", "name": "O", "plan": "pro"})).await;
     let overlap = gw.admin(Method::POST, "/tenants/overlap/rotate-key", Some(json!({"graceSeconds": 120}))).await;
     overlap.expect(200);
@@ -188,7 +199,11 @@ async fn graceful_restart_keeps_tenants_keys_limits_usage_audit_and_windows() {
     for remaining in [1, 0] {
         let response = gw.tenant_get(Some("keeper"), Some(&key)).await;
         response.expect(200);
-        assert_eq!(response.header_u64("x-ratelimit-remaining"), remaining, "rate window lost across the restart: {response:?}");
+        assert_eq!(
+            response.header_u64("x-ratelimit-remaining"),
+            remaining,
+            "rate window lost across the restart: {response:?}"
+        );
     }
     gw.tenant_get(Some("keeper"), Some(&key)).await.expect_error(429, "rate_limited");
     assert_eq!(minute_of(started), minute_of(Utc::now()), "the test crossed a minute boundary; its counts are void");
@@ -225,7 +240,10 @@ async fn no_key_reaches_logs_audit_or_disk() {
     gw.tenant_get(Some("neighbour"), Some(&neighbour)).await.expect(200);
     send(gw.request(Method::GET, "/api/v1/admin/tenants").bearer_auth(&third)).await.expect_error(401, "unauthorized");
     send(gw.request(Method::GET, "/api/v1/admin/tenants").bearer_auth(guess)).await.expect_error(401, "unauthorized");
-    gw.wait_audit("secretive", "the denied guesses", |events| events.iter().filter(|e| e["result"] == "denied").count() >= 2).await;
+    gw.wait_audit("secretive", "the denied guesses", |events| {
+        events.iter().filter(|e| e["result"] == "denied").count() >= 2
+    })
+    .await;
     gw.wait_audit("neighbour", "the mismatch", |events| events.iter().any(|e| e["result"] == "denied")).await;
 
     let secrets = [first.as_str(), second.as_str(), third.as_str(), neighbour.as_str(), guess, ADMIN_KEY];
@@ -255,7 +273,9 @@ async fn sigterm_flushes_what_was_not_yet_written() {
     let started = Utc::now();
     let key = gw.create_limited("hasty", 5).await;
     for i in 0..3 {
-        send(gw.tenant_request(Some("hasty"), Some(&key)).header("x-request-id", format!("hasty-{i}"))).await.expect(200);
+        send(gw.tenant_request(Some("hasty"), Some(&key)).header("x-request-id", format!("hasty-{i}")))
+            .await
+            .expect(200);
     }
     let status = gw.stop_graceful().await;
     assert_eq!(status.code(), Some(0), "exit after SIGTERM: {status}; stderr:\n{}", gw.stderr_text());
@@ -269,7 +289,11 @@ async fn sigterm_flushes_what_was_not_yet_written() {
     for remaining in [1, 0] {
         let response = gw.tenant_get(Some("hasty"), Some(&key)).await;
         response.expect(200);
-        assert_eq!(response.header_u64("x-ratelimit-remaining"), remaining, "rate window not saved at shutdown: {response:?}");
+        assert_eq!(
+            response.header_u64("x-ratelimit-remaining"),
+            remaining,
+            "rate window not saved at shutdown: {response:?}"
+        );
     }
     gw.tenant_get(Some("hasty"), Some(&key)).await.expect_error(429, "rate_limited");
     assert_eq!(minute_of(started), minute_of(Utc::now()), "the test crossed a minute boundary; its counts are void");
@@ -316,7 +340,9 @@ async fn a_generated_admin_key_is_printed_once_kept_as_a_hash_and_persists() {
     }
     let key = found.unwrap_or_else(|| panic!("no word of the start-up output is a working admin key:\n{output}"));
     gw.set_admin_key(&key);
-    send(gw.request(Method::GET, "/api/v1/admin/tenants").bearer_auth("ck_admin_wrong")).await.expect_error(401, "unauthorized");
+    send(gw.request(Method::GET, "/api/v1/admin/tenants").bearer_auth("ck_admin_wrong"))
+        .await
+        .expect_error(401, "unauthorized");
     gw.create_tenant(json!({"id": "made-by-generated", "name": "G"})).await;
     gw.restart().await;
     // Same key after a restart, not printed again, never on disk in clear.
@@ -363,7 +389,8 @@ async fn bad_configuration_stops_start_up_with_a_message() {
 async fn a_missing_config_file_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.yaml");
-    let args = ["--listen".to_string(), "127.0.0.1:0".to_string(), "--config".to_string(), missing.display().to_string()];
+    let args =
+        ["--listen".to_string(), "127.0.0.1:0".to_string(), "--config".to_string(), missing.display().to_string()];
     let failed = run_args_expecting_exit(&args, Duration::from_secs(10)).await;
     assert!(!failed.status.success(), "started with a missing config file");
     assert!(failed.stderr.contains("absent.yaml"), "stderr does not name the missing file:\n{}", failed.stderr);

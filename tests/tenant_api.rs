@@ -37,7 +37,8 @@ fn assert_rate_headers(resp: &Resp, limit: u64, remaining: u64) {
 #[tokio::test]
 async fn tenant_get_returns_the_callers_tenant_without_key() {
     let gw = Gateway::start(FAST, &[]).await;
-    let (created, key) = gw.create_tenant(json!({"id": "self", "name": "Self", "email": "me@self.test", "plan": "pro"})).await;
+    let (created, key) =
+        gw.create_tenant(json!({"id": "self", "name": "Self", "email": "me@self.test", "plan": "pro"})).await;
     gw.create_tenant(json!({"id": "other", "name": "Other"})).await;
 
     let with_header = gw.tenant_get(Some("self"), Some(&key)).await;
@@ -67,20 +68,35 @@ async fn bad_or_missing_keys_are_401_and_foreign_keys_403() {
 
     gw.tenant_get(Some("tenant-a"), None).await.expect_error(401, "unauthorized");
     gw.tenant_get(None, None).await.expect_error(401, "unauthorized");
-    gw.tenant_get(Some("tenant-a"), Some("ck_not_a_real_key_at_all_0000000000000000")).await.expect_error(401, "unauthorized");
+    gw.tenant_get(Some("tenant-a"), Some("ck_not_a_real_key_at_all_0000000000000000"))
+        .await
+        .expect_error(401, "unauthorized");
     gw.tenant_get(None, Some("ck_not_a_real_key_at_all_0000000000000000")).await.expect_error(401, "unauthorized");
     gw.tenant_get(Some("tenant-a"), Some("")).await.expect_error(401, "unauthorized");
     gw.tenant_get(Some("tenant-a"), Some(ADMIN_KEY)).await.expect_error(401, "unauthorized");
     // The key in a scheme other than Bearer, or bare.
-    let basic = send(gw.request(Method::GET, "/api/v1/tenant").header("X-Tenant-ID", "tenant-a").header("authorization", format!("Basic {key_a}"))).await;
+    let basic = send(
+        gw.request(Method::GET, "/api/v1/tenant")
+            .header("X-Tenant-ID", "tenant-a")
+            .header("authorization", format!("Basic {key_a}")),
+    )
+    .await;
     basic.expect_error(401, "unauthorized");
-    let bare = send(gw.request(Method::GET, "/api/v1/tenant").header("X-Tenant-ID", "tenant-a").header("authorization", key_a.clone())).await;
+    let bare = send(
+        gw.request(Method::GET, "/api/v1/tenant")
+            .header("X-Tenant-ID", "tenant-a")
+            .header("authorization", key_a.clone()),
+    )
+    .await;
     bare.expect_error(401, "unauthorized");
 
     // A's key for B: a mismatch, and B's own key still works.
     let mismatch = gw.tenant_get(Some("tenant-b"), Some(&key_a)).await;
     mismatch.expect_error(403, "tenant_mismatch");
-    assert!(mismatch.header("x-ratelimit-limit").is_some(), "no rate-limit headers on a 403 of an existing tenant: {mismatch:?}");
+    assert!(
+        mismatch.header("x-ratelimit-limit").is_some(),
+        "no rate-limit headers on a 403 of an existing tenant: {mismatch:?}"
+    );
     gw.tenant_get(Some("tenant-b"), Some(&key_b)).await.expect(200);
     gw.tenant_get(Some("tenant-a"), Some(&key_a)).await.expect(200);
     assert_eq!(gw.tenant_get(None, Some(&key_b)).await.json()["id"], "tenant-b");
@@ -95,20 +111,30 @@ async fn bad_or_missing_keys_are_401_and_foreign_keys_403() {
     wrong.expect_error(401, "unauthorized");
     assert_eq!(wrong.request_id(), "denied-req-1");
     let events = gw
-        .wait_audit("tenant-a", "a denied event for the wrong key", |events| events.iter().any(|e| e["requestId"] == "denied-req-1"))
+        .wait_audit("tenant-a", "a denied event for the wrong key", |events| {
+            events.iter().any(|e| e["requestId"] == "denied-req-1")
+        })
         .await;
     let denied = events.iter().find(|e| e["requestId"] == "denied-req-1").unwrap();
     assert_eq!(denied["result"], "denied", "{denied}");
     assert_eq!(denied["tenantId"], "tenant-a");
     let text = serde_json::to_string(&events).unwrap();
-    assert!(!text.contains("ck_wrong_guess") && !text.contains(&key_a) && !text.contains(&key_b), "a key is in the audit log: {text}");
+    assert!(
+        !text.contains("ck_wrong_guess") && !text.contains(&key_a) && !text.contains(&key_b),
+        "a key is in the audit log: {text}"
+    );
 }
 
 #[tokio::test]
 async fn tenant_requests_are_audited_as_tenant_get() {
     let gw = Gateway::start(FAST, &[]).await;
     let (_, key) = gw.create_tenant(json!({"id": "watched", "name": "W"})).await;
-    let ok = send(gw.tenant_request(Some("watched"), Some(&key)).header("x-request-id", "tenant-req-1").header("user-agent", "e2e-agent/3.1")).await;
+    let ok = send(
+        gw.tenant_request(Some("watched"), Some(&key))
+            .header("x-request-id", "tenant-req-1")
+            .header("user-agent", "e2e-agent/3.1"),
+    )
+    .await;
     ok.expect(200);
     assert_eq!(ok.request_id(), "tenant-req-1");
     let events = gw
@@ -155,7 +181,8 @@ async fn allowed_ips_admit_only_listed_clients_and_bad_entries_change_nothing() 
     gw.tenant_get(Some("fenced"), Some(&key)).await.expect(200);
 
     // Elsewhere only: refused, with rate-limit headers.
-    let patched = gw.patch_tenant("fenced", json!({"security": {"allowedIPs": ["10.0.0.0/8", "2001:db8::/32", "::1"]}})).await;
+    let patched =
+        gw.patch_tenant("fenced", json!({"security": {"allowedIPs": ["10.0.0.0/8", "2001:db8::/32", "::1"]}})).await;
     patched.expect(200);
     assert_eq!(patched.json()["security"]["allowedIPs"], json!(["10.0.0.0/8", "2001:db8::/32", "::1"]));
     let refused = gw.tenant_get(Some("fenced"), Some(&key)).await;
@@ -174,7 +201,8 @@ async fn allowed_ips_admit_only_listed_clients_and_bad_entries_change_nothing() 
     // A malformed entry: 400, and neither the list nor the other fields of the PATCH change.
     let before = gw.admin(Method::GET, "/tenants/fenced", None).await.json();
     for bad in ["300.1.1.1", "10.0.0.0/33", "not-an-ip", "", "2001:db8::/129", "1.2.3"] {
-        let response = gw.patch_tenant("fenced", json!({"name": "Changed", "security": {"allowedIPs": ["127.0.0.1", bad]}})).await;
+        let response =
+            gw.patch_tenant("fenced", json!({"name": "Changed", "security": {"allowedIPs": ["127.0.0.1", bad]}})).await;
         response.expect_error(400, "invalid_request");
     }
     let after = gw.admin(Method::GET, "/tenants/fenced", None).await.json();
@@ -184,7 +212,13 @@ async fn allowed_ips_admit_only_listed_clients_and_bad_entries_change_nothing() 
     gw.tenant_get(Some("fenced"), Some(&key)).await.expect(200);
 
     // Also on create: a bad list refuses the tenant entirely.
-    let response = gw.admin(Method::POST, "/tenants", Some(json!({"id": "fenced-2", "name": "F2", "security": {"allowedIPs": ["999.0.0.1"]}}))).await;
+    let response = gw
+        .admin(
+            Method::POST,
+            "/tenants",
+            Some(json!({"id": "fenced-2", "name": "F2", "security": {"allowedIPs": ["999.0.0.1"]}})),
+        )
+        .await;
     response.expect_error(400, "invalid_request");
     gw.admin(Method::GET, "/tenants/fenced-2", None).await.expect_error(404, "not_found");
 
@@ -214,7 +248,9 @@ async fn forwarded_for_is_believed_from_trusted_proxies() {
     via(Some("198.51.100.1"), "xff-other").await.expect_error(403, "ip_not_allowed");
     via(None, "xff-none").await.expect_error(403, "ip_not_allowed");
     // The audit event records the client, not the proxy.
-    let events = gw.wait_audit("proxied", "the forwarded request's event", |e| e.iter().any(|e| e["requestId"] == "xff-ok")).await;
+    let events = gw
+        .wait_audit("proxied", "the forwarded request's event", |e| e.iter().any(|e| e["requestId"] == "xff-ok"))
+        .await;
     let event = events.iter().find(|e| e["requestId"] == "xff-ok").unwrap();
     assert_eq!(event["ip"], "203.0.113.7", "{event}");
 }
@@ -232,7 +268,9 @@ async fn configured_header_names_carry_tenant_and_raw_key() {
     assert_eq!(send(get().header("X-API-Key", &key)).await.json()["id"], "org-one");
     // The default header names mean nothing now.
     send(get().header("X-Org-ID", "org-one").bearer_auth(&key)).await.expect_error(401, "unauthorized");
-    send(get().header("X-Org-ID", "org-one").header("X-API-Key", format!("Bearer {key}"))).await.expect_error(401, "unauthorized");
+    send(get().header("X-Org-ID", "org-one").header("X-API-Key", format!("Bearer {key}")))
+        .await
+        .expect_error(401, "unauthorized");
     send(get().header("X-Org-ID", "org-two").header("X-API-Key", &key)).await.expect_error(403, "tenant_mismatch");
     // X-Tenant-ID is no longer the tenant header: the key's own tenant answers.
     let ignored = send(get().header("X-Tenant-ID", "org-two").header("X-API-Key", &key)).await;
@@ -283,7 +321,10 @@ async fn rate_limits_count_down_and_refuse_with_429() {
     assert_eq!(body["retryAfter"], retry_after, "retryAfter in the body equals Retry-After: {body}");
     let reset = limited.header_u64("x-ratelimit-reset");
     let now = Utc::now().timestamp() as u64;
-    assert!(retry_after.abs_diff(reset.saturating_sub(now)) <= 2, "Retry-After {retry_after} vs reset {reset} (now {now})");
+    assert!(
+        retry_after.abs_diff(reset.saturating_sub(now)) <= 2,
+        "Retry-After {retry_after} vs reset {reset} (now {now})"
+    );
     // Still refused; other tenants are not affected.
     gw.tenant_get(Some("metered"), Some(&key)).await.expect_error(429, "rate_limited");
     let other = gw.create_limited("unmetered", 3).await;
@@ -365,9 +406,15 @@ async fn rotate_key_with_grace_keeps_the_old_key_for_the_grace_period_only() {
         }
     })
     .await;
-    assert!(stopped_after >= Duration::from_millis(1500), "the old key stopped after {stopped_after:?}, before its 2 s grace");
+    assert!(
+        stopped_after >= Duration::from_millis(1500),
+        "the old key stopped after {stopped_after:?}, before its 2 s grace"
+    );
     // Upper bound with room for a slow request on a loaded machine.
-    assert!(stopped_after <= Duration::from_millis(4000), "the old key still worked {stopped_after:?} after a 2 s grace");
+    assert!(
+        stopped_after <= Duration::from_millis(4000),
+        "the old key still worked {stopped_after:?} after a 2 s grace"
+    );
     gw.tenant_get(Some("graceful"), Some(&new)).await.expect(200);
 }
 
@@ -399,7 +446,9 @@ async fn concurrent_requests_never_exceed_the_limit() {
     gw.wait_usage_api_calls("crowded", 10).await;
     // One audit event per request.
     let events = gw
-        .wait_audit("crowded", "40 tenant events", |events| events.iter().filter(|e| e["action"] == "tenant.get").count() >= 40)
+        .wait_audit("crowded", "40 tenant events", |events| {
+            events.iter().filter(|e| e["action"] == "tenant.get").count() >= 40
+        })
         .await;
     assert_eq!(events.iter().filter(|e| e["action"] == "tenant.get").count(), 40, "{events:#?}");
     assert_eq!(events.iter().filter(|e| e["action"] == "tenant.get" && e["result"] == "success").count(), 10);
@@ -417,7 +466,10 @@ async fn the_most_constraining_window_is_the_one_reported() {
     assert_eq!(first.header_u64("x-ratelimit-limit"), 2, "{first:?}");
     assert_eq!(first.header_u64("x-ratelimit-remaining"), 1, "{first:?}");
     let reset = first.header_u64("x-ratelimit-reset");
-    assert!(reset > now && reset <= now + 3600 && reset % 3600 == 0, "X-RateLimit-Reset {reset} is not the next hour boundary after {now}");
+    assert!(
+        reset > now && reset <= now + 3600 && reset % 3600 == 0,
+        "X-RateLimit-Reset {reset} is not the next hour boundary after {now}"
+    );
     assert_eq!(
         first.header("ratelimit-policy").as_deref(),
         Some("\"minute\";q=100;w=60, \"hour\";q=2;w=3600, \"day\";q=1000;w=86400"),

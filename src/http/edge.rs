@@ -24,7 +24,8 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
     let id = match client_id {
         Some(id) => id,
         None => {
-            let generated = HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value");
+            let generated =
+                HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value");
             request.headers_mut().insert(&REQUEST_ID, generated.clone());
             generated
         }

@@ -28,7 +28,13 @@ struct ErrorParts {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self(Box::new(ErrorParts { status, code, message: message.into(), extra: Map::new(), headers: HeaderMap::new() }))
+        Self(Box::new(ErrorParts {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+            headers: HeaderMap::new(),
+        }))
     }
 
     pub fn status(&self) -> StatusCode {

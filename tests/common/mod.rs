@@ -102,9 +102,17 @@ impl Resp {
         let content_type = self.header("content-type").unwrap_or_default();
         assert!(content_type.starts_with("application/json"), "error with content-type {content_type:?}: {self:?}");
         let body = self.json();
-        assert!(body["error"].as_str().is_some_and(|s| !s.is_empty()), "error body without `error` message: {}", self.text);
+        assert!(
+            body["error"].as_str().is_some_and(|s| !s.is_empty()),
+            "error body without `error` message: {}",
+            self.text
+        );
         assert!(body["code"].as_str().is_some_and(|s| !s.is_empty()), "error body without `code`: {}", self.text);
-        assert_eq!(body["requestId"].as_str(), Some(self.request_id().as_str()), "requestId of the body must equal X-Request-Id: {self:?}");
+        assert_eq!(
+            body["requestId"].as_str(),
+            Some(self.request_id().as_str()),
+            "requestId of the body must equal X-Request-Id: {self:?}"
+        );
         body
     }
 }
@@ -284,16 +292,16 @@ impl Gateway {
     }
 
     /// Like [`Gateway::start`]; `admin_key: None` starts without `ADMIN_API_KEY`.
-    pub(crate) async fn start_with_admin_key(config_yaml: &str, extra_env: &[(&str, &str)], admin_key: Option<&str>) -> Gateway {
+    pub(crate) async fn start_with_admin_key(
+        config_yaml: &str,
+        extra_env: &[(&str, &str)],
+        admin_key: Option<&str>,
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config_yaml).unwrap();
-        let client = Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("http client");
+        let client = Client::builder().no_proxy().timeout(Duration::from_secs(15)).build().expect("http client");
         let mut gateway = Gateway {
             dir,
             config_path,
@@ -570,7 +578,8 @@ impl Gateway {
             if let Some(c) = &cursor {
                 params.push(("cursor", c));
             }
-            let response = send(self.admin_request(Method::GET, &format!("/tenants/{tenant}/audit")).query(&params)).await;
+            let response =
+                send(self.admin_request(Method::GET, &format!("/tenants/{tenant}/audit")).query(&params)).await;
             assert_eq!(response.status, 200, "GET audit of {tenant}: {}", response.text);
             let page = response.json();
             let batch = page["events"].as_array().unwrap_or_else(|| panic!("no events array: {page}"));
@@ -687,7 +696,14 @@ pub(crate) fn assert_tenant_shape(tenant: &Value) {
     }
     assert!(t.get("email").is_some_and(|e| e.is_string() || e.is_null()), "tenant.email missing: {tenant}");
     assert!(matches!(t["status"].as_str(), Some("active" | "suspended")), "tenant.status: {tenant}");
-    for key in ["requestsPerMinute", "requestsPerHour", "requestsPerDay", "maxCustomServers", "maxToolInvocations", "maxStorageMB"] {
+    for key in [
+        "requestsPerMinute",
+        "requestsPerHour",
+        "requestsPerDay",
+        "maxCustomServers",
+        "maxToolInvocations",
+        "maxStorageMB",
+    ] {
         assert!(tenant["limits"][key].is_u64(), "tenant.limits.{key} missing or not a count: {tenant}");
     }
     for key in ["customServers", "oauth", "advancedAnalytics"] {
