@@ -2,7 +2,7 @@ use chrono::{Duration, TimeZone};
 use proptest::prelude::*;
 
 use super::*;
-use crate::tenant::{FeatureOverrides, LimitOverrides, Security, StoredKey};
+use crate::tenant::{StoredKey, test_record};
 
 fn id(text: &str) -> TenantId {
     TenantId::parse(text).unwrap()
@@ -13,19 +13,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn record(keys: Vec<StoredKey>, status: TenantStatus) -> TenantRecord {
-    TenantRecord {
-        id: id("acme"),
-        name: "Acme".into(),
-        email: None,
-        plan: "free".into(),
-        status,
-        limits: LimitOverrides::default(),
-        features: FeatureOverrides::default(),
-        security: Security::default(),
-        created_at: now(),
-        updated_at: now(),
-        keys,
-    }
+    TenantRecord { status, ..test_record(now(), keys) }
 }
 
 fn rules(multi_tenant: bool, require_api_key: bool, fallback: Option<&str>) -> IdentityRules {

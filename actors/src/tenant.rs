@@ -305,6 +305,24 @@ impl AllowedIps {
     }
 }
 
+/// An active tenant `acme` on plan `free` with `keys`, for the unit tests of this crate.
+#[cfg(test)]
+pub(crate) fn test_record(now: DateTime<Utc>, keys: Vec<StoredKey>) -> TenantRecord {
+    TenantRecord {
+        id: TenantId::parse("acme").expect("a valid id"),
+        name: "Acme".into(),
+        email: None,
+        plan: "free".into(),
+        status: TenantStatus::Active,
+        limits: LimitOverrides::default(),
+        features: FeatureOverrides::default(),
+        security: Security::default(),
+        created_at: now,
+        updated_at: now,
+        keys,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,19 +338,7 @@ mod tests {
     }
 
     fn record(now: DateTime<Utc>) -> TenantRecord {
-        TenantRecord {
-            id: TenantId::parse("acme").unwrap(),
-            name: "Acme".into(),
-            email: None,
-            plan: "free".into(),
-            status: TenantStatus::Active,
-            limits: LimitOverrides::default(),
-            features: FeatureOverrides::default(),
-            security: Security::default(),
-            created_at: now,
-            updated_at: now,
-            keys: vec![StoredKey { hash: KeyHash::of("k1"), created_at: now, expires_at: None }],
-        }
+        test_record(now, vec![StoredKey { hash: KeyHash::of("k1"), created_at: now, expires_at: None }])
     }
 
     #[test]

@@ -5,7 +5,7 @@ use chrono::{Duration, TimeZone};
 
 use super::*;
 use crate::rate_windows::Window;
-use crate::tenant::{FeatureOverrides, LimitOverrides, Security, StoredKey, TenantId, TenantStatus};
+use crate::tenant::{FeatureOverrides, LimitOverrides, StoredKey, test_record};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2027, 3, 31, 23, 59, 30).unwrap()
@@ -32,19 +32,7 @@ fn policy(rate_limits_enabled: bool) -> Arc<Policy> {
 }
 
 fn record() -> TenantRecord {
-    TenantRecord {
-        id: TenantId::parse("acme").unwrap(),
-        name: "Acme".into(),
-        email: None,
-        plan: "free".into(),
-        status: TenantStatus::Active,
-        limits: LimitOverrides::default(),
-        features: FeatureOverrides::default(),
-        security: Security::default(),
-        created_at: now(),
-        updated_at: now(),
-        keys: vec![StoredKey { hash: KeyHash::of("ck_1"), created_at: now(), expires_at: None }],
-    }
+    test_record(now(), vec![StoredKey { hash: KeyHash::of("ck_1"), created_at: now(), expires_at: None }])
 }
 
 fn request(key: &str) -> AdmissionRequest {
