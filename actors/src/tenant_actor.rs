@@ -103,38 +103,11 @@ impl Actor for TenantActor {
             TenantMsg::Snapshot(reply) => {
                 let _ = reply.send(state.core.snapshot(now));
             }
-            TenantMsg::Patch(patch, reply) => {
-                let result = match state.core.propose_patch(now, &patch) {
-                    Ok(record) => persist_and_install(state, record).await.map(|()| state.core.snapshot(now)),
-                    Err(error) => Err(error.into()),
-                };
-                let _ = reply.send(result);
-            }
-            TenantMsg::RotateKey(key, grace, reply) => {
-                let record = state.core.propose_rotation(now, key, grace);
-                let _ = reply.send(persist_and_install(state, record).await);
-            }
-            TenantMsg::Delete(reply) => {
-                let result = state.env.store.delete_tenant(&state.core.record().id).await;
-                let deleted = result.is_ok();
-                let _ = reply.send(result.map_err(TenantError::from));
-                if deleted {
-                    myself.stop(Some("deleted".into()));
-                }
-            }
             TenantMsg::RecordUsage(usage) => state.core.record_usage(now, &usage),
-            TenantMsg::Tick => {
-                state.write_out().await;
-                if state.core.is_idle(now, state.env.passivate_after) {
-                    tracing::debug!(tenant = %state.core.record().id, "passivating idle tenant");
-                    myself.stop(Some("passivated".into()));
-                }
-            }
-            TenantMsg::WriteOut(reply) => {
-                state.write_out().await;
-                let _ = reply.send(());
-            }
             TenantMsg::Crash => panic!("fault injection: tenant actor crash requested"),
+            // Boxed: the actor's task is as large as its largest pending future, and thousands
+            // of idle actors would each carry the space of these rare, I/O-bound branches.
+            other => Box::pin(handle_io(myself, other, state, now)).await,
         }
         Ok(())
     }
@@ -142,6 +115,45 @@ impl Actor for TenantActor {
     async fn post_stop(&self, _: ActorRef<TenantMsg>, state: &mut TenantState) -> Result<(), ActorProcessingErr> {
         state.write_out().await;
         Ok(())
+    }
+}
+
+/// The messages that wait on the store or the recorder.
+async fn handle_io(myself: ActorRef<TenantMsg>, message: TenantMsg, state: &mut TenantState, now: chrono::DateTime<chrono::Utc>) {
+    match message {
+        TenantMsg::Patch(patch, reply) => {
+            let result = match state.core.propose_patch(now, &patch) {
+                Ok(record) => persist_and_install(state, record).await.map(|()| state.core.snapshot(now)),
+                Err(error) => Err(error.into()),
+            };
+            let _ = reply.send(result);
+        }
+        TenantMsg::RotateKey(key, grace, reply) => {
+            let record = state.core.propose_rotation(now, key, grace);
+            let _ = reply.send(persist_and_install(state, record).await);
+        }
+        TenantMsg::Delete(reply) => {
+            let result = state.env.store.delete_tenant(&state.core.record().id).await;
+            let deleted = result.is_ok();
+            let _ = reply.send(result.map_err(TenantError::from));
+            if deleted {
+                myself.stop(Some("deleted".into()));
+            }
+        }
+        TenantMsg::Tick => {
+            state.write_out().await;
+            if state.core.is_idle(now, state.env.passivate_after) {
+                tracing::debug!(tenant = %state.core.record().id, "passivating idle tenant");
+                myself.stop(Some("passivated".into()));
+            }
+        }
+        TenantMsg::WriteOut(reply) => {
+            state.write_out().await;
+            let _ = reply.send(());
+        }
+        TenantMsg::Admit(..) | TenantMsg::Snapshot(_) | TenantMsg::RecordUsage(_) | TenantMsg::Crash => {
+            unreachable!("answered without I/O in `handle`")
+        }
     }
 }
 

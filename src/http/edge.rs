@@ -33,7 +33,7 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
     let id_text = id.to_str().unwrap_or_default();
     let span = tracing::info_span!(
         "request",
-        method = %request.method(),
+        method = request.method().as_str(),
         path = request.uri().path(),
         request_id = id_text,
         tenant_id = tracing::field::Empty,
