@@ -119,7 +119,12 @@ impl Actor for TenantActor {
 }
 
 /// The messages that wait on the store or the recorder.
-async fn handle_io(myself: ActorRef<TenantMsg>, message: TenantMsg, state: &mut TenantState, now: chrono::DateTime<chrono::Utc>) {
+async fn handle_io(
+    myself: ActorRef<TenantMsg>,
+    message: TenantMsg,
+    state: &mut TenantState,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     match message {
         TenantMsg::Patch(patch, reply) => {
             let result = match state.core.propose_patch(now, &patch) {

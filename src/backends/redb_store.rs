@@ -5,7 +5,7 @@
 //! not decide what is stored (the port and its contract suite do) nor where the file lives (the
 //! configuration does).
 //!
-//! Tables (values are JSON kept as raw bytes, so that an unreadable value is reported as
+//! Tables (values are JSON kept as raw bytes, audit events excepted (see `audit_codec`), so that an unreadable value is reported as
 //! [`StoreError::Corrupt`] rather than panicking in redb's UTF-8 decoding; string keys are only
 //! ever written from validated tenant ids):
 //!
@@ -14,7 +14,7 @@
 //! | `tenants` | tenant id | [`TenantRecord`] |
 //! | `key_owners` | key hash (32 bytes) | [`KeyOwner`] |
 //! | `checkpoints` | tenant id | [`Checkpoint`] |
-//! | `audit` | (tenant id, timestamp in µs, sequence number) | [`AuditEvent`] |
+//! | `audit` | (tenant id, timestamp in µs, sequence number) | [`AuditEvent`], postcard |
 //! | `usage_days` | (tenant id, days since 0001-01-01) | [`UsageCounters`] |
 //! | `usage_months` | (tenant id, `YYYYMM`) | [`UsageCounters`] |
 //! | `meta` | key | bytes, the gateway's own small values |
@@ -32,6 +32,8 @@ use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate};
 use connectors_actors::api_key::KeyHash;
 use connectors_actors::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery};
+
+use super::audit_codec;
 use connectors_actors::store::{Batch, Checkpoint, KeyOwner, Store, StoreError, TenantFilter, TenantPage, UsageDelta};
 use connectors_actors::tenant::{TenantId, TenantRecord};
 use connectors_actors::usage::{Month, UsageCounters};
@@ -298,8 +300,7 @@ impl Store for RedbStore {
                 let Some(row) = rows.next() else { break };
                 let (key, value) = row.backend()?;
                 let (_, timestamp_micros, seq) = key.value();
-                let event: AuditEvent =
-                    from_json(format_args!("audit event {timestamp_micros}.{seq} of `{id}`"), value.value())?;
+                let event = audit_codec::decode(&id, value.value())?;
                 if query.matches(&event) {
                     events.push(event);
                     last = Some(AuditCursor { timestamp_micros, seq });
@@ -360,7 +361,7 @@ fn append_audit(txn: &WriteTransaction, events: &[AuditEvent]) -> Result<(), Sto
     for event in events {
         seq += 1;
         let key = (event.tenant_id.as_str(), event.timestamp.timestamp_micros(), seq);
-        log.insert(key, to_json(event)?.as_slice()).backend()?;
+        log.insert(key, audit_codec::encode(event)?.as_slice()).backend()?;
     }
     sequences.insert(AUDIT_SEQ, seq).backend()?;
     Ok(())
