@@ -65,7 +65,8 @@ impl Gateway {
         let policy = Arc::new(config.policy.clone());
         let (recorder, recorder_task) = Recorder::start(
             store.clone(),
-            RecorderConfig { flush_interval: config.flush_interval, max_batch: 4_096, queue: 65_536 },
+            // A batch flushes early at 65,536 entries (about 20 MB), which bounds the recorder's memory.
+            RecorderConfig { flush_interval: config.flush_interval, max_batch: 65_536, queue: 65_536 },
         );
         let env = Arc::new(TenantEnv {
             store: store.clone(),

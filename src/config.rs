@@ -165,7 +165,7 @@ impl Default for GatewaySection {
             max_body_bytes: 1024 * 1024,
             passivate_after_seconds: 300,
             tick_millis: 1_000,
-            flush_interval_millis: 100,
+            flush_interval_millis: 1_000,
             call_timeout_millis: 5_000,
             shutdown_grace_seconds: 10,
         }

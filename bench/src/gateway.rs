@@ -191,7 +191,6 @@ multiTenant:
 gateway:
   passivateAfterSeconds: 3600
   tickMillis: 1000
-  flushIntervalMillis: 100
 ";
 
 /// CPU time (user + system) of each thread of a process, by thread name, in seconds.

@@ -13,7 +13,7 @@
 //! `--gateway-bin`). One run (under ~2 minutes with the defaults on a 2-core machine):
 //!
 //! 1. starts `connectors serve` on a free 127.0.0.1 port with a temporary data dir and config
-//!    (high limits, `passivateAfterSeconds: 3600`, `tickMillis: 1000`, `flushIntervalMillis: 100`);
+//!    (high limits, `passivateAfterSeconds: 3600`, `tickMillis: 1000`, the default group-commit interval);
 //! 2. registers 10,000 tenants through the admin API (12 concurrent requests);
 //! 3. starts, in this process, a bare axum server whose `GET /api/v1/tenant` returns the body the
 //!    gateway returned for one tenant, without auth, limits, audit or metering;
