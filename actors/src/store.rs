@@ -52,12 +52,6 @@ pub struct Batch {
     pub checkpoints: Vec<(TenantId, Checkpoint)>,
 }
 
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.audit.is_empty() && self.usage.is_empty() && self.checkpoints.is_empty()
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantFilter {
     pub plan: Option<String>,

@@ -17,7 +17,6 @@ use crate::recorder::Recorder;
 use crate::store::{Store, StoreError, UsageDelta};
 use crate::tenant::TenantPatch;
 use crate::tenant_core::{PatchError, Proposal, TenantCore};
-use crate::usage::UsageCounters;
 
 /// What every tenant actor of a node shares.
 pub struct TenantEnv {
@@ -45,8 +44,6 @@ pub enum TenantMsg {
     RotateKey(KeyHash, Option<chrono::Duration>, RpcReplyPort<Result<(), TenantError>>),
     /// Deletes the tenant from the store, then stops the actor.
     Delete(RpcReplyPort<Result<(), TenantError>>),
-    /// Usage known only after the work is done (tokens, upstream failures).
-    RecordUsage(UsageCounters),
     /// Periodic: write out usage and window counts; passivate when idle.
     Tick,
     /// Write out usage and window counts now, and answer once they are queued for the store.
@@ -103,7 +100,6 @@ impl Actor for TenantActor {
             TenantMsg::Snapshot(reply) => {
                 let _ = reply.send(state.core.snapshot(now));
             }
-            TenantMsg::RecordUsage(usage) => state.core.record_usage(now, &usage),
             TenantMsg::Crash => panic!("fault injection: tenant actor crash requested"),
             // Boxed: the actor's task is as large as its largest pending future, and thousands
             // of idle actors would each carry the space of these rare, I/O-bound branches.
@@ -156,7 +152,7 @@ async fn handle_io(
             state.write_out().await;
             let _ = reply.send(());
         }
-        TenantMsg::Admit(..) | TenantMsg::Snapshot(_) | TenantMsg::RecordUsage(_) | TenantMsg::Crash => {
+        TenantMsg::Admit(..) | TenantMsg::Snapshot(_) | TenantMsg::Crash => {
             unreachable!("answered without I/O in `handle`")
         }
     }

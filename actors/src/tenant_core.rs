@@ -144,8 +144,8 @@ impl TenantCore {
         Admission { verdict: verdict.map(|()| self.snapshot(now)), rate }
     }
 
-    /// Adds usage that the edge reports after doing the work (tokens, failures, selections).
-    pub fn record_usage(&mut self, now: DateTime<Utc>, usage: &UsageCounters) {
+    /// Counts usage in the month's quotas and in the day's counters still to be written out.
+    fn record_usage(&mut self, now: DateTime<Utc>, usage: &UsageCounters) {
         self.quotas.record(now, usage);
         let day = now.date_naive();
         match self.unflushed.last_mut() {

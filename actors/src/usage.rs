@@ -33,10 +33,6 @@ impl UsageCounters {
         self.tokens += other.tokens;
         self.custom_servers = self.custom_servers.max(other.custom_servers);
     }
-
-    pub fn is_zero(&self) -> bool {
-        *self == Self::default()
-    }
 }
 
 /// A calendar month, UTC.
