@@ -18,6 +18,7 @@ pub mod policy;
 pub mod quotas;
 pub mod rate_windows;
 pub mod recorder;
+pub mod secret_store;
 pub mod store;
 pub mod supervisor;
 pub mod tenant;
