@@ -10,12 +10,14 @@ use connectors_actors::audit::{AuditEvent, AuditResult};
 use connectors_actors::clock::{Clock, SystemClock};
 use connectors_actors::policy::Policy;
 use connectors_actors::recorder::{Recorder, RecorderConfig};
+use connectors_actors::secret_store::{SecretError, SecretStore};
 use connectors_actors::store::{Store, StoreError};
 use connectors_actors::supervisor::{SupervisorArgs, TenantDirectory, TenantSupervisor};
 use connectors_actors::tenant::{TenantId, TenantRecord, TenantStatus};
 use connectors_actors::tenant_actor::TenantEnv;
 use serde_json::Value;
 
+use crate::backends::file_secret_store::{FileSecretStore, MasterKey};
 use crate::backends::redb_store::RedbStore;
 use crate::config::Config;
 use crate::keys;
@@ -29,6 +31,8 @@ pub enum StartError {
     DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
     #[error("cannot start the tenant supervisor: {0}")]
     Supervisor(String),
 }
@@ -38,6 +42,7 @@ pub struct Gateway {
     pub config: Config,
     pub policy: Arc<Policy>,
     pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretStore>,
     pub directory: Arc<TenantDirectory>,
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
@@ -52,6 +57,8 @@ pub struct Gateway {
 pub struct StartOptions<'a> {
     pub data_dir: &'a Path,
     pub admin_key: Option<String>,
+    /// `CONNECTORS_MASTER_KEY`; without it a key file in the data dir is used (made on first start).
+    pub master_key: Option<String>,
     pub fault_injection: bool,
 }
 
@@ -61,6 +68,12 @@ impl Gateway {
             .map_err(|source| StartError::DataDir { path: options.data_dir.display().to_string(), source })?;
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&options.data_dir.join("connectors.redb"))?);
         let admin_key = admin_key(store.as_ref(), options.admin_key).await?;
+        let master_key = match options.master_key.as_deref() {
+            Some(text) => MasterKey::from_env_value(text)?,
+            None => MasterKey::load_or_create(&options.data_dir.join("master.key"))?,
+        };
+        let secrets: Arc<dyn SecretStore> =
+            Arc::new(FileSecretStore::open(&options.data_dir.join("secrets.redb"), master_key)?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let policy = Arc::new(config.policy.clone());
         let (recorder, recorder_task) = Recorder::start(
@@ -83,6 +96,7 @@ impl Gateway {
             config,
             policy,
             store,
+            secrets,
             directory,
             recorder,
             clock,

@@ -44,6 +44,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let options = StartOptions {
         data_dir: &args.data_dir,
         admin_key: env.var("ADMIN_API_KEY"),
+        master_key: env.var("CONNECTORS_MASTER_KEY"),
         fault_injection: env.var("CONNECTORS_FAULT_INJECTION").is_some_and(|v| v == "1" || v == "true"),
     };
     let gateway = Gateway::start(config, options).await.map_err(|e| e.to_string())?;

@@ -103,7 +103,12 @@ fn no_request_gets_a_server_error_or_an_undocumented_error_body() {
     let dir = tempfile::tempdir().unwrap();
     let router = runtime.block_on(async {
         let config = Config::from_yaml("gateway:\n  flushIntervalMillis: 20\n", &NoEnv).unwrap();
-        let options = StartOptions { data_dir: dir.path(), admin_key: Some(ADMIN.into()), fault_injection: false };
+        let options = StartOptions {
+            data_dir: dir.path(),
+            admin_key: Some(ADMIN.into()),
+            master_key: None,
+            fault_injection: false,
+        };
         let gateway: Arc<Gateway> = Gateway::start(config, options).await.unwrap();
         let router = connectors::http::router(gateway);
         let create = Request::post("/api/v1/admin/tenants")

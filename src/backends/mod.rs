@@ -1,6 +1,9 @@
 //! Adapters for the ports of `connectors-actors`, and the contract suites they must pass.
 
 pub mod audit_codec;
+pub mod file_secret_store;
 pub mod redb_store;
+#[cfg(test)]
+pub mod secret_store_contract;
 #[cfg(test)]
 pub mod store_contract;

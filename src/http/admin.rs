@@ -273,6 +273,8 @@ pub async fn delete_tenant(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let started = gateway.clock.now();
+    // Credentials first: if that fails the tenant still exists and the delete can be retried.
+    gateway.secrets.delete_tenant(&id).await?;
     gateway.directory.call(&id, TenantMsg::Delete).await?.map_err(tenant_error)?;
     gateway.metrics.forget(&id);
     tracing::info!(tenant = %id, "tenant deleted");

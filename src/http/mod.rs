@@ -5,6 +5,7 @@ pub mod admin;
 pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod oauth;
 pub mod ops;
 pub mod rate_headers;
 pub mod tenant_api;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -33,6 +34,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/tenants/{id}/usage", get(admin::usage))
         .route("/tenants/{id}/audit", get(admin::audit))
         .route("/tenants/{id}/crash", post(admin::crash))
+        .route("/tenants/{id}/oauth", get(oauth::list_credentials))
+        .route("/tenants/{id}/oauth/{integration}", put(oauth::put_credential).delete(oauth::delete_credential))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), admin::require_admin));
     Router::new()
         .nest("/api/v1/admin", admin)

@@ -31,6 +31,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_connectors");
 const CONFIG_ENV: &[&str] = &[
     "ADMIN_API_KEY",
     "CONNECTORS_FAULT_INJECTION",
+    "CONNECTORS_MASTER_KEY",
     "MULTI_TENANT_ENABLED",
     "TENANT_ID_HEADER",
     "API_KEY_HEADER",

@@ -1,0 +1,212 @@
+//! Admin endpoints for tenants' OAuth credentials (`/api/v1/admin/tenants/{id}/oauth...`).
+//!
+//! Credentials go to the [`SecretStore`](connectors_actors::secret_store::SecretStore), which
+//! keeps them encrypted; no endpoint ever returns a token or a client secret, and audit events
+//! name the integration and scopes only.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use chrono::{DateTime, Utc};
+use connectors_actors::secret_store::{CredentialStatus, OAuthCredential, SecretError};
+use connectors_actors::tenant::TenantId;
+use connectors_actors::tenant_actor::TenantMsg;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::extract::{JsonBody, JsonObject, TenantPath};
+use super::request_id;
+use crate::app::Gateway;
+
+impl From<SecretError> for ApiError {
+    fn from(error: SecretError) -> Self {
+        match error {
+            SecretError::Backend(_) => ApiError::unavailable(error),
+            // Integrity failures are ours to investigate, not the client's to retry.
+            SecretError::Tampered(_) | SecretError::WrongMasterKey(_) => {
+                tracing::error!(%error, "secret store integrity failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}
+
+/// `{id}` and `{integration}` of a credential route, both validated.
+pub struct CredentialPath {
+    tenant: TenantId,
+    integration: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CredentialPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((tenant, integration)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
+        let tenant = TenantId::parse(&tenant).map_err(|e| ApiError::invalid(e.to_string()))?;
+        Ok(Self { tenant, integration: valid_integration(&integration)?.to_string() })
+    }
+}
+
+/// Integration names become tool id prefixes (`github.createIssue`): 1 to 63 lowercase letters,
+/// digits, `-` and `_`, starting with a letter or digit.
+fn valid_integration(name: &str) -> Result<&str, ApiError> {
+    let bytes = name.as_bytes();
+    let ok = (1..=63).contains(&bytes.len())
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(ApiError::invalid(format!(
+            "invalid integration name `{name}`: use 1 to 63 lowercase letters, digits, `-` and `_`"
+        )))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PutCredential {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_at: Option<String>,
+    scopes: Option<Vec<String>>,
+    token_endpoint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+impl JsonObject for PutCredential {}
+
+/// Longest token or secret accepted: generous for JWTs, small enough to refuse junk.
+const MAX_SECRET_LEN: usize = 16 * 1024;
+
+fn secret_field(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(text) if text.is_empty() || text.len() > MAX_SECRET_LEN => {
+            Err(ApiError::invalid(format!("`{name}` must be 1 to {MAX_SECRET_LEN} bytes")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn token_endpoint(value: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(text) = value else { return Ok(None) };
+    let uri: Uri = text.parse().map_err(|_| ApiError::invalid(format!("`tokenEndpoint` `{text}` is not a URL")))?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some();
+    if !web {
+        return Err(ApiError::invalid(format!("`tokenEndpoint` `{text}` must be an http(s) URL")));
+    }
+    Ok(Some(text))
+}
+
+fn rfc3339(t: Option<DateTime<Utc>>) -> Value {
+    t.map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+}
+
+/// The tenant as its actor sees it; 404 when it does not exist.
+async fn require_tenant(
+    gateway: &Gateway,
+    id: &TenantId,
+) -> Result<connectors_actors::admission::TenantSnapshot, ApiError> {
+    Ok(gateway.directory.call(id, TenantMsg::Snapshot).await?)
+}
+
+pub async fn put_credential(
+    State(gateway): State<Arc<Gateway>>,
+    path: CredentialPath,
+    headers: HeaderMap,
+    JsonBody { value: body, .. }: JsonBody<PutCredential>,
+) -> Result<Json<Value>, ApiError> {
+    let access_token = secret_field("accessToken", Some(body.access_token))?.unwrap_or_default();
+    let expires_at = body
+        .expires_at
+        .as_deref()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::invalid(format!("`expiresAt` `{t}` is not an RFC 3339 time")))
+        })
+        .transpose()?;
+    let scopes = body.scopes.unwrap_or_default();
+    if scopes.iter().any(|s| s.is_empty() || s.len() > 256 || s.contains(char::is_whitespace)) {
+        return Err(ApiError::invalid("`scopes` are non-empty strings without spaces"));
+    }
+    let credential = OAuthCredential {
+        access_token,
+        refresh_token: secret_field("refreshToken", body.refresh_token)?,
+        expires_at,
+        scopes,
+        token_endpoint: token_endpoint(body.token_endpoint)?,
+        client_id: secret_field("clientId", body.client_id)?,
+        client_secret: secret_field("clientSecret", body.client_secret)?,
+        status: CredentialStatus::Active,
+        last_refresh_at: None,
+    };
+    let tenant = require_tenant(&gateway, &path.tenant).await?;
+    if !tenant.features.oauth {
+        return Err(ApiError::forbidden("feature_disabled", "the tenant's `oauth` feature is disabled"));
+    }
+    let started = gateway.clock.now();
+    gateway.secrets.put(&path.tenant, &path.integration, &credential).await?;
+    tracing::info!(tenant = %path.tenant, integration = %path.integration, "OAuth credential stored");
+    let status = credential.status_at(started).as_str();
+    let params = json!({
+        "integration": path.integration,
+        "scopes": credential.scopes,
+        "expiresAt": rfc3339(credential.expires_at),
+        "refreshable": credential.refresh_token.is_some() && credential.token_endpoint.is_some(),
+    });
+    gateway.audit_admin(&path.tenant, "admin.oauth.store", Some(params), &request_id(&headers), started).await;
+    Ok(Json(json!({
+        "integration": path.integration,
+        "expiresAt": rfc3339(credential.expires_at),
+        "scopes": credential.scopes,
+        "status": status,
+    })))
+}
+
+pub async fn list_credentials(
+    State(gateway): State<Arc<Gateway>>,
+    TenantPath(id): TenantPath,
+) -> Result<Json<Value>, ApiError> {
+    require_tenant(&gateway, &id).await?;
+    let now = gateway.clock.now();
+    let integrations: Vec<Value> = gateway
+        .secrets
+        .list(&id)
+        .await?
+        .into_iter()
+        .map(|(integration, c)| {
+            json!({
+                "integration": integration,
+                "expiresAt": rfc3339(c.expires_at),
+                "scopes": c.scopes,
+                "status": c.status_at(now).as_str(),
+                "lastRefreshAt": rfc3339(c.last_refresh_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "integrations": integrations })))
+}
+
+pub async fn delete_credential(
+    State(gateway): State<Arc<Gateway>>,
+    path: CredentialPath,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    require_tenant(&gateway, &path.tenant).await?;
+    let started = gateway.clock.now();
+    if !gateway.secrets.delete(&path.tenant, &path.integration).await? {
+        return Err(ApiError::not_found(format!("no credential for integration `{}`", path.integration)));
+    }
+    tracing::info!(tenant = %path.tenant, integration = %path.integration, "OAuth credential deleted");
+    let params = json!({"integration": path.integration});
+    gateway.audit_admin(&path.tenant, "admin.oauth.delete", Some(params), &request_id(&headers), started).await;
+    Ok(StatusCode::NO_CONTENT)
+}
