@@ -22,6 +22,7 @@ use crate::backends::redb_store::RedbStore;
 use crate::config::Config;
 use crate::keys;
 use crate::metrics::Metrics;
+use crate::oauth_client::TokenClient;
 
 const ADMIN_KEY_META: &str = "admin_key_sha256";
 
@@ -33,6 +34,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secrets(#[from] SecretError),
+    #[error("cannot set up the HTTP client for token endpoints: {0}")]
+    Http(String),
     #[error("cannot start the tenant supervisor: {0}")]
     Supervisor(String),
 }
@@ -74,6 +77,7 @@ impl Gateway {
         };
         let secrets: Arc<dyn SecretStore> =
             Arc::new(FileSecretStore::open(&options.data_dir.join("secrets.redb"), master_key)?);
+        let tokens = TokenClient::new(config.oauth_token_timeout).map_err(|e| StartError::Http(e.to_string()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let policy = Arc::new(config.policy.clone());
         let (recorder, recorder_task) = Recorder::start(
@@ -87,6 +91,9 @@ impl Gateway {
             clock: clock.clone(),
             policy: policy.clone(),
             passivate_after: chrono::Duration::from_std(config.passivate_after).unwrap_or(chrono::Duration::MAX),
+            secrets: secrets.clone(),
+            tokens: Arc::new(tokens),
+            refresh_before: chrono::Duration::from_std(config.oauth_refresh_before).unwrap_or(chrono::Duration::MAX),
         });
         let directory =
             TenantSupervisor::start(SupervisorArgs { env, tick: config.tick, call_timeout: config.call_timeout })

@@ -36,6 +36,21 @@ struct FileConfig {
     multi_tenant: MultiTenantSection,
     #[serde(default)]
     gateway: GatewaySection,
+    #[serde(default)]
+    oauth: OAuthSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct OAuthSection {
+    refresh_before_seconds: u64,
+    token_timeout_seconds: u64,
+}
+
+impl Default for OAuthSection {
+    fn default() -> Self {
+        Self { refresh_before_seconds: 300, token_timeout_seconds: 10 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +216,10 @@ pub struct Config {
     pub call_timeout: Duration,
     /// How long a shutdown waits for open connections before closing them.
     pub shutdown_grace: Duration,
+    /// OAuth access tokens are refreshed this long before they expire.
+    pub oauth_refresh_before: Duration,
+    /// Deadline of one call to a provider's token endpoint.
+    pub oauth_token_timeout: Duration,
 }
 
 /// Reads the environment variables that override the file (an injectable lookup so tests need
@@ -241,6 +260,7 @@ impl Config {
         apply_env(&mut file, env)?;
         let mt = file.multi_tenant;
         let gw = file.gateway;
+        let oauth = file.oauth;
         let header = |key: &str, value: &str| {
             axum::http::HeaderName::try_from(value)
                 .map_err(|_| invalid(key, format!("`{value}` is not a valid HTTP header name")))
@@ -345,6 +365,11 @@ impl Config {
             flush_interval: Duration::from_millis(positive("gateway.flushIntervalMillis", gw.flush_interval_millis)?),
             call_timeout: Duration::from_millis(positive("gateway.callTimeoutMillis", gw.call_timeout_millis)?),
             shutdown_grace: Duration::from_secs(gw.shutdown_grace_seconds),
+            oauth_refresh_before: Duration::from_secs(oauth.refresh_before_seconds),
+            oauth_token_timeout: Duration::from_secs(positive(
+                "oauth.tokenTimeoutSeconds",
+                oauth.token_timeout_seconds,
+            )?),
         })
     }
 }
@@ -378,6 +403,11 @@ fn apply_env(file: &mut FileConfig, env: &dyn Env) -> Result<(), ConfigError> {
     }
     if let Some(value) = env.var("RATE_LIMIT_STORE") {
         mt.rate_limits.store = value;
+    }
+    if let Some(value) = env.var("OAUTH_REFRESH_BEFORE_SECONDS") {
+        file.oauth.refresh_before_seconds = value
+            .parse()
+            .map_err(|_| invalid("OAUTH_REFRESH_BEFORE_SECONDS", format!("`{value}` is not a number of seconds")))?;
     }
     Ok(())
 }

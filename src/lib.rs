@@ -9,3 +9,4 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod oauth_client;

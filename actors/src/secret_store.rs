@@ -47,9 +47,18 @@ pub struct OAuthCredential {
     pub client_secret: Option<String>,
     pub status: CredentialStatus,
     pub last_refresh_at: Option<DateTime<Utc>>,
+    /// Changes whenever the refresh token does, so an answer for an older token is recognised as
+    /// stale and a token is never sent twice (see `refresh_schedule`).
+    #[serde(default)]
+    pub refresh_generation: u64,
 }
 
 impl OAuthCredential {
+    /// It can be refreshed: it has a refresh token and a token endpoint to send it to.
+    pub fn refreshable(&self) -> bool {
+        self.refresh_token.is_some() && self.token_endpoint.is_some()
+    }
+
     /// The status as of `now`: an active credential whose access token has expired is expired.
     pub fn status_at(&self, now: DateTime<Utc>) -> CredentialStatus {
         match (self.status, self.expires_at) {
@@ -72,6 +81,7 @@ impl fmt::Debug for OAuthCredential {
             .field("client_secret", &redacted(self.client_secret.is_some()))
             .field("status", &self.status)
             .field("last_refresh_at", &self.last_refresh_at)
+            .field("refresh_generation", &self.refresh_generation)
             .finish()
     }
 }
@@ -102,6 +112,10 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Removes one credential; `false` if there was none.
     async fn delete(&self, tenant: &TenantId, integration: &str) -> Result<bool, SecretError>;
 
+    /// Tenants that hold at least one credential, in id order (to schedule their refreshes at
+    /// start-up).
+    async fn tenants(&self) -> Result<Vec<TenantId>, SecretError>;
+
     /// Removes every credential of `tenant` and destroys whatever key protected them, so copies
     /// of old ciphertext (backups) stay unreadable.
     async fn delete_tenant(&self, tenant: &TenantId) -> Result<(), SecretError>;
@@ -123,6 +137,7 @@ mod tests {
             client_secret: Some("cs-secret".into()),
             status: CredentialStatus::Active,
             last_refresh_at: None,
+            refresh_generation: 0,
         };
         let text = format!("{credential:?}");
         assert!(!text.contains("at-secret") && !text.contains("rt-secret") && !text.contains("cs-secret"));
@@ -142,6 +157,7 @@ mod tests {
             client_secret: None,
             status: CredentialStatus::Active,
             last_refresh_at: None,
+            refresh_generation: 0,
         };
         assert_eq!(credential.status_at(now), CredentialStatus::Expired);
         credential.status = CredentialStatus::NeedsReauth;

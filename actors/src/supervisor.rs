@@ -9,11 +9,12 @@
 //! The edge reaches actors through [`TenantDirectory::call`], which looks the actor up without
 //! going through the supervisor and retries once the actor it found has just stopped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -23,6 +24,7 @@ use crate::store::StoreError;
 use crate::tenant::TenantId;
 use crate::tenant_actor::{TenantActor, TenantEnv, TenantMsg, TenantState};
 use crate::tenant_core::TenantCore;
+use crate::tenant_oauth::TenantOAuth;
 use crate::usage::Month;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,8 +109,10 @@ impl TenantDirectory {
 #[derive(RactorMessage)]
 pub enum SupervisorMsg {
     Activate(TenantId, RpcReplyPort<Result<ActorRef<TenantMsg>, DirectoryError>>),
-    /// Periodic: every active tenant gets a `Tick`.
+    /// Periodic: every active tenant gets a `Tick`; passivated tenants due for work are woken.
     Tick,
+    /// A passivating tenant has OAuth work due at this time: activate it then.
+    WakeAt(TenantId, DateTime<Utc>),
 }
 
 pub struct TenantSupervisor;
@@ -124,6 +128,8 @@ pub struct SupervisorState {
     directory: Arc<TenantDirectory>,
     tenants_by_actor: HashMap<ActorId, TenantId>,
     tick: Duration,
+    /// Passivated tenants to activate at a time (their next OAuth refresh or expiry).
+    wake_ups: BTreeSet<(DateTime<Utc>, TenantId)>,
 }
 
 impl TenantSupervisor {
@@ -156,7 +162,7 @@ impl TenantSupervisor {
         let usage = env.store.usage_of_month(id, Month::of(now)).await.map_err(store_failed)?;
         let core = TenantCore::new(env.policy.clone(), record, checkpoint, usage, now)
             .map_err(|e| unavailable(e.to_string()))?;
-        let tenant_state = TenantState { core, env: env.clone() };
+        let tenant_state = TenantState { core, oauth: TenantOAuth::new(env.refresh_before), env: env.clone() };
         let (actor, _) = Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell())
             .await
             .map_err(|e| unavailable(e.to_string()))?;
@@ -189,7 +195,13 @@ impl Actor for TenantSupervisor {
             restarts: AtomicU64::new(0),
         });
         let _ = directory_tx.send(directory.clone());
-        Ok(SupervisorState { env: args.env, directory, tenants_by_actor: HashMap::new(), tick: args.tick })
+        Ok(SupervisorState {
+            env: args.env,
+            directory,
+            tenants_by_actor: HashMap::new(),
+            tick: args.tick,
+            wake_ups: BTreeSet::new(),
+        })
     }
 
     async fn post_start(
@@ -197,6 +209,20 @@ impl Actor for TenantSupervisor {
         myself: ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
+        // Tenants with credentials are activated once so that their refreshes get scheduled;
+        // idle ones passivate again and leave a wake-up behind.
+        match state.env.secrets.tenants().await {
+            Ok(tenants) => {
+                for id in tenants {
+                    if let Err(error) = Self::activate(&myself, state, &id).await {
+                        tracing::warn!(tenant = %id, %error, "cannot activate a tenant to schedule its OAuth refreshes");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot list tenants with OAuth credentials; their refreshes wait for a request")
+            }
+        }
         myself.send_interval(state.tick, || SupervisorMsg::Tick);
         Ok(())
     }
@@ -216,6 +242,18 @@ impl Actor for TenantSupervisor {
                 for entry in state.directory.actors.iter() {
                     let _ = entry.value().cast(TenantMsg::Tick);
                 }
+                let now = state.env.clock.now();
+                while let Some((at, id)) = state.wake_ups.first().cloned()
+                    && at <= now
+                {
+                    state.wake_ups.pop_first();
+                    if let Err(error) = Self::activate(&myself, state, &id).await {
+                        tracing::warn!(tenant = %id, %error, "cannot wake a tenant for its OAuth refresh");
+                    }
+                }
+            }
+            SupervisorMsg::WakeAt(id, at) => {
+                state.wake_ups.insert((at, id));
             }
         }
         Ok(())

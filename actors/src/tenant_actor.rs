@@ -2,7 +2,8 @@
 //!
 //! It turns messages into calls on the core and carries out what the core decides: persisting
 //! a changed record before it takes effect, handing usage and window counts to the recorder,
-//! and stopping itself when the tenant has been idle long enough (passivation).
+//! and stopping itself when the tenant has been idle long enough (passivation). Its OAuth
+//! credentials' refreshes are driven by [`TenantOAuth`].
 
 use std::sync::Arc;
 
@@ -14,9 +15,13 @@ use crate::api_key::KeyHash;
 use crate::clock::Clock;
 use crate::policy::Policy;
 use crate::recorder::Recorder;
+use crate::secret_store::{OAuthCredential, SecretError, SecretStore};
 use crate::store::{Store, StoreError, UsageDelta};
+use crate::supervisor::SupervisorMsg;
 use crate::tenant::TenantPatch;
 use crate::tenant_core::{PatchError, Proposal, TenantCore};
+use crate::tenant_oauth::TenantOAuth;
+use crate::token_endpoint::{RefreshFailure, RefreshedTokens, TokenEndpoint};
 
 /// What every tenant actor of a node shares.
 pub struct TenantEnv {
@@ -26,6 +31,10 @@ pub struct TenantEnv {
     pub policy: Arc<Policy>,
     /// An actor with no request for this long writes its state out and stops.
     pub passivate_after: chrono::Duration,
+    pub secrets: Arc<dyn SecretStore>,
+    pub tokens: Arc<dyn TokenEndpoint>,
+    /// OAuth access tokens are refreshed this long before they expire.
+    pub refresh_before: chrono::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +43,8 @@ pub enum TenantError {
     Patch(#[from] PatchError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 #[derive(RactorMessage)]
@@ -42,8 +53,14 @@ pub enum TenantMsg {
     Snapshot(RpcReplyPort<TenantSnapshot>),
     Patch(TenantPatch, RpcReplyPort<Result<TenantSnapshot, TenantError>>),
     RotateKey(KeyHash, Option<chrono::Duration>, RpcReplyPort<Result<(), TenantError>>),
-    /// Deletes the tenant from the store, then stops the actor.
+    /// Deletes the tenant's credentials and then the tenant, then stops the actor.
     Delete(RpcReplyPort<Result<(), TenantError>>),
+    /// Stores an OAuth credential; answers with it as stored (status, generation).
+    StoreCredential(String, OAuthCredential, RpcReplyPort<Result<OAuthCredential, TenantError>>),
+    /// Deletes an OAuth credential; answers whether there was one.
+    DeleteCredential(String, RpcReplyPort<Result<bool, TenantError>>),
+    /// The provider's answer to a refresh of (integration, generation).
+    RefreshDone(String, u64, Result<RefreshedTokens, RefreshFailure>),
     /// Periodic: write out usage and window counts; passivate when idle.
     Tick,
     /// Write out usage and window counts now, and answer once they are queued for the store.
@@ -56,6 +73,7 @@ pub struct TenantActor;
 
 pub struct TenantState {
     pub core: TenantCore,
+    pub oauth: TenantOAuth,
     pub env: Arc<TenantEnv>,
 }
 
@@ -84,6 +102,12 @@ impl Actor for TenantActor {
 
     async fn pre_start(&self, _: ActorRef<TenantMsg>, state: TenantState) -> Result<TenantState, ActorProcessingErr> {
         Ok(state)
+    }
+
+    async fn post_start(&self, myself: ActorRef<TenantMsg>, state: &mut TenantState) -> Result<(), ActorProcessingErr> {
+        let tenant = state.core.record().id.clone();
+        Box::pin(state.oauth.restore(&state.env, &tenant, &myself)).await;
+        Ok(())
     }
 
     async fn handle(
@@ -134,17 +158,45 @@ async fn handle_io(
             let _ = reply.send(persist_and_install(state, record).await);
         }
         TenantMsg::Delete(reply) => {
-            let result = state.env.store.delete_tenant(&state.core.record().id).await;
+            let tenant = state.core.record().id.clone();
+            // Credentials first: if that fails the tenant still exists and the delete can be retried.
+            let result = match state.env.secrets.delete_tenant(&tenant).await {
+                Ok(()) => state.env.store.delete_tenant(&tenant).await.map_err(TenantError::from),
+                Err(error) => Err(error.into()),
+            };
             let deleted = result.is_ok();
-            let _ = reply.send(result.map_err(TenantError::from));
+            let _ = reply.send(result);
             if deleted {
                 myself.stop(Some("deleted".into()));
             }
         }
+        TenantMsg::StoreCredential(integration, credential, reply) => {
+            let tenant = state.core.record().id.clone();
+            let stored = state.oauth.store(&state.env, &tenant, &myself, integration, credential).await;
+            let _ = reply.send(stored.map_err(TenantError::from));
+        }
+        TenantMsg::DeleteCredential(integration, reply) => {
+            let tenant = state.core.record().id.clone();
+            let removed = state.oauth.remove(&state.env, &tenant, integration).await;
+            let _ = reply.send(removed.map_err(TenantError::from));
+        }
+        TenantMsg::RefreshDone(integration, generation, answer) => {
+            let tenant = state.core.record().id.clone();
+            state.oauth.refreshed(&state.env, &tenant, &myself, integration, generation, answer).await;
+        }
         TenantMsg::Tick => {
             state.write_out().await;
-            if state.core.is_idle(now, state.env.passivate_after) {
-                tracing::debug!(tenant = %state.core.record().id, "passivating idle tenant");
+            let tenant = state.core.record().id.clone();
+            state.oauth.tick(&state.env, &tenant, &myself).await;
+            if state.core.is_idle(now, state.env.passivate_after) && !state.oauth.is_refreshing() {
+                // A passivated tenant's refreshes must still happen on time: the supervisor
+                // wakes it up for the next one.
+                if let Some(at) = state.oauth.next_deadline()
+                    && let Some(supervisor) = myself.try_get_supervisor()
+                {
+                    let _ = supervisor.send_message(SupervisorMsg::WakeAt(tenant.clone(), at));
+                }
+                tracing::debug!(%tenant, "passivating idle tenant");
                 myself.stop(Some("passivated".into()));
             }
         }

@@ -318,6 +318,24 @@ impl SecretStore for FileSecretStore {
         .await
     }
 
+    async fn tenants(&self) -> Result<Vec<TenantId>, SecretError> {
+        self.read(move |txn, _| {
+            let credentials = txn.open_table(CREDENTIALS).backend()?;
+            let mut tenants: Vec<TenantId> = Vec::new();
+            for row in credentials.iter().backend()? {
+                let (key, _) = row.backend()?;
+                let (owner, _) = key.value();
+                // Rows are in (tenant, integration) order: a tenant's rows are adjacent.
+                if tenants.last().is_none_or(|last| last.as_str() != owner) {
+                    let id = TenantId::parse(owner).map_err(|e| SecretError::Tampered(e.to_string()))?;
+                    tenants.push(id);
+                }
+            }
+            Ok(tenants)
+        })
+        .await
+    }
+
     async fn delete_tenant(&self, tenant: &TenantId) -> Result<(), SecretError> {
         let tenant = tenant.clone();
         self.write(move |txn, _| {
@@ -479,6 +497,7 @@ mod tests {
             client_secret: Some("client-secret-plaintext".into()),
             status: CredentialStatus::Active,
             last_refresh_at: None,
+            refresh_generation: 0,
         }
     }
 

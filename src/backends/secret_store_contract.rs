@@ -67,6 +67,7 @@ fn full(token: &str) -> OAuthCredential {
         client_secret: Some(format!("cs-{token}")),
         status: CredentialStatus::Refreshing,
         last_refresh_at: Some(at(0)),
+        refresh_generation: 7,
     }
 }
 
@@ -81,6 +82,7 @@ fn minimal(token: &str) -> OAuthCredential {
         client_secret: None,
         status: CredentialStatus::NeedsReauth,
         last_refresh_at: None,
+        refresh_generation: 0,
     }
 }
 
@@ -120,6 +122,7 @@ pub async fn tenants_never_see_each_others_credentials(fixture: &dyn Fixture) {
     store.put(&acme, "github", &full("acme-github")).await.unwrap();
     store.put(&acme, "linear", &minimal("acme-linear")).await.unwrap();
     store.put(&acme2, "github", &full("acme2-github")).await.unwrap();
+    assert_eq!(store.tenants().await.unwrap(), vec![acme.clone(), acme2.clone()], "each tenant once, in id order");
 
     assert_eq!(store.get(&acme, "github").await.unwrap(), Some(full("acme-github")));
     assert_eq!(store.get(&acme2, "github").await.unwrap(), Some(full("acme2-github")));
@@ -166,6 +169,7 @@ pub async fn delete_tenant_removes_everything_and_the_tenant_can_start_again(fix
     assert_eq!(store.get(&acme, "github").await.unwrap(), None);
     assert_eq!(store.get(&acme, "linear").await.unwrap(), None);
     assert_eq!(store.list(&acme).await.unwrap(), vec![]);
+    assert_eq!(store.tenants().await.unwrap(), vec![id("globex")]);
     store.delete_tenant(&acme).await.unwrap();
     store.delete_tenant(&id("initech")).await.expect("deleting an unknown tenant is not an error");
     assert_eq!(store.get(&id("globex"), "github").await.unwrap(), Some(full("globex")));

@@ -225,11 +225,12 @@ impl JsonObject for UpdateTenant {
     const OBJECT_FIELDS: &'static [&'static str] = &["limits", "features", "security"];
 }
 
-fn tenant_error(error: TenantError) -> ApiError {
+pub fn tenant_error(error: TenantError) -> ApiError {
     match error {
         TenantError::Patch(PatchError::UnknownPlan(plan)) => ApiError::invalid(format!("unknown plan `{plan}`")),
         TenantError::Patch(other) => ApiError::invalid(other.to_string()),
         TenantError::Store(store) => store.into(),
+        TenantError::Secret(secret) => secret.into(),
     }
 }
 
@@ -273,8 +274,6 @@ pub async fn delete_tenant(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let started = gateway.clock.now();
-    // Credentials first: if that fails the tenant still exists and the delete can be retried.
-    gateway.secrets.delete_tenant(&id).await?;
     gateway.directory.call(&id, TenantMsg::Delete).await?.map_err(tenant_error)?;
     gateway.metrics.forget(&id);
     tracing::info!(tenant = %id, "tenant deleted");

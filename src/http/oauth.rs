@@ -17,6 +17,7 @@ use connectors_actors::tenant_actor::TenantMsg;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::admin::tenant_error;
 use super::error::ApiError;
 use super::extract::{JsonBody, JsonObject, TenantPath};
 use super::request_id;
@@ -147,15 +148,21 @@ pub async fn put_credential(
         client_secret: secret_field("clientSecret", body.client_secret)?,
         status: CredentialStatus::Active,
         last_refresh_at: None,
+        refresh_generation: 0,
     };
     let tenant = require_tenant(&gateway, &path.tenant).await?;
     if !tenant.features.oauth {
         return Err(ApiError::forbidden("feature_disabled", "the tenant's `oauth` feature is disabled"));
     }
     let started = gateway.clock.now();
-    gateway.secrets.put(&path.tenant, &path.integration, &credential).await?;
+    let integration = path.integration.clone();
+    let credential = gateway
+        .directory
+        .call(&path.tenant, |reply| TenantMsg::StoreCredential(integration.clone(), credential.clone(), reply))
+        .await?
+        .map_err(tenant_error)?;
     tracing::info!(tenant = %path.tenant, integration = %path.integration, "OAuth credential stored");
-    let status = credential.status_at(started).as_str();
+    let status = credential.status_at(gateway.clock.now()).as_str();
     let params = json!({
         "integration": path.integration,
         "scopes": credential.scopes,
@@ -202,7 +209,13 @@ pub async fn delete_credential(
 ) -> Result<StatusCode, ApiError> {
     require_tenant(&gateway, &path.tenant).await?;
     let started = gateway.clock.now();
-    if !gateway.secrets.delete(&path.tenant, &path.integration).await? {
+    let integration = path.integration.clone();
+    let removed = gateway
+        .directory
+        .call(&path.tenant, |reply| TenantMsg::DeleteCredential(integration.clone(), reply))
+        .await?
+        .map_err(tenant_error)?;
+    if !removed {
         return Err(ApiError::not_found(format!("no credential for integration `{}`", path.integration)));
     }
     tracing::info!(tenant = %path.tenant, integration = %path.integration, "OAuth credential deleted");
