@@ -89,3 +89,18 @@ fn prices_become_exact_micros() {
     let config = Config::from_yaml("multiTenant:\n  pricing:\n    perThousandApiCalls: 0.1\n", &no_env()).unwrap();
     assert_eq!(config.pricing.per_thousand_api_calls_micros, 100_000);
 }
+
+#[test]
+fn oauth_refresh_lead_comes_from_the_file_or_the_environment() {
+    let config = Config::from_yaml("oauth:\n  refreshBeforeSeconds: 120\n", &no_env()).unwrap();
+    assert_eq!(config.oauth_refresh_before, Duration::from_secs(120));
+    assert_eq!(Config::load(None, &no_env()).unwrap().oauth_refresh_before, Duration::from_secs(300));
+    let env = FakeEnv(HashMap::from([("OAUTH_REFRESH_BEFORE_SECONDS", "60")]));
+    assert_eq!(
+        Config::from_yaml("oauth:\n  refreshBeforeSeconds: 120\n", &env).unwrap().oauth_refresh_before,
+        Duration::from_secs(60)
+    );
+    let bad = FakeEnv(HashMap::from([("OAUTH_REFRESH_BEFORE_SECONDS", "soon")]));
+    assert!(Config::from_yaml("", &bad).unwrap_err().to_string().contains("OAUTH_REFRESH_BEFORE_SECONDS"));
+    assert!(error_text("oauth:\n  tokenTimeoutSeconds: 0\n").contains("oauth.tokenTimeoutSeconds"));
+}
