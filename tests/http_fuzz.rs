@@ -32,6 +32,8 @@ fn arb_path() -> impl Strategy<Value = String> {
         Just("/api/v1/admin/tenants/{}/usage?month={}".to_string()),
         Just("/api/v1/admin/tenants/{}/audit?limit={}&cursor={}".to_string()),
         Just("/api/v1/admin/tenants?limit={}&status={}".to_string()),
+        Just("/api/v1/admin/tenants/{}/oauth".to_string()),
+        Just("/api/v1/admin/tenants/{}/oauth/{}".to_string()),
         Just("/api/v1/tenant".to_string()),
         Just("/{}".to_string()),
     ];
@@ -60,6 +62,7 @@ fn arb_body() -> impl Strategy<Value = Vec<u8>> {
         Just(r#"{"limits":{"requestsPerMinute":5},"security":{"allowedIPs":["10.0.0.0/8"]}}"#.to_string()),
         Just(r#"{"graceSeconds":5}"#.to_string()),
         Just(r#"{"status":"suspended","features":{"oauth":null}}"#.to_string()),
+        Just(r#"{"accessToken":"t","refreshToken":"r","expiresAt":"2030-01-01T00:00:00Z","scopes":["a"],"tokenEndpoint":"http://127.0.0.1:9/t"}"#.to_string()),
     ];
     prop_oneof![
         valid.clone().prop_map(String::into_bytes),
