@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::backends::file_secret_store::{FileSecretStore, MasterKey};
 use crate::backends::redb_store::RedbStore;
+use crate::backends::vault_secret_store::VaultSecretStore;
 use crate::config::Config;
 use crate::keys;
 use crate::metrics::Metrics;
@@ -71,12 +72,19 @@ impl Gateway {
             .map_err(|source| StartError::DataDir { path: options.data_dir.display().to_string(), source })?;
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&options.data_dir.join("connectors.redb"))?);
         let admin_key = admin_key(store.as_ref(), options.admin_key).await?;
-        let master_key = match options.master_key.as_deref() {
-            Some(text) => MasterKey::from_env_value(text)?,
-            None => MasterKey::load_or_create(&options.data_dir.join("master.key"))?,
+        let secrets: Arc<dyn SecretStore> = match config.vault.clone() {
+            Some(vault) => {
+                tracing::info!(addr = %vault.addr, kv_mount = %vault.kv_mount, "secret store: Vault");
+                Arc::new(VaultSecretStore::connect(vault).await?)
+            }
+            None => {
+                let master_key = match options.master_key.as_deref() {
+                    Some(text) => MasterKey::from_env_value(text)?,
+                    None => MasterKey::load_or_create(&options.data_dir.join("master.key"))?,
+                };
+                Arc::new(FileSecretStore::open(&options.data_dir.join("secrets.redb"), master_key)?)
+            }
         };
-        let secrets: Arc<dyn SecretStore> =
-            Arc::new(FileSecretStore::open(&options.data_dir.join("secrets.redb"), master_key)?);
         let tokens = TokenClient::new(config.oauth_token_timeout).map_err(|e| StartError::Http(e.to_string()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let policy = Arc::new(config.policy.clone());

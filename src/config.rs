@@ -14,6 +14,8 @@ use connectors_actors::policy::{Plan, Policy};
 use connectors_actors::tenant::{FeatureOverrides, Features, LimitOverrides, Limits, TenantId};
 use serde::Deserialize;
 
+use crate::backends::vault_secret_store::{KvVersion, VaultConfig};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -38,6 +40,29 @@ struct FileConfig {
     gateway: GatewaySection,
     #[serde(default)]
     oauth: OAuthSection,
+    #[serde(default)]
+    vault: VaultSection,
+}
+
+/// Where the Vault secret store keeps credentials; used when `VAULT_ADDR` is set.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct VaultSection {
+    kv_mount: String,
+    kv_version: u8,
+    transit_mount: String,
+    tenant_prefix: String,
+}
+
+impl Default for VaultSection {
+    fn default() -> Self {
+        Self {
+            kv_mount: "secret".into(),
+            kv_version: 2,
+            transit_mount: "transit".into(),
+            tenant_prefix: "connectors/tenants".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,7 +232,6 @@ pub struct Config {
     pub api_key_header: axum::http::HeaderName,
     pub policy: Policy,
     pub pricing: Pricing,
-    pub isolation: IsolationSection,
     pub trusted_proxies: IpAllowList,
     pub max_body_bytes: usize,
     pub passivate_after: Duration,
@@ -220,6 +244,8 @@ pub struct Config {
     pub oauth_refresh_before: Duration,
     /// Deadline of one call to a provider's token endpoint.
     pub oauth_token_timeout: Duration,
+    /// The Vault secret store when `VAULT_ADDR` is set; else the embedded encrypted file.
+    pub vault: Option<VaultConfig>,
 }
 
 /// Reads the environment variables that override the file (an injectable lookup so tests need
@@ -261,6 +287,7 @@ impl Config {
         let mt = file.multi_tenant;
         let gw = file.gateway;
         let oauth = file.oauth;
+        let vault = vault_config(file.vault, &mt.isolation, env)?;
         let header = |key: &str, value: &str| {
             axum::http::HeaderName::try_from(value)
                 .map_err(|_| invalid(key, format!("`{value}` is not a valid HTTP header name")))
@@ -354,7 +381,6 @@ impl Config {
                 rate_limits_enabled: mt.rate_limits.enabled,
             },
             pricing,
-            isolation: mt.isolation,
             trusted_proxies,
             max_body_bytes: gw.max_body_bytes,
             passivate_after: Duration::from_secs(positive(
@@ -370,6 +396,7 @@ impl Config {
                 "oauth.tokenTimeoutSeconds",
                 oauth.token_timeout_seconds,
             )?),
+            vault,
         })
     }
 }
@@ -410,6 +437,29 @@ fn apply_env(file: &mut FileConfig, env: &dyn Env) -> Result<(), ConfigError> {
             .map_err(|_| invalid("OAUTH_REFRESH_BEFORE_SECONDS", format!("`{value}` is not a number of seconds")))?;
     }
     Ok(())
+}
+
+/// `VAULT_ADDR` switches the secret store to Vault; `VAULT_TOKEN` is then required and
+/// `VAULT_TENANT_PREFIX` overrides `vault.tenantPrefix`.
+fn vault_config(
+    section: VaultSection,
+    isolation: &IsolationSection,
+    env: &dyn Env,
+) -> Result<Option<VaultConfig>, ConfigError> {
+    let Some(addr) = env.var("VAULT_ADDR") else { return Ok(None) };
+    let token = env.var("VAULT_TOKEN").ok_or_else(|| invalid("VAULT_TOKEN", "must be set when VAULT_ADDR is"))?;
+    let kv_version = match section.kv_version {
+        1 => KvVersion::V1,
+        2 => KvVersion::V2,
+        other => return Err(invalid("vault.kvVersion", format!("`{other}` is not a KV version (1 or 2)"))),
+    };
+    let mut config = VaultConfig::new(addr, token);
+    config.tenant_prefix = env.var("VAULT_TENANT_PREFIX").unwrap_or(section.tenant_prefix);
+    config.kv_mount = non_empty("vault.kvMount", section.kv_mount)?;
+    config.kv_version = kv_version;
+    config.transit_mount = non_empty("vault.transitMount", section.transit_mount)?;
+    config.separate_keys = isolation.separate_vault_keys;
+    Ok(Some(config))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::backends::vault_secret_store::KvVersion;
 
 struct FakeEnv(HashMap<&'static str, &'static str>);
 
@@ -103,4 +104,24 @@ fn oauth_refresh_lead_comes_from_the_file_or_the_environment() {
     let bad = FakeEnv(HashMap::from([("OAUTH_REFRESH_BEFORE_SECONDS", "soon")]));
     assert!(Config::from_yaml("", &bad).unwrap_err().to_string().contains("OAUTH_REFRESH_BEFORE_SECONDS"));
     assert!(error_text("oauth:\n  tokenTimeoutSeconds: 0\n").contains("oauth.tokenTimeoutSeconds"));
+}
+
+#[test]
+fn vault_is_chosen_by_its_address_and_needs_a_token() {
+    assert!(Config::load(None, &no_env()).unwrap().vault.is_none(), "embedded by default");
+    let env = FakeEnv(HashMap::from([
+        ("VAULT_ADDR", "http://127.0.0.1:8200"),
+        ("VAULT_TOKEN", "s.token"),
+        ("VAULT_TENANT_PREFIX", "gw/tenants"),
+    ]));
+    let yaml = "multiTenant:\n  isolation:\n    separateVaultKeys: true\nvault:\n  kvVersion: 1\n";
+    let vault = Config::from_yaml(yaml, &env).unwrap().vault.expect("Vault when VAULT_ADDR is set");
+    assert_eq!(vault.addr, "http://127.0.0.1:8200");
+    assert_eq!(vault.tenant_prefix, "gw/tenants");
+    assert_eq!(vault.kv_version, KvVersion::V1);
+    assert!(vault.separate_keys);
+    let no_token = FakeEnv(HashMap::from([("VAULT_ADDR", "http://127.0.0.1:8200")]));
+    assert!(Config::from_yaml("", &no_token).unwrap_err().to_string().contains("VAULT_TOKEN"));
+    let bad = Config::from_yaml("vault:\n  kvVersion: 3\n", &env).unwrap_err().to_string();
+    assert!(bad.contains("vault.kvVersion"), "{bad}");
 }

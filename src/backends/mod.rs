@@ -7,3 +7,6 @@ pub mod redb_store;
 pub mod secret_store_contract;
 #[cfg(test)]
 pub mod store_contract;
+#[cfg(test)]
+mod vault_fake;
+pub mod vault_secret_store;
