@@ -9,6 +9,7 @@
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use connectors_actors::secret_store::SecretError;
 use connectors_actors::store::StoreError;
 use connectors_actors::supervisor::DirectoryError;
 use serde_json::{Map, Value, json};
@@ -99,6 +100,19 @@ impl From<DirectoryError> for ApiError {
         match error {
             DirectoryError::NotFound(id) => Self::not_found(format!("tenant `{id}` not found")),
             other @ DirectoryError::Unavailable { .. } => Self::unavailable(other),
+        }
+    }
+}
+
+impl From<SecretError> for ApiError {
+    fn from(error: SecretError) -> Self {
+        match error {
+            SecretError::Backend(_) => ApiError::unavailable(error),
+            // Integrity failures are ours to investigate, not the client's to retry.
+            SecretError::Tampered(_) | SecretError::WrongMasterKey(_) => {
+                tracing::error!(%error, "secret store integrity failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
         }
     }
 }

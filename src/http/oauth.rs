@@ -11,7 +11,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use chrono::{DateTime, Utc};
-use connectors_actors::secret_store::{CredentialStatus, OAuthCredential, SecretError};
+use connectors_actors::secret_store::{CredentialStatus, OAuthCredential};
 use connectors_actors::tenant::TenantId;
 use connectors_actors::tenant_actor::TenantMsg;
 use serde::Deserialize;
@@ -22,19 +22,6 @@ use super::error::ApiError;
 use super::extract::{JsonBody, JsonObject, TenantPath};
 use super::request_id;
 use crate::app::Gateway;
-
-impl From<SecretError> for ApiError {
-    fn from(error: SecretError) -> Self {
-        match error {
-            SecretError::Backend(_) => ApiError::unavailable(error),
-            // Integrity failures are ours to investigate, not the client's to retry.
-            SecretError::Tampered(_) | SecretError::WrongMasterKey(_) => {
-                tracing::error!(%error, "secret store integrity failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-            }
-        }
-    }
-}
 
 /// `{id}` and `{integration}` of a credential route, both validated.
 pub struct CredentialPath {
