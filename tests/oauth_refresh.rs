@@ -188,12 +188,12 @@ async fn a_restart_refreshes_nothing_needlessly_and_catches_up_on_what_is_due() 
     gw.admin(Method::PUT, "/tenants/acme/oauth/github", Some(due_in(7200, &url, "rt-far-secret"))).await.expect(200);
     assert!(gw.stop_graceful().await.success());
     // Due while the gateway is down (stored directly before the stop would race the deadline):
-    // start, store it due in 3 s, stop at once, then start again after the deadline.
+    // start, store it due in 6 s, stop at once, then start again after the deadline.
     gw.start_again().await;
-    gw.admin(Method::PUT, "/tenants/globex/oauth/slack", Some(due_in(3, &url, "rt-due-secret"))).await.expect(200);
+    gw.admin(Method::PUT, "/tenants/globex/oauth/slack", Some(due_in(6, &url, "rt-due-secret"))).await.expect(200);
     assert!(gw.stop_graceful().await.success());
     assert_eq!(calls(&p), 0);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
     gw.start_again().await;
 
     wait_calls(&p, 1, Duration::from_secs(10)).await;
@@ -209,8 +209,8 @@ async fn a_passivated_tenant_is_woken_up_for_its_refresh() {
     let config = "gateway:\n  passivateAfterSeconds: 1\n  tickMillis: 100\n  flushIntervalMillis: 20\n";
     let gw = Gateway::start(config, &[]).await;
     gw.create_tenant(json!({"id": "acme", "name": "Acme"})).await;
-    gw.admin(Method::PUT, "/tenants/acme/oauth/github", Some(due_in(5, &url, "rt-1-initial-secret"))).await.expect(200);
-    eventually("the tenant passivates", Duration::from_secs(4), || async {
+    gw.admin(Method::PUT, "/tenants/acme/oauth/github", Some(due_in(9, &url, "rt-1-initial-secret"))).await.expect(200);
+    eventually("the tenant passivates", Duration::from_secs(8), || async {
         let text = gw.metrics_text().await;
         let active = metric(&text, "connectors_tenant_actors_active", &[]).unwrap_or(-1.0);
         if active == 0.0 { Ok(()) } else { Err(format!("{active} active")) }
