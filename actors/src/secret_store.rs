@@ -112,6 +112,9 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Removes one credential; `false` if there was none.
     async fn delete(&self, tenant: &TenantId, integration: &str) -> Result<bool, SecretError>;
 
+    /// Whether the backend answers now (for readiness probes); cheap.
+    async fn check(&self) -> Result<(), SecretError>;
+
     /// Tenants that hold at least one credential, in id order (to schedule their refreshes at
     /// start-up).
     async fn tenants(&self) -> Result<Vec<TenantId>, SecretError>;

@@ -238,6 +238,10 @@ impl FileSecretStore {
 
 #[async_trait]
 impl SecretStore for FileSecretStore {
+    async fn check(&self) -> Result<(), SecretError> {
+        self.read(|txn, _| txn.open_table(META).backend().map(|_| ())).await
+    }
+
     async fn put(&self, tenant: &TenantId, integration: &str, credential: &OAuthCredential) -> Result<(), SecretError> {
         let (tenant, integration) = (tenant.clone(), integration.to_string());
         let plaintext = Zeroizing::new(

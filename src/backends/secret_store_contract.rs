@@ -92,6 +92,7 @@ fn names(listed: &[(String, OAuthCredential)]) -> Vec<&str> {
 
 pub async fn credentials_round_trip_exactly(fixture: &dyn Fixture) {
     let store = fixture.open().await;
+    store.check().await.expect("a working store answers its health check");
     let acme = id("acme");
     assert_eq!(store.get(&acme, "github").await.unwrap(), None);
     assert_eq!(store.list(&acme).await.unwrap(), vec![]);

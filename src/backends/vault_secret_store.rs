@@ -142,8 +142,13 @@ impl VaultSecretStore {
             SecretError::Backend(format!("cannot make a client for Vault at {addr}: {}", chain(&err)))
         })?;
         let store = Self { client, config };
-        store.kv_list(&store.config.tenant_prefix).await.map_err(|err| store.connect_error(err))?;
+        store.probe().await?;
         Ok(store)
+    }
+
+    /// One LIST of the tenant prefix: proves the address, the token and the KV mount.
+    async fn probe(&self) -> Result<(), SecretError> {
+        self.kv_list(&self.config.tenant_prefix).await.map(|_| ()).map_err(|err| self.connect_error(err))
     }
 
     fn connect_error(&self, err: ClientError) -> SecretError {
@@ -354,6 +359,10 @@ impl VaultSecretStore {
 
 #[async_trait]
 impl SecretStore for VaultSecretStore {
+    async fn check(&self) -> Result<(), SecretError> {
+        self.probe().await
+    }
+
     async fn put(&self, tenant: &TenantId, integration: &str, credential: &OAuthCredential) -> Result<(), SecretError> {
         let path = self.secret_path(tenant, integration)?;
         let data = self.seal(tenant, integration, credential).await?;
@@ -741,12 +750,15 @@ mod tests {
         let acme = id("acme");
         store.put(&acme, "github", &credential()).await.unwrap();
 
+        store.check().await.expect("healthy before the outage");
         fixture.fake.revoke_token();
+        backend(store.check().await);
         let message = backend(store.get(&acme, "github").await);
         assert!(message.contains("permission denied") && message.contains(&fixture.fake.addr), "{message}");
         backend(store.put(&acme, "github", &credential()).await);
 
         fixture.fake.seal();
+        backend(store.check().await);
         let message = backend(store.tenants().await);
         assert!(message.contains("503") && message.contains("sealed"), "{message}");
         backend(store.delete_tenant(&acme).await);

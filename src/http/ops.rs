@@ -13,9 +13,10 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the store answers (single node: this node owns every shard).
+/// Ready when the store and the secret store answer (single node: this node owns every shard).
 pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str, ApiError> {
     gateway.store.meta("readiness-probe").await.map_err(ApiError::unavailable)?;
+    gateway.secrets.check().await.map_err(ApiError::unavailable)?;
     Ok("ready")
 }
 
