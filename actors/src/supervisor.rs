@@ -117,6 +117,10 @@ pub enum SupervisorMsg {
 
 pub struct TenantSupervisor;
 
+/// Passivated tenants activated per tick at most, so that wake-ups (a burst at start-up) and the
+/// activations requests are waiting for take turns.
+const WAKE_UPS_PER_TICK: usize = 64;
+
 pub struct SupervisorArgs {
     pub env: Arc<TenantEnv>,
     pub tick: Duration,
@@ -210,19 +214,23 @@ impl Actor for TenantSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         // Tenants with credentials are activated once so that their refreshes get scheduled;
-        // idle ones passivate again and leave a wake-up behind.
-        match state.env.secrets.tenants().await {
-            Ok(tenants) => {
-                for id in tenants {
-                    if let Err(error) = Self::activate(&myself, state, &id).await {
-                        tracing::warn!(tenant = %id, %error, "cannot activate a tenant to schedule its OAuth refreshes");
+        // idle ones passivate again and leave a wake-up behind. Listed off the supervisor and
+        // woken a batch per tick, so a large or slow secret store never holds up activations.
+        let (secrets, clock, supervisor) = (state.env.secrets.clone(), state.env.clock.clone(), myself.clone());
+        tokio::spawn(async move {
+            match secrets.tenants().await {
+                Ok(tenants) => {
+                    let now = clock.now();
+                    for id in tenants {
+                        let _ = supervisor.cast(SupervisorMsg::WakeAt(id, now));
                     }
                 }
+                Err(error) => tracing::error!(
+                    %error,
+                    "cannot list tenants with OAuth credentials; their refreshes wait for a request"
+                ),
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot list tenants with OAuth credentials; their refreshes wait for a request")
-            }
-        }
+        });
         myself.send_interval(state.tick, || SupervisorMsg::Tick);
         Ok(())
     }
@@ -243,9 +251,12 @@ impl Actor for TenantSupervisor {
                     let _ = entry.value().cast(TenantMsg::Tick);
                 }
                 let now = state.env.clock.now();
+                let mut woken = 0;
                 while let Some((at, id)) = state.wake_ups.first().cloned()
                     && at <= now
+                    && woken < WAKE_UPS_PER_TICK
                 {
+                    woken += 1;
                     state.wake_ups.pop_first();
                     if let Err(error) = Self::activate(&myself, state, &id).await {
                         tracing::warn!(tenant = %id, %error, "cannot wake a tenant for its OAuth refresh");
