@@ -448,12 +448,11 @@ impl<T, E: Into<redb::Error>> OrBackend<T> for Result<T, E> {
 
 #[cfg(test)]
 mod tests {
-    use connectors_actors::secret_store::CredentialStatus;
     use redb::ReadableTableMetadata;
     use tempfile::TempDir;
 
     use super::*;
-    use crate::backends::secret_store_contract::{self, Fixture};
+    use crate::backends::secret_store_contract::{self, Fixture, credential, id};
 
     struct FileFixture {
         dir: TempDir,
@@ -485,25 +484,6 @@ mod tests {
     }
 
     secret_store_contract::secret_store_contract_tests!(FileFixture::new());
-
-    fn id(text: &str) -> TenantId {
-        TenantId::parse(text).unwrap()
-    }
-
-    fn credential() -> OAuthCredential {
-        OAuthCredential {
-            access_token: "gho_access-token-plaintext".into(),
-            refresh_token: Some("ghr_refresh-token-plaintext".into()),
-            expires_at: None,
-            scopes: vec!["repo".into()],
-            token_endpoint: Some("https://github.com/login/oauth/access_token".into()),
-            client_id: Some("client-id".into()),
-            client_secret: Some("client-secret-plaintext".into()),
-            status: CredentialStatus::Active,
-            last_refresh_at: None,
-            refresh_generation: 0,
-        }
-    }
 
     /// Overwrites the sealed credential row of (`tenant`, `integration`), bypassing the store.
     fn write_row(store: &FileSecretStore, tenant: &str, integration: &str, value: &[u8]) {

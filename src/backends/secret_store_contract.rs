@@ -47,8 +47,24 @@ macro_rules! secret_store_contract_tests {
 }
 pub(crate) use secret_store_contract_tests;
 
-fn id(text: &str) -> TenantId {
+pub fn id(text: &str) -> TenantId {
     TenantId::parse(text).expect("test ids are valid")
+}
+
+/// A refreshable credential whose secrets are easy to look for in stored bytes.
+pub fn credential() -> OAuthCredential {
+    OAuthCredential {
+        access_token: "gho_access-token-plaintext".into(),
+        refresh_token: Some("ghr_refresh-token-plaintext".into()),
+        expires_at: None,
+        scopes: vec!["repo".into()],
+        token_endpoint: Some("https://github.com/login/oauth/access_token".into()),
+        client_id: Some("client-id".into()),
+        client_secret: Some("client-secret-plaintext".into()),
+        status: CredentialStatus::Active,
+        last_refresh_at: None,
+        refresh_generation: 0,
+    }
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {

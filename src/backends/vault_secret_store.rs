@@ -478,11 +478,10 @@ fn chain(err: &ClientError) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use connectors_actors::secret_store::CredentialStatus;
     use serde_json::json;
 
     use super::*;
-    use crate::backends::secret_store_contract::{self, Fixture};
+    use crate::backends::secret_store_contract::{self, Fixture, credential, id};
     use crate::backends::vault_fake::{KV_MOUNT, TRANSIT_MOUNT, VaultFake};
 
     /// A fresh fake Vault per test; it keeps its data while the fixture lives, so reopening sees it.
@@ -570,25 +569,6 @@ mod tests {
             Some(fixture) => fixture,
             None => return,
         };
-    }
-
-    fn id(text: &str) -> TenantId {
-        TenantId::parse(text).unwrap()
-    }
-
-    fn credential() -> OAuthCredential {
-        OAuthCredential {
-            access_token: "gho_access-token-plaintext".into(),
-            refresh_token: Some("ghr_refresh-token-plaintext".into()),
-            expires_at: None,
-            scopes: vec!["repo".into()],
-            token_endpoint: Some("https://github.com/login/oauth/access_token".into()),
-            client_id: Some("client-id".into()),
-            client_secret: Some("client-secret-plaintext".into()),
-            status: CredentialStatus::Active,
-            last_refresh_at: None,
-            refresh_generation: 0,
-        }
     }
 
     const SECRETS: [&str; 3] = ["gho_access-token-plaintext", "ghr_refresh-token-plaintext", "client-secret-plaintext"];
