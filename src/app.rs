@@ -52,6 +52,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub admin_key: KeyHash,
+    /// Which tenant a key belongs to, remembered for requests without a tenant header.
+    pub key_owners: dashmap::DashMap<KeyHash, TenantId>,
     /// Enables the crash endpoint used to test supervision (`CONNECTORS_FAULT_INJECTION=1`).
     pub fault_injection: bool,
     recorder_task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -117,6 +119,7 @@ impl Gateway {
             clock,
             metrics: Metrics::default(),
             admin_key,
+            key_owners: dashmap::DashMap::new(),
             fault_injection: options.fault_injection,
             recorder_task: tokio::sync::Mutex::new(Some(recorder_task)),
         });

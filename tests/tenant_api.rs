@@ -489,3 +489,25 @@ async fn the_most_constraining_window_is_the_one_reported() {
     assert_eq!(body["retryAfter"], retry_after);
     assert_eq!(limited.header_u64("x-ratelimit-remaining"), 0);
 }
+
+/// Requests without `X-Tenant-ID` are routed by the key's owner, which the edge remembers; a
+/// rotated-out or deleted tenant's key must still be refused at once.
+#[tokio::test]
+async fn keys_without_a_tenant_header_stop_at_once_after_rotation_and_deletion() {
+    let gw = Gateway::start(FAST, &[]).await;
+    let (_, old_key) = gw.create_tenant(json!({"id": "acme", "name": "Acme"})).await;
+    gw.tenant_get(None, Some(&old_key)).await.expect(200);
+    gw.tenant_get(None, Some(&old_key)).await.expect(200);
+
+    let rotated = gw.admin(Method::POST, "/tenants/acme/rotate-key", None).await;
+    rotated.expect(200);
+    let new_key = rotated.json()["apiKey"].as_str().unwrap().to_string();
+    gw.tenant_get(None, Some(&old_key)).await.expect_error(401, "unauthorized");
+    gw.tenant_get(None, Some(&old_key)).await.expect_error(401, "unauthorized");
+    let own = gw.tenant_get(None, Some(&new_key)).await;
+    own.expect(200);
+    assert_eq!(own.json()["id"], "acme");
+
+    gw.admin(Method::DELETE, "/tenants/acme", None).await.expect(204);
+    gw.tenant_get(None, Some(&new_key)).await.expect_error(401, "unauthorized");
+}

@@ -86,11 +86,9 @@ pub async fn admit(
     let caller = Caller::from_parts(gateway, parts)?;
     let rules = &gateway.config.identity;
     // The key's owner is looked up only when needed: no tenant header, or a refused key.
-    let mut owner_looked_up = false;
     let mut owner: Option<TenantId> = None;
     if caller.tenant_header.is_none() && rules.multi_tenant {
-        owner = key_owner(gateway, caller.key.as_ref()).await?;
-        owner_looked_up = true;
+        owner = routed_owner(gateway, caller.key.as_ref()).await?;
     }
     let Some(target) = target_tenant(rules, caller.tenant_header.as_ref(), owner.as_ref()) else {
         return Err(ApiError::unauthorized());
@@ -102,9 +100,7 @@ pub async fn admit(
         Ok(admission) => admission,
         Err(DirectoryError::NotFound(_)) => {
             // No such tenant: a mismatch if the key is someone else's, else just unauthorized.
-            if !owner_looked_up {
-                owner = key_owner(gateway, caller.key.as_ref()).await?;
-            }
+            let owner = fresh_owner(gateway, caller.key.as_ref()).await?;
             tracing::debug!(tenant = %target, "request for an unknown tenant");
             return Err(if owner.is_some() { mismatch() } else { ApiError::unauthorized() });
         }
@@ -117,8 +113,8 @@ pub async fn admit(
             Ok(Admitted { caller, tenant, headers })
         }
         Err(denial) => {
-            if denial == Denial::Unauthorized && caller.key.is_some() && !owner_looked_up {
-                owner = key_owner(gateway, caller.key.as_ref()).await?;
+            if denial == Denial::Unauthorized {
+                owner = fresh_owner(gateway, caller.key.as_ref()).await?;
             }
             let error = match denial {
                 Denial::Unauthorized if is_mismatch(&target, owner.as_ref()) => mismatch(),
@@ -147,12 +143,40 @@ fn error_code(error: &ApiError) -> &'static str {
     }
 }
 
-/// The tenant of a still-valid key, if it is known.
-async fn key_owner(gateway: &Gateway, key: Option<&KeyHash>) -> Result<Option<TenantId>, ApiError> {
+/// The tenant a key names, to route a request without a tenant header: remembered from an
+/// earlier lookup, else from the store. A remembered answer may be stale (the key was rotated
+/// out): that costs nothing in safety, because the tenant's actor checks the key itself, and a
+/// refused key is looked up afresh ([`fresh_owner`]).
+async fn routed_owner(gateway: &Gateway, key: Option<&KeyHash>) -> Result<Option<TenantId>, ApiError> {
+    match key.and_then(|key| gateway.key_owners.get(key)) {
+        Some(owner) => Ok(Some(owner.clone())),
+        None => fresh_owner(gateway, key).await,
+    }
+}
+
+/// The tenant of a still-valid key, straight from the store (refusals must be exact); the
+/// answer replaces what was remembered.
+async fn fresh_owner(gateway: &Gateway, key: Option<&KeyHash>) -> Result<Option<TenantId>, ApiError> {
     let Some(key) = key else { return Ok(None) };
     let now = gateway.clock.now();
-    Ok(gateway.store.key_owner(key).await?.filter(|o| o.is_valid_at(now)).map(|o| o.tenant))
+    let owner = gateway.store.key_owner(key).await?.filter(|o| o.is_valid_at(now)).map(|o| o.tenant);
+    match &owner {
+        Some(tenant) => {
+            // Bounded: only valid keys are remembered, and all are forgotten past the bound.
+            if gateway.key_owners.len() >= KEY_OWNERS_REMEMBERED {
+                gateway.key_owners.clear();
+            }
+            gateway.key_owners.insert(*key, tenant.clone());
+        }
+        None => {
+            gateway.key_owners.remove(key);
+        }
+    }
+    Ok(owner)
 }
+
+/// How many key-to-tenant answers the edge remembers at most.
+const KEY_OWNERS_REMEMBERED: usize = 100_000;
 
 fn denial_error(denial: Denial) -> ApiError {
     match denial {
