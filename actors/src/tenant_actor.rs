@@ -45,6 +45,8 @@ pub enum TenantError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("the tenant's `{0}` feature is disabled")]
+    FeatureDisabled(&'static str),
 }
 
 #[derive(RactorMessage)]
@@ -171,6 +173,10 @@ async fn handle_io(
             }
         }
         TenantMsg::StoreCredential(integration, credential, reply) => {
+            if !state.core.snapshot(now).features.oauth {
+                let _ = reply.send(Err(TenantError::FeatureDisabled("oauth")));
+                return;
+            }
             let tenant = state.core.record().id.clone();
             let stored = state.oauth.store(&state.env, &tenant, &myself, integration, credential).await;
             let _ = reply.send(stored.map_err(TenantError::from));

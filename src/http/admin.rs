@@ -231,6 +231,9 @@ pub fn tenant_error(error: TenantError) -> ApiError {
         TenantError::Patch(other) => ApiError::invalid(other.to_string()),
         TenantError::Store(store) => store.into(),
         TenantError::Secret(secret) => secret.into(),
+        TenantError::FeatureDisabled(feature) => {
+            ApiError::forbidden("feature_disabled", format!("the tenant's `{feature}` feature is disabled"))
+        }
     }
 }
 

@@ -137,10 +137,6 @@ pub async fn put_credential(
         last_refresh_at: None,
         refresh_generation: 0,
     };
-    let tenant = require_tenant(&gateway, &path.tenant).await?;
-    if !tenant.features.oauth {
-        return Err(ApiError::forbidden("feature_disabled", "the tenant's `oauth` feature is disabled"));
-    }
     let started = gateway.clock.now();
     let integration = path.integration.clone();
     let credential = gateway
@@ -154,7 +150,7 @@ pub async fn put_credential(
         "integration": path.integration,
         "scopes": credential.scopes,
         "expiresAt": rfc3339(credential.expires_at),
-        "refreshable": credential.refresh_token.is_some() && credential.token_endpoint.is_some(),
+        "refreshable": credential.refreshable(),
     });
     gateway.audit_admin(&path.tenant, "admin.oauth.store", Some(params), &request_id(&headers), started).await;
     Ok(Json(json!({
@@ -194,7 +190,6 @@ pub async fn delete_credential(
     path: CredentialPath,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    require_tenant(&gateway, &path.tenant).await?;
     let started = gateway.clock.now();
     let integration = path.integration.clone();
     let removed = gateway
