@@ -1,0 +1,118 @@
+//! A throwaway `redis-server` for tests: started on a free loopback port, without persistence,
+//! killed with the value. Unit tests include this file with
+//! `#[cfg(test)] #[path = "../../tests/common/redis_server.rs"] mod redis_server;`, end-to-end
+//! tests with `mod`; so it uses only `std`.
+//!
+//! Readiness is polled (a `PING` answered) with a deadline rather than waited for by sleeping.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+/// Another process can take a free port before the server binds it; then try another one.
+const PORT_ATTEMPTS: usize = 5;
+
+pub struct RedisServer {
+    binary: PathBuf,
+    port: u16,
+    /// `None` while killed.
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port. Panics if `redis-server` is not in `PATH` or
+    /// does not come up.
+    pub fn start() -> Self {
+        let binary = find_in_path("redis-server").unwrap_or_else(|| {
+            panic!("`redis-server` is not in PATH; the Redis tests need it (e.g. `apt-get install redis-server`)")
+        });
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            match spawn(&binary, port) {
+                Ok(child) => return Self { binary, port, child: Some(child) },
+                Err(failure) => failures.push(format!("port {port}: {failure}")),
+            }
+        }
+        panic!("redis-server did not start: {}", failures.join("; "));
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would; its data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // An error means it has already exited, which is what we want.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts an empty server again on the same port (killing the running one first).
+    pub fn restart(&mut self) {
+        self.kill();
+        match spawn(&self.binary, self.port) {
+            Ok(child) => self.child = Some(child),
+            Err(failure) => panic!("redis-server did not restart on port {}: {failure}", self.port),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a loopback port can be bound");
+    listener.local_addr().expect("a bound socket has an address").port()
+}
+
+fn spawn(binary: &PathBuf, port: u16) -> Result<Child, String> {
+    let mut child = Command::new(binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--loglevel", "warning", "--dir"])
+        .arg(std::env::temp_dir())
+        // Never piped: a pipe nobody reads would stall the server once full.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|err| format!("cannot run {}: {err}", binary.display()))?;
+    let deadline = Instant::now() + STARTUP_DEADLINE;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("it exited with {status} (port taken?)"));
+        }
+        if answers_ping(port) {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!("no PONG within {STARTUP_DEADLINE:?}"))
+}
+
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
