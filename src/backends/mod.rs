@@ -3,6 +3,8 @@
 pub mod audit_codec;
 pub mod file_secret_store;
 pub mod redb_store;
+mod redis_connection;
+pub mod redis_store;
 #[cfg(test)]
 pub mod secret_store_contract;
 #[cfg(test)]

@@ -1,0 +1,242 @@
+//! The Redis store against a real `redis-server` per test: the contract suite, then what only a
+//! networked store has (start-up against a dead or silent Redis, Redis dying mid-run, foreign
+//! data under the prefix).
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use connectors_actors::audit::{AuditEvent, AuditResult};
+use connectors_actors::store::UsageDelta;
+use connectors_actors::tenant::{StoredKey, TenantStatus};
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+
+use super::redis_server::RedisServer;
+use super::*;
+use crate::backends::store_contract::{self, Fixture};
+
+const PREFIX: &str = "connectors-test:";
+
+/// A server of its own per test; every `open` connects anew to its data.
+struct RedisFixture {
+    server: RedisServer,
+}
+
+impl RedisFixture {
+    fn new() -> Self {
+        Self { server: RedisServer::start() }
+    }
+}
+
+#[async_trait]
+impl Fixture for RedisFixture {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(RedisStore::connect(&self.server.url(), PREFIX).await.expect("the test Redis answers"))
+    }
+}
+
+store_contract::store_contract_tests!(RedisFixture::new());
+
+async fn raw(server: &RedisServer) -> MultiplexedConnection {
+    let client = redis::Client::open(server.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+fn id(text: &str) -> TenantId {
+    TenantId::parse(text).unwrap()
+}
+
+fn tenant(name: &str) -> TenantRecord {
+    let at = Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap();
+    TenantRecord {
+        id: id(name),
+        name: name.into(),
+        email: None,
+        plan: "free".into(),
+        status: TenantStatus::Active,
+        limits: Default::default(),
+        features: Default::default(),
+        security: Default::default(),
+        created_at: at,
+        updated_at: at,
+        keys: vec![StoredKey { hash: KeyHash::of(&format!("ck_{name}")), created_at: at, expires_at: None }],
+    }
+}
+
+fn audit_event(tenant: &str, request_id: &str) -> AuditEvent {
+    AuditEvent {
+        timestamp: Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap(),
+        tenant_id: id(tenant),
+        user_id: None,
+        action: "tools/call".into(),
+        tool_id: None,
+        params: None,
+        result: AuditResult::Success,
+        duration: 1,
+        ip: None,
+        user_agent: None,
+        request_id: request_id.into(),
+    }
+}
+
+fn all_events() -> AuditQuery {
+    AuditQuery { since: None, until: None, action: None, limit: 100, after: None }
+}
+
+/// Runs `call` with a deadline far above the store's own timeouts: a hang fails the test.
+async fn within<T>(call: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(15), call).await.expect("the store answered, if only with an error")
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_fast_naming_the_url_without_its_password() {
+    // A port nothing listens on.
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let result = within(RedisStore::connect(&format!("redis://gateway:s3cret@127.0.0.1:{port}/"), PREFIX)).await;
+    let Err(StoreError::Backend(message)) = result else { panic!("connecting to nothing must fail") };
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+}
+
+#[tokio::test]
+async fn a_redis_that_never_answers_fails_within_the_connect_timeout() {
+    // Accepts connections (the kernel does, into the backlog) but never says a word.
+    let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let url = format!("redis://127.0.0.1:{}/", silent.local_addr().unwrap().port());
+    let started = Instant::now();
+    let Err(StoreError::Backend(message)) = within(RedisStore::connect(&url, PREFIX)).await else {
+        panic!("a silent server must not count as connected");
+    };
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(message.contains(&url), "{message}");
+}
+
+#[tokio::test]
+async fn calls_fail_while_redis_is_down_and_work_again_after_a_restart() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), PREFIX).await.unwrap();
+    store.create_tenant(&tenant("acme")).await.unwrap();
+
+    server.kill();
+    let started = Instant::now();
+    let down = |result: Result<_, StoreError>| matches!(result, Err(StoreError::Backend(_)));
+    assert!(down(within(store.tenant(&id("acme"))).await.map(drop)));
+    assert!(down(within(store.create_tenant(&tenant("globex"))).await));
+    let batch = Batch { audit: vec![audit_event("acme", "r1")], ..Default::default() };
+    assert!(down(within(store.commit(Arc::new(batch))).await));
+    assert!(started.elapsed() < Duration::from_secs(15), "failing took {:?}", started.elapsed());
+
+    // The restarted server is empty (no persistence); the same store object reconnects to it.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while within(store.tenant(&id("acme"))).await.is_err() {
+        assert!(Instant::now() < deadline, "the store did not reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.create_tenant(&tenant("acme")).await.unwrap();
+    assert_eq!(store.tenant(&id("acme")).await.unwrap(), Some(tenant("acme")));
+    assert_eq!(store.key_owner(&KeyHash::of("ck_acme")).await.unwrap().map(|owner| owner.tenant), Some(id("acme")));
+}
+
+#[tokio::test]
+async fn every_key_lives_under_the_prefix_and_prefixes_do_not_share_data() {
+    let server = RedisServer::start();
+    let blue = RedisStore::connect(&server.url(), "blue:").await.unwrap();
+    let green = RedisStore::connect(&server.url(), "green:").await.unwrap();
+    blue.create_tenant(&tenant("acme")).await.unwrap();
+    let batch = Batch {
+        audit: vec![audit_event("acme", "r1")],
+        usage: vec![UsageDelta {
+            tenant: id("acme"),
+            day: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+            counters: UsageCounters { requests: 1, ..Default::default() },
+        }],
+        checkpoints: vec![],
+    };
+    blue.commit(Arc::new(batch)).await.unwrap();
+    blue.set_meta("admin_key_hash", b"h").await.unwrap();
+
+    let keys: Vec<String> = raw(&server).await.keys("*").await.unwrap();
+    assert!(keys.len() >= 8, "{keys:?}");
+    assert!(keys.iter().all(|key| key.starts_with("blue:")), "{keys:?}");
+    assert_eq!(green.tenant(&id("acme")).await.unwrap(), None);
+    assert_eq!(green.audit(&id("acme"), &all_events()).await.unwrap().events, vec![]);
+    assert_eq!(green.meta("admin_key_hash").await.unwrap(), None);
+    // The same id under another prefix is another tenant.
+    green.create_tenant(&tenant("acme")).await.unwrap();
+}
+
+#[tokio::test]
+async fn unreadable_data_is_reported_as_corrupt() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), PREFIX).await.unwrap();
+    let mut redis = raw(&server).await;
+    let broken = id("broken");
+    let _: () = redis.set(store.keys.tenant(&broken), "{not json").await.unwrap();
+    let _: () = redis.zadd(store.keys.tenant_index(), "broken", 0).await.unwrap();
+    let _: () = redis.set(store.keys.key_owner(&KeyHash::of("ck_broken")), "nope").await.unwrap();
+    let month = Month { year: 2026, month: 1 };
+    let _: () = redis.hset(store.keys.usage_month(&broken, month), "requests", "many").await.unwrap();
+    let _: () = redis.zadd(store.keys.audit(&broken), b"short".as_slice(), 0).await.unwrap();
+    let _: () = redis.set(store.keys.checkpoint(&broken), 7).await.unwrap();
+
+    let corrupt = |result: Result<(), StoreError>| matches!(result, Err(StoreError::Corrupt(_)));
+    assert!(corrupt(store.tenant(&broken).await.map(drop)));
+    assert!(corrupt(store.tenants(&TenantFilter::default(), None, 10).await.map(drop)));
+    let suspended = TenantFilter { status: Some(TenantStatus::Suspended), plan: None };
+    assert!(corrupt(store.tenants(&suspended, None, 10).await.map(drop)));
+    assert!(corrupt(store.key_owner(&KeyHash::of("ck_broken")).await.map(drop)));
+    assert!(corrupt(store.usage_of_month(&broken, month).await.map(drop)));
+    assert!(corrupt(store.audit(&broken, &all_events()).await.map(drop)));
+    assert!(corrupt(store.checkpoint(&broken).await.map(drop)));
+
+    // A batch that meets the unreadable counter leaves nothing behind, not even the audit event
+    // placed before it, nor a used sequence number.
+    let day = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+    let batch = Batch {
+        audit: vec![audit_event("acme", "r1")],
+        usage: vec![UsageDelta {
+            tenant: broken.clone(),
+            day,
+            counters: UsageCounters { requests: 1, ..Default::default() },
+        }],
+        checkpoints: vec![],
+    };
+    let result = store.commit(Arc::new(batch)).await;
+    assert!(matches!(&result, Err(StoreError::Corrupt(message)) if message.contains("requests")), "{result:?}");
+    assert_eq!(store.audit(&id("acme"), &all_events()).await.unwrap().events, vec![]);
+    assert_eq!(store.usage_by_day(&broken, day, day).await.unwrap(), vec![]);
+    let seq: Option<u64> = redis.get(store.keys.audit_seq()).await.unwrap();
+    assert_eq!(seq, None);
+
+    // A key of the wrong type is unreadable too, and refuses the write that would use it.
+    let _: () = redis.set(store.keys.tenant_index(), "not a sorted set").await.unwrap();
+    assert!(corrupt(store.create_tenant(&tenant("acme")).await));
+    assert_eq!(store.tenant(&id("acme")).await.unwrap(), None, "the refused create wrote nothing");
+}
+
+#[test]
+fn the_gauge_field_is_the_serde_name_of_custom_servers() {
+    let fields = serde_json::to_value(UsageCounters { custom_servers: 1, ..Default::default() }).unwrap();
+    assert_eq!(fields[GAUGE_FIELD], 1);
+    assert!(counter_fields(&UsageCounters { custom_servers: 5, ..Default::default() }).unwrap().is_empty());
+}
+
+#[test]
+fn audit_positions_sort_as_bytes_in_time_then_sequence_order() {
+    let positions = [(i64::MIN, 0), (-1_000_000, 5), (-1, u64::MAX), (0, 0), (0, 1), (1, 0), (i64::MAX, 3)];
+    let bytes: Vec<Vec<u8>> = positions
+        .iter()
+        .map(|&(timestamp_micros, seq)| position_bytes(AuditCursor { timestamp_micros, seq }))
+        .collect();
+    assert!(bytes.windows(2).all(|pair| pair[0] < pair[1]), "{bytes:?}");
+    for ((timestamp_micros, seq), bytes) in positions.into_iter().zip(bytes) {
+        let mut entry = bytes;
+        entry.extend(audit_codec::encode(&audit_event("acme", "r1")).unwrap());
+        let (position, _) = decode_entry(&id("acme"), &entry).unwrap();
+        assert_eq!(position, AuditCursor { timestamp_micros, seq });
+    }
+}
