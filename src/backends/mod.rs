@@ -4,7 +4,12 @@ pub mod audit_codec;
 pub mod file_secret_store;
 pub mod redb_store;
 mod redis_connection;
+pub mod redis_rate_counter;
 pub mod redis_store;
+// The throwaway redis-server of the Redis adapters' tests, shared with the end-to-end suite.
+#[cfg(test)]
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
 #[cfg(test)]
 pub mod secret_store_contract;
 #[cfg(test)]

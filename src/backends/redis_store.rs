@@ -520,9 +520,5 @@ fn from_json<T: DeserializeOwned>(what: impl Display, bytes: &[u8]) -> Result<T,
 }
 
 #[cfg(test)]
-#[path = "../../tests/common/redis_server.rs"]
-mod redis_server;
-
-#[cfg(test)]
 #[path = "redis_store_tests.rs"]
 mod tests;

@@ -12,8 +12,8 @@ use connectors_actors::tenant::{StoredKey, TenantStatus};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use super::redis_server::RedisServer;
 use super::*;
+use crate::backends::redis_server::RedisServer;
 use crate::backends::store_contract::{self, Fixture};
 
 const PREFIX: &str = "connectors-test:";

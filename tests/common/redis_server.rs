@@ -1,7 +1,7 @@
 //! A throwaway `redis-server` for tests: started on a free loopback port, without persistence,
-//! killed with the value. Unit tests include this file with
-//! `#[cfg(test)] #[path = "../../tests/common/redis_server.rs"] mod redis_server;`, end-to-end
-//! tests with `mod`; so it uses only `std`.
+//! killed with the value. The unit tests of `src/backends/` include this file once, in its
+//! `mod.rs` (`#[cfg(test)] #[path = "../../tests/common/redis_server.rs"] mod redis_server;`),
+//! end-to-end tests with `mod`; so it uses only `std`.
 //!
 //! Readiness is polled (a `PING` answered) with a deadline rather than waited for by sleeping.
 #![allow(dead_code, unreachable_pub)]
