@@ -58,11 +58,13 @@ impl RedisConnection {
         self.manager.clone()
     }
 
-    /// Maps a failed call: data Redis holds but we cannot read is [`StoreError::Corrupt`],
-    /// everything else (connection, timeout, server refusing) is [`StoreError::Backend`].
+    /// Maps a failed call: data Redis holds but we cannot read (a value that does not convert,
+    /// a key of another type, what our scripts call corrupt) is [`StoreError::Corrupt`];
+    /// everything else (connection, timeout, protocol, server refusing) is
+    /// [`StoreError::Backend`].
     pub(crate) fn failure(&self, err: RedisError) -> StoreError {
-        let unreadable = matches!(err.kind(), ErrorKind::UnexpectedReturnType | ErrorKind::Parse)
-            || matches!(err.code(), Some("WRONGTYPE" | CORRUPT_CODE));
+        let unreadable =
+            err.kind() == ErrorKind::UnexpectedReturnType || matches!(err.code(), Some("WRONGTYPE" | CORRUPT_CODE));
         if unreadable {
             StoreError::Corrupt(format!("Redis at `{}` holds data this gateway cannot read: {err}", self.url))
         } else {
