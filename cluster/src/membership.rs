@@ -241,7 +241,9 @@ impl Membership {
     }
 
     /// Stop owning shards: our status becomes `Draining` (and stays so). The view that shows it moves
-    /// our shards to the `Up` members.
+    /// our shards to the `Up` members. Returns the write (with the last tick's heartbeat, and a bump
+    /// unless the table already shows us draining) and a read, so the view follows without waiting
+    /// for the next tick.
     pub fn start_draining(&mut self) -> Vec<MembershipEffect> {
         self.me.status = NodeStatus::Draining;
         vec![self.write_self(), MembershipEffect::ReadTable]
