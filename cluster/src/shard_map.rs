@@ -3,7 +3,7 @@
 //! Every node, whatever compiler or platform built it, must place every shard on the same node for
 //! the same membership view, or two nodes would admit for one tenant during a rolling upgrade. So
 //! every hash here is SHA-256 over bytes we spell out ourselves, and golden tests pin both
-//! [`shard_of`] and the ring (a node's points are SHA-256 of "<name>#<index>"). `hashring` alone
+//! [`shard_of`] and the ring (a node's points are SHA-256 of `"<name>#<index>"`). `hashring` alone
 //! would hash its keys with std `Hash` (whose output std does not promise to keep) through
 //! `siphasher` (a dependency it may bump); we give it keys whose `Hash` writes only our own 8
 //! bytes, and a hasher that returns exactly those bytes, so neither can move a shard.
@@ -157,7 +157,7 @@ fn sha256_prefix(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(prefix)
 }
 
-/// One of a node's points on the ring: at sha256_prefix("<node name>#<index>"). The index is the
+/// One of a node's points on the ring: at `sha256_prefix("<node name>#<index>")`. The index is the
 /// text after the last `#`, so no two (name, index) pairs share a point's input.
 struct VirtualNode {
     /// Index into the sorted node list.

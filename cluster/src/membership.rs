@@ -1,0 +1,335 @@
+//! `Membership`: which nodes this node believes are in the cluster, decided from the shared table.
+//!
+//! The Orleans design: a shared membership table (kept in Redis by the shell) holds a view epoch that
+//! only grows and one [`MemberRecord`] per node. Each node heartbeats into its own record on every
+//! [`MembershipInput::Tick`], reads the whole table back, proposes to remove members that stopped
+//! heartbeating, and believes exactly what the table says at the epoch it read. This module decides
+//! all of that; it does not read clocks or touch the table: the shell passes the time, carries out the
+//! [`MembershipEffect`]s in order, and answers [`MembershipEffect::ReadTable`] with
+//! [`MembershipInput::TableRead`] or [`MembershipInput::TableUnreachable`].
+//!
+//! Decisions:
+//! - Join: the first tick writes our record as `Up` with an epoch bump. There is no gate between
+//!   `Joining` and `Up` to wait for (shards reach a new owner by hand-off after the view changes),
+//!   so a separate `Joining` write would only cost an epoch and a round trip. `Joining` is the
+//!   status of a node that has not ticked yet.
+//! - A view is the table at one epoch, verbatim (statuses, addresses), and changes only when the epoch
+//!   grows. Every node that read epoch `e` therefore holds the same view `e` and the same shard map; a
+//!   member found dead stays in the view until its removal is committed (a new epoch) and read back.
+//!   The price: a published view may contain a member already known to be dead, for one round.
+//! - Shard owners are the `Up` members. `Draining` members stay in the view (their address is needed
+//!   to hand their shards off and to forward to them) but own nothing; `Joining` and `Down` own
+//!   nothing either.
+//! - Dead: a member other than us whose heartbeat is older than `failure_timeout_ms` by our clock
+//!   (one from the future counts as fresh) AND whose record we have watched stay unchanged for
+//!   `failure_timeout_ms` of our own time. The second condition makes clock skew harmless: a node
+//!   whose clock runs ahead would otherwise evict every other node on each read, and a node whose clock
+//!   lags would be evicted by all the others over and over; only elapsed local time counts.
+//! - Removal is proposed once per dead member per epoch, as a compare-and-set on the epoch read.
+//! - A table read older than the latest one accepted (a slow answer, a lagging replica) is ignored,
+//!   so views never go back.
+//! - An unreachable table changes nothing but [`Membership::table_reachable`]: the node keeps its last
+//!   view and keeps serving.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::shard_map::{NodeId, ShardMap};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Started, not yet written to the table.
+    Joining,
+    /// Owns shards.
+    Up,
+    /// Handing its shards off before it stops; owns none.
+    Draining,
+    /// Stopped; owns none.
+    Down,
+}
+
+/// One node's row in the membership table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRecord {
+    pub id: NodeId,
+    pub http_addr: String,
+    pub cluster_addr: String,
+    pub status: NodeStatus,
+    /// Milliseconds since the Unix epoch of the last heartbeat (the writer's clock).
+    pub heartbeat_ms: i64,
+    /// When this incarnation of the node started (ms); a restarted node has a new one.
+    pub started_ms: i64,
+}
+
+impl MemberRecord {
+    /// Whether this is the same incarnation of the same node as `other`.
+    fn same_incarnation(&self, other: &MemberRecord) -> bool {
+        self.id == other.id && self.started_ms == other.started_ms
+    }
+}
+
+/// The shared table as read: its epoch and every member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipTable {
+    pub epoch: u64,
+    pub members: Vec<MemberRecord>,
+}
+
+/// What this node currently believes: the members that count, with the epoch of the table they came
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub epoch: u64,
+    /// Sorted by id.
+    pub members: Vec<MemberRecord>,
+}
+
+impl View {
+    fn of(table: MembershipTable) -> Self {
+        let mut members = table.members;
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Self { epoch: table.epoch, members }
+    }
+
+    /// Shard owners: the `Up` members.
+    pub fn shard_map(&self) -> ShardMap {
+        let owners = self.members.iter().filter(|member| member.status == NodeStatus::Up);
+        ShardMap::new(self.epoch, owners.map(|member| member.id.clone()))
+    }
+
+    pub fn member(&self, id: &NodeId) -> Option<&MemberRecord> {
+        self.members.iter().find(|member| member.id == *id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// How often the shell ticks.
+    pub heartbeat_interval_ms: i64,
+    /// How long a member may go without heartbeating before it is removed.
+    pub failure_timeout_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMembershipConfig {
+    #[error("heartbeat interval must be positive, got {0} ms")]
+    HeartbeatInterval(i64),
+    #[error(
+        "failure timeout ({timeout_ms} ms) must be at least {MIN_HEARTBEATS_PER_TIMEOUT} heartbeat intervals ({interval_ms} ms), or one late heartbeat evicts a live node"
+    )]
+    FailureTimeout { timeout_ms: i64, interval_ms: i64 },
+}
+
+/// The failure timeout spans at least this many heartbeat intervals, so a live member that misses
+/// one or two heartbeats (a slow write, a brief blip) is not removed.
+const MIN_HEARTBEATS_PER_TIMEOUT: i64 = 3;
+
+impl MembershipConfig {
+    /// For the configuration loader: the values that cannot work.
+    pub fn check(&self) -> Result<(), BadMembershipConfig> {
+        if self.heartbeat_interval_ms <= 0 {
+            return Err(BadMembershipConfig::HeartbeatInterval(self.heartbeat_interval_ms));
+        }
+        if self.failure_timeout_ms < self.heartbeat_interval_ms.saturating_mul(MIN_HEARTBEATS_PER_TIMEOUT) {
+            return Err(BadMembershipConfig::FailureTimeout {
+                timeout_ms: self.failure_timeout_ms,
+                interval_ms: self.heartbeat_interval_ms,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What happened, as the shell tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipInput {
+    /// Periodic, every heartbeat interval.
+    Tick,
+    /// The shell read the table (answer to [`MembershipEffect::ReadTable`]).
+    TableRead(MembershipTable),
+    /// The shell could not reach the table.
+    TableUnreachable,
+}
+
+/// What the shell must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipEffect {
+    /// Write our own record, bumping the epoch in the same atomic step when `bump_epoch` (joining,
+    /// rejoining, a status change; repeated until a read shows the record). Without `bump_epoch`
+    /// (a heartbeat) the shell must only update a record that is still there: re-creating one that
+    /// was removed meanwhile, without a bump, would change the member set under an epoch other
+    /// nodes have already read. The next tick rejoins with a bump instead.
+    WriteSelf { record: MemberRecord, bump_epoch: bool },
+    /// Read the whole table.
+    ReadTable,
+    /// Remove these members if the epoch is still `expected_epoch`, and bump the epoch (atomic
+    /// compare-and-set in the shell). A failed compare is not reported: the next read decides again.
+    RemoveMembers { ids: Vec<NodeId>, expected_epoch: u64 },
+    /// The view changed: the shell installs it (routers switch shard maps).
+    ViewChanged(View),
+}
+
+/// A member's record as we last saw it, and since when (our clock) it has looked like that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SeenHeartbeat {
+    started_ms: i64,
+    heartbeat_ms: i64,
+    unchanged_since_ms: i64,
+}
+
+/// The membership decisions of one node.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    config: MembershipConfig,
+    /// Our record as we want the table to show it.
+    me: MemberRecord,
+    reachable: bool,
+    /// Epoch of the latest table read accepted.
+    latest_epoch: Option<u64>,
+    /// Our incarnation's status in that table; `None` when it is not there.
+    status_in_table: Option<NodeStatus>,
+    view: Option<View>,
+    seen: BTreeMap<NodeId, SeenHeartbeat>,
+    /// Members whose removal was proposed at `removals_epoch`.
+    removals_epoch: u64,
+    removals_proposed: BTreeSet<NodeId>,
+}
+
+impl Membership {
+    /// `me` is this incarnation's record: status `Joining`, a fresh `started_ms`.
+    pub fn new(me: MemberRecord, config: MembershipConfig) -> Self {
+        Self {
+            config,
+            me,
+            reachable: false,
+            latest_epoch: None,
+            status_in_table: None,
+            view: None,
+            seen: BTreeMap::new(),
+            removals_epoch: 0,
+            removals_proposed: BTreeSet::new(),
+        }
+    }
+
+    pub fn handle(&mut self, now_ms: i64, input: MembershipInput) -> Vec<MembershipEffect> {
+        match input {
+            MembershipInput::Tick => self.tick(now_ms),
+            MembershipInput::TableRead(table) => self.table_read(now_ms, table),
+            MembershipInput::TableUnreachable => {
+                self.reachable = false;
+                Vec::new()
+            }
+        }
+    }
+
+    /// `None` until the first table read that contains us.
+    pub fn view(&self) -> Option<&View> {
+        self.view.as_ref()
+    }
+
+    /// Our own record is in the latest table read, with status `Up`.
+    pub fn is_joined(&self) -> bool {
+        self.status_in_table == Some(NodeStatus::Up)
+    }
+
+    /// The last attempt to read the table succeeded (false before the first read).
+    pub fn table_reachable(&self) -> bool {
+        self.reachable
+    }
+
+    /// Stop owning shards: our status becomes `Draining` (and stays so). The view that shows it moves
+    /// our shards to the `Up` members. Returns the write (with the last tick's heartbeat, and a bump
+    /// unless the table already shows us draining) and a read, so the view follows without waiting
+    /// for the next tick.
+    pub fn start_draining(&mut self) -> Vec<MembershipEffect> {
+        self.me.status = NodeStatus::Draining;
+        vec![self.write_self(), MembershipEffect::ReadTable]
+    }
+
+    fn tick(&mut self, now_ms: i64) -> Vec<MembershipEffect> {
+        if self.me.status == NodeStatus::Joining {
+            self.me.status = NodeStatus::Up;
+        }
+        self.me.heartbeat_ms = now_ms;
+        vec![self.write_self(), MembershipEffect::ReadTable]
+    }
+
+    /// Our record, with a bump unless the latest table already shows us with this status.
+    fn write_self(&self) -> MembershipEffect {
+        MembershipEffect::WriteSelf {
+            record: self.me.clone(),
+            bump_epoch: self.status_in_table != Some(self.me.status),
+        }
+    }
+
+    fn table_read(&mut self, now_ms: i64, table: MembershipTable) -> Vec<MembershipEffect> {
+        self.reachable = true;
+        if self.latest_epoch.is_some_and(|latest| table.epoch < latest) {
+            return Vec::new();
+        }
+        self.latest_epoch = Some(table.epoch);
+        self.status_in_table =
+            table.members.iter().find(|member| member.same_incarnation(&self.me)).map(|member| member.status);
+        self.watch_heartbeats(now_ms, &table.members);
+
+        let dead: Vec<NodeId> = table
+            .members
+            .iter()
+            .filter(|member| self.is_dead(now_ms, member))
+            .map(|member| member.id.clone())
+            .collect();
+        let removal = self.propose_removal(table.epoch, dead);
+
+        let mut effects = Vec::new();
+        let newer = match &self.view {
+            Some(view) => table.epoch > view.epoch,
+            None => self.status_in_table.is_some(),
+        };
+        if newer {
+            let view = View::of(table);
+            self.view = Some(view.clone());
+            effects.push(MembershipEffect::ViewChanged(view));
+        }
+        effects.extend(removal);
+        effects
+    }
+
+    fn watch_heartbeats(&mut self, now_ms: i64, members: &[MemberRecord]) {
+        let previous = std::mem::take(&mut self.seen);
+        for member in members.iter().filter(|member| member.id != self.me.id) {
+            let unchanged_since_ms = match previous.get(&member.id) {
+                Some(seen) if seen.started_ms == member.started_ms && seen.heartbeat_ms == member.heartbeat_ms => {
+                    seen.unchanged_since_ms
+                }
+                _ => now_ms,
+            };
+            let seen =
+                SeenHeartbeat { started_ms: member.started_ms, heartbeat_ms: member.heartbeat_ms, unchanged_since_ms };
+            self.seen.insert(member.id.clone(), seen);
+        }
+    }
+
+    fn is_dead(&self, now_ms: i64, member: &MemberRecord) -> bool {
+        let timeout = self.config.failure_timeout_ms;
+        member.id != self.me.id
+            && now_ms.saturating_sub(member.heartbeat_ms) > timeout
+            && self.seen.get(&member.id).is_some_and(|seen| now_ms.saturating_sub(seen.unchanged_since_ms) > timeout)
+    }
+
+    /// A removal of the `dead` members not yet proposed at `epoch`.
+    fn propose_removal(&mut self, epoch: u64, dead: Vec<NodeId>) -> Option<MembershipEffect> {
+        if epoch != self.removals_epoch {
+            self.removals_epoch = epoch;
+            self.removals_proposed.clear();
+        }
+        let ids: Vec<NodeId> = dead.into_iter().filter(|id| self.removals_proposed.insert(id.clone())).collect();
+        (!ids.is_empty()).then_some(MembershipEffect::RemoveMembers { ids, expected_epoch: epoch })
+    }
+}
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;
