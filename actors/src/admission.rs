@@ -4,13 +4,15 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::api_key::KeyHash;
 use crate::quotas::{Quota, QuotaExceeded};
 use crate::rate_windows::RateStatus;
 use crate::tenant::{Features, Limits, TenantRecord};
 use crate::usage::{Month, UsageCounters};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdmissionRequest {
     /// Hash of the key the caller presented, if any.
     pub key: Option<KeyHash>,
@@ -22,7 +24,7 @@ pub struct AdmissionRequest {
 }
 
 /// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Denial {
     Unauthorized,
     Suspended,
@@ -32,7 +34,7 @@ pub enum Denial {
 }
 
 /// The tenant as seen by one request: configuration and the current month's usage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TenantSnapshot {
     pub record: Arc<TenantRecord>,
     pub limits: Limits,
@@ -41,7 +43,7 @@ pub struct TenantSnapshot {
     pub usage: UsageCounters,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Admission {
     pub verdict: Result<TenantSnapshot, Denial>,
     /// The rate windows after this request, for the response headers; `None` when rate limits

@@ -24,6 +24,7 @@ pub mod store;
 pub mod supervisor;
 pub mod tenant;
 pub mod tenant_actor;
+pub mod tenant_call;
 pub mod tenant_core;
 pub mod tenant_oauth;
 pub mod token_endpoint;

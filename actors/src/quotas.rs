@@ -4,12 +4,13 @@
 //! them over at the month boundary, and says whether a charge still fits.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::tenant::Limits;
 use crate::usage::{Month, UsageCounters};
 
 /// A limited resource, named as in the API's `quota` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Quota {
     /// Custom MCP servers the tenant has at once.
     CustomServers,
@@ -40,7 +41,7 @@ impl Quota {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaExceeded {
     pub quota: Quota,
     pub limit: u64,

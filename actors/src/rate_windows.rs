@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The three windows, in the order their limits and counts are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Window {
     Minute,
     Hour,
@@ -52,7 +52,7 @@ pub struct WindowCount {
 }
 
 /// The state of one window as seen by a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowStatus {
     pub window: Window,
     pub limit: u64,
@@ -62,7 +62,7 @@ pub struct WindowStatus {
 }
 
 /// The outcome of a rate check, with what the response headers report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateStatus {
     pub admitted: bool,
     pub now: i64,

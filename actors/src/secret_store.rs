@@ -86,7 +86,7 @@ impl fmt::Debug for OAuthCredential {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SecretError {
     /// The backend cannot be reached or refused the operation.
     #[error("secret store failed: {0}")]

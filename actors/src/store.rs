@@ -17,7 +17,7 @@ use crate::rate_windows::WindowCount;
 use crate::tenant::{TenantId, TenantRecord, TenantStatus};
 use crate::usage::{Month, UsageCounters};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
     #[error("tenant `{0}` already exists")]
     Conflict(TenantId),

@@ -33,6 +33,19 @@ pub enum DirectoryError {
     NotFound(TenantId),
     #[error("tenant `{tenant}` is unavailable: {reason}")]
     Unavailable { tenant: TenantId, reason: String },
+    /// The tenant belongs to a shard this node does not own (now): it must not be activated here.
+    #[error("tenant `{0}` is not owned by this node")]
+    NotOwner(TenantId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot release tenants: {0}")]
+pub struct ReleaseError(pub String);
+
+/// Which tenants this node may activate: those of the shards it owns in its current view.
+/// A single node owns every tenant; in a cluster, the shard router decides.
+pub trait OwnershipGate: Send + Sync + 'static {
+    fn owns(&self, tenant: &TenantId) -> bool;
 }
 
 /// Active tenant actors of this node, readable by every request without a message hop.
@@ -99,6 +112,22 @@ impl TenantDirectory {
         self.restarts.load(Ordering::Relaxed)
     }
 
+    /// Stops the actors of tenants this node no longer owns, and answers once their state is
+    /// written to the store, so that the new owner starts from it.
+    pub async fn release_unowned(&self) -> Result<usize, ReleaseError> {
+        match self.supervisor.call(SupervisorMsg::ReleaseUnowned, None).await {
+            Ok(CallResult::Success(result)) => result,
+            _ => Err(ReleaseError("the supervisor did not answer".into())),
+        }
+    }
+
+    /// Activates, a few at a time, the owned tenants holding OAuth credentials, so that their
+    /// refreshes get scheduled (at start-up and whenever this node takes over shards). Idle ones
+    /// passivate again and leave a wake-up behind.
+    pub fn wake_credential_holders(&self) {
+        let _ = self.supervisor.cast(SupervisorMsg::WakeCredentialHolders);
+    }
+
     /// Stops every tenant actor (each writes its state out) and then the supervisor.
     pub async fn shutdown(&self, timeout: Duration) {
         let _ = self.supervisor.stop_children_and_wait(Some("shutdown".into()), Some(timeout)).await;
@@ -113,6 +142,9 @@ pub enum SupervisorMsg {
     Tick,
     /// A passivating tenant has OAuth work due at this time: activate it then.
     WakeAt(TenantId, DateTime<Utc>),
+    /// Stop the actors of tenants no longer owned; answer with how many, once written out.
+    ReleaseUnowned(RpcReplyPort<Result<usize, ReleaseError>>),
+    WakeCredentialHolders,
 }
 
 pub struct TenantSupervisor;
@@ -123,12 +155,14 @@ const WAKE_UPS_PER_TICK: usize = 64;
 
 pub struct SupervisorArgs {
     pub env: Arc<TenantEnv>,
+    pub gate: Arc<dyn OwnershipGate>,
     pub tick: Duration,
     pub call_timeout: Duration,
 }
 
 pub struct SupervisorState {
     env: Arc<TenantEnv>,
+    gate: Arc<dyn OwnershipGate>,
     directory: Arc<TenantDirectory>,
     tenants_by_actor: HashMap<ActorId, TenantId>,
     tick: Duration,
@@ -154,6 +188,9 @@ impl TenantSupervisor {
         if let Some(actor) = state.directory.actors.get(id) {
             return Ok(actor.clone());
         }
+        if !state.gate.owns(id) {
+            return Err(DirectoryError::NotOwner(id.clone()));
+        }
         let unavailable = |reason: String| DirectoryError::Unavailable { tenant: id.clone(), reason };
         let store_failed = |e: StoreError| unavailable(e.to_string());
         let env = &state.env;
@@ -173,6 +210,45 @@ impl TenantSupervisor {
         state.tenants_by_actor.insert(actor.get_id(), id.clone());
         state.directory.actors.insert(id.clone(), actor.clone());
         Ok(actor)
+    }
+
+    /// Tenants with credentials are listed off the supervisor and woken a batch per tick, so a
+    /// large or slow secret store never holds up activations.
+    fn wake_credential_holders(myself: &ActorRef<SupervisorMsg>, state: &SupervisorState) {
+        let (secrets, clock, gate, supervisor) =
+            (state.env.secrets.clone(), state.env.clock.clone(), state.gate.clone(), myself.clone());
+        tokio::spawn(async move {
+            match secrets.tenants().await {
+                Ok(tenants) => {
+                    let now = clock.now();
+                    for id in tenants.into_iter().filter(|id| gate.owns(id)) {
+                        let _ = supervisor.cast(SupervisorMsg::WakeAt(id, now));
+                    }
+                }
+                Err(error) => tracing::error!(
+                    %error,
+                    "cannot list tenants with OAuth credentials; their refreshes wait for a request"
+                ),
+            }
+        });
+    }
+
+    async fn release_unowned(state: &mut SupervisorState) -> Result<usize, ReleaseError> {
+        let unowned: Vec<(TenantId, ActorRef<TenantMsg>)> = state
+            .directory
+            .actors
+            .iter()
+            .filter(|entry| !state.gate.owns(entry.key()))
+            .map(|entry| (entry.key().clone(), entry.value().clone()))
+            .collect();
+        for (id, actor) in &unowned {
+            state.directory.actors.remove_if(id, |_, current| current.get_id() == actor.get_id());
+            // Each writes its state out to the recorder as it stops.
+            let _ = actor.stop_and_wait(Some("released".into()), Some(state.directory.call_timeout)).await;
+        }
+        state.wake_ups.retain(|(_, id)| state.gate.owns(id));
+        state.env.recorder.flush().await.map_err(|e| ReleaseError(e.to_string()))?;
+        Ok(unowned.len())
     }
 
     fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<TenantId> {
@@ -201,6 +277,7 @@ impl Actor for TenantSupervisor {
         let _ = directory_tx.send(directory.clone());
         Ok(SupervisorState {
             env: args.env,
+            gate: args.gate,
             directory,
             tenants_by_actor: HashMap::new(),
             tick: args.tick,
@@ -213,24 +290,8 @@ impl Actor for TenantSupervisor {
         myself: ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        // Tenants with credentials are activated once so that their refreshes get scheduled;
-        // idle ones passivate again and leave a wake-up behind. Listed off the supervisor and
-        // woken a batch per tick, so a large or slow secret store never holds up activations.
-        let (secrets, clock, supervisor) = (state.env.secrets.clone(), state.env.clock.clone(), myself.clone());
-        tokio::spawn(async move {
-            match secrets.tenants().await {
-                Ok(tenants) => {
-                    let now = clock.now();
-                    for id in tenants {
-                        let _ = supervisor.cast(SupervisorMsg::WakeAt(id, now));
-                    }
-                }
-                Err(error) => tracing::error!(
-                    %error,
-                    "cannot list tenants with OAuth credentials; their refreshes wait for a request"
-                ),
-            }
-        });
+        // Tenants with credentials are woken once the router serves their shards
+        // (`TenantDirectory::wake_credential_holders`).
         myself.send_interval(state.tick, || SupervisorMsg::Tick);
         Ok(())
     }
@@ -258,7 +319,9 @@ impl Actor for TenantSupervisor {
                 {
                     woken += 1;
                     state.wake_ups.pop_first();
-                    if let Err(error) = Self::activate(&myself, state, &id).await {
+                    if let Err(error) = Self::activate(&myself, state, &id).await
+                        && !matches!(error, DirectoryError::NotOwner(_))
+                    {
                         tracing::warn!(tenant = %id, %error, "cannot wake a tenant for its OAuth refresh");
                     }
                 }
@@ -266,6 +329,10 @@ impl Actor for TenantSupervisor {
             SupervisorMsg::WakeAt(id, at) => {
                 state.wake_ups.insert((at, id));
             }
+            SupervisorMsg::ReleaseUnowned(reply) => {
+                let _ = reply.send(Self::release_unowned(state).await);
+            }
+            SupervisorMsg::WakeCredentialHolders => Self::wake_credential_holders(&myself, state),
         }
         Ok(())
     }
@@ -288,7 +355,7 @@ impl Actor for TenantSupervisor {
                     tracing::error!(tenant = %id, %error, "tenant actor crashed; restarting it from its stored state");
                     match Self::activate(&myself, state, &id).await {
                         Ok(_) => tracing::info!(tenant = %id, "tenant actor restarted"),
-                        Err(DirectoryError::NotFound(_)) => {}
+                        Err(DirectoryError::NotFound(_) | DirectoryError::NotOwner(_)) => {}
                         Err(error) => tracing::error!(tenant = %id, %error, "restart failed; the next request retries"),
                     }
                 }

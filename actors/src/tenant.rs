@@ -264,9 +264,13 @@ impl TenantRecord {
 
 /// An admin change to a tenant. For `limits` and `features`, `Some(None)` clears an override
 /// (the value follows the plan again) and `None` leaves it as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// It crosses nodes (to the tenant's owner) as JSON, where `Some(None)` is `null` and `None` an
+/// absent field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantPatch {
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub email: Option<Option<String>>,
     pub plan: Option<String>,
     pub status: Option<TenantStatus>,
@@ -275,25 +279,36 @@ pub struct TenantPatch {
     pub allowed_ips: Option<AllowedIps>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub requests_per_minute: Option<Option<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub requests_per_hour: Option<Option<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub requests_per_day: Option<Option<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub max_custom_servers: Option<Option<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub max_tool_invocations: Option<Option<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub max_storage_mb: Option<Option<u64>>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeaturePatch {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub custom_servers: Option<Option<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub oauth: Option<Option<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub advanced_analytics: Option<Option<bool>>,
 }
 
 /// An allow-list that has been validated: the entries as given, and their parsed form.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Validated again when it arrives from another node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub struct AllowedIps {
     entries: Vec<String>,
 }
@@ -302,6 +317,38 @@ impl AllowedIps {
     pub fn parse(entries: Vec<String>) -> Result<Self, BadAllowListEntry> {
         IpAllowList::parse(&entries)?;
         Ok(Self { entries: entries.into_iter().map(|e| e.trim().to_string()).collect() })
+    }
+}
+
+impl TryFrom<Vec<String>> for AllowedIps {
+    type Error = BadAllowListEntry;
+
+    fn try_from(entries: Vec<String>) -> Result<Self, Self::Error> {
+        Self::parse(entries)
+    }
+}
+
+impl From<AllowedIps> for Vec<String> {
+    fn from(allowed: AllowedIps) -> Self {
+        allowed.entries
+    }
+}
+
+/// `Option<Option<T>>` in serde: an absent field is `None`, `null` is `Some(None)`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(value: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
 }
 

@@ -37,7 +37,7 @@ pub struct TenantEnv {
     pub refresh_before: chrono::Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TenantError {
     #[error(transparent)]
     Patch(#[from] PatchError),
@@ -46,7 +46,7 @@ pub enum TenantError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error("the tenant's `{0}` feature is disabled")]
-    FeatureDisabled(&'static str),
+    FeatureDisabled(String),
 }
 
 #[derive(RactorMessage)]
@@ -65,8 +65,8 @@ pub enum TenantMsg {
     RefreshDone(String, u64, Result<RefreshedTokens, RefreshFailure>),
     /// Periodic: write out usage and window counts; passivate when idle.
     Tick,
-    /// Write out usage and window counts now, and answer once they are queued for the store.
-    WriteOut(RpcReplyPort<()>),
+    /// Write out usage and window counts now, and answer once the store has them.
+    WriteOut(RpcReplyPort<Result<(), TenantError>>),
     /// Fault injection: panics, so supervision and recovery can be tested end to end.
     Crash,
 }
@@ -174,7 +174,7 @@ async fn handle_io(
         }
         TenantMsg::StoreCredential(integration, credential, reply) => {
             if !state.core.snapshot(now).features.oauth {
-                let _ = reply.send(Err(TenantError::FeatureDisabled("oauth")));
+                let _ = reply.send(Err(TenantError::FeatureDisabled("oauth".into())));
                 return;
             }
             let tenant = state.core.record().id.clone();
@@ -208,7 +208,8 @@ async fn handle_io(
         }
         TenantMsg::WriteOut(reply) => {
             state.write_out().await;
-            let _ = reply.send(());
+            let tenant = state.core.record().id.clone();
+            let _ = reply.send(state.env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from));
         }
         TenantMsg::Admit(..) | TenantMsg::Snapshot(_) | TenantMsg::Crash => {
             unreachable!("answered without I/O in `handle`")

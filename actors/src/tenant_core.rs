@@ -19,7 +19,7 @@ use crate::store::Checkpoint;
 use crate::tenant::{Features, Limits, TenantPatch, TenantRecord};
 use crate::usage::{Month, UsageCounters};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum PatchError {
     #[error("unknown plan `{0}`")]
     UnknownPlan(String),

@@ -1,0 +1,81 @@
+//! What the edge asks a tenant's actor, as data. The same calls serve a tenant owned by this
+//! node (answered through the [`TenantDirectory`]) and one owned by another node (they cross the
+//! cluster as JSON and are answered there the same way).
+
+use serde::{Deserialize, Serialize};
+
+use crate::admission::{Admission, AdmissionRequest, TenantSnapshot};
+use crate::api_key::KeyHash;
+use crate::secret_store::OAuthCredential;
+use crate::supervisor::{DirectoryError, TenantDirectory};
+use crate::tenant::{TenantId, TenantPatch};
+use crate::tenant_actor::{TenantError, TenantMsg};
+
+/// Variants are matched by name on the wire: add new ones, never rename or remove one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TenantCall {
+    Admit(AdmissionRequest),
+    Snapshot,
+    Patch(TenantPatch),
+    RotateKey {
+        key: KeyHash,
+        grace_seconds: Option<i64>,
+    },
+    /// Deletes the tenant's credentials, then the tenant.
+    Delete,
+    StoreCredential {
+        integration: String,
+        credential: OAuthCredential,
+    },
+    DeleteCredential {
+        integration: String,
+    },
+    /// Writes the tenant's usage and window counts out to the recorder.
+    WriteOut,
+    /// Fault injection: the actor panics.
+    Crash,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TenantReply {
+    Admission(Admission),
+    Snapshot(TenantSnapshot),
+    Patched(Result<TenantSnapshot, TenantError>),
+    Done(Result<(), TenantError>),
+    Credential(Result<OAuthCredential, TenantError>),
+    CredentialDeleted(Result<bool, TenantError>),
+}
+
+impl TenantDirectory {
+    /// Answers `call` with tenant `id`'s actor on this node, activating it when needed.
+    pub async fn ask(&self, id: &TenantId, call: TenantCall) -> Result<TenantReply, DirectoryError> {
+        Ok(match call {
+            TenantCall::Admit(request) => {
+                TenantReply::Admission(self.call(id, |reply| TenantMsg::Admit(request.clone(), reply)).await?)
+            }
+            TenantCall::Snapshot => TenantReply::Snapshot(self.call(id, TenantMsg::Snapshot).await?),
+            TenantCall::Patch(patch) => {
+                TenantReply::Patched(self.call(id, |reply| TenantMsg::Patch(patch.clone(), reply)).await?)
+            }
+            TenantCall::RotateKey { key, grace_seconds } => {
+                let grace = grace_seconds.map(chrono::Duration::seconds);
+                TenantReply::Done(self.call(id, |reply| TenantMsg::RotateKey(key, grace, reply)).await?)
+            }
+            TenantCall::Delete => TenantReply::Done(self.call(id, TenantMsg::Delete).await?),
+            TenantCall::StoreCredential { integration, credential } => TenantReply::Credential(
+                self.call(id, |reply| TenantMsg::StoreCredential(integration.clone(), credential.clone(), reply))
+                    .await?,
+            ),
+            TenantCall::DeleteCredential { integration } => TenantReply::CredentialDeleted(
+                self.call(id, |reply| TenantMsg::DeleteCredential(integration.clone(), reply)).await?,
+            ),
+            TenantCall::WriteOut => TenantReply::Done(self.call(id, TenantMsg::WriteOut).await?),
+            TenantCall::Crash => {
+                // Activate first, so that there is an actor to crash.
+                self.call(id, TenantMsg::Snapshot).await?;
+                self.cast_if_active(id, TenantMsg::Crash);
+                TenantReply::Done(Ok(()))
+            }
+        })
+    }
+}
