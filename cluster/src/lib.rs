@@ -6,5 +6,11 @@
 //! (Redis) and link the nodes (ractor_cluster) live elsewhere and only feed inputs and carry out
 //! effects.
 
+pub mod cluster_node;
 pub mod membership;
+pub mod membership_store;
+pub mod ownership;
+pub mod router;
 pub mod shard_map;
+pub mod tenant_client;
+pub mod transport;

@@ -220,6 +220,9 @@ impl Membership {
             MembershipInput::TableRead(table) => self.table_read(now_ms, table),
             MembershipInput::TableUnreachable => {
                 self.reachable = false;
+                // Nobody could heartbeat while the table was down: once it is back, every member
+                // gets a full timeout to write again before it counts as dead.
+                self.seen.clear();
                 Vec::new()
             }
         }

@@ -265,6 +265,21 @@ fn an_unreachable_table_keeps_the_view() {
 }
 
 #[test]
+fn after_an_outage_of_the_table_every_member_gets_a_full_timeout_to_heartbeat_again() {
+    let mut membership = joined();
+    membership.handle(1_000, table(2, vec![me_in_table(NodeStatus::Up, 1_000), peer("beta", 1_000)]));
+    membership.handle(2_000, MembershipInput::TableUnreachable);
+    // Back 20 s later: beta could not write either, its heartbeat is old and unchanged.
+    let back = 22_000;
+    let effects = membership.handle(back, table(2, vec![me_in_table(NodeStatus::Up, 1_000), peer("beta", 1_000)]));
+    assert!(!effects.iter().any(|e| matches!(e, MembershipEffect::RemoveMembers { .. })), "{effects:?}");
+    // Still silent a full timeout after the table came back: now it is dead.
+    let effects = membership
+        .handle(back + TIMEOUT_MS + 1, table(2, vec![me_in_table(NodeStatus::Up, back), peer("beta", 1_000)]));
+    assert!(effects.contains(&remove(&["beta"], 2)), "{effects:?}");
+}
+
+#[test]
 fn draining_writes_the_status_with_a_bump_and_gives_up_the_shards() {
     let mut membership = joined();
     assert_eq!(

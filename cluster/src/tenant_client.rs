@@ -1,0 +1,99 @@
+//! Typed calls to a tenant's owner, wherever it lives: what the HTTP edge uses.
+
+use connectors_actors::admission::{Admission, AdmissionRequest, TenantSnapshot};
+use connectors_actors::api_key::KeyHash;
+use connectors_actors::secret_store::OAuthCredential;
+use connectors_actors::tenant::{TenantId, TenantPatch};
+use connectors_actors::tenant_actor::TenantError;
+use connectors_actors::tenant_call::{TenantCall, TenantReply};
+
+use crate::router::{RouteError, ShardRouter};
+
+impl ShardRouter {
+    pub async fn admit(&self, tenant: &TenantId, request: AdmissionRequest) -> Result<Admission, RouteError> {
+        match self.ask(tenant, TenantCall::Admit(request)).await? {
+            TenantReply::Admission(admission) => Ok(admission),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn snapshot(&self, tenant: &TenantId) -> Result<TenantSnapshot, RouteError> {
+        match self.ask(tenant, TenantCall::Snapshot).await? {
+            TenantReply::Snapshot(snapshot) => Ok(snapshot),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn patch(
+        &self,
+        tenant: &TenantId,
+        patch: TenantPatch,
+    ) -> Result<Result<TenantSnapshot, TenantError>, RouteError> {
+        match self.ask(tenant, TenantCall::Patch(patch)).await? {
+            TenantReply::Patched(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn rotate_key(
+        &self,
+        tenant: &TenantId,
+        key: KeyHash,
+        grace_seconds: Option<i64>,
+    ) -> Result<Result<(), TenantError>, RouteError> {
+        self.done(tenant, TenantCall::RotateKey { key, grace_seconds }).await
+    }
+
+    pub async fn delete(&self, tenant: &TenantId) -> Result<Result<(), TenantError>, RouteError> {
+        self.done(tenant, TenantCall::Delete).await
+    }
+
+    pub async fn write_out(&self, tenant: &TenantId) -> Result<(), RouteError> {
+        self.done(tenant, TenantCall::WriteOut).await?.map_err(|error| RouteError::Unavailable {
+            reason: error.to_string(),
+            retry_after: crate::router::MOVING_RETRY_AFTER_SECS,
+        })
+    }
+
+    pub async fn crash(&self, tenant: &TenantId) -> Result<(), RouteError> {
+        self.done(tenant, TenantCall::Crash).await.map(drop)
+    }
+
+    pub async fn store_credential(
+        &self,
+        tenant: &TenantId,
+        integration: String,
+        credential: OAuthCredential,
+    ) -> Result<Result<OAuthCredential, TenantError>, RouteError> {
+        match self.ask(tenant, TenantCall::StoreCredential { integration, credential }).await? {
+            TenantReply::Credential(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_credential(
+        &self,
+        tenant: &TenantId,
+        integration: String,
+    ) -> Result<Result<bool, TenantError>, RouteError> {
+        match self.ask(tenant, TenantCall::DeleteCredential { integration }).await? {
+            TenantReply::CredentialDeleted(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn done(&self, tenant: &TenantId, call: TenantCall) -> Result<Result<(), TenantError>, RouteError> {
+        match self.ask(tenant, call).await? {
+            TenantReply::Done(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// A reply of the wrong kind: a peer running an incompatible build.
+fn unexpected(reply: TenantReply) -> RouteError {
+    let kind = format!("{reply:?}");
+    let kind = kind.split('(').next().unwrap_or("?");
+    tracing::error!(reply = kind, "a tenant's owner answered with an unexpected kind of reply");
+    RouteError::Unavailable { reason: format!("unexpected reply `{kind}`"), retry_after: 1 }
+}

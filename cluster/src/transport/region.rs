@@ -1,0 +1,95 @@
+//! `ShardRegion`: the one actor per node that peers talk to. It answers tenant calls for the
+//! shards this node serves, release confirmations and pings. It is found by peers through a
+//! process group named after the node, which ractor_cluster mirrors across node links.
+//!
+//! Each question is answered on its own task, so one slow tenant never holds up the others.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+
+use crate::shard_map::NodeId;
+
+/// Variants are matched by name on the wire: add new ones, never rename or remove one.
+/// Payloads are versioned bytes (see [`super::wire`]).
+#[derive(RactorClusterMessage)]
+pub enum RegionMsg {
+    /// A `TenantRequest`, answered with a `TenantAnswer`.
+    #[rpc]
+    Ask(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// A `ReleaseRequest`, answered with a `ReleaseAnswer`.
+    #[rpc]
+    Release(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// The sender's view epoch; answered with the receiver's.
+    #[rpc]
+    Ping(u64, RpcReplyPort<u64>),
+}
+
+/// What the region does with what arrives (the shard router, on a real node).
+#[async_trait]
+pub trait RegionHandler: Send + Sync + 'static {
+    async fn ask(&self, payload: Vec<u8>) -> Vec<u8>;
+    async fn release(&self, payload: Vec<u8>) -> Vec<u8>;
+    fn epoch(&self) -> u64;
+}
+
+/// The process group through which peers find node `node`'s region.
+pub fn region_group(node: &NodeId) -> String {
+    format!("connectors.region.{node}")
+}
+
+pub struct ShardRegion;
+
+pub struct RegionArgs {
+    pub me: NodeId,
+    pub handler: Arc<dyn RegionHandler>,
+}
+
+impl ShardRegion {
+    pub async fn start(args: RegionArgs) -> Result<ActorRef<RegionMsg>, ractor::SpawnErr> {
+        let (region, _) = Actor::spawn(None, ShardRegion, args).await?;
+        Ok(region)
+    }
+}
+
+impl Actor for ShardRegion {
+    type Msg = RegionMsg;
+    type State = Arc<dyn RegionHandler>;
+    type Arguments = RegionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RegionMsg>,
+        args: RegionArgs,
+    ) -> Result<Arc<dyn RegionHandler>, ActorProcessingErr> {
+        ractor::pg::join(region_group(&args.me), vec![myself.get_cell()]);
+        Ok(args.handler)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<RegionMsg>,
+        message: RegionMsg,
+        handler: &mut Arc<dyn RegionHandler>,
+    ) -> Result<(), ActorProcessingErr> {
+        let handler = handler.clone();
+        match message {
+            RegionMsg::Ask(payload, reply) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(handler.ask(payload).await);
+                });
+            }
+            RegionMsg::Release(payload, reply) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(handler.release(payload).await);
+                });
+            }
+            RegionMsg::Ping(_, reply) => {
+                let _ = reply.send(handler.epoch());
+            }
+        }
+        Ok(())
+    }
+}
