@@ -15,12 +15,22 @@ use connectors_actors::store::{Store, StoreError};
 use connectors_actors::supervisor::{SupervisorArgs, TenantDirectory, TenantSupervisor};
 use connectors_actors::tenant::{TenantId, TenantRecord, TenantStatus};
 use connectors_actors::tenant_actor::TenantEnv;
+use connectors_cluster::cluster_node::ClusterNode;
+use connectors_cluster::membership::{MemberRecord, Membership, MembershipConfig, NodeStatus};
+use connectors_cluster::router::{ShardRouter, ShardTable};
+use connectors_cluster::shard_map::{NodeId, ShardMap};
+use connectors_cluster::transport::links::{LinkConfig, Links};
+use connectors_cluster::transport::region::{RegionArgs, ShardRegion};
 use serde_json::Value;
 
 use crate::backends::file_secret_store::{FileSecretStore, MasterKey};
 use crate::backends::redb_store::RedbStore;
+use crate::backends::redis_connection::RedisConnection;
+use crate::backends::redis_membership::RedisMembership;
+use crate::backends::redis_rate_counter::RedisRateCounter;
+use crate::backends::redis_store::RedisStore;
 use crate::backends::vault_secret_store::VaultSecretStore;
-use crate::config::Config;
+use crate::config::{Config, RateLimitStore};
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::oauth_client::TokenClient;
@@ -39,6 +49,8 @@ pub enum StartError {
     Http(String),
     #[error("cannot start the tenant supervisor: {0}")]
     Supervisor(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Everything handlers share.
@@ -48,6 +60,15 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretStore>,
     pub directory: Arc<TenantDirectory>,
+    /// Where tenant calls go: the local directory or the owning node.
+    pub router: Arc<ShardRouter>,
+    /// `None` on a single node.
+    pub cluster: Option<Arc<ClusterNode>>,
+    pub node_id: NodeId,
+    /// The HTTP address this node serves on.
+    pub http_addr: String,
+    /// `RATE_LIMIT_STORE=redis`: the per-request Redis counter that replaces the actor's windows.
+    pub rate_counter: Option<RedisRateCounter>,
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -66,13 +87,43 @@ pub struct StartOptions<'a> {
     /// `CONNECTORS_MASTER_KEY`; without it a key file in the data dir is used (made on first start).
     pub master_key: Option<String>,
     pub fault_injection: bool,
+    /// Address the HTTP API listens on (what peers are told).
+    pub http_addr: std::net::SocketAddr,
+    /// `--redis-url` / `REDIS_URL`: the store (and the membership table) live in Redis.
+    pub redis_url: Option<String>,
+    /// Cluster mode: `--node-id`, `--cluster-listen` and the cookie.
+    pub cluster: Option<ClusterIdentity>,
+}
+
+pub struct ClusterIdentity {
+    pub node_id: String,
+    pub listen: std::net::SocketAddr,
+    /// `CONNECTORS_CLUSTER_COOKIE`: peers without it are refused.
+    pub cookie: String,
 }
 
 impl Gateway {
     pub async fn start(config: Config, options: StartOptions<'_>) -> Result<Arc<Self>, StartError> {
         std::fs::create_dir_all(options.data_dir)
             .map_err(|source| StartError::DataDir { path: options.data_dir.display().to_string(), source })?;
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&options.data_dir.join("connectors.redb"))?);
+        let redis = options.redis_url.as_deref();
+        let store: Arc<dyn Store> = match redis {
+            Some(url) => {
+                tracing::info!(prefix = %config.redis_prefix, "store: Redis");
+                Arc::new(RedisStore::connect(url, &config.redis_prefix).await?)
+            }
+            None => Arc::new(RedbStore::open(&options.data_dir.join("connectors.redb"))?),
+        };
+        let rate_counter = match (config.rate_limit_store, redis) {
+            (RateLimitStore::Actor, _) => None,
+            (RateLimitStore::Redis, Some(url)) => {
+                tracing::info!("rate limits: Redis counter per request (compatibility mode)");
+                Some(RedisRateCounter::connect(url, &config.redis_prefix).await?)
+            }
+            (RateLimitStore::Redis, None) => {
+                return Err(StartError::Cluster("RATE_LIMIT_STORE=redis needs a Redis URL (--redis-url)".into()));
+            }
+        };
         let admin_key = admin_key(store.as_ref(), options.admin_key).await?;
         let secrets: Arc<dyn SecretStore> = match config.vault.clone() {
             Some(vault) => {
@@ -89,7 +140,10 @@ impl Gateway {
         };
         let tokens = TokenClient::new(config.oauth_token_timeout).map_err(|e| StartError::Http(e.to_string()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let policy = Arc::new(config.policy.clone());
+        let mut policy = config.policy.clone();
+        // In the compatibility mode the Redis counter limits, not the actor's windows.
+        policy.rate_limits_enabled &= rate_counter.is_none();
+        let policy = Arc::new(policy);
         let (recorder, recorder_task) = Recorder::start(
             store.clone(),
             // A batch flushes early at 65,536 entries (about 20 MB), which bounds the recorder's memory.
@@ -105,16 +159,42 @@ impl Gateway {
             tokens: Arc::new(tokens),
             refresh_before: chrono::Duration::from_std(config.oauth_refresh_before).unwrap_or(chrono::Duration::MAX),
         });
-        let directory =
-            TenantSupervisor::start(SupervisorArgs { env, tick: config.tick, call_timeout: config.call_timeout })
-                .await
-                .map_err(|e| StartError::Supervisor(e.to_string()))?;
+        let node_id = NodeId(options.cluster.as_ref().map_or_else(|| "local".to_string(), |c| c.node_id.clone()));
+        let table = ShardTable::new(node_id.clone());
+        let directory = TenantSupervisor::start(SupervisorArgs {
+            env,
+            gate: table.clone(),
+            tick: config.tick,
+            call_timeout: config.call_timeout,
+        })
+        .await
+        .map_err(|e| StartError::Supervisor(e.to_string()))?;
+        let (router, cluster) = match (options.cluster, redis) {
+            (None, _) => {
+                let router = ShardRouter::new(table, directory.clone(), None);
+                router.install(ShardMap::new(1, [node_id.clone()]));
+                (router, None)
+            }
+            (Some(identity), Some(url)) => {
+                let connection = RedisConnection::connect(url).await?;
+                let cluster =
+                    start_cluster(&config, &node_id, identity, options.http_addr, connection, table, &directory)
+                        .await?;
+                (cluster.0, Some(cluster.1))
+            }
+            (Some(_), None) => return Err(StartError::Cluster("cluster mode needs a Redis URL (--redis-url)".into())),
+        };
         let gateway = Arc::new(Self {
             config,
             policy,
             store,
             secrets,
             directory,
+            router,
+            cluster,
+            node_id,
+            http_addr: options.http_addr.to_string(),
+            rate_counter,
             recorder,
             clock,
             metrics: Metrics::default(),
@@ -200,16 +280,71 @@ impl Gateway {
         }
     }
 
-    /// Stops every tenant actor (they write their state out) and commits what is queued.
+    /// Stops every tenant actor (they write their state out), commits what is queued, then
+    /// leaves the cluster view so that peers take the shards over from the written state.
     pub async fn shutdown(&self) {
         self.directory.shutdown(Duration::from_secs(10)).await;
         if let Err(error) = self.recorder.flush().await {
             tracing::error!(%error, "final flush failed");
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         if let Some(task) = self.recorder_task.lock().await.take() {
             task.abort();
         }
     }
+}
+
+/// Joins the cluster: the node-to-node listener, the region peers talk to, and the membership
+/// heartbeat through the Redis table.
+async fn start_cluster(
+    config: &Config,
+    me: &NodeId,
+    identity: ClusterIdentity,
+    http_addr: std::net::SocketAddr,
+    connection: RedisConnection,
+    table: Arc<ShardTable>,
+    directory: &Arc<TenantDirectory>,
+) -> Result<(Arc<ShardRouter>, Arc<ClusterNode>), StartError> {
+    let timing = &config.cluster;
+    let links = Links::start(
+        me.clone(),
+        identity.listen,
+        identity.cookie,
+        LinkConfig {
+            deadline: timing.request_deadline,
+            max_in_flight: timing.max_in_flight_per_peer,
+            heartbeat: timing.heartbeat,
+            missed_pings: 3,
+        },
+    )
+    .await
+    .map_err(|e| StartError::Cluster(e.to_string()))?;
+    let router = ShardRouter::new(table, directory.clone(), Some(links.clone()));
+    ShardRegion::start(RegionArgs { me: me.clone(), handler: router.clone() })
+        .await
+        .map_err(|e| StartError::Cluster(format!("cannot start the shard region: {e}")))?;
+    let now_ms = Utc::now().timestamp_millis();
+    let record = MemberRecord {
+        id: me.clone(),
+        http_addr: http_addr.to_string(),
+        cluster_addr: identity.listen.to_string(),
+        status: NodeStatus::Joining,
+        heartbeat_ms: now_ms,
+        started_ms: now_ms,
+    };
+    let membership = Membership::new(
+        record,
+        MembershipConfig {
+            heartbeat_interval_ms: timing.heartbeat.as_millis() as i64,
+            failure_timeout_ms: timing.failure_timeout.as_millis() as i64,
+        },
+    );
+    let store = Arc::new(RedisMembership::new(connection.handle(), &config.redis_prefix));
+    tracing::info!(node = %me, cluster_listen = %identity.listen, "joining the cluster");
+    let node = ClusterNode::start(membership, store, links, router.clone(), timing.heartbeat);
+    Ok((router, node))
 }
 
 /// The admin key's hash: from `ADMIN_API_KEY` when set, else the stored one, else a new key

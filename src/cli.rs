@@ -31,9 +31,49 @@ pub struct ServeArgs {
     /// Configuration file [default: config/multi-tenant.yaml when it exists].
     #[arg(long, env = "CONNECTORS_CONFIG")]
     pub config: Option<PathBuf>,
+
+    /// Redis URL: tenants, keys, usage and audit live in Redis instead of the data dir. With
+    /// --node-id and --cluster-listen this node joins the cluster that shares this Redis.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// This node's name in the cluster (unique, stable across restarts).
+    #[arg(long, env = "CONNECTORS_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Address the node-to-node listener binds to (peers connect here).
+    #[arg(long, env = "CONNECTORS_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<SocketAddr>,
+}
+
+/// What cluster mode needs, checked together.
+pub struct ClusterArgs {
+    pub node_id: String,
+    pub listen: SocketAddr,
 }
 
 impl ServeArgs {
+    /// Cluster mode is on when --node-id and --cluster-listen are given, with a Redis URL.
+    pub fn cluster(&self) -> Result<Option<ClusterArgs>, String> {
+        match (&self.node_id, self.cluster_listen) {
+            (None, None) => Ok(None),
+            (Some(node_id), Some(listen)) => {
+                if self.redis_url.is_none() {
+                    return Err("cluster mode needs --redis-url (or REDIS_URL) as well".into());
+                }
+                let valid = !node_id.is_empty()
+                    && node_id.len() <= 64
+                    && node_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
+                    return Err(format!("--node-id `{node_id}`: use 1 to 64 letters, digits, `-` or `_`"));
+                }
+                Ok(Some(ClusterArgs { node_id: node_id.clone(), listen }))
+            }
+            (Some(_), None) => Err("--node-id needs --cluster-listen (and --redis-url)".into()),
+            (None, Some(_)) => Err("--cluster-listen needs --node-id (and --redis-url)".into()),
+        }
+    }
+
     /// The config file to load: the given one (which must exist), else the default if present.
     pub fn config_path(&self) -> Option<PathBuf> {
         self.config.clone().or_else(|| {

@@ -42,6 +42,66 @@ struct FileConfig {
     oauth: OAuthSection,
     #[serde(default)]
     vault: VaultSection,
+    #[serde(default)]
+    redis: RedisSection,
+    #[serde(default)]
+    cluster: ClusterSection,
+}
+
+/// Where the Redis store keeps its keys; used when a Redis URL is given.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct RedisSection {
+    tenant_prefix: String,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self { tenant_prefix: "connectors:".into() }
+    }
+}
+
+/// Timing of cluster mode.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct ClusterSection {
+    heartbeat_millis: u64,
+    failure_timeout_millis: u64,
+    request_deadline_millis: u64,
+    max_in_flight_per_peer: usize,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            heartbeat_millis: 500,
+            failure_timeout_millis: 3_000,
+            request_deadline_millis: 2_000,
+            max_in_flight_per_peer: 4_096,
+        }
+    }
+}
+
+/// How cluster mode is timed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTiming {
+    /// How often a node writes its heartbeat and reads the membership table.
+    pub heartbeat: Duration,
+    /// A node whose heartbeat is older than this is removed from the view.
+    pub failure_timeout: Duration,
+    /// Deadline of one request to another node.
+    pub request_deadline: Duration,
+    /// Requests in flight to one other node at most.
+    pub max_in_flight_per_peer: usize,
+}
+
+/// Which component counts requests against the rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitStore {
+    /// The tenant's actor: exact cluster-wide, no round trip to Redis (the default).
+    Actor,
+    /// The original design: `INCR`+`EXPIRE` in Redis per request (compatibility and baseline).
+    Redis,
 }
 
 /// Where the Vault secret store keeps credentials; used when `VAULT_ADDR` is set.
@@ -246,6 +306,10 @@ pub struct Config {
     pub oauth_token_timeout: Duration,
     /// The Vault secret store when `VAULT_ADDR` is set; else the embedded encrypted file.
     pub vault: Option<VaultConfig>,
+    pub rate_limit_store: RateLimitStore,
+    /// Prefix of every Redis key (`redis.tenantPrefix`, `REDIS_TENANT_PREFIX`).
+    pub redis_prefix: String,
+    pub cluster: ClusterTiming,
 }
 
 /// Reads the environment variables that override the file (an injectable lookup so tests need
@@ -310,13 +374,21 @@ impl Config {
                 "`false` (single-tenant mode) needs `multiTenant.fallbackTenantId`",
             ));
         }
-        if mt.rate_limits.store != "actor" {
+        let rate_limit_store = match mt.rate_limits.store.as_str() {
+            "actor" => RateLimitStore::Actor,
+            "redis" => RateLimitStore::Redis,
+            other => {
+                return Err(invalid(
+                    "multiTenant.rateLimits.store",
+                    format!("`{other}` is not a rate-limit store: `actor` (the default) or `redis`"),
+                ));
+            }
+        };
+        let cl = file.cluster;
+        if cl.failure_timeout_millis < 2 * cl.heartbeat_millis {
             return Err(invalid(
-                "multiTenant.rateLimits.store",
-                format!(
-                    "`{}` is not available in this build; use `actor` (limits owned by the tenant actor)",
-                    mt.rate_limits.store
-                ),
+                "cluster.failureTimeoutMillis",
+                "must be at least two heartbeats (`cluster.heartbeatMillis`), or live nodes get removed",
             ));
         }
         let default_limits = Limits {
@@ -397,6 +469,18 @@ impl Config {
                 oauth.token_timeout_seconds,
             )?),
             vault,
+            rate_limit_store,
+            redis_prefix: non_empty("redis.tenantPrefix", file.redis.tenant_prefix)?,
+            cluster: ClusterTiming {
+                heartbeat: Duration::from_millis(positive("cluster.heartbeatMillis", cl.heartbeat_millis)?),
+                failure_timeout: Duration::from_millis(cl.failure_timeout_millis),
+                request_deadline: Duration::from_millis(positive(
+                    "cluster.requestDeadlineMillis",
+                    cl.request_deadline_millis,
+                )?),
+                max_in_flight_per_peer: positive("cluster.maxInFlightPerPeer", cl.max_in_flight_per_peer as u64)?
+                    as usize,
+            },
         })
     }
 }
@@ -430,6 +514,9 @@ fn apply_env(file: &mut FileConfig, env: &dyn Env) -> Result<(), ConfigError> {
     }
     if let Some(value) = env.var("RATE_LIMIT_STORE") {
         mt.rate_limits.store = value;
+    }
+    if let Some(value) = env.var("REDIS_TENANT_PREFIX") {
+        file.redis.tenant_prefix = value;
     }
     if let Some(value) = env.var("OAUTH_REFRESH_BEFORE_SECONDS") {
         file.oauth.refresh_before_seconds = value

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use connectors::app::{Gateway, StartOptions};
+use connectors::app::{ClusterIdentity, Gateway, StartOptions};
 use connectors::cli::{Cli, Command, ServeArgs};
 use connectors::config::{Config, Env, ProcessEnv};
 use connectors::http;
@@ -41,11 +41,23 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let cluster = match args.cluster()? {
+        None => None,
+        Some(cluster) => {
+            let cookie = env.var("CONNECTORS_CLUSTER_COOKIE").filter(|c| !c.trim().is_empty()).ok_or(
+                "cluster mode needs CONNECTORS_CLUSTER_COOKIE: a shared secret that every node of the cluster is given",
+            )?;
+            Some(ClusterIdentity { node_id: cluster.node_id, listen: cluster.listen, cookie })
+        }
+    };
     let options = StartOptions {
         data_dir: &args.data_dir,
         admin_key: env.var("ADMIN_API_KEY"),
         master_key: env.var("CONNECTORS_MASTER_KEY"),
         fault_injection: env.var("CONNECTORS_FAULT_INJECTION").is_some_and(|v| v == "1" || v == "true"),
+        http_addr: listener.local_addr().unwrap_or(args.listen),
+        redis_url: args.redis_url.clone(),
+        cluster,
     };
     let gateway = Gateway::start(config, options).await.map_err(|e| e.to_string())?;
     tracing::info!(

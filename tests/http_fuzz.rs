@@ -111,6 +111,9 @@ fn no_request_gets_a_server_error_or_an_undocumented_error_body() {
             admin_key: Some(ADMIN.into()),
             master_key: None,
             fault_injection: false,
+            http_addr: "127.0.0.1:3000".parse().unwrap(),
+            redis_url: None,
+            cluster: None,
         };
         let gateway: Arc<Gateway> = Gateway::start(config, options).await.unwrap();
         let router = connectors::http::router(gateway);

@@ -3,7 +3,8 @@
 pub mod audit_codec;
 pub mod file_secret_store;
 pub mod redb_store;
-mod redis_connection;
+pub(crate) mod redis_connection;
+pub mod redis_membership;
 pub mod redis_rate_counter;
 pub mod redis_store;
 // The throwaway redis-server of the Redis adapters' tests, shared with the end-to-end suite.

@@ -17,7 +17,7 @@ use connectors_actors::store::TenantFilter;
 use connectors_actors::tenant::{
     AllowedIps, FeatureOverrides, FeaturePatch, LimitOverrides, LimitPatch, TenantId, TenantPatch, TenantStatus,
 };
-use connectors_actors::tenant_actor::{TenantError, TenantMsg};
+use connectors_actors::tenant_actor::TenantError;
 use connectors_actors::tenant_core::PatchError;
 use connectors_actors::usage::{Month, UsageCounters};
 use serde::{Deserialize, Deserializer};
@@ -176,7 +176,7 @@ pub async fn get_tenant(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
 ) -> Result<Json<TenantView>, ApiError> {
-    let snapshot = gateway.directory.call(&id, TenantMsg::Snapshot).await?;
+    let snapshot = gateway.router.snapshot(&id).await?;
     Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)))
 }
 
@@ -264,8 +264,7 @@ pub async fn update_tenant(
         allowed_ips: body.security.and_then(|s| s.allowed_ips).map(valid_allow_list).transpose()?,
     };
     let started = gateway.clock.now();
-    let snapshot =
-        gateway.directory.call(&id, |reply| TenantMsg::Patch(patch.clone(), reply)).await?.map_err(tenant_error)?;
+    let snapshot = gateway.router.patch(&id, patch).await?.map_err(tenant_error)?;
     tracing::info!(tenant = %id, "tenant updated");
     gateway.audit_admin(&id, "admin.tenant.update", Some(raw), &request_id(&headers), started).await;
     Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)))
@@ -277,7 +276,7 @@ pub async fn delete_tenant(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let started = gateway.clock.now();
-    gateway.directory.call(&id, TenantMsg::Delete).await?.map_err(tenant_error)?;
+    gateway.router.delete(&id).await?.map_err(tenant_error)?;
     gateway.metrics.forget(&id);
     tracing::info!(tenant = %id, "tenant deleted");
     gateway.audit_admin(&id, "admin.tenant.delete", None, &request_id(&headers), started).await;
@@ -305,20 +304,21 @@ pub async fn rotate_key(
     if grace_seconds > MAX_GRACE_SECONDS {
         return Err(ApiError::invalid(format!("`graceSeconds` must be at most {MAX_GRACE_SECONDS}")));
     }
-    let grace = (grace_seconds > 0).then(|| chrono::Duration::seconds(grace_seconds as i64));
+    let grace = (grace_seconds > 0).then_some(grace_seconds as i64);
     let api_key = keys::generate("ck_");
     let hash = KeyHash::of(&api_key);
     let started = gateway.clock.now();
-    gateway.directory.call(&id, |reply| TenantMsg::RotateKey(hash, grace, reply)).await?.map_err(tenant_error)?;
+    gateway.router.rotate_key(&id, hash, grace).await?.map_err(tenant_error)?;
     tracing::info!(tenant = %id, grace_seconds, "tenant key rotated");
     let params = json!({"graceSeconds": grace_seconds});
     gateway.audit_admin(&id, "admin.tenant.rotate_key", Some(params), &request_id(&headers), started).await;
     Ok(Json(json!({"apiKey": api_key})))
 }
 
-/// Makes the tenant's latest usage durable before it is read, so reads follow writes.
+/// Makes the tenant's latest usage (on its owner) and the audit events this node recorded
+/// durable before they are read, so reads follow writes.
 async fn settle_usage(gateway: &Gateway, id: &TenantId) -> Result<(), ApiError> {
-    gateway.directory.call(id, TenantMsg::WriteOut).await?;
+    gateway.router.write_out(id).await?;
     gateway.recorder.flush_tenant(id).await?;
     Ok(())
 }
@@ -442,8 +442,7 @@ pub async fn crash(State(gateway): State<Arc<Gateway>>, TenantPath(id): TenantPa
     if !gateway.fault_injection {
         return Err(ApiError::not_found("no such route"));
     }
-    gateway.directory.call(&id, TenantMsg::Snapshot).await?;
-    gateway.directory.cast_if_active(&id, TenantMsg::Crash);
+    gateway.router.crash(&id).await?;
     tracing::warn!(tenant = %id, "fault injection: crashing the tenant actor");
     Ok(StatusCode::ACCEPTED)
 }

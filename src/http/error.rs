@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use connectors_actors::secret_store::SecretError;
 use connectors_actors::store::StoreError;
-use connectors_actors::supervisor::DirectoryError;
+use connectors_cluster::router::RouteError;
 use serde_json::{Map, Value, json};
 
 /// Boxed so that `Result<_, ApiError>` stays small on the request path.
@@ -95,11 +95,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<DirectoryError> for ApiError {
-    fn from(error: DirectoryError) -> Self {
+impl From<RouteError> for ApiError {
+    fn from(error: RouteError) -> Self {
         match error {
-            DirectoryError::NotFound(id) => Self::not_found(format!("tenant `{id}` not found")),
-            other @ DirectoryError::Unavailable { .. } => Self::unavailable(other),
+            RouteError::NotFound(id) => Self::not_found(format!("tenant `{id}` not found")),
+            RouteError::Unavailable { reason, retry_after } => {
+                let mut error = Self::unavailable(reason);
+                if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+                    error.0.headers.insert(header::RETRY_AFTER, value);
+                }
+                error
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! a panic catcher, the body limit).
 
 pub mod admin;
+pub mod cluster;
 pub mod edge;
 pub mod error;
 pub mod extract;
@@ -36,6 +37,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/tenants/{id}/crash", post(admin::crash))
         .route("/tenants/{id}/oauth", get(oauth::list_credentials))
         .route("/tenants/{id}/oauth/{integration}", put(oauth::put_credential).delete(oauth::delete_credential))
+        .route("/cluster", get(cluster::view))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), admin::require_admin));
     Router::new()
         .nest("/api/v1/admin", admin)

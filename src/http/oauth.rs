@@ -13,7 +13,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use chrono::{DateTime, Utc};
 use connectors_actors::secret_store::{CredentialStatus, OAuthCredential};
 use connectors_actors::tenant::TenantId;
-use connectors_actors::tenant_actor::TenantMsg;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -102,7 +101,7 @@ async fn require_tenant(
     gateway: &Gateway,
     id: &TenantId,
 ) -> Result<connectors_actors::admission::TenantSnapshot, ApiError> {
-    Ok(gateway.directory.call(id, TenantMsg::Snapshot).await?)
+    Ok(gateway.router.snapshot(id).await?)
 }
 
 pub async fn put_credential(
@@ -138,10 +137,9 @@ pub async fn put_credential(
         refresh_generation: 0,
     };
     let started = gateway.clock.now();
-    let integration = path.integration.clone();
     let credential = gateway
-        .directory
-        .call(&path.tenant, |reply| TenantMsg::StoreCredential(integration.clone(), credential.clone(), reply))
+        .router
+        .store_credential(&path.tenant, path.integration.clone(), credential)
         .await?
         .map_err(tenant_error)?;
     tracing::info!(tenant = %path.tenant, integration = %path.integration, "OAuth credential stored");
@@ -191,12 +189,8 @@ pub async fn delete_credential(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let started = gateway.clock.now();
-    let integration = path.integration.clone();
-    let removed = gateway
-        .directory
-        .call(&path.tenant, |reply| TenantMsg::DeleteCredential(integration.clone(), reply))
-        .await?
-        .map_err(tenant_error)?;
+    let removed =
+        gateway.router.delete_credential(&path.tenant, path.integration.clone()).await?.map_err(tenant_error)?;
     if !removed {
         return Err(ApiError::not_found(format!("no credential for integration `{}`", path.integration)));
     }

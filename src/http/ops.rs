@@ -13,8 +13,20 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the store and the secret store answer (single node: this node owns every shard).
+/// Ready when this node has joined and serves every shard it owns, and the store and the
+/// secret store answer.
 pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str, ApiError> {
+    if let Some(cluster) = &gateway.cluster {
+        let status = cluster.status();
+        if !status.ready() {
+            let reason = match &status.view {
+                None => "not joined the cluster yet".to_string(),
+                Some(_) if !status.table_reachable => "membership table unreachable".to_string(),
+                Some(_) => format!("taking over shards: {} of {} served", status.shards_served, status.shards_owned),
+            };
+            return Err(ApiError::unavailable(reason));
+        }
+    }
     gateway.store.meta("readiness-probe").await.map_err(ApiError::unavailable)?;
     gateway.secrets.check().await.map_err(ApiError::unavailable)?;
     Ok("ready")

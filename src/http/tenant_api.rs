@@ -14,9 +14,8 @@ use connectors_actors::api_key::KeyHash;
 use connectors_actors::audit::{AuditEvent, AuditResult};
 use connectors_actors::auth::{is_mismatch, key_required, target_tenant};
 use connectors_actors::quotas::Quota;
-use connectors_actors::supervisor::DirectoryError;
 use connectors_actors::tenant::TenantId;
-use connectors_actors::tenant_actor::TenantMsg;
+use connectors_cluster::router::RouteError;
 use serde_json::Value;
 
 use super::admin::bearer;
@@ -96,9 +95,9 @@ pub async fn admit(
     tracing::Span::current().record("tenant_id", target.as_str());
     let request =
         AdmissionRequest { key: caller.key, key_required: key_required(rules, &target), client_ip: caller.ip, charge };
-    let admission = match gateway.directory.call(&target, |reply| TenantMsg::Admit(request.clone(), reply)).await {
+    let mut admission = match gateway.router.admit(&target, request).await {
         Ok(admission) => admission,
-        Err(DirectoryError::NotFound(_)) => {
+        Err(RouteError::NotFound(_)) => {
             // No such tenant: a mismatch if the key is someone else's, else just unauthorized.
             let owner = fresh_owner(gateway, caller.key.as_ref()).await?;
             tracing::debug!(tenant = %target, "request for an unknown tenant");
@@ -106,6 +105,17 @@ pub async fn admit(
         }
         Err(other) => return Err(other.into()),
     };
+    if let (Some(counter), Ok(tenant)) = (&gateway.rate_counter, &admission.verdict)
+        && gateway.config.policy.rate_limits_enabled
+    {
+        // Compatibility mode (`RATE_LIMIT_STORE=redis`): the original design's Redis counter
+        // decides, after the actor has authenticated the caller.
+        let status = counter.hit(&target, &tenant.limits, gateway.clock.now()).await?;
+        if let Some(retry_after) = status.retry_after() {
+            admission.verdict = Err(Denial::RateLimited { retry_after });
+        }
+        admission.rate = Some(status);
+    }
     let headers = admission.rate.as_ref().map(rate_headers).unwrap_or_default();
     match admission.verdict {
         Ok(tenant) => {

@@ -40,6 +40,13 @@ const CONFIG_ENV: &[&str] = &[
     "CONNECTORS_LISTEN",
     "CONNECTORS_DATA_DIR",
     "CONNECTORS_CONFIG",
+    "REDIS_URL",
+    "REDIS_TENANT_PREFIX",
+    "CONNECTORS_NODE_ID",
+    "CONNECTORS_CLUSTER_LISTEN",
+    "CONNECTORS_CLUSTER_COOKIE",
+    "VAULT_ADDR",
+    "VAULT_TOKEN",
 ];
 
 /// A response, read whole.
@@ -639,6 +646,22 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub(crate) fn kill9(&mut self) {
+        let mut child = self.child.take().expect("gateway is running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait after SIGKILL");
+    }
+
+    /// Polls `/readyz` until it answers 200.
+    pub(crate) async fn wait_ready(&self, timeout: Duration) {
+        eventually("GET /readyz to answer 200", timeout, || async {
+            let response = self.get("/readyz").await;
+            if response.status == 200 { Ok(()) } else { Err(format!("{} {}", response.status, response.text)) }
+        })
+        .await
     }
 
     /// Graceful stop (asserting exit code 0), then a start with the same data dir and config.

@@ -1,5 +1,6 @@
-//! A throwaway `redis-server` for tests: started on a free loopback port, without persistence,
-//! killed with the value. The unit tests of `src/backends/` include this file once, in its
+//! A throwaway `redis-server` for tests: started on a free loopback port, killed with the value;
+//! without persistence, or ([`RedisServer::start_persistent`]) with an append-only file synced
+//! on every write, so that a `kill -9` and restart loses nothing, like a production Redis. The unit tests of `src/backends/` include this file once, in its
 //! `mod.rs` (`#[cfg(test)] #[path = "../../tests/common/redis_server.rs"] mod redis_server;`),
 //! end-to-end tests with `mod`; so it uses only `std`.
 //!
@@ -19,6 +20,8 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct RedisServer {
     binary: PathBuf,
     port: u16,
+    /// The directory of the append-only file, when persistent; removed on drop.
+    data_dir: Option<PathBuf>,
     /// `None` while killed.
     child: Option<Child>,
 }
@@ -27,14 +30,26 @@ impl RedisServer {
     /// Starts a server on a free loopback port. Panics if `redis-server` is not in `PATH` or
     /// does not come up.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`RedisServer::start`], with an append-only file (fsync on every write) in a fresh
+    /// directory: what is acknowledged survives [`RedisServer::kill`] and [`RedisServer::restart`].
+    pub fn start_persistent() -> Self {
+        let dir = std::env::temp_dir().join(format!("connectors-redis-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("a temp dir for the append-only file");
+        Self::start_with(Some(dir))
+    }
+
+    fn start_with(data_dir: Option<PathBuf>) -> Self {
         let binary = find_in_path("redis-server").unwrap_or_else(|| {
             panic!("`redis-server` is not in PATH; the Redis tests need it (e.g. `apt-get install redis-server`)")
         });
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match spawn(&binary, port) {
-                Ok(child) => return Self { binary, port, child: Some(child) },
+            match spawn(&binary, port, data_dir.as_ref()) {
+                Ok(child) => return Self { binary, port, data_dir, child: Some(child) },
                 Err(failure) => failures.push(format!("port {port}: {failure}")),
             }
         }
@@ -58,10 +73,11 @@ impl RedisServer {
         }
     }
 
-    /// Starts an empty server again on the same port (killing the running one first).
+    /// Starts the server again on the same port (killing the running one first): empty, or
+    /// with what it had when persistent.
     pub fn restart(&mut self) {
         self.kill();
-        match spawn(&self.binary, self.port) {
+        match spawn(&self.binary, self.port, self.data_dir.as_ref()) {
             Ok(child) => self.child = Some(child),
             Err(failure) => panic!("redis-server did not restart on port {}: {failure}", self.port),
         }
@@ -71,6 +87,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -85,11 +104,14 @@ fn free_port() -> u16 {
     listener.local_addr().expect("a bound socket has an address").port()
 }
 
-fn spawn(binary: &PathBuf, port: u16) -> Result<Child, String> {
-    let mut child = Command::new(binary)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(["--loglevel", "warning", "--dir"])
-        .arg(std::env::temp_dir())
+fn spawn(binary: &PathBuf, port: u16, data_dir: Option<&PathBuf>) -> Result<Child, String> {
+    let mut command = Command::new(binary);
+    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--loglevel", "warning"]);
+    match data_dir {
+        Some(dir) => command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]).arg(dir),
+        None => command.args(["--appendonly", "no", "--dir"]).arg(std::env::temp_dir()),
+    };
+    let mut child = command
         // Never piped: a pipe nobody reads would stall the server once full.
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,0 +1,262 @@
+//! End-to-end tests of cluster mode: three real `connectors` processes and a real
+//! `redis-server`, all on loopback.
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Gateway, ensure_minute_room, eventually, free_port, send};
+use redis_server::RedisServer;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Fast heartbeats so that failures are detected in about a second and a half.
+const CLUSTER_CONFIG: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ncluster:\n  heartbeatMillis: 200\n  failureTimeoutMillis: 1500\n";
+const COOKIE: &str = "e2e-cluster-cookie";
+
+struct Cluster {
+    redis: RedisServer,
+    nodes: Vec<Gateway>,
+}
+
+async fn start_node(redis: &RedisServer, name: &str, cluster_port: u16, cookie: &str) -> Gateway {
+    let url = redis.url();
+    let listen = format!("127.0.0.1:{cluster_port}");
+    Gateway::start(
+        CLUSTER_CONFIG,
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("CONNECTORS_NODE_ID", name),
+            ("CONNECTORS_CLUSTER_LISTEN", listen.as_str()),
+            ("CONNECTORS_CLUSTER_COOKIE", cookie),
+        ],
+    )
+    .await
+}
+
+impl Cluster {
+    async fn start(size: usize) -> Cluster {
+        let redis = RedisServer::start_persistent();
+        let mut nodes = Vec::new();
+        for i in 0..size {
+            nodes.push(start_node(&redis, &format!("node-{i}"), free_port(), COOKIE).await);
+        }
+        let cluster = Cluster { redis, nodes };
+        cluster.wait_converged(size, Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// Every running node is ready and sees `size` nodes in the same epoch.
+    async fn wait_converged(&self, size: usize, timeout: Duration) {
+        eventually(&format!("{size} nodes to agree on one view"), timeout, || async {
+            let mut epochs = HashSet::new();
+            let mut owned = 0;
+            for node in &self.nodes {
+                let ready = node.get("/readyz").await;
+                if ready.status != 200 {
+                    return Err(format!("not ready: {}", ready.text));
+                }
+                let view = node.admin(Method::GET, "/cluster", None).await.json();
+                let members = view["nodes"].as_array().map_or(0, Vec::len);
+                if members != size {
+                    return Err(format!("a node sees {members} nodes: {view}"));
+                }
+                epochs.insert(view["epoch"].as_u64().unwrap_or(0));
+                owned += view["shards"]["owned"].as_u64().unwrap_or(0);
+            }
+            if epochs.len() != 1 {
+                return Err(format!("nodes disagree on the epoch: {epochs:?}"));
+            }
+            if owned != 1024 {
+                return Err(format!("{owned} shards owned in total, not 1024"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_tenants(&self, prefix: &str, count: usize, per_minute: u64) -> Vec<(String, String)> {
+        let mut tenants = Vec::new();
+        for i in 0..count {
+            let id = format!("{prefix}-{i}");
+            let node = &self.nodes[i % self.nodes.len()];
+            tenants.push((id.clone(), node.create_limited(&id, per_minute).await));
+        }
+        tenants
+    }
+}
+
+#[tokio::test]
+async fn tenants_created_through_one_node_are_served_through_every_node() {
+    let cluster = Cluster::start(3).await;
+    let first = &cluster.nodes[0];
+    let mut tenants = Vec::new();
+    for i in 0..9 {
+        let id = format!("spread-{i}");
+        tenants.push((id.clone(), first.create_limited(&id, 1000).await));
+    }
+    for node in &cluster.nodes {
+        let view = node.admin(Method::GET, "/cluster", None).await.json();
+        assert!(view["shards"]["owned"].as_u64().unwrap() > 100, "every node owns a fair share: {view}");
+        for (id, key) in &tenants {
+            let response = node.tenant_get(Some(id), Some(key)).await;
+            assert_eq!(response.status, 200, "tenant {id} through {}: {}", node.url(""), response.text);
+            assert_eq!(response.json()["id"], id.as_str());
+            node.admin(Method::GET, &format!("/tenants/{id}"), None).await.expect(200);
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_clients_on_every_node_admit_exactly_the_limit() {
+    let cluster = Cluster::start(3).await;
+    let tenants = cluster.create_tenants("exact", 2, 40).await;
+    ensure_minute_room(20).await;
+    let mut requests = Vec::new();
+    for (id, key) in &tenants {
+        for i in 0..120 {
+            let node = &cluster.nodes[i % 3];
+            requests.push(node.tenant_request(Some(id), Some(key)));
+        }
+    }
+    let responses = send_all(requests).await;
+    for (t, (id, _)) in tenants.iter().enumerate() {
+        let mine = &responses[t * 120..(t + 1) * 120];
+        let admitted = mine.iter().filter(|r| r.status == 200).count();
+        let limited = mine.iter().filter(|r| r.status == 429).count();
+        assert_eq!(admitted, 40, "tenant {id}: exactly the limit admitted across three nodes");
+        assert_eq!(limited, 80, "tenant {id}: every other request rate limited");
+    }
+}
+
+#[tokio::test]
+async fn rotation_and_limit_changes_through_one_node_apply_at_once_on_the_others() {
+    let cluster = Cluster::start(3).await;
+    let tenants = cluster.create_tenants("change", 3, 1000).await;
+    for (id, old_key) in &tenants {
+        let rotated = cluster.nodes[1].admin(Method::POST, &format!("/tenants/{id}/rotate-key"), None).await;
+        let new_key = rotated.json()["apiKey"].as_str().unwrap().to_string();
+        for node in &cluster.nodes {
+            node.tenant_get(Some(id), Some(old_key)).await.expect_error(401, "unauthorized");
+            node.tenant_get(Some(id), Some(&new_key)).await.expect(200);
+        }
+        cluster.nodes[2].patch_tenant(id, json!({"status": "suspended"})).await.expect(200);
+        for node in &cluster.nodes {
+            node.tenant_get(Some(id), Some(&new_key)).await.expect_error(403, "tenant_suspended");
+        }
+        cluster.nodes[0].patch_tenant(id, json!({"status": "active"})).await.expect(200);
+        cluster.nodes[0].tenant_get(Some(id), Some(&new_key)).await.expect(200);
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_is_replaced_within_seconds_and_rejoins() {
+    let mut cluster = Cluster::start(3).await;
+    let tenants = cluster.create_tenants("failover", 12, 1000).await;
+    cluster.nodes[2].kill9();
+    let killed_at = std::time::Instant::now();
+    for (id, key) in &tenants {
+        for node in &cluster.nodes[..2] {
+            eventually(&format!("{id} served after node-2 died"), Duration::from_secs(15), || async {
+                let response = node.tenant_get(Some(id), Some(key)).await;
+                if response.status == 200 { Ok(()) } else { Err(format!("{} {}", response.status, response.text)) }
+            })
+            .await;
+        }
+    }
+    let failover = killed_at.elapsed();
+    assert!(failover < Duration::from_secs(15), "took {failover:?}");
+    eprintln!("every tenant served by the survivors {failover:?} after kill -9");
+    let survivors = &cluster.nodes[..2];
+    eventually("the view without node-2", Duration::from_secs(10), || async {
+        let view = survivors[0].admin(Method::GET, "/cluster", None).await.json();
+        let ids: Vec<&str> = view["nodes"].as_array().unwrap().iter().filter_map(|n| n["id"].as_str()).collect();
+        if ids == ["node-0", "node-1"] { Ok(()) } else { Err(view.to_string()) }
+    })
+    .await;
+
+    cluster.nodes[2].start_again().await;
+    cluster.wait_converged(3, Duration::from_secs(20)).await;
+    for (id, key) in &tenants {
+        for node in &cluster.nodes {
+            node.tenant_get(Some(id), Some(key)).await.expect(200);
+        }
+    }
+}
+
+#[tokio::test]
+async fn losing_redis_keeps_owned_tenants_served_and_loses_nothing() {
+    let mut cluster = Cluster::start(3).await;
+    let tenants = cluster.create_tenants("outage", 3, 1000).await;
+    let mut admitted = vec![0u64; tenants.len()];
+    call_every_tenant_through_every_node(&cluster.nodes, &tenants, &mut admitted).await;
+
+    cluster.redis.kill();
+    for node in &cluster.nodes {
+        eventually("not ready without Redis", Duration::from_secs(10), || async {
+            let ready = node.get("/readyz").await;
+            if ready.status == 503 { Ok(()) } else { Err(format!("{} {}", ready.status, ready.text)) }
+        })
+        .await;
+    }
+    // Active tenants are served from memory by their owners, across nodes.
+    call_every_tenant_through_every_node(&cluster.nodes, &tenants, &mut admitted).await;
+
+    cluster.redis.restart();
+    cluster.wait_converged(3, Duration::from_secs(20)).await;
+    call_every_tenant_through_every_node(&cluster.nodes, &tenants, &mut admitted).await;
+    for (t, (id, _)) in tenants.iter().enumerate() {
+        let expected = admitted[t];
+        eventually(&format!("usage of {id} to count every admitted call"), Duration::from_secs(10), || async {
+            let usage = cluster.nodes[0].admin(Method::GET, &format!("/tenants/{id}/usage"), None).await.json();
+            if usage["apiCalls"].as_u64() == Some(expected) {
+                Ok(())
+            } else {
+                Err(format!("{usage}, expected {expected}"))
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_peer_with_the_wrong_cookie_is_refused_and_logged() {
+    let redis = RedisServer::start_persistent();
+    let good = start_node(&redis, "node-a", free_port(), COOKIE).await;
+    good.wait_ready(Duration::from_secs(15)).await;
+    let intruder = start_node(&redis, "node-b", free_port(), "another-cookie").await;
+    eventually("the refusal in the log", Duration::from_secs(15), || async {
+        let log = format!("{}{}", good.stderr_text(), intruder.stderr_text());
+        if log.contains("cluster connection refused") { Ok(()) } else { Err("not logged yet".into()) }
+    })
+    .await;
+    // The intruder never gets the release of its shards from node-a, so it serves nothing.
+    let ready = intruder.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    let view: Value = intruder.admin(Method::GET, "/cluster", None).await.json();
+    assert_eq!(view["shards"]["served"], 0, "{view}");
+}
+
+/// One request per tenant through every node, each expected to be admitted; counts them.
+async fn call_every_tenant_through_every_node(nodes: &[Gateway], tenants: &[(String, String)], admitted: &mut [u64]) {
+    for (t, (id, key)) in tenants.iter().enumerate() {
+        for node in nodes {
+            let response = node.tenant_get(Some(id), Some(key)).await;
+            assert_eq!(response.status, 200, "tenant {id} through {}: {}", node.url(""), response.text);
+            admitted[t] += 1;
+        }
+    }
+}
+
+/// Runs the requests concurrently; answers in the order given.
+async fn send_all(requests: Vec<reqwest::RequestBuilder>) -> Vec<common::Resp> {
+    let handles: Vec<_> = requests.into_iter().map(|request| tokio::spawn(send(request))).collect();
+    let mut responses = Vec::with_capacity(handles.len());
+    for handle in handles {
+        responses.push(handle.await.expect("request task"));
+    }
+    responses
+}
