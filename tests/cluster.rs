@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{Gateway, ensure_minute_room, eventually, free_port, send};
+use connectors_actors::tenant::TenantId;
+use connectors_cluster::shard_map::{NodeId, ShardMap};
 use redis_server::RedisServer;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -259,4 +261,104 @@ async fn send_all(requests: Vec<reqwest::RequestBuilder>) -> Vec<common::Resp> {
         responses.push(handle.await.expect("request task"));
     }
     responses
+}
+
+#[tokio::test]
+async fn bad_cluster_settings_stop_start_up_with_a_clear_message() {
+    let unreachable = format!("redis://127.0.0.1:{}/", free_port());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cluster_args = |redis: &str, node: Option<&str>, cluster_listen: Option<&str>| {
+        let mut args = vec!["--listen".to_string(), "127.0.0.1:0".into(), "--redis-url".into(), redis.to_string()];
+        if let Some(node) = node {
+            args.extend(["--node-id".to_string(), node.to_string()]);
+        }
+        if let Some(listen) = cluster_listen {
+            args.extend(["--cluster-listen".to_string(), listen.to_string()]);
+        }
+        args
+    };
+    let cookie = [("CONNECTORS_CLUSTER_COOKIE", COOKIE)];
+    let cases: Vec<(Vec<String>, &[(&str, &str)], &str)> = vec![
+        (cluster_args(&unreachable, None, None), &[], "cannot connect to Redis"),
+        (cluster_args(&unreachable, Some("n1"), Some(&listen)), &cookie, "cannot connect to Redis"),
+        (cluster_args(&unreachable, Some("n1"), None), &cookie, "--node-id needs --cluster-listen"),
+        (cluster_args(&unreachable, None, Some(&listen)), &cookie, "--cluster-listen needs --node-id"),
+        (cluster_args(&unreachable, Some("n1"), Some(&listen)), &[], "CONNECTORS_CLUSTER_COOKIE"),
+        (
+            cluster_args(&unreachable, Some("n1"), Some(&listen)),
+            &[("CONNECTORS_CLUSTER_COOKIE", " ")],
+            "CONNECTORS_CLUSTER_COOKIE",
+        ),
+        (cluster_args(&unreachable, Some("bad name!"), Some(&listen)), &cookie, "--node-id"),
+        (
+            vec!["--listen".into(), "127.0.0.1:0".into()],
+            &[("RATE_LIMIT_STORE", "redis")],
+            "RATE_LIMIT_STORE=redis needs a Redis URL",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let failed = common::run_args_expecting_exit(&args, env, Duration::from_secs(15)).await;
+        assert!(!failed.status.success(), "{args:?} {env:?} started");
+        assert!(failed.stderr.contains(expected), "{args:?} {env:?}: expected `{expected}` in:\n{}", failed.stderr);
+    }
+}
+
+#[tokio::test]
+async fn the_redis_counter_mode_limits_like_the_original_design() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let node = Gateway::start(common::FAST, &[("REDIS_URL", url.as_str()), ("RATE_LIMIT_STORE", "redis")]).await;
+    let key = node.create_limited("counted", 5).await;
+    ensure_minute_room(10).await;
+    for remaining in (0..5).rev() {
+        let response = node.tenant_get(Some("counted"), Some(&key)).await;
+        response.expect(200);
+        assert_eq!(response.header_u64("x-ratelimit-limit"), 5);
+        assert_eq!(response.header_u64("x-ratelimit-remaining"), remaining);
+    }
+    let limited = node.tenant_get(Some("counted"), Some(&key)).await;
+    let body = limited.expect_error(429, "rate_limited");
+    assert!(body["retryAfter"].as_u64().is_some_and(|s| (1..=60).contains(&s)), "{body}");
+    assert!(limited.header("retry-after").is_some());
+    // Authentication still belongs to the tenant actor.
+    node.tenant_get(Some("counted"), Some("wrong-key")).await.expect_error(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn after_a_crash_the_new_owner_continues_from_the_last_checkpoint() {
+    let mut cluster = Cluster::start(2).await;
+    // A tenant owned by node-1, whose windows node-0 has never held.
+    let owner_map = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
+    let id = (0..)
+        .map(|i| format!("ckpt-{i}"))
+        .find(|id| owner_map.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
+        .unwrap();
+    let key = cluster.nodes[0].create_limited(&id, 20).await;
+    ensure_minute_room(20).await;
+    for _ in 0..12 {
+        cluster.nodes[0].tenant_get(Some(&id), Some(&key)).await.expect(200);
+    }
+    // The checkpoint interval here is a tick (100 ms) plus a group commit (20 ms): wait past it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.nodes[1].kill9();
+    let mut admitted = 0;
+    eventually("node-0 to take the tenant over", Duration::from_secs(15), || async {
+        let response = cluster.nodes[0].tenant_get(Some(&id), Some(&key)).await;
+        match response.status {
+            200 => Ok(()),
+            status => Err(format!("{status} {}", response.text)),
+        }
+    })
+    .await;
+    admitted += 1;
+    loop {
+        let response = cluster.nodes[0].tenant_get(Some(&id), Some(&key)).await;
+        if response.status != 200 {
+            response.expect_error(429, "rate_limited");
+            break;
+        }
+        admitted += 1;
+        assert!(admitted <= 20, "the new owner forgot the checkpointed count");
+    }
+    assert_eq!(admitted, 8, "12 admitted before the crash were checkpointed; 8 remained of 20");
 }

@@ -391,7 +391,7 @@ async fn a_missing_config_file_stops_start_up() {
     let missing = dir.path().join("absent.yaml");
     let args =
         ["--listen".to_string(), "127.0.0.1:0".to_string(), "--config".to_string(), missing.display().to_string()];
-    let failed = run_args_expecting_exit(&args, Duration::from_secs(10)).await;
+    let failed = run_args_expecting_exit(&args, &[], Duration::from_secs(10)).await;
     assert!(!failed.status.success(), "started with a missing config file");
     assert!(failed.stderr.contains("absent.yaml"), "stderr does not name the missing file:\n{}", failed.stderr);
 }

@@ -234,12 +234,12 @@ pub(crate) async fn run_expecting_exit(config_yaml: Option<&str>, listen: &str, 
         args.push("--config".into());
         args.push(path.display().to_string());
     }
-    run_args_expecting_exit(&args, timeout).await
+    run_args_expecting_exit(&args, &[], timeout).await
 }
 
 /// Runs `connectors serve --data-dir <temp> ARGS`, expecting it to exit within `timeout`;
 /// panics if it is still running then.
-pub(crate) async fn run_args_expecting_exit(args: &[String], timeout: Duration) -> FailedStart {
+pub(crate) async fn run_args_expecting_exit(args: &[String], env: &[(&str, &str)], timeout: Duration) -> FailedStart {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -250,6 +250,7 @@ pub(crate) async fn run_args_expecting_exit(args: &[String], timeout: Duration) 
     }
     let stdout_path = dir.path().join("stdout.log");
     let stderr_path = dir.path().join("stderr.log");
+    command.envs(env.iter().copied());
     command
         .env("ADMIN_API_KEY", ADMIN_KEY)
         .stdin(Stdio::null())
