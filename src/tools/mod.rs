@@ -1,0 +1,5 @@
+//! Tools for tenants: the catalog selection chooses from, the selection engine and the shell that
+//! feeds it, the `ToolGraph` port of learned signals, and the offline evaluation of selection.
+
+pub mod catalog;
+pub mod selection;
