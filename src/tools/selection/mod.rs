@@ -3,3 +3,4 @@
 
 pub mod index;
 mod terms;
+pub mod tiering;
