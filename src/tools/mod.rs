@@ -3,3 +3,4 @@
 
 pub mod catalog;
 pub mod selection;
+pub mod tool_graph;
