@@ -3,4 +3,5 @@
 
 pub mod catalog;
 pub mod selection;
+pub mod selector;
 pub mod tool_graph;
