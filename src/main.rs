@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use connectors::app::{Gateway, StartOptions};
-use connectors::cli::{Cli, Command, ServeArgs};
+use connectors::cli::{Cli, Command, EvalSelectionArgs, ServeArgs};
 use connectors::config::{Config, Env, ProcessEnv};
 use connectors::http;
 use tracing_subscriber::EnvFilter;
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::EvalSelection(args) => runtime.block_on(eval_selection(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +87,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Ok(result) => result.map_err(|e| format!("server error: {e}")),
         Err(join) => Err(format!("server task failed: {join}")),
     }
+}
+
+async fn eval_selection(args: EvalSelectionArgs) -> Result<(), String> {
+    let input = connectors::tools::evaluation::EvalInput {
+        catalog: &args.catalog,
+        queries: &args.queries,
+        history: args.history.as_deref(),
+        output: args.output.as_deref(),
+    };
+    let report = connectors::tools::evaluation::run(&input).await.map_err(|e| e.to_string())?;
+    println!("{report}");
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -2,6 +2,7 @@
 //! feeds it, the `ToolGraph` port of learned signals, and the offline evaluation of selection.
 
 pub mod catalog;
+pub mod evaluation;
 pub mod selection;
 pub mod selector;
 pub mod tool_graph;
