@@ -115,6 +115,28 @@ fn history_that_adds_nothing_leaves_the_lexical_ranking_alone() {
     assert_eq!(ids(&engine.select(&acme, query, &SelectOptions::default())), before);
 }
 
+#[test]
+fn tools_often_used_with_a_leader_are_lifted() {
+    let mut engine = SelectionEngine::new(catalog());
+    let acme = tenant("acme");
+    let query = "open a pull request";
+    let before = ids(&engine.select(&acme, query, &SelectOptions::default()));
+    assert!(!before.contains(&"slack.postMessage".to_string()));
+    let edge = |co_occurrences| OftenUsedWith {
+        from: "github.createPullRequest".into(),
+        to: "slack.postMessage".into(),
+        confidence: 0.9,
+        co_occurrences,
+    };
+    // Too few co-occurrences to trust.
+    engine.set_co_usage("github.createPullRequest", vec![edge(2)]);
+    assert_eq!(ids(&engine.select(&acme, query, &SelectOptions::default())), before);
+    engine.set_co_usage("github.createPullRequest", vec![edge(30)]);
+    let after = ids(&engine.select(&acme, query, &SelectOptions::default()));
+    assert_eq!(after[0], "github.createPullRequest");
+    assert!(after.contains(&"slack.postMessage".to_string()), "{after:?}");
+}
+
 const QUERIES: &[&str] = &[
     "create a calendar event",
     "send an email to the team",
