@@ -1,5 +1,6 @@
 //! `connectors`: the Connectors Gateway binary.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -97,7 +98,8 @@ async fn eval_selection(args: EvalSelectionArgs) -> Result<(), String> {
         output: args.output.as_deref(),
     };
     let report = connectors::tools::evaluation::run(&input).await.map_err(|e| e.to_string())?;
-    println!("{report}");
+    // A closed pipe (`| head`) is not an error of the evaluation.
+    let _ = writeln!(std::io::stdout(), "{report}");
     Ok(())
 }
 

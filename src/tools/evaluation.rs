@@ -69,6 +69,8 @@ pub struct EvalReport {
     /// History rows replayed before the queries, and how long that took.
     pub history: usize,
     pub replay_ms: f64,
+    /// The weight the tenant's learned votes got after the replay.
+    pub blend_weight: f32,
     pub recall_at_5: f64,
     pub ndcg_at_10: f64,
     pub mrr: f64,
@@ -79,6 +81,7 @@ pub struct EvalReport {
 impl std::fmt::Display for EvalReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "history    {} served queries replayed in {:.0} ms", self.history, self.replay_ms)?;
+        writeln!(f, "learned    votes weigh {} against the lexical score", self.blend_weight)?;
         writeln!(f, "queries    {}", self.queries)?;
         writeln!(f, "recall@5   {:.3}", self.recall_at_5)?;
         writeln!(f, "nDCG@10    {:.3}", self.ndcg_at_10)?;
@@ -144,6 +147,7 @@ pub async fn run(input: &EvalInput<'_>) -> Result<EvalReport, EvalError> {
         queries: queries.len(),
         history: history.len(),
         replay_ms,
+        blend_weight: selector.blend_weight(&tenant),
         recall_at_5: recall / count,
         ndcg_at_10: ndcg / count,
         mrr: mrr / count,

@@ -61,6 +61,11 @@ impl Selector {
         Ok(())
     }
 
+    /// The weight `tenant`'s learned votes get now (see `selection::calibration`).
+    pub fn blend_weight(&self, tenant: &TenantId) -> f32 {
+        self.read().blend_weight(tenant)
+    }
+
     async fn load_tenant(&self, tenant: &TenantId) -> Result<(), ToolGraphError> {
         let limit = {
             let engine = self.read();
