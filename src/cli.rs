@@ -16,6 +16,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// Measure tool selection on a labelled query set (../shared/tool-retrieval format).
+    EvalSelection(EvalSelectionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,4 +83,20 @@ impl ServeArgs {
             default.exists().then_some(default)
         })
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalSelectionArgs {
+    /// Tools, one JSON object a line: `{id, name, integration, category, description, inputSchema}`.
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Labelled queries, one a line: `{query, gold: [ids]}`.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Past traffic replayed before the queries, one a line: `{query, tools: [ids]}`.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Where to write one `{query, tools, latencyMs}` line per query.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }

@@ -10,3 +10,4 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod oauth_client;
+pub mod tools;

@@ -1,10 +1,11 @@
 //! `connectors`: the Connectors Gateway binary.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 use connectors::app::{ClusterIdentity, Gateway, StartOptions};
-use connectors::cli::{Cli, Command, ServeArgs};
+use connectors::cli::{Cli, Command, EvalSelectionArgs, ServeArgs};
 use connectors::config::{Config, Env, ProcessEnv};
 use connectors::http;
 use tracing_subscriber::EnvFilter;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::EvalSelection(args) => runtime.block_on(eval_selection(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +100,19 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Ok(result) => result.map_err(|e| format!("server error: {e}")),
         Err(join) => Err(format!("server task failed: {join}")),
     }
+}
+
+async fn eval_selection(args: EvalSelectionArgs) -> Result<(), String> {
+    let input = connectors::tools::evaluation::EvalInput {
+        catalog: &args.catalog,
+        queries: &args.queries,
+        history: args.history.as_deref(),
+        output: args.output.as_deref(),
+    };
+    let report = connectors::tools::evaluation::run(&input).await.map_err(|e| e.to_string())?;
+    // A closed pipe (`| head`) is not an error of the evaluation.
+    let _ = writeln!(std::io::stdout(), "{report}");
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

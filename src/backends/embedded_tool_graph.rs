@@ -1,0 +1,212 @@
+//! The embedded [`ToolGraph`]: the in-process graph of a single node. The graph lives in memory
+//! (hash maps, so learning and reading cost microseconds) and, unless it is an ephemeral one for
+//! evaluation or tests, every served query is first appended to its own redb file under the data
+//! dir (`tool-graph.redb`) and the graph is rebuilt from that log at open — so it survives
+//! restarts without widening the `Store` port (whose `meta` values are small and unlisted).
+//!
+//! The file holds one table, `served`: (tenant id, sequence number) → [`ServedQuery`] as JSON.
+//! Counts and edges are derived from it; `OFTEN_USED_WITH` confidence is computed on read as
+//! `co_occurrences(a, b) / queries served by a`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Display;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use connectors_actors::tenant::TenantId;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::tools::catalog::ToolId;
+use crate::tools::tool_graph::{OftenUsedWith, ServedQuery, ToolGraph, ToolGraphError};
+
+const SERVED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("served");
+
+/// The file name under the data dir.
+pub const FILE_NAME: &str = "tool-graph.redb";
+
+pub struct EmbeddedToolGraph {
+    graph: Mutex<Graph>,
+    /// The append-only log of served queries; `None` for an ephemeral graph.
+    file: Option<Arc<Database>>,
+}
+
+#[derive(Default)]
+struct Graph {
+    served: HashMap<TenantId, Vec<ServedQuery>>,
+    /// Queries each tool served, all tenants.
+    usage: HashMap<ToolId, u64>,
+    /// Queries both tools served, all tenants, under both orders.
+    co_occurrences: HashMap<ToolId, HashMap<ToolId, u64>>,
+    /// The sequence number of the last logged query.
+    last_seq: u64,
+}
+
+impl Graph {
+    fn add(&mut self, tenant: &TenantId, served: ServedQuery) {
+        for tool in &served.tools {
+            *self.usage.entry(tool.clone()).or_default() += 1;
+            let row = self.co_occurrences.entry(tool.clone()).or_default();
+            for other in served.tools.iter().filter(|other| *other != tool) {
+                *row.entry(other.clone()).or_default() += 1;
+            }
+        }
+        self.served.entry(tenant.clone()).or_default().push(served);
+    }
+
+    fn edges_from(&self, tool: &str) -> Vec<OftenUsedWith> {
+        let served_by_tool = self.usage.get(tool).copied().unwrap_or(0).max(1);
+        let Some(row) = self.co_occurrences.get(tool) else { return Vec::new() };
+        let mut edges: Vec<OftenUsedWith> = row
+            .iter()
+            .map(|(to, &co_occurrences)| OftenUsedWith {
+                from: tool.to_string(),
+                to: to.clone(),
+                confidence: (co_occurrences as f64 / served_by_tool as f64).min(1.0),
+                co_occurrences,
+            })
+            .collect();
+        edges.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.to.cmp(&b.to)));
+        edges
+    }
+}
+
+impl EmbeddedToolGraph {
+    /// Opens the graph file at `path`, creating it if needed, and rebuilds the graph from it.
+    pub fn open(path: &Path) -> Result<Self, ToolGraphError> {
+        let db = Database::create(path).map_err(|err| {
+            ToolGraphError::Backend(format!("cannot open the tool graph file `{}`: {err}", path.display()))
+        })?;
+        let txn = db.begin_write().backend()?;
+        txn.open_table(SERVED).backend()?;
+        txn.commit().backend()?;
+        let mut graph = Graph::default();
+        for row in db.begin_read().backend()?.open_table(SERVED).backend()?.iter().backend()? {
+            let (key, value) = row.backend()?;
+            let (tenant, seq) = key.value();
+            let tenant = TenantId::parse(tenant).map_err(|err| ToolGraphError::Corrupt(err.to_string()))?;
+            let served: ServedQuery = serde_json::from_slice(value.value())
+                .map_err(|err| ToolGraphError::Corrupt(format!("a served query of `{}`: {err}", tenant.as_str())))?;
+            graph.last_seq = graph.last_seq.max(seq);
+            graph.add(&tenant, served);
+        }
+        // Rows come in (tenant, seq) order, which is each tenant's history order.
+        Ok(Self { graph: Mutex::new(graph), file: Some(Arc::new(db)) })
+    }
+
+    /// A graph that lives in memory only: for evaluation runs and tests.
+    pub fn in_memory() -> Self {
+        Self { graph: Mutex::new(Graph::default()), file: None }
+    }
+
+    // No await happens under the lock, and every mutation is whole, so a poisoned lock is usable.
+    fn graph(&self) -> std::sync::MutexGuard<'_, Graph> {
+        self.graph.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl ToolGraph for EmbeddedToolGraph {
+    async fn record_served(&self, tenant: &TenantId, served: &ServedQuery) -> Result<(), ToolGraphError> {
+        let tools: BTreeSet<&ToolId> = served.tools.iter().collect();
+        if tools.is_empty() {
+            return Ok(());
+        }
+        let served = ServedQuery { query: served.query.clone(), tools: tools.into_iter().cloned().collect() };
+        let seq = {
+            let mut graph = self.graph();
+            graph.last_seq += 1;
+            graph.last_seq
+        };
+        if let Some(db) = &self.file {
+            let value = serde_json::to_vec(&served).map_err(|err| ToolGraphError::Backend(err.to_string()))?;
+            let (db, tenant) = (Arc::clone(db), tenant.clone());
+            // redb does synchronous I/O.
+            tokio::task::spawn_blocking(move || {
+                let txn = db.begin_write().backend()?;
+                txn.open_table(SERVED).backend()?.insert((tenant.as_str(), seq), value.as_slice()).backend()?;
+                txn.commit().backend()
+            })
+            .await
+            .map_err(|err| ToolGraphError::Backend(format!("a tool graph write did not finish: {err}")))??;
+        }
+        self.graph().add(tenant, served);
+        Ok(())
+    }
+
+    async fn served_queries(&self, tenant: &TenantId, limit: usize) -> Result<Vec<ServedQuery>, ToolGraphError> {
+        let graph = self.graph();
+        let history = graph.served.get(tenant).map_or(&[][..], Vec::as_slice);
+        Ok(history[history.len().saturating_sub(limit)..].to_vec())
+    }
+
+    async fn often_used_with(&self, tool: &str) -> Result<Vec<OftenUsedWith>, ToolGraphError> {
+        Ok(self.graph().edges_from(tool))
+    }
+
+    async fn all_often_used_with(&self) -> Result<Vec<OftenUsedWith>, ToolGraphError> {
+        let graph = self.graph();
+        Ok(graph.co_occurrences.keys().flat_map(|tool| graph.edges_from(tool)).collect())
+    }
+}
+
+/// redb errors are backend failures.
+trait OrBackend<T> {
+    fn backend(self) -> Result<T, ToolGraphError>;
+}
+
+impl<T, E: Display> OrBackend<T> for Result<T, E> {
+    fn backend(self) -> Result<T, ToolGraphError> {
+        self.map_err(|err| ToolGraphError::Backend(err.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::tool_graph_contract;
+
+    #[tokio::test]
+    async fn passes_the_tool_graph_contract() {
+        tool_graph_contract::run(&EmbeddedToolGraph::in_memory()).await;
+    }
+
+    #[tokio::test]
+    async fn a_file_backed_graph_passes_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        tool_graph_contract::run(&EmbeddedToolGraph::open(&dir.path().join(FILE_NAME)).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn what_was_learned_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let tenant = TenantId::parse("acme").unwrap();
+        let served = |query: &str, tools: &[&str]| ServedQuery {
+            query: query.to_string(),
+            tools: tools.iter().map(|t| t.to_string()).collect(),
+        };
+        {
+            let graph = EmbeddedToolGraph::open(&path).unwrap();
+            graph
+                .record_served(&tenant, &served("open a pull request", &["github.createPr", "slack.post"]))
+                .await
+                .unwrap();
+            graph.record_served(&tenant, &served("post the release notes", &["slack.post"])).await.unwrap();
+        }
+        let graph = EmbeddedToolGraph::open(&path).unwrap();
+        let history = graph.served_queries(&tenant, 10).await.unwrap();
+        assert_eq!(
+            history.iter().map(|s| s.query.as_str()).collect::<Vec<_>>(),
+            ["open a pull request", "post the release notes"]
+        );
+        let edges = graph.often_used_with("slack.post").await.unwrap();
+        assert_eq!(edges.len(), 1);
+        assert_eq!((edges[0].to.as_str(), edges[0].co_occurrences, edges[0].confidence), ("github.createPr", 1, 0.5));
+        // Numbering continues after a reopen: nothing is overwritten.
+        graph.record_served(&tenant, &served("merge it", &["github.merge"])).await.unwrap();
+        drop(graph);
+        let graph = EmbeddedToolGraph::open(&path).unwrap();
+        assert_eq!(graph.served_queries(&tenant, 10).await.unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,8 @@
+//! Tools for tenants: the catalog selection chooses from, the selection engine and the shell that
+//! feeds it, the `ToolGraph` port of learned signals, and the offline evaluation of selection.
+
+pub mod catalog;
+pub mod evaluation;
+pub mod selection;
+pub mod selector;
+pub mod tool_graph;

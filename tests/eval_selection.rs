@@ -1,0 +1,60 @@
+//! `connectors eval-selection` on the two development sets of ../shared/tool-retrieval: the real
+//! binary, the real engine, and the quality goals of issue 5 (beat plain BM25 and BM25 with
+//! history concatenated on every metric). Latency is the benchmark's business, not this test's.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// recall@5, nDCG@10, MRR to beat: the better of the README's two reference columns.
+const GOALS: &[(&str, [f64; 3])] = &[("seal-tools", [0.761, 0.806, 0.927]), ("metatool", [0.751, 0.739, 0.808])];
+
+fn sets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tool-retrieval")
+}
+
+fn metric(report: &str, name: &str) -> f64 {
+    report
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}` in the report:\n{report}"))
+}
+
+#[test]
+fn selection_beats_both_references_on_both_development_sets() {
+    let dir = sets_dir();
+    if !dir.is_dir() {
+        println!("skipped: the development sets are not at {}", dir.display());
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    for (set, goals) in GOALS {
+        let set_dir = dir.join(set);
+        let output_file = out_dir.path().join(format!("{set}.jsonl"));
+        let output = Command::new(env!("CARGO_BIN_EXE_connectors"))
+            .arg("eval-selection")
+            .args(["--catalog".as_ref(), set_dir.join("catalog.jsonl").as_os_str()])
+            .args(["--queries".as_ref(), set_dir.join("queries.jsonl").as_os_str()])
+            .args(["--history".as_ref(), set_dir.join("history.jsonl").as_os_str()])
+            .args(["--output".as_ref(), output_file.as_os_str()])
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{set}: {}\n{report}", String::from_utf8_lossy(&output.stderr));
+        println!("{set}:\n{report}");
+        let measured = [metric(&report, "recall@5"), metric(&report, "nDCG@10"), metric(&report, "MRR")];
+        for ((name, value), goal) in ["recall@5", "nDCG@10", "MRR"].iter().zip(measured).zip(goals) {
+            assert!(value > *goal, "{set}: {name} {value:.3} does not beat {goal:.3}");
+        }
+        // One line per query, each with the query, at most 10 tool ids and a latency.
+        let queries = std::fs::read_to_string(set_dir.join("queries.jsonl")).unwrap();
+        let lines = std::fs::read_to_string(&output_file).unwrap();
+        assert_eq!(lines.lines().count(), queries.lines().filter(|l| !l.trim().is_empty()).count());
+        for line in lines.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(value["query"].is_string() && value["latencyMs"].is_number(), "{line}");
+            assert!(value["tools"].as_array().is_some_and(|tools| tools.len() <= 10), "{line}");
+        }
+    }
+}
