@@ -385,11 +385,12 @@ impl Config {
             }
         };
         let cl = file.cluster;
-        if cl.failure_timeout_millis < 2 * cl.heartbeat_millis {
-            return Err(invalid(
-                "cluster.failureTimeoutMillis",
-                "must be at least two heartbeats (`cluster.heartbeatMillis`), or live nodes get removed",
-            ));
+        let membership = connectors_cluster::membership::MembershipConfig {
+            heartbeat_interval_ms: i64::try_from(cl.heartbeat_millis).unwrap_or(i64::MAX),
+            failure_timeout_ms: i64::try_from(cl.failure_timeout_millis).unwrap_or(i64::MAX),
+        };
+        if cl.heartbeat_millis > 0 {
+            membership.check().map_err(|e| invalid("cluster.failureTimeoutMillis", e.to_string()))?;
         }
         let default_limits = Limits {
             requests_per_minute: mt.rate_limits.requests_per_minute,

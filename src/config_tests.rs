@@ -125,3 +125,37 @@ fn vault_is_chosen_by_its_address_and_needs_a_token() {
     let bad = Config::from_yaml("vault:\n  kvVersion: 3\n", &env).unwrap_err().to_string();
     assert!(bad.contains("vault.kvVersion"), "{bad}");
 }
+
+#[test]
+fn cluster_timing_redis_prefix_and_the_rate_limit_store() {
+    let config = Config::load(None, &no_env()).unwrap();
+    assert_eq!(config.rate_limit_store, RateLimitStore::Actor);
+    assert_eq!(config.redis_prefix, "connectors:");
+    assert_eq!(config.cluster.heartbeat, Duration::from_millis(500));
+    assert_eq!(config.cluster.failure_timeout, Duration::from_millis(3_000));
+
+    let yaml = "redis:\n  tenantPrefix: 'gw1:'\ncluster:\n  heartbeatMillis: 100\n  failureTimeoutMillis: 400\n  requestDeadlineMillis: 250\n  maxInFlightPerPeer: 16\n";
+    let config = Config::from_yaml(yaml, &no_env()).unwrap();
+    assert_eq!(config.redis_prefix, "gw1:");
+    assert_eq!(
+        config.cluster,
+        ClusterTiming {
+            heartbeat: Duration::from_millis(100),
+            failure_timeout: Duration::from_millis(400),
+            request_deadline: Duration::from_millis(250),
+            max_in_flight_per_peer: 16,
+        }
+    );
+    let env = FakeEnv(HashMap::from([("RATE_LIMIT_STORE", "redis"), ("REDIS_TENANT_PREFIX", "other:")]));
+    let config = Config::from_yaml(yaml, &env).unwrap();
+    assert_eq!(config.rate_limit_store, RateLimitStore::Redis);
+    assert_eq!(config.redis_prefix, "other:");
+
+    assert!(
+        error_text("cluster:\n  heartbeatMillis: 1000\n  failureTimeoutMillis: 1500\n")
+            .contains("cluster.failureTimeoutMillis")
+    );
+    assert!(error_text("cluster:\n  heartbeatMillis: 0\n").contains("cluster.heartbeatMillis"));
+    assert!(error_text("cluster:\n  heartbeat: 1\n").contains("cluster"));
+    assert!(error_text("redis:\n  tenantPrefix: ''\n").contains("redis.tenantPrefix"));
+}
