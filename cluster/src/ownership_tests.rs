@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+
 use super::*;
 
 fn node(name: &str) -> NodeId {
@@ -126,4 +128,128 @@ fn a_new_view_while_acquiring_asks_the_new_peers() {
     assert!(effects.contains(&OwnershipEffect::AskRelease { peer: node("a"), epoch: 6 }));
     assert!(effects.contains(&OwnershipEffect::AskRelease { peer: node("b"), epoch: 6 }));
     assert!(!c.awaits(&node("a"), 5), "the older round is over");
+}
+
+/// A model of the protocol: nodes join and crash (a crash removes the node from the table at
+/// once: the model has no partitions), views reach nodes late and skip epochs, releases and
+/// confirmations happen in any order. After every step no shard is active on two nodes; once
+/// everything is delivered, released and confirmed, every shard is active on exactly one node.
+mod protocol {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const POOL: [&str; 4] = ["n0", "n1", "n2", "n3"];
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Join(usize),
+        Crash(usize),
+        Deliver(usize),
+        Release(usize),
+        Confirm(usize, usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            1 => (0..POOL.len()).prop_map(Step::Join),
+            1 => (0..POOL.len()).prop_map(Step::Crash),
+            3 => (0..POOL.len()).prop_map(Step::Deliver),
+            3 => (0..POOL.len()).prop_map(Step::Release),
+            4 => (0..POOL.len(), 0..POOL.len()).prop_map(|(a, b)| Step::Confirm(a, b)),
+        ]
+    }
+
+    struct World {
+        nodes: Vec<Option<ShardOwnership>>,
+        epoch: u64,
+        members: BTreeSet<usize>,
+    }
+
+    impl World {
+        fn view(&self) -> ShardMap {
+            ShardMap::new(self.epoch, self.members.iter().map(|i| node(POOL[*i])))
+        }
+
+        fn apply(&mut self, step: &Step) {
+            match *step {
+                Step::Join(n) if self.nodes[n].is_none() => {
+                    self.nodes[n] = Some(ShardOwnership::new(node(POOL[n])));
+                    self.epoch += 1;
+                    self.members.insert(n);
+                }
+                Step::Crash(n) if self.nodes[n].is_some() => {
+                    self.nodes[n] = None;
+                    self.epoch += 1;
+                    self.members.remove(&n);
+                }
+                Step::Deliver(n) => {
+                    let view = self.view();
+                    if self.members.contains(&n)
+                        && let Some(ownership) = self.nodes[n].as_mut()
+                    {
+                        ownership.install(view);
+                    }
+                }
+                Step::Release(n) => {
+                    if let Some(ownership) = self.nodes[n].as_mut() {
+                        let epoch = ownership.epoch();
+                        ownership.released(epoch);
+                    }
+                }
+                Step::Confirm(asker, peer) => {
+                    let Some(epoch) = self.nodes[asker].as_ref().map(ShardOwnership::epoch) else { return };
+                    let peer_id = node(POOL[peer]);
+                    let answers = self.nodes[peer].as_ref().is_some_and(|p| p.has_released(epoch));
+                    if let Some(ownership) = self.nodes[asker].as_mut()
+                        && ownership.awaits(&peer_id, epoch)
+                        && answers
+                    {
+                        ownership.confirmed(&peer_id, epoch);
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        fn active_owners(&self, shard: ShardId) -> usize {
+            self.nodes.iter().flatten().filter(|o| o.state(shard) == ShardState::Active).count()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn never_two_active_owners_and_every_shard_served_once_stable(
+            steps in proptest::collection::vec(step(), 1..60)
+        ) {
+            let mut world = World { nodes: vec![None; POOL.len()], epoch: 0, members: BTreeSet::new() };
+            world.apply(&Step::Join(0));
+            for step in &steps {
+                world.apply(step);
+                for i in (0..SHARDS).step_by(7) {
+                    prop_assert!(world.active_owners(ShardId(i)) <= 1, "shard {} after {:?}", i, step);
+                }
+            }
+            // Stabilise: deliver, release and confirm until nothing changes.
+            if world.members.is_empty() {
+                return Ok(());
+            }
+            for _ in 0..3 {
+                for n in 0..POOL.len() {
+                    world.apply(&Step::Deliver(n));
+                    world.apply(&Step::Release(n));
+                }
+                for a in 0..POOL.len() {
+                    for b in 0..POOL.len() {
+                        world.apply(&Step::Confirm(a, b));
+                    }
+                }
+            }
+            for i in 0..SHARDS {
+                prop_assert_eq!(world.active_owners(ShardId(i)), 1, "shard {} once stable", i);
+            }
+        }
+    }
 }
