@@ -137,4 +137,14 @@ pub trait Store: Send + Sync + 'static {
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     async fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Saves (or replaces) entry `name` of `collection`: small named records such as the shared
+    /// integrations or a tenant's custom servers, opaque to the store.
+    async fn put_entry(&self, collection: &str, name: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes one entry; `false` if there was none.
+    async fn delete_entry(&self, collection: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Every entry of `collection`, by name in ascending order.
+    async fn entries(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }

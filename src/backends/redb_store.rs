@@ -51,6 +51,7 @@ const AUDIT: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("au
 const USAGE_DAYS: TableDefinition<(&str, i32), &[u8]> = TableDefinition::new("usage_days");
 const USAGE_MONTHS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("usage_months");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("entries");
 // Apart from `meta` so that no gateway key can collide with the store's own counters.
 const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
 const AUDIT_SEQ: &str = "audit";
@@ -84,6 +85,7 @@ impl RedbStore {
             txn.open_table(USAGE_DAYS)?;
             txn.open_table(USAGE_MONTHS)?;
             txn.open_table(META)?;
+            txn.open_table(ENTRIES)?;
             txn.open_table(SEQUENCES)?;
             txn.commit()?;
             Ok(())
@@ -330,6 +332,44 @@ impl Store for RedbStore {
         self.write(move |txn| {
             txn.open_table(META).backend()?.insert(key.as_str(), value.as_slice()).backend()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_entry(&self, collection: &str, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let (collection, name, value) = (collection.to_string(), name.to_string(), value.to_vec());
+        self.write(move |txn| {
+            let mut entries = txn.open_table(ENTRIES).backend()?;
+            entries.insert((collection.as_str(), name.as_str()), value.as_slice()).backend()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_entry(&self, collection: &str, name: &str) -> Result<bool, StoreError> {
+        let (collection, name) = (collection.to_string(), name.to_string());
+        self.write(move |txn| {
+            let mut entries = txn.open_table(ENTRIES).backend()?;
+            let removed = entries.remove((collection.as_str(), name.as_str())).backend()?.is_some();
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn entries(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let collection = collection.to_string();
+        self.read(move |txn| {
+            let entries = txn.open_table(ENTRIES).backend()?;
+            let mut found = Vec::new();
+            for row in entries.range((collection.as_str(), "")..).backend()? {
+                let (key, value) = row.backend()?;
+                let (row_collection, name) = key.value();
+                if row_collection != collection {
+                    break;
+                }
+                found.push((name.to_string(), value.value().to_vec()));
+            }
+            Ok(found)
         })
         .await
     }

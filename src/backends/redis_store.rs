@@ -376,6 +376,24 @@ impl Store for RedisStore {
     async fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.conn().set(self.keys.meta(key), value).await.map_err(|err| self.redis.failure(err))
     }
+
+    async fn put_entry(&self, collection: &str, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn().hset(self.keys.entries(collection), name, value).await.map_err(|err| self.redis.failure(err))
+    }
+
+    async fn delete_entry(&self, collection: &str, name: &str) -> Result<bool, StoreError> {
+        let removed: i64 =
+            self.conn().hdel(self.keys.entries(collection), name).await.map_err(|err| self.redis.failure(err))?;
+        Ok(removed > 0)
+    }
+
+    async fn entries(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let all: std::collections::HashMap<String, Vec<u8>> =
+            self.conn().hgetall(self.keys.entries(collection)).await.map_err(|err| self.redis.failure(err))?;
+        let mut entries: Vec<(String, Vec<u8>)> = all.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
+    }
 }
 
 /// The names of the store's keys; the table in the module doc.
@@ -384,6 +402,10 @@ struct Keys {
 }
 
 impl Keys {
+    fn entries(&self, collection: &str) -> String {
+        format!("{}entries:{collection}", self.prefix)
+    }
+
     fn tenant_index(&self) -> String {
         format!("{}tenants", self.prefix)
     }

@@ -44,6 +44,7 @@ macro_rules! store_contract_tests {
             audit_pages_never_repeat_or_skip_equal_timestamps,
             audit_filters_by_time_and_action_across_pages,
             meta_round_trips,
+            entries_are_kept_per_collection_in_name_order,
             everything_committed_survives_reopening,
         );
     };
@@ -475,6 +476,25 @@ pub async fn meta_round_trips(fixture: &dyn Fixture) {
     assert_eq!(store.meta("other").await.unwrap(), Some(vec![0, 255, 1]));
     store.set_meta("empty", b"").await.unwrap();
     assert_eq!(store.meta("empty").await.unwrap(), Some(vec![]));
+}
+
+pub async fn entries_are_kept_per_collection_in_name_order(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    assert_eq!(store.entries("integrations").await.unwrap(), vec![]);
+    store.put_entry("integrations", "slack", b"s1").await.unwrap();
+    store.put_entry("integrations", "github", b"g1").await.unwrap();
+    store.put_entry("integrations", "slack", b"s2").await.unwrap();
+    store.put_entry("servers:acme", "slack", &[0, 255]).await.unwrap();
+    // A collection whose name extends another's is its own.
+    store.put_entry("integrations2", "a", b"x").await.unwrap();
+    assert_eq!(
+        store.entries("integrations").await.unwrap(),
+        vec![("github".to_string(), b"g1".to_vec()), ("slack".to_string(), b"s2".to_vec())]
+    );
+    assert_eq!(store.entries("servers:acme").await.unwrap(), vec![("slack".to_string(), vec![0, 255])]);
+    assert!(store.delete_entry("integrations", "github").await.unwrap());
+    assert!(!store.delete_entry("integrations", "github").await.unwrap());
+    assert_eq!(store.entries("integrations").await.unwrap(), vec![("slack".to_string(), b"s2".to_vec())]);
 }
 
 pub async fn everything_committed_survives_reopening(fixture: &dyn Fixture) {
