@@ -23,12 +23,14 @@ use connectors_cluster::transport::links::{LinkConfig, Links};
 use connectors_cluster::transport::region::{RegionArgs, ShardRegion};
 use serde_json::Value;
 
-use crate::backends::file_secret_store::{FileSecretStore, MasterKey};
+use crate::backends::file_secret_store::FileSecretStore;
 use crate::backends::redb_store::RedbStore;
 use crate::backends::redis_connection::RedisConnection;
 use crate::backends::redis_membership::RedisMembership;
 use crate::backends::redis_rate_counter::RedisRateCounter;
+use crate::backends::redis_secret_store::RedisSecretStore;
 use crate::backends::redis_store::RedisStore;
+use crate::backends::sealed_secrets::MasterKey;
 use crate::backends::vault_secret_store::VaultSecretStore;
 use crate::config::{Config, RateLimitStore};
 use crate::keys;
@@ -125,15 +127,44 @@ impl Gateway {
             }
         };
         let admin_key = admin_key(store.as_ref(), options.admin_key).await?;
-        let secrets: Arc<dyn SecretStore> = match config.vault.clone() {
-            Some(vault) => {
+        let secrets: Arc<dyn SecretStore> = match (config.vault.clone(), redis) {
+            (Some(vault), _) => {
                 tracing::info!(addr = %vault.addr, kv_mount = %vault.kv_mount, "secret store: Vault");
                 Arc::new(VaultSecretStore::connect(vault).await?)
             }
-            None => {
+            // With Redis, credentials live there, so that they follow a tenant to whichever node runs
+            // it. Every node must seal them with the same master key: a key file per node cannot do.
+            (None, Some(url)) => {
+                let Some(text) = options.master_key.as_deref() else {
+                    return Err(SecretError::Backend(
+                        "CONNECTORS_MASTER_KEY is not set: with a Redis URL (--redis-url / REDIS_URL) OAuth \
+                         credentials are kept in Redis, sealed with CONNECTORS_MASTER_KEY, which every node must be \
+                         given, the same on all (make one with `openssl rand -base64 32`)"
+                            .into(),
+                    )
+                    .into());
+                };
+                tracing::info!(
+                    prefix = %config.redis_prefix,
+                    "secret store: Redis (master key from CONNECTORS_MASTER_KEY)"
+                );
+                let master_key = MasterKey::from_env_value(text)?;
+                Arc::new(RedisSecretStore::connect(url, &config.redis_prefix, master_key).await?)
+            }
+            (None, None) => {
                 let master_key = match options.master_key.as_deref() {
-                    Some(text) => MasterKey::from_env_value(text)?,
-                    None => MasterKey::load_or_create(&options.data_dir.join("master.key"))?,
+                    Some(text) => {
+                        tracing::info!("secret store: encrypted file (master key from CONNECTORS_MASTER_KEY)");
+                        MasterKey::from_env_value(text)?
+                    }
+                    None => {
+                        let path = options.data_dir.join("master.key");
+                        tracing::info!(
+                            key_file = %path.display(),
+                            "secret store: encrypted file (master key from a key file)"
+                        );
+                        MasterKey::load_or_create(&path)?
+                    }
                 };
                 Arc::new(FileSecretStore::open(&options.data_dir.join("secrets.redb"), master_key)?)
             }

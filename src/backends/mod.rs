@@ -7,11 +7,13 @@ pub mod redb_store;
 pub(crate) mod redis_connection;
 pub mod redis_membership;
 pub mod redis_rate_counter;
+pub mod redis_secret_store;
 pub mod redis_store;
 // The throwaway redis-server of the Redis adapters' tests, shared with the end-to-end suite.
 #[cfg(test)]
 #[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
+pub mod sealed_secrets;
 #[cfg(test)]
 pub mod secret_store_contract;
 #[cfg(test)]
