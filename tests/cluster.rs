@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 /// Fast heartbeats so that failures are detected in about a second and a half.
 const CLUSTER_CONFIG: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ncluster:\n  heartbeatMillis: 200\n  failureTimeoutMillis: 1500\n";
 const COOKIE: &str = "e2e-cluster-cookie";
+/// OAuth credentials live in Redis too, sealed by a master key every node must share.
+const MASTER_KEY: &str = "0707070707070707070707070707070707070707070707070707070707070707";
 
 struct Cluster {
     redis: RedisServer,
@@ -34,6 +36,7 @@ async fn start_node(redis: &RedisServer, name: &str, cluster_port: u16, cookie: 
             ("CONNECTORS_NODE_ID", name),
             ("CONNECTORS_CLUSTER_LISTEN", listen.as_str()),
             ("CONNECTORS_CLUSTER_COOKIE", cookie),
+            ("CONNECTORS_MASTER_KEY", MASTER_KEY),
         ],
     )
     .await
@@ -278,7 +281,10 @@ async fn bad_cluster_settings_stop_start_up_with_a_clear_message() {
         args
     };
     let cookie = [("CONNECTORS_CLUSTER_COOKIE", COOKIE)];
-    let cases: Vec<(Vec<String>, &[(&str, &str)], &str)> = vec![
+    let redis = RedisServer::start();
+    type Case<'a> = (Vec<String>, &'a [(&'a str, &'a str)], &'a str);
+    let cases: Vec<Case> = vec![
+        (cluster_args(&redis.url(), None, None), &[], "CONNECTORS_MASTER_KEY"),
         (cluster_args(&unreachable, None, None), &[], "cannot connect to Redis"),
         (cluster_args(&unreachable, Some("n1"), Some(&listen)), &cookie, "cannot connect to Redis"),
         (cluster_args(&unreachable, Some("n1"), None), &cookie, "--node-id needs --cluster-listen"),
@@ -307,7 +313,11 @@ async fn bad_cluster_settings_stop_start_up_with_a_clear_message() {
 async fn the_redis_counter_mode_limits_like_the_original_design() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let node = Gateway::start(common::FAST, &[("REDIS_URL", url.as_str()), ("RATE_LIMIT_STORE", "redis")]).await;
+    let node = Gateway::start(
+        common::FAST,
+        &[("REDIS_URL", url.as_str()), ("RATE_LIMIT_STORE", "redis"), ("CONNECTORS_MASTER_KEY", MASTER_KEY)],
+    )
+    .await;
     let key = node.create_limited("counted", 5).await;
     ensure_minute_room(10).await;
     for remaining in (0..5).rev() {
@@ -361,4 +371,27 @@ async fn after_a_crash_the_new_owner_continues_from_the_last_checkpoint() {
         assert!(admitted <= 20, "the new owner forgot the checkpointed count");
     }
     assert_eq!(admitted, 8, "12 admitted before the crash were checkpointed; 8 remained of 20");
+}
+
+#[tokio::test]
+async fn oauth_credentials_follow_their_tenant_to_a_new_owner() {
+    let mut cluster = Cluster::start(2).await;
+    let owner_map = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
+    let id = (0..)
+        .map(|i| format!("cred-{i}"))
+        .find(|id| owner_map.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
+        .unwrap();
+    cluster.nodes[0].create_limited(&id, 1000).await;
+    let credential =
+        json!({"accessToken": "at-cluster-secret-1", "scopes": ["repo"], "expiresAt": "2099-01-01T00:00:00Z"});
+    cluster.nodes[0].admin(Method::PUT, &format!("/tenants/{id}/oauth/github"), Some(credential)).await.expect(200);
+    cluster.nodes[1].kill9();
+    let listed = eventually("node-0 to list the credential after node-1 died", Duration::from_secs(15), || async {
+        let response = cluster.nodes[0].admin(Method::GET, &format!("/tenants/{id}/oauth"), None).await;
+        if response.status == 200 { Ok(response.json()) } else { Err(format!("{} {}", response.status, response.text)) }
+    })
+    .await;
+    assert_eq!(listed["integrations"][0]["integration"], "github", "{listed}");
+    assert_eq!(listed["integrations"][0]["status"], "active", "{listed}");
+    assert!(!listed.to_string().contains("at-cluster-secret-1"));
 }
