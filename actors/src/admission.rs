@@ -21,6 +21,10 @@ pub struct AdmissionRequest {
     pub client_ip: IpAddr,
     /// The quota this request consumes one unit of, if any.
     pub charge: Option<Quota>,
+    /// A `tools/select` request: counted in the `selections` usage when admitted. (Added after
+    /// version 1 of the node-to-node payload: absent means false.)
+    #[serde(default)]
+    pub selection: bool,
 }
 
 /// Why a request was refused.

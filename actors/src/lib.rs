@@ -14,6 +14,8 @@ pub mod api_key;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod deployer;
+pub mod deployments;
 pub mod policy;
 pub mod quotas;
 pub mod rate_windows;

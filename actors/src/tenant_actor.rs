@@ -12,6 +12,7 @@ use ractor_cluster_derive::RactorMessage;
 
 use crate::admission::{Admission, AdmissionRequest, TenantSnapshot};
 use crate::api_key::KeyHash;
+use crate::quotas::{Quota, QuotaExceeded};
 use crate::clock::Clock;
 use crate::policy::Policy;
 use crate::recorder::Recorder;
@@ -52,6 +53,8 @@ pub enum TenantError {
 #[derive(RactorMessage)]
 pub enum TenantMsg {
     Admit(AdmissionRequest, RpcReplyPort<Admission>),
+    /// One unit of a quota for work decided after admission.
+    Charge(Quota, RpcReplyPort<Result<(), QuotaExceeded>>),
     Snapshot(RpcReplyPort<TenantSnapshot>),
     Patch(TenantPatch, RpcReplyPort<Result<TenantSnapshot, TenantError>>),
     RotateKey(KeyHash, Option<chrono::Duration>, RpcReplyPort<Result<(), TenantError>>),
@@ -122,6 +125,9 @@ impl Actor for TenantActor {
         match message {
             TenantMsg::Admit(request, reply) => {
                 let _ = reply.send(state.core.admit(now, &request));
+            }
+            TenantMsg::Charge(quota, reply) => {
+                let _ = reply.send(state.core.charge(now, quota));
             }
             TenantMsg::Snapshot(reply) => {
                 let _ = reply.send(state.core.snapshot(now));
@@ -211,7 +217,7 @@ async fn handle_io(
             let tenant = state.core.record().id.clone();
             let _ = reply.send(state.env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from));
         }
-        TenantMsg::Admit(..) | TenantMsg::Snapshot(_) | TenantMsg::Crash => {
+        TenantMsg::Admit(..) | TenantMsg::Charge(..) | TenantMsg::Snapshot(_) | TenantMsg::Crash => {
             unreachable!("answered without I/O in `handle`")
         }
     }

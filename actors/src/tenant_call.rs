@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, AdmissionRequest, TenantSnapshot};
 use crate::api_key::KeyHash;
+use crate::quotas::{Quota, QuotaExceeded};
 use crate::secret_store::OAuthCredential;
 use crate::supervisor::{DirectoryError, TenantDirectory};
 use crate::tenant::{TenantId, TenantPatch};
@@ -15,6 +16,8 @@ use crate::tenant_actor::{TenantError, TenantMsg};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum TenantCall {
     Admit(AdmissionRequest),
+    /// One unit of a quota for work decided after admission (a tool invocation).
+    Charge(Quota),
     Snapshot,
     Patch(TenantPatch),
     RotateKey {
@@ -39,6 +42,7 @@ pub enum TenantCall {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum TenantReply {
     Admission(Admission),
+    Charged(Result<(), QuotaExceeded>),
     Snapshot(TenantSnapshot),
     Patched(Result<TenantSnapshot, TenantError>),
     Done(Result<(), TenantError>),
@@ -53,6 +57,7 @@ impl TenantDirectory {
             TenantCall::Admit(request) => {
                 TenantReply::Admission(self.call(id, |reply| TenantMsg::Admit(request.clone(), reply)).await?)
             }
+            TenantCall::Charge(quota) => TenantReply::Charged(self.call(id, |reply| TenantMsg::Charge(quota, reply)).await?),
             TenantCall::Snapshot => TenantReply::Snapshot(self.call(id, TenantMsg::Snapshot).await?),
             TenantCall::Patch(patch) => {
                 TenantReply::Patched(self.call(id, |reply| TenantMsg::Patch(patch.clone(), reply)).await?)

@@ -136,12 +136,25 @@ impl TenantCore {
                 if request.charge == Some(Quota::ToolInvocations) {
                     usage.tool_invocations = 1;
                 }
+                if request.selection {
+                    usage.selections = 1;
+                }
             }
             Err(Denial::RateLimited { .. }) => usage.rate_limited = 1,
             Err(_) => usage.errors = 1,
         }
         self.record_usage(now, &usage);
         Admission { verdict: verdict.map(|()| self.snapshot(now)), rate }
+    }
+
+    /// Consumes one unit of `quota` for work decided after admission (a tool invocation, once
+    /// the tool is known to exist), or says the quota is exhausted.
+    pub fn charge(&mut self, now: DateTime<Utc>, quota: Quota) -> Result<(), crate::quotas::QuotaExceeded> {
+        self.quotas.check(now, quota, &self.limits)?;
+        if quota == Quota::ToolInvocations {
+            self.record_usage(now, &UsageCounters { tool_invocations: 1, ..Default::default() });
+        }
+        Ok(())
     }
 
     /// Counts usage in the month's quotas and in the day's counters still to be written out.

@@ -41,6 +41,7 @@ fn request(key: &str) -> AdmissionRequest {
         key_required: true,
         client_ip: IpAddr::from([127, 0, 0, 1]),
         charge: None,
+        selection: false,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use connectors_actors::admission::{Admission, AdmissionRequest, TenantSnapshot};
 use connectors_actors::api_key::KeyHash;
+use connectors_actors::quotas::{Quota, QuotaExceeded};
 use connectors_actors::secret_store::OAuthCredential;
 use connectors_actors::tenant::{TenantId, TenantPatch};
 use connectors_actors::tenant_actor::TenantError;
@@ -13,6 +14,13 @@ impl ShardRouter {
     pub async fn admit(&self, tenant: &TenantId, request: AdmissionRequest) -> Result<Admission, RouteError> {
         match self.ask(tenant, TenantCall::Admit(request)).await? {
             TenantReply::Admission(admission) => Ok(admission),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn charge(&self, tenant: &TenantId, quota: Quota) -> Result<Result<(), QuotaExceeded>, RouteError> {
+        match self.ask(tenant, TenantCall::Charge(quota)).await? {
+            TenantReply::Charged(result) => Ok(result),
             other => Err(unexpected(other)),
         }
     }

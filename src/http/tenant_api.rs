@@ -81,6 +81,7 @@ pub async fn admit(
     parts: &Parts,
     action: &str,
     charge: Option<Quota>,
+    selection: bool,
 ) -> Result<Admitted, ApiError> {
     let caller = Caller::from_parts(gateway, parts)?;
     let rules = &gateway.config.identity;
@@ -93,8 +94,13 @@ pub async fn admit(
         return Err(ApiError::unauthorized());
     };
     tracing::Span::current().record("tenant_id", target.as_str());
-    let request =
-        AdmissionRequest { key: caller.key, key_required: key_required(rules, &target), client_ip: caller.ip, charge };
+    let request = AdmissionRequest {
+        key: caller.key,
+        key_required: key_required(rules, &target),
+        client_ip: caller.ip,
+        charge,
+        selection,
+    };
     let mut admission = match gateway.router.admit(&target, request).await {
         Ok(admission) => admission,
         Err(RouteError::NotFound(_)) => {
@@ -235,7 +241,7 @@ pub async fn audit(
 
 /// `GET /api/v1/tenant`: the caller's own tenant and this month's usage.
 pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, ApiError> {
-    let admitted = admit(&gateway, &parts, "tenant.get", None).await?;
+    let admitted = admit(&gateway, &parts, "tenant.get", None, false).await?;
     let view = TenantView::from_snapshot(&admitted.tenant, &gateway.config.pricing);
     audit(&gateway, &admitted.caller, &admitted.tenant.record.id, "tenant.get", AuditResult::Success, None).await;
     Ok((admitted.headers, Json(view)).into_response())
