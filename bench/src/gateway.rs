@@ -1,4 +1,5 @@
-//! The gateway under test as a child process, and what `/proc` tells about a process.
+//! The gateway under test as a child process (one, or several making up a cluster), and what
+//! `/proc` tells about a process.
 
 use std::collections::HashMap;
 use std::fs;
@@ -50,7 +51,7 @@ fn workspace_dir() -> PathBuf {
 pub(crate) fn stale_warning(binary: &Path) -> Option<String> {
     let built = fs::metadata(binary).and_then(|m| m.modified()).ok()?;
     let root = workspace_dir();
-    let newest = ["src", "actors/src"].iter().filter_map(|d| newest_mtime(&root.join(d))).max()?;
+    let newest = ["src", "actors/src", "cluster/src"].iter().filter_map(|d| newest_mtime(&root.join(d))).max()?;
     (newest > built).then(|| {
         format!(
             "warning: {} is older than the gateway sources; run `cargo build --release` first for current numbers",
@@ -75,25 +76,69 @@ pub(crate) fn free_addr() -> Result<SocketAddr, String> {
     listener.local_addr().map_err(|e| e.to_string())
 }
 
+/// A fresh admin API key (nodes of one cluster share one).
+pub(crate) fn new_admin_key() -> String {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("bench-admin-{}-{nanos:x}", std::process::id())
+}
+
+/// Environment variables that change what the gateway runs as; a child gets only the ones its
+/// [`Options`] set, never the bench's own.
+const MODE_VARIABLES: [&str; 8] = [
+    "REDIS_URL",
+    "REDIS_TENANT_PREFIX",
+    "RATE_LIMIT_STORE",
+    "CONNECTORS_NODE_ID",
+    "CONNECTORS_CLUSTER_LISTEN",
+    "CONNECTORS_CLUSTER_COOKIE",
+    "VAULT_ADDR",
+    "CONNECTORS_MASTER_KEY",
+];
+
+/// A fresh master key for the sealed secrets (32 random bytes as hex): with Redis, the nodes of
+/// one cluster must share one.
+pub(crate) fn new_master_key() -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// How to start one gateway process.
+pub(crate) struct Options {
+    /// Shown in messages (e.g. the cluster node id).
+    pub(crate) name: String,
+    pub(crate) admin_key: String,
+    /// Extra environment (Redis URL, node id, ...).
+    pub(crate) env: Vec<(&'static str, String)>,
+}
+
 /// The running gateway. Killed (SIGKILL) on drop if [`Gateway::stop`] was not called.
 pub(crate) struct Gateway {
     child: Child,
+    pub(crate) name: String,
     pub(crate) addr: SocketAddr,
     pub(crate) admin_key: String,
     dir: TempDir,
 }
 
 impl Gateway {
+    /// A standalone gateway with the embedded store.
     pub(crate) fn spawn(binary: &Path) -> Result<Self, String> {
+        Self::spawn_with(binary, Options { name: "gateway".into(), admin_key: new_admin_key(), env: Vec::new() })
+    }
+
+    pub(crate) fn spawn_with(binary: &Path, options: Options) -> Result<Self, String> {
         let dir =
             tempfile::Builder::new().prefix("connectors-bench-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let config = dir.path().join("bench.yaml");
         fs::write(&config, CONFIG).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         let log = fs::File::create(dir.path().join("gateway.log")).map_err(|e| format!("gateway log: {e}"))?;
         let addr = free_addr()?;
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let admin_key = format!("bench-admin-{}-{nanos:x}", std::process::id());
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("serve")
             .arg("--listen")
             .arg(addr.to_string())
@@ -101,13 +146,18 @@ impl Gateway {
             .arg(dir.path().join("data"))
             .arg("--config")
             .arg(&config)
-            .env("ADMIN_API_KEY", &admin_key)
+            .env("ADMIN_API_KEY", &options.admin_key);
+        for name in MODE_VARIABLES {
+            command.env_remove(name);
+        }
+        command.envs(options.env.iter().map(|(name, value)| (name, value)));
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        Ok(Self { child, addr, admin_key, dir })
+        Ok(Self { child, name: options.name, addr, admin_key: options.admin_key, dir })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -123,11 +173,20 @@ impl Gateway {
 
     /// Waits until `/healthz` answers 200.
     pub(crate) async fn wait_healthy(&mut self, timeout: Duration) -> Result<(), String> {
+        self.wait_for("/healthz", "healthy", timeout).await
+    }
+
+    /// Waits until `/readyz` answers 200 (in a cluster: joined, and serving its shards).
+    pub(crate) async fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        self.wait_for("/readyz", "ready", timeout).await
+    }
+
+    async fn wait_for(&mut self, path: &str, what: &str, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let request = http1::request("GET", self.addr, "/healthz", &[], None);
+        let request = http1::request("GET", self.addr, path, &[], None);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("the gateway exited during start-up ({status}):\n{}", self.log_tail()));
+                return Err(format!("{} exited during start-up ({status}):\n{}", self.name, self.log_tail()));
             }
             if let Ok(mut conn) = Conn::connect(self.addr).await
                 && let Ok(200) = conn.status(&request).await
@@ -135,7 +194,7 @@ impl Gateway {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("the gateway did not become healthy within {timeout:?}:\n{}", self.log_tail()));
+                return Err(format!("{} did not become {what} within {timeout:?}:\n{}", self.name, self.log_tail()));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -153,21 +212,67 @@ impl Gateway {
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and how long shutdown took.
-    pub(crate) fn stop(mut self, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
+    pub(crate) fn stop(self, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
+        let started = self.terminate()?;
+        self.wait_exit(started, timeout)
+    }
+
+    /// Sends SIGTERM; returns when it was sent.
+    pub(crate) fn terminate(&self) -> Result<Instant, String> {
         let started = Instant::now();
-        let sent = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let sent = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).stderr(Stdio::null()).status();
         if !matches!(sent, Ok(s) if s.success()) {
-            return Err(format!("could not send SIGTERM to the gateway (pid {}): {sent:?}", self.pid()));
+            return Err(format!("could not send SIGTERM to {} (pid {}): {sent:?}", self.name, self.pid()));
         }
+        Ok(started)
+    }
+
+    /// Waits for the exit after [`Gateway::terminate`] (killed on drop when it does not come).
+    pub(crate) fn wait_exit(mut self, started: Instant, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => return Ok((status, started.elapsed())),
                 Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
-                Ok(None) => return Err(format!("the gateway did not exit within {timeout:?} of SIGTERM (killed)")),
-                Err(error) => return Err(format!("waiting for the gateway: {error}")),
+                Ok(None) => return Err(format!("{} did not exit within {timeout:?} of SIGTERM (killed)", self.name)),
+                Err(error) => return Err(format!("waiting for {}: {error}", self.name)),
             }
         }
     }
+}
+
+/// Stops gateways together: SIGTERM to all first, then waits for each. One line per gateway;
+/// `true` when every one exited with status 0.
+pub(crate) fn stop_all(gateways: Vec<Gateway>, timeout: Duration) -> (Vec<String>, bool) {
+    let mut lines = Vec::new();
+    let mut clean = true;
+    let mut waiting = Vec::new();
+    for gateway in gateways {
+        match gateway.terminate() {
+            Ok(started) => waiting.push((gateway, started)),
+            Err(message) => {
+                lines.push(message);
+                clean = false;
+            }
+        }
+    }
+    for (gateway, started) in waiting {
+        let name = gateway.name.clone();
+        let tail = gateway.log_tail();
+        match gateway.wait_exit(started, timeout) {
+            Ok((status, took)) => {
+                clean &= status.success();
+                lines.push(format!("{name}: SIGTERM -> {status} after {} ms", took.as_millis()));
+                if !status.success() {
+                    lines.push(format!("--- last log lines of {name} ---\n{tail}"));
+                }
+            }
+            Err(message) => {
+                clean = false;
+                lines.push(format!("{name}: FAILED: {message}\n--- last log lines ---\n{tail}"));
+            }
+        }
+    }
+    (lines, clean)
 }
 
 impl Drop for Gateway {
@@ -192,6 +297,19 @@ gateway:
   passivateAfterSeconds: 3600
   tickMillis: 1000
 ";
+
+/// The pid of a child of this process whose name (`comm`) starts with `name`.
+pub(crate) fn child_pid_named(name: &str) -> Option<u32> {
+    let me = std::process::id();
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+        // After the name: state (field 3), then the parent pid (field 4).
+        let ppid: u32 = stat[close + 2..].split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == me && stat[open + 1..close].starts_with(name)).then_some(pid)
+    })
+}
 
 /// CPU time (user + system) of each thread of a process, by thread name, in seconds.
 pub(crate) fn thread_cpu(pid: u32) -> HashMap<String, f64> {

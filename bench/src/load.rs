@@ -1,6 +1,7 @@
 //! Closed-loop load: C keep-alive connections, each sending its next request as soon as the
 //! previous answer is read. Responses completed inside the measurement window (after the
-//! warm-up) are counted and their latencies, timed per request with `Instant`, kept.
+//! warm-up) are counted and their latencies, timed per request with `Instant`, kept. The
+//! connections go to one server, or are dealt round robin over several ([`spread`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +32,25 @@ impl LoadResult {
     }
 }
 
-/// Runs the load. Connection `i` sends `requests[i]`, `requests[i + C]`, ... so the requests
-/// (one per tenant) are used round robin.
+/// The runtime of the load generator: `threads` workers, or a single-threaded one for 0 or 1.
+pub(crate) fn client_runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("loadgen").enable_all().build()
+    }
+    .map_err(|e| format!("client runtime: {e}"))
+}
+
+/// One server under load and the requests addressed to it (one per tenant).
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) requests: Arc<Vec<Vec<u8>>>,
+}
+
+/// Runs the load against one server. Connection `i` sends `requests[i]`, `requests[i + C]`,
+/// ... so the requests (one per tenant) are used round robin.
 pub(crate) async fn closed_loop(
     addr: SocketAddr,
     requests: Arc<Vec<Vec<u8>>>,
@@ -40,9 +58,24 @@ pub(crate) async fn closed_loop(
     warmup: Duration,
     duration: Duration,
 ) -> Result<LoadResult, String> {
+    spread(&[Target { addr, requests }], connections, warmup, duration).await
+}
+
+/// Runs the load against several servers: connection `i` goes to `targets[i % T]` and uses
+/// that target's requests round robin, like [`closed_loop`] does with one.
+pub(crate) async fn spread(
+    targets: &[Target],
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<LoadResult, String> {
+    if targets.is_empty() || targets.iter().any(|t| t.requests.is_empty()) {
+        return Err("no requests to send".into());
+    }
     // Open every connection before the clock starts.
     let mut conns = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    for index in 0..connections {
+        let addr = targets[index % targets.len()].addr;
         conns.push(Conn::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?);
     }
     let start = Instant::now();
@@ -50,8 +83,11 @@ pub(crate) async fn closed_loop(
     let end = measure_from + duration;
     let mut workers = Vec::with_capacity(connections);
     for (index, conn) in conns.into_iter().enumerate() {
-        let requests = requests.clone();
-        workers.push(tokio::spawn(worker(addr, conn, requests, index, connections, measure_from, end)));
+        let target = &targets[index % targets.len()];
+        // The connections of one target: index / T is this one's rank among them.
+        let stride = connections / targets.len() + usize::from(index % targets.len() < connections % targets.len());
+        let (addr, requests) = (target.addr, target.requests.clone());
+        workers.push(tokio::spawn(worker(addr, conn, requests, index / targets.len(), stride, measure_from, end)));
     }
     let mut total = LoadResult { seconds: duration.as_secs_f64(), ..Default::default() };
     for worker in workers {

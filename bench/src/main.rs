@@ -30,28 +30,39 @@
 //! The load generator is a raw-TCP HTTP/1.1 keep-alive client on a 2-thread runtime (`--client-threads`):
 //! one thread could not saturate the bare server. Only 127.0.0.1 is ever contacted. On a 2-core machine the load generator shares the CPU with
 //! the server under test, so the gateway/bare throughput ratio is the meaningful figure.
+//!
+//! `cargo run --release -p bench -- cluster` is the cluster benchmark instead (module [`cluster`]):
+//! with a `redis-server` it starts itself, in one run, admission on a local owner and through one
+//! remote hop (a 2-node cluster, ownership computed with `ShardMap` and checked against
+//! `/api/v1/admin/cluster`), the Redis-counter mode (`RATE_LIMIT_STORE=redis`), and a 3-node
+//! cluster against a 1-node one; throughput, p50/p99, non-200 counts and the ratios against the
+//! goals of issue 3 (about 2 1/2 minutes with its defaults).
 
+mod cluster;
 mod gateway;
 mod http1;
 mod load;
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
 mod stats;
+mod tenants;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::gateway::{Gateway, process_cpu, system_busy, thread_cpu};
 use crate::http1::Conn;
 use crate::load::LoadResult;
 use crate::stats::Latencies;
+use crate::tenants::{active_actors, register, sequential, tenant_id};
 
 /// Thread name of the bare axum server's runtime (to tell its CPU time from the client's).
 const BARE_THREAD: &str = "bare-server";
@@ -59,7 +70,28 @@ const THROUGHPUT_GOAL: f64 = 0.85;
 const MEMORY_GOAL_KIB: f64 = 4.0;
 
 #[derive(Debug, Parser)]
-#[command(name = "bench", about = "End-to-end benchmark of the Connectors Gateway (127.0.0.1 only)")]
+#[command(
+    name = "bench",
+    about = "End-to-end benchmark of the Connectors Gateway (127.0.0.1 only)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// The single-node benchmark (the default, without a subcommand).
+    #[command(flatten)]
+    single: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Cluster benchmark: admission on a local owner, through one remote hop, with the Redis
+    /// counter (RATE_LIMIT_STORE=redis), and a 3-node cluster against one node.
+    Cluster(cluster::ClusterArgs),
+}
+
+/// Flags of the single-node benchmark.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Concurrent keep-alive connections of the throughput runs.
     #[arg(long, default_value_t = 64)]
@@ -101,8 +133,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
+    let cli = Cli::parse();
+    let outcome = match &cli.mode {
+        None => run(&cli.single),
+        Some(Mode::Cluster(args)) => cluster::run(args),
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(message) => {
@@ -122,16 +158,7 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bare_threads = args.bare_threads.unwrap_or(cores);
-    let runtime = if args.client_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.client_threads)
-            .thread_name("loadgen")
-            .enable_all()
-            .build()
-    }
-    .map_err(|e| format!("client runtime: {e}"))?;
+    let runtime = load::client_runtime(args.client_threads)?;
 
     let total_started = Instant::now();
     println!("bench: gateway binary {}", binary.display());
@@ -168,10 +195,6 @@ fn run(args: &Args) -> Result<bool, String> {
         eprintln!("bench: the gateway did not shut down cleanly: {}\n{log_tail}", report.shutdown);
     }
     Ok(shutdown_ok)
-}
-
-fn tenant_id(index: usize) -> String {
-    format!("t{:05}", index + 1)
 }
 
 struct Run {
@@ -227,11 +250,7 @@ async fn scenario(args: &Args, gw: &mut Gateway, bare_threads: usize) -> Result<
         report.register_seconds,
         keys.len() as f64 / report.register_seconds
     );
-    let tenant_request = |i: usize, target: SocketAddr| {
-        let bearer = format!("Bearer {}", keys[i]);
-        let id = tenant_id(i);
-        http1::request("GET", target, "/api/v1/tenant", &[("X-Tenant-ID", &id), ("Authorization", &bearer)], None)
-    };
+    let tenant_request = |i: usize, target: SocketAddr| tenants::tenant_request(target, &tenant_id(i), &keys[i]);
 
     // 3. The bare server serves the body the gateway returns for one tenant (the last one,
     //    outside the sets measured below).
@@ -324,94 +343,6 @@ fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> Vec<(St
         after.iter().map(|(name, t)| (name.clone(), t - before.get(name).copied().unwrap_or(0.0))).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1));
     out
-}
-
-/// Registers `count` tenants with `concurrency` keep-alive connections; returns their keys.
-async fn register(
-    addr: SocketAddr,
-    admin_key: &str,
-    count: usize,
-    concurrency: usize,
-) -> Result<(Vec<String>, Latencies), String> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let bearer = format!("Bearer {admin_key}");
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let next = next.clone();
-        let bearer = bearer.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-            let mut keys = Vec::new();
-            let mut latency = Latencies::default();
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= count {
-                    return Ok::<_, String>((keys, latency));
-                }
-                let id = tenant_id(index);
-                let body = json!({
-                    "id": id,
-                    "name": format!("Bench tenant {id}"),
-                    "plan": "enterprise",
-                    "limits": {"requestsPerMinute": 100_000_000, "requestsPerHour": 100_000_000, "requestsPerDay": 100_000_000},
-                })
-                .to_string();
-                let request = http1::request("POST", addr, "/api/v1/admin/tenants", &[("Authorization", &bearer)], Some(body.as_bytes()));
-                let sent = Instant::now();
-                let (status, reply) = conn.send(&request).await.map_err(|e| format!("POST /api/v1/admin/tenants ({id}): {e}"))?;
-                latency.record(sent.elapsed());
-                if status != 201 {
-                    return Err(format!("creating tenant {id} answered {status}: {}", String::from_utf8_lossy(&reply)));
-                }
-                let reply: Value = serde_json::from_slice(&reply).map_err(|e| format!("create reply: {e}"))?;
-                let key = reply["apiKey"].as_str().ok_or("the create reply has no apiKey")?;
-                keys.push((index, key.to_string()));
-            }
-        }));
-    }
-    let mut keys = vec![String::new(); count];
-    let mut latency = Latencies::default();
-    for task in tasks {
-        let (part, lat) = task.await.map_err(|e| format!("registration task: {e}"))??;
-        for (index, key) in part {
-            keys[index] = key;
-        }
-        latency.extend(lat);
-    }
-    Ok((keys, latency))
-}
-
-/// Sends the requests one at a time on one connection, timing each; all must answer 200.
-async fn sequential(addr: SocketAddr, requests: &[Vec<u8>]) -> Result<Latencies, String> {
-    let mut conn = Conn::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-    let mut latency = Latencies::default();
-    for request in requests {
-        let sent = Instant::now();
-        let (status, body) = conn.send(request).await.map_err(|e| format!("GET /api/v1/tenant: {e}"))?;
-        latency.record(sent.elapsed());
-        if status != 200 {
-            return Err(format!("GET /api/v1/tenant answered {status}: {}", String::from_utf8_lossy(&body)));
-        }
-    }
-    Ok(latency)
-}
-
-/// The `connectors_tenant_actors_active` gauge.
-async fn active_actors(addr: SocketAddr) -> Result<u64, String> {
-    let mut conn = Conn::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-    let (status, body) = conn
-        .send(&http1::request("GET", addr, "/metrics", &[], None))
-        .await
-        .map_err(|e| format!("GET /metrics: {e}"))?;
-    if status != 200 {
-        return Err(format!("GET /metrics answered {status}"));
-    }
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|line| line.strip_prefix("connectors_tenant_actors_active "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .ok_or_else(|| "no connectors_tenant_actors_active gauge in /metrics".into())
 }
 
 /// The bare axum 0.8 server: `GET /api/v1/tenant` returns fixed bytes, nothing else.
