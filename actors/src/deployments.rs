@@ -422,11 +422,11 @@ impl Deployments {
             }
             Input::DeployerReported { name, report } => {
                 let retry = self.retry.clone();
-                if let Some(server) = self.servers.get_mut(&name) {
-                    if server.reported(now, &retry, report, &mut actions) {
-                        self.servers.remove(&name);
-                        actions.push(Effect::Removed { name });
-                    }
+                if let Some(server) = self.servers.get_mut(&name)
+                    && server.reported(now, &retry, report, &mut actions)
+                {
+                    self.servers.remove(&name);
+                    actions.push(Effect::Removed { name });
                 }
             }
             Input::ToolsDiscovered { name, count } => {
@@ -608,6 +608,19 @@ impl Server {
             _ => 0,
         }
     }
+}
+
+/// What an [`Effect::Persist`] of `after` changes when `before` was persisted, for a store that
+/// keeps one entry per server (e.g. collection `servers:<tenant>`, entry = server name): the
+/// records to write, and the names to delete. Write them all before the effects that follow.
+pub fn record_changes<'a>(
+    before: &'a [ServerRecord],
+    after: &'a [ServerRecord],
+) -> (Vec<&'a ServerRecord>, Vec<&'a ServerName>) {
+    let written = after.iter().filter(|record| !before.contains(record)).collect();
+    let deleted =
+        before.iter().filter(|old| !after.iter().any(|new| new.name == old.name)).map(|old| &old.name).collect();
+    (written, deleted)
 }
 
 /// Whether the server was handed to a deployer, which must stop it: every kind but `http`.

@@ -382,6 +382,22 @@ fn after_a_restart_deletions_resume_and_failures_stay() {
 }
 
 #[test]
+fn record_changes_name_what_to_write_and_what_to_delete() {
+    let mut d = ready_stdio();
+    handle(&mut d, t0(), create("remote", http()));
+    let before = d.records();
+    handle(&mut d, t0(), Input::Delete { name: name("remote") });
+    handle(&mut d, t0(), create("third", stdio()));
+    handle(&mut d, t0(), Input::Delete { name: name("notes") });
+    let after = d.records();
+    let (written, deleted) = record_changes(&before, &after);
+    let written: Vec<(&str, ServerStatus)> = written.iter().map(|r| (r.name.as_str(), r.status)).collect();
+    assert_eq!(written, vec![("notes", ServerStatus::Deleting), ("third", ServerStatus::Pending)]);
+    assert_eq!(deleted, vec![&name("remote")]);
+    assert_eq!(record_changes(&after, &after), (vec![], vec![]));
+}
+
+#[test]
 fn records_serialize_in_the_apis_shape_and_round_trip() {
     let record = record_with(&ready_stdio(), "notes");
     let json = serde_json::to_value(&record).expect("serializable");
