@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod evaluation;
+pub mod mcp_client;
 pub mod selection;
 pub mod selector;
 pub mod tool_graph;

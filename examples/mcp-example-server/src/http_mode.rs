@@ -1,0 +1,26 @@
+//! Streamable HTTP at `/mcp` on a loopback address, one MCP session per client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+use crate::tools::ExampleTools;
+
+pub(crate) async fn serve(address: SocketAddr, tools: ExampleTools) -> Result<(), String> {
+    if !address.ip().is_loopback() {
+        return Err(format!("{address} is not a loopback address; this server has no authentication"));
+    }
+    let service = StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|error| format!("bind {address}: {error}"))?;
+    let bound = listener.local_addr().map_err(|error| error.to_string())?;
+    // Tests read this line to learn the port when they asked for port 0.
+    println!("listening on http://{bound}/mcp");
+    axum::serve(listener, router).await.map_err(|error| error.to_string())
+}

@@ -1,0 +1,330 @@
+//! The MCP client against real servers in real processes on loopback: the project's example server
+//! (rmcp) over stdio and streamable HTTP, and a server written with the official Python SDK.
+//!
+//! The Python test installs `mcp<2` with pip when it is missing, and fails (never skips) when it
+//! still cannot import it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use connectors::tools::mcp_client::{
+    BearerToken, CallToolResult, McpConnection, McpError, McpPool, McpServer, StdioCommand, catalog_tools,
+};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+const EXAMPLE_TOOLS: [&str; 6] = ["add", "echo", "exit", "fail", "sleep", "whoami"];
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
+fn arguments(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("arguments must be an object, not {other}"),
+    }
+}
+
+fn text_of(result: &CallToolResult) -> String {
+    result.content.iter().filter_map(|block| block.as_text()).map(|text| text.text.as_str()).collect()
+}
+
+/// What `whoami` saw in the `Authorization` header (`None` when there was none).
+fn authorization_seen(result: &CallToolResult) -> Option<String> {
+    let report: Value = serde_json::from_str(&text_of(result)).expect("whoami answers JSON");
+    report["authorization"].as_str().map(str::to_owned)
+}
+
+// ---- the example server -------------------------------------------------------------------------
+
+/// The example server's binary, built once per test process so it is never stale.
+fn example_server_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // This test runs from `<target>/<profile>/deps/`; the example server lands in `<target>/<profile>/`.
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("a target/<profile>/deps layout");
+        let target_dir = profile_dir.parent().expect("a target directory");
+        let profile = profile_dir.file_name().and_then(|name| name.to_str()).expect("a profile name");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "mcp-example-server", "--bin", "mcp-example-server", "--profile"])
+            .arg(if profile == "debug" { "dev" } else { profile })
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building mcp-example-server failed");
+        profile_dir.join("mcp-example-server")
+    })
+}
+
+fn example_stdio(extra_args: &[&str]) -> McpServer {
+    let mut args = vec!["--stdio"];
+    args.extend_from_slice(extra_args);
+    McpServer::Stdio(StdioCommand::new(example_server_binary()).args(args).working_dir(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A server process that prints `listening on URL` first; killed when dropped.
+struct HttpServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl HttpServerProcess {
+    fn start(command: &mut Command) -> Self {
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("the server process starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("the server reports its address");
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self { url: url.to_owned(), child }
+    }
+
+    fn example(extra_args: &[&str]) -> Self {
+        Self::start(Command::new(example_server_binary()).args(["--http", "127.0.0.1:0"]).args(extra_args))
+    }
+
+    fn server(&self) -> McpServer {
+        McpServer::http(&self.url)
+    }
+}
+
+impl Drop for HttpServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(server: &McpServer, token: Option<&BearerToken>) -> McpConnection {
+    McpConnection::connect(server, token, soon()).await.expect("the client connects and initializes")
+}
+
+async fn assert_lists_every_example_tool(connection: &McpConnection) {
+    let tools = connection.list_tools(soon()).await.expect("tools/list");
+    let mut names: Vec<String> = tools.iter().map(|tool| tool.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, EXAMPLE_TOOLS);
+
+    let catalog = catalog_tools("example", "testing", &tools);
+    let add = catalog.iter().find(|tool| tool.id == "example.add").expect("add is in the catalog");
+    assert_eq!(add.category, "testing");
+    assert_eq!(add.description, "Adds two numbers and returns the sum");
+    let mut parameters = add.parameters.clone();
+    parameters.sort();
+    assert_eq!(parameters, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn stdio_lists_every_tool_across_pages() {
+    // Two tools a page: three `tools/list` requests joined by their cursors.
+    let connection = connect(&example_stdio(&["--page-size", "2"]), None).await;
+    assert_lists_every_example_tool(&connection).await;
+    connection.close().await;
+}
+
+#[tokio::test]
+async fn http_lists_every_tool_across_pages() {
+    let process = HttpServerProcess::example(&["--page-size", "4"]);
+    let connection = connect(&process.server(), None).await;
+    assert_lists_every_example_tool(&connection).await;
+    connection.close().await;
+}
+
+#[tokio::test]
+async fn stdio_calls_tools_and_carries_no_token() {
+    let token = BearerToken::new("never-sent");
+    let connection = connect(&example_stdio(&[]), Some(&token)).await;
+    assert!(connection.protocol_version().is_some(), "initialize negotiated a version");
+
+    let echoed = connection.call_tool("echo", arguments(json!({"text": "hello"})), soon()).await.expect("echo");
+    assert_eq!((text_of(&echoed).as_str(), echoed.is_error), ("hello", Some(false)));
+    let sum = connection.call_tool("add", arguments(json!({"a": 2, "b": 3.5})), soon()).await.expect("add");
+    assert_eq!(text_of(&sum), "5.5");
+    let whoami = connection.call_tool("whoami", Map::new(), soon()).await.expect("whoami");
+    assert_eq!(authorization_seen(&whoami), None, "stdio has no HTTP request to carry a token");
+    connection.close().await;
+}
+
+#[tokio::test]
+async fn http_sends_the_bearer_token_on_every_request() {
+    let process = HttpServerProcess::example(&[]);
+    let token = BearerToken::new("tenant-access-token");
+    let connection = connect(&process.server(), Some(&token)).await;
+    for _ in 0..2 {
+        let whoami = connection.call_tool("whoami", Map::new(), soon()).await.expect("whoami");
+        assert_eq!(authorization_seen(&whoami).as_deref(), Some("Bearer tenant-access-token"));
+    }
+    let anonymous = connect(&process.server(), None).await;
+    let whoami = anonymous.call_tool("whoami", Map::new(), soon()).await.expect("whoami");
+    assert_eq!(authorization_seen(&whoami), None);
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_times_out_and_the_connection_survives() {
+    for server in [None, Some(HttpServerProcess::example(&[]))] {
+        let server = server.as_ref().map_or_else(|| example_stdio(&[]), HttpServerProcess::server);
+        let connection = connect(&server, None).await;
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let outcome = connection.call_tool("sleep", arguments(json!({"ms": 5_000})), deadline).await;
+        assert_eq!(outcome, Err(McpError::Timeout), "{server}");
+        assert!(started.elapsed() < Duration::from_secs(2), "the deadline, not the tool, ended the call");
+
+        let echoed = connection.call_tool("echo", arguments(json!({"text": "still here"})), soon()).await;
+        assert_eq!(text_of(&echoed.expect("the connection is still usable")), "still here", "{server}");
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_already_past_times_out_the_handshake() {
+    let outcome = McpConnection::connect(&example_stdio(&[]), None, Instant::now()).await;
+    assert_eq!(outcome.map(|_| ()), Err(McpError::Timeout));
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_listening_is_unreachable() {
+    // A port that was free a moment ago: nothing listens there now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a port");
+    let server = McpServer::http(format!("http://127.0.0.1:{}/mcp", port.port()));
+    let outcome = McpConnection::connect(&server, None, soon()).await;
+    assert!(matches!(outcome, Err(McpError::Unreachable(_))), "{outcome:?}");
+
+    let missing = McpServer::Stdio(StdioCommand::new("/nonexistent/mcp-server"));
+    let outcome = McpConnection::connect(&missing, None, soon()).await;
+    assert!(matches!(outcome, Err(McpError::Unreachable(_))), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn tool_failures_are_surfaced() {
+    let process = HttpServerProcess::example(&[]);
+    for server in [example_stdio(&[]), process.server()] {
+        let connection = connect(&server, None).await;
+        // The tool ran and failed: a result with isError, as tools/invoke passes it on.
+        let failed = connection.call_tool("fail", arguments(json!({"message": "boom"})), soon()).await;
+        let failed = failed.expect("a tool's own failure is a result");
+        assert_eq!((failed.is_error, text_of(&failed).as_str()), (Some(true), "boom"), "{server}");
+        // The server refused the call itself.
+        let unknown = connection.call_tool("no-such-tool", Map::new(), soon()).await;
+        assert!(matches!(unknown, Err(McpError::ToolError { .. })), "{server}: {unknown:?}");
+        // Arguments that do not fit the schema: rmcp reports that in-band, as the spec asks.
+        let bad_arguments = connection.call_tool("add", arguments(json!({"a": "two"})), soon()).await;
+        assert_eq!(bad_arguments.map(|result| result.is_error), Ok(Some(true)), "{server}");
+    }
+}
+
+#[tokio::test]
+async fn the_pool_reuses_a_connection_and_reconnects_after_it_broke() {
+    let pool = McpPool::new();
+    let server = example_stdio(&[]);
+    let first = pool.connection(&server, None, soon()).await.expect("connects");
+    let again = pool.connection(&server, None, soon()).await.expect("reuses");
+    assert!(Arc::ptr_eq(&first, &again), "a live connection is reused");
+
+    // The server process dies in the middle of a call.
+    let outcome = pool.call_tool(&server, None, "exit", Map::new(), soon()).await;
+    assert!(matches!(outcome, Err(McpError::Unreachable(_))), "{outcome:?}");
+
+    let echoed = pool.call_tool(&server, None, "echo", arguments(json!({"text": "back"})), soon()).await;
+    assert_eq!(text_of(&echoed.expect("the pool reconnected")), "back");
+    let replacement = pool.connection(&server, None, soon()).await.expect("connected");
+    assert!(!Arc::ptr_eq(&first, &replacement), "the broken connection was replaced");
+    assert_eq!(pool.len(), 1);
+}
+
+#[tokio::test]
+async fn the_pool_keeps_one_connection_per_token() {
+    let process = HttpServerProcess::example(&[]);
+    let server = process.server();
+    let pool = McpPool::new();
+    let (alice, bob) = (BearerToken::new("alice-token"), BearerToken::new("bob-token"));
+    for (token, expected) in
+        [(Some(&alice), Some("Bearer alice-token")), (Some(&bob), Some("Bearer bob-token")), (None, None)]
+    {
+        let whoami = pool.call_tool(&server, token, "whoami", Map::new(), soon()).await.expect("whoami");
+        assert_eq!(authorization_seen(&whoami).as_deref(), expected);
+    }
+    let alice_connection = pool.connection(&server, Some(&alice), soon()).await.expect("alice's");
+    let bob_connection = pool.connection(&server, Some(&bob), soon()).await.expect("bob's");
+    assert!(!Arc::ptr_eq(&alice_connection, &bob_connection));
+    assert_eq!(pool.len(), 3);
+
+    let tools = pool.list_tools(&server, Some(&alice), soon()).await.expect("tools/list");
+    assert_eq!(tools.len(), EXAMPLE_TOOLS.len());
+    pool.remove_server(&server);
+    assert!(pool.is_empty());
+}
+
+// ---- a server written with the official Python SDK ---------------------------------------------
+
+fn python_imports_mcp() -> bool {
+    Command::new("python3")
+        .args(["-c", "import mcp.server.fastmcp, uvicorn"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Installs the official MCP Python SDK (1.x) for this user when it is missing.
+fn ensure_python_mcp_sdk() {
+    if python_imports_mcp() {
+        return;
+    }
+    // `--user` first; a virtualenv refuses it, and a distribution's Python may want the last form.
+    let attempts: [&[&str]; 3] = [&["--user"], &[], &["--user", "--break-system-packages"]];
+    for extra in attempts {
+        let installed = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(extra)
+            .arg("mcp<2")
+            .status()
+            .is_ok_and(|status| status.success());
+        if installed && python_imports_mcp() {
+            return;
+        }
+    }
+    panic!(
+        "the official MCP Python SDK is required by this test and could not be installed: \
+         run `python3 -m pip install --user \"mcp<2\"` (python3 and pip must be on PATH)"
+    );
+}
+
+#[tokio::test]
+async fn python_sdk_server_lists_calls_and_sees_the_injected_token() {
+    ensure_python_mcp_sdk();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/python_mcp_server.py");
+    let process = HttpServerProcess::start(Command::new("python3").arg(fixture));
+    let token = BearerToken::new("python-tenant-token");
+    let connection = connect(&process.server(), Some(&token)).await;
+
+    let tools = connection.list_tools(soon()).await.expect("tools/list");
+    let mut names: Vec<String> = tools.iter().map(|tool| tool.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["add", "echo", "fail", "sleep", "whoami"]);
+    let catalog = catalog_tools("python", "testing", &tools);
+    let echo = catalog.iter().find(|tool| tool.id == "python.echo").expect("echo is in the catalog");
+    assert_eq!(echo.parameters, ["text"]);
+
+    let echoed = connection.call_tool("echo", arguments(json!({"text": "from rust"})), soon()).await.expect("echo");
+    assert_eq!(text_of(&echoed), "from rust");
+    let sum = connection.call_tool("add", arguments(json!({"a": 2, "b": 3})), soon()).await.expect("add");
+    assert_eq!(text_of(&sum), "5.0");
+    let whoami = connection.call_tool("whoami", Map::new(), soon()).await.expect("whoami");
+    assert_eq!(authorization_seen(&whoami).as_deref(), Some("Bearer python-tenant-token"));
+
+    let failed = connection.call_tool("fail", arguments(json!({"message": "python boom"})), soon()).await;
+    let failed = failed.expect("a tool's own failure is a result");
+    assert_eq!(failed.is_error, Some(true));
+    assert!(text_of(&failed).contains("python boom"), "{failed:?}");
+
+    let slow =
+        connection.call_tool("sleep", arguments(json!({"ms": 5_000})), Instant::now() + Duration::from_millis(300));
+    assert_eq!(slow.await, Err(McpError::Timeout));
+    connection.close().await;
+}
