@@ -23,6 +23,7 @@ use connectors_cluster::transport::links::{LinkConfig, Links};
 use connectors_cluster::transport::region::{RegionArgs, ShardRegion};
 use serde_json::Value;
 
+use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME as TOOL_GRAPH_FILE};
 use crate::backends::file_secret_store::FileSecretStore;
 use crate::backends::redb_store::RedbStore;
 use crate::backends::redis_connection::RedisConnection;
@@ -36,6 +37,11 @@ use crate::config::{Config, RateLimitStore};
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::oauth_client::TokenClient;
+use crate::tools::catalog::Catalog;
+use crate::tools::mcp_client::{BearerToken, McpPool, McpServer};
+use crate::tools::registry::ToolRegistry;
+use crate::tools::selection::engine::SelectionEngine;
+use crate::tools::selector::Selector;
 
 const ADMIN_KEY_META: &str = "admin_key_sha256";
 
@@ -53,6 +59,8 @@ pub enum StartError {
     Supervisor(String),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("tool graph: {0}")]
+    ToolGraph(String),
 }
 
 /// Everything handlers share.
@@ -71,6 +79,10 @@ pub struct Gateway {
     pub http_addr: String,
     /// `RATE_LIMIT_STORE=redis`: the per-request Redis counter that replaces the actor's windows.
     pub rate_counter: Option<RedisRateCounter>,
+    /// Tool selection and what it learned.
+    pub selector: Arc<Selector>,
+    /// Shared integrations and the catalog of every tool.
+    pub registry: Arc<ToolRegistry>,
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -215,6 +227,24 @@ impl Gateway {
             }
             (Some(_), None) => return Err(StartError::Cluster("cluster mode needs a Redis URL (--redis-url)".into())),
         };
+        let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE))
+            .map_err(|e| StartError::ToolGraph(e.to_string()))?;
+        let engine = SelectionEngine::new(Catalog::default());
+        let selector =
+            Arc::new(Selector::open(engine, Arc::new(graph)).await.map_err(|e| StartError::ToolGraph(e.to_string()))?);
+        let registry = Arc::new(
+            ToolRegistry::load(
+                store.clone(),
+                Arc::new(McpPool::new()),
+                selector.clone(),
+                config.tools.discovery_timeout,
+            )
+            .await?,
+        );
+        if cluster.is_some() {
+            // Integrations registered through other nodes reach this one's catalog.
+            tokio::spawn(reload_integrations(Arc::downgrade(&registry), config.cluster.heartbeat * 4));
+        }
         let gateway = Arc::new(Self {
             config,
             policy,
@@ -226,6 +256,8 @@ impl Gateway {
             node_id,
             http_addr: options.http_addr.to_string(),
             rate_counter,
+            selector,
+            registry,
             recorder,
             clock,
             metrics: Metrics::default(),
@@ -236,6 +268,15 @@ impl Gateway {
         });
         gateway.ensure_fallback_tenant().await?;
         Ok(gateway)
+    }
+
+    /// Where `tenant`'s own server `server` is reached.
+    pub async fn custom_server_endpoint(
+        &self,
+        _tenant: &TenantId,
+        server: &str,
+    ) -> Result<(McpServer, Option<BearerToken>), crate::http::error::ApiError> {
+        Err(crate::http::error::ApiError::not_found(format!("custom server `{server}` not found")))
     }
 
     /// In single-tenant and key-less modes the fallback tenant must exist; create it once.
@@ -323,6 +364,16 @@ impl Gateway {
         }
         if let Some(task) = self.recorder_task.lock().await.take() {
             task.abort();
+        }
+    }
+}
+
+async fn reload_integrations(registry: std::sync::Weak<ToolRegistry>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(registry) = registry.upgrade() else { return };
+        if let Err(error) = registry.reload().await {
+            tracing::warn!(%error, "cannot reload the integrations");
         }
     }
 }

@@ -46,6 +46,31 @@ struct FileConfig {
     redis: RedisSection,
     #[serde(default)]
     cluster: ClusterSection,
+    #[serde(default)]
+    tools: ToolsSection,
+}
+
+/// Talking to MCP servers.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct ToolsSection {
+    call_timeout_seconds: u64,
+    discovery_timeout_seconds: u64,
+}
+
+impl Default for ToolsSection {
+    fn default() -> Self {
+        Self { call_timeout_seconds: 30, discovery_timeout_seconds: 10 }
+    }
+}
+
+/// Deadlines of calls to MCP servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolTimeouts {
+    /// One `tools/call`; past it the caller gets 504 `upstream_timeout`.
+    pub call_timeout: Duration,
+    /// One discovery (`initialize` and `tools/list`) of a server's tools.
+    pub discovery_timeout: Duration,
 }
 
 /// Where the Redis store keeps its keys; used when a Redis URL is given.
@@ -310,6 +335,7 @@ pub struct Config {
     /// Prefix of every Redis key (`redis.tenantPrefix`, `REDIS_TENANT_PREFIX`).
     pub redis_prefix: String,
     pub cluster: ClusterTiming,
+    pub tools: ToolTimeouts,
 }
 
 /// Reads the environment variables that override the file (an injectable lookup so tests need
@@ -471,6 +497,16 @@ impl Config {
             )?),
             vault,
             rate_limit_store,
+            tools: ToolTimeouts {
+                call_timeout: Duration::from_secs(positive(
+                    "tools.callTimeoutSeconds",
+                    file.tools.call_timeout_seconds,
+                )?),
+                discovery_timeout: Duration::from_secs(positive(
+                    "tools.discoveryTimeoutSeconds",
+                    file.tools.discovery_timeout_seconds,
+                )?),
+            },
             redis_prefix: non_empty("redis.tenantPrefix", file.redis.tenant_prefix)?,
             cluster: ClusterTiming {
                 heartbeat: Duration::from_millis(positive("cluster.heartbeatMillis", cl.heartbeat_millis)?),

@@ -16,6 +16,8 @@ pub struct TenantCounters {
     pub requests: AtomicU64,
     pub rate_limited: AtomicU64,
     pub denied: AtomicU64,
+    pub invocations: AtomicU64,
+    pub invocation_errors: AtomicU64,
 }
 
 #[derive(Default)]
@@ -32,11 +34,24 @@ pub enum Outcome {
 }
 
 impl Metrics {
-    pub fn count(&self, tenant: &TenantId, outcome: Outcome) {
-        let counters = match self.tenants.get(tenant) {
+    fn counters(&self, tenant: &TenantId) -> Arc<TenantCounters> {
+        match self.tenants.get(tenant) {
             Some(counters) => counters.clone(),
             None => self.tenants.entry(tenant.clone()).or_default().clone(),
-        };
+        }
+    }
+
+    /// A tool invocation that reached the tool's server (or failed trying).
+    pub fn count_invocation(&self, tenant: &TenantId, succeeded: bool) {
+        let counters = self.counters(tenant);
+        counters.invocations.fetch_add(1, Ordering::Relaxed);
+        if !succeeded {
+            counters.invocation_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn count(&self, tenant: &TenantId, outcome: Outcome) {
+        let counters = self.counters(tenant);
         counters.requests.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Outcome::Admitted => {}
@@ -55,12 +70,13 @@ impl Metrics {
     }
 
     pub fn render(&self, actors_active: usize, actor_restarts: u64) -> String {
-        let mut rows: Vec<(TenantId, [u64; 3])> = self
+        let mut rows: Vec<(TenantId, [u64; 5])> = self
             .tenants
             .iter()
             .map(|entry| {
                 let c = entry.value();
-                let values = [&c.requests, &c.rate_limited, &c.denied].map(|a| a.load(Ordering::Relaxed));
+                let values = [&c.requests, &c.rate_limited, &c.denied, &c.invocations, &c.invocation_errors]
+                    .map(|a| a.load(Ordering::Relaxed));
                 (entry.key().clone(), values)
             })
             .collect();
@@ -70,6 +86,8 @@ impl Metrics {
             ("connectors_tenant_requests_total", "Tenant-API requests, admitted or not."),
             ("connectors_tenant_rate_limited_total", "Tenant-API requests refused with 429."),
             ("connectors_tenant_denied_total", "Tenant-API requests refused for any other reason."),
+            ("connectors_tenant_tool_invocations_total", "Tool invocations sent to a tool server."),
+            ("connectors_tenant_tool_invocation_errors_total", "Tool invocations that failed or returned isError."),
         ];
         for (i, (name, help)) in families.iter().enumerate() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -42,6 +42,10 @@ impl ApiError {
         self.0.status
     }
 
+    pub fn code(&self) -> &'static str {
+        self.0.code
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid API key")
     }

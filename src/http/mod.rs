@@ -6,10 +6,12 @@ pub mod cluster;
 pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod integrations;
 pub mod oauth;
 pub mod ops;
 pub mod rate_headers;
 pub mod tenant_api;
+pub mod tools;
 pub mod views;
 
 use std::sync::Arc;
@@ -38,10 +40,18 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/tenants/{id}/oauth", get(oauth::list_credentials))
         .route("/tenants/{id}/oauth/{integration}", put(oauth::put_credential).delete(oauth::delete_credential))
         .route("/cluster", get(cluster::view))
+        .route("/integrations", post(integrations::create).get(integrations::list))
+        .route("/integrations/{name}", axum::routing::delete(integrations::delete))
+        .route("/integrations/{name}/refresh", post(integrations::refresh))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), admin::require_admin));
     Router::new()
         .nest("/api/v1/admin", admin)
         .route("/api/v1/tenant", get(tenant_api::get_tenant))
+        .route("/api/v1/tools", get(tools::list))
+        .route("/api/v1/tools/select", post(tools::select))
+        .route("/api/v1/tools/invoke", post(tools::invoke))
+        .route("/api/v1/tools/feedback", post(tools::feedback))
+        .route("/api/v1/tools/{id}", get(tools::get))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

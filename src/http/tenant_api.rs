@@ -194,7 +194,7 @@ async fn fresh_owner(gateway: &Gateway, key: Option<&KeyHash>) -> Result<Option<
 /// How many key-to-tenant answers the edge remembers at most.
 const KEY_OWNERS_REMEMBERED: usize = 100_000;
 
-fn denial_error(denial: Denial) -> ApiError {
+pub fn denial_error(denial: Denial) -> ApiError {
     match denial {
         Denial::Unauthorized => ApiError::unauthorized(),
         Denial::Suspended => ApiError::forbidden("tenant_suspended", "the tenant is suspended"),
@@ -223,12 +223,25 @@ pub async fn audit(
     result: AuditResult,
     params: Option<Value>,
 ) {
+    audit_event(gateway, caller, tenant, action, None, result, params).await;
+}
+
+/// Writes the audit event of a tenant-API request about one tool.
+pub async fn audit_event(
+    gateway: &Gateway,
+    caller: &Caller,
+    tenant: &TenantId,
+    action: &str,
+    tool_id: Option<&str>,
+    result: AuditResult,
+    params: Option<Value>,
+) {
     let event = AuditEvent {
         timestamp: caller.started_at,
         tenant_id: tenant.clone(),
         user_id: None,
         action: action.to_string(),
-        tool_id: None,
+        tool_id: tool_id.map(str::to_string),
         params,
         result,
         duration: caller.started.elapsed().as_millis() as u64,

@@ -97,7 +97,8 @@ impl From<ToolRecord> for Tool {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     tools: Vec<Tool>,
-    by_id: HashMap<ToolId, usize>,
+    /// By owner (`None`: shared) and id: two tenants' own servers may have the same name.
+    by_id: HashMap<(Option<TenantId>, ToolId), usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,7 +111,7 @@ impl Catalog {
     pub fn new(tools: Vec<Tool>) -> Result<Self, CatalogError> {
         let mut by_id = HashMap::with_capacity(tools.len());
         for (index, tool) in tools.iter().enumerate() {
-            if by_id.insert(tool.id.clone(), index).is_some() {
+            if by_id.insert((tool.owner.clone(), tool.id.clone()), index).is_some() {
                 return Err(CatalogError::DuplicateId(tool.id.clone()));
             }
         }
@@ -129,11 +130,23 @@ impl Catalog {
         self.tools.is_empty()
     }
 
+    /// A shared tool's position.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
+        self.by_id.get(&(None, id.to_string())).copied()
     }
 
+    /// The position of the tool `id` as `tenant` sees it: its own server's, else the shared one.
+    pub fn visible_index(&self, tenant: &TenantId, id: &str) -> Option<usize> {
+        self.by_id.get(&(Some(tenant.clone()), id.to_string())).copied().or_else(|| self.index_of(id))
+    }
+
+    /// A shared tool.
     pub fn get(&self, id: &str) -> Option<&Tool> {
         self.index_of(id).map(|index| &self.tools[index])
+    }
+
+    /// The tool `id` as `tenant` sees it (see [`Catalog::visible_index`]).
+    pub fn get_visible(&self, tenant: &TenantId, id: &str) -> Option<&Tool> {
+        self.visible_index(tenant, id).map(|index| &self.tools[index])
     }
 }

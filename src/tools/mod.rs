@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod evaluation;
 pub mod mcp_client;
+pub mod registry;
 pub mod selection;
 pub mod selector;
 pub mod tool_graph;

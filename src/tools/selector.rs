@@ -10,6 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use connectors_actors::tenant::TenantId;
 
+use super::catalog::{Catalog, Tool};
 use super::selection::engine::{SelectOptions, Selection, SelectionEngine};
 use super::tool_graph::{ServedQuery, ToolGraph, ToolGraphError};
 
@@ -61,6 +62,31 @@ impl Selector {
         Ok(())
     }
 
+    /// Swaps in a new catalog; what was learned stays.
+    pub fn replace_catalog(&self, catalog: Catalog) {
+        self.write().replace_catalog(catalog);
+    }
+
+    /// The tool `id` as `tenant` sees it now.
+    pub fn tool(&self, tenant: &TenantId, id: &str) -> Option<Tool> {
+        self.read().catalog().get_visible(tenant, id).cloned()
+    }
+
+    /// The tools `tenant` may see, by id, those of `category` only when given.
+    pub fn visible_tools(&self, tenant: &TenantId, category: Option<&str>) -> Vec<Tool> {
+        let engine = self.read();
+        let mut tools: Vec<Tool> = engine
+            .catalog()
+            .tools()
+            .iter()
+            .filter(|tool| tool.is_visible_to(tenant))
+            .filter(|tool| category.is_none_or(|c| tool.category.eq_ignore_ascii_case(c)))
+            .cloned()
+            .collect();
+        tools.sort_by(|a, b| a.id.cmp(&b.id));
+        tools
+    }
+
     /// The weight `tenant`'s learned votes get now (see `selection::calibration`).
     pub fn blend_weight(&self, tenant: &TenantId) -> f32 {
         self.read().blend_weight(tenant)
@@ -97,7 +123,6 @@ impl Selector {
 mod tests {
     use super::*;
     use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME};
-    use crate::tools::catalog::{Catalog, Tool};
 
     fn engine() -> SelectionEngine {
         let tool = |integration: &str, name: &str, description: &str| {

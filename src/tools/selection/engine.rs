@@ -97,6 +97,24 @@ impl Default for Tuning {
     }
 }
 
+fn index_of(catalog: &Catalog, tuning: &Tuning) -> Bm25Index {
+    let mut index = Bm25Index::default();
+    for tool in catalog.tools() {
+        let mut parameters = Vec::new();
+        for name in &tool.parameters {
+            push_terms(name, &mut parameters);
+        }
+        index.add([
+            (tuning.name_weight, terms(&tool.name).as_slice()),
+            (tuning.integration_weight, terms(&tool.integration).as_slice()),
+            (tuning.category_weight, terms(&tool.category).as_slice()),
+            (tuning.description_weight, terms(&tool.description).as_slice()),
+            (tuning.parameter_weight, parameters.as_slice()),
+        ]);
+    }
+    index
+}
+
 /// What is learned of one tenant: its past queries, and how much they should count.
 struct TenantLearning {
     memory: TenantMemory,
@@ -117,21 +135,16 @@ impl SelectionEngine {
     }
 
     pub fn with_tuning(catalog: Catalog, tuning: Tuning) -> Self {
-        let mut index = Bm25Index::default();
-        for tool in catalog.tools() {
-            let mut parameters = Vec::new();
-            for name in &tool.parameters {
-                push_terms(name, &mut parameters);
-            }
-            index.add([
-                (tuning.name_weight, terms(&tool.name).as_slice()),
-                (tuning.integration_weight, terms(&tool.integration).as_slice()),
-                (tuning.category_weight, terms(&tool.category).as_slice()),
-                (tuning.description_weight, terms(&tool.description).as_slice()),
-                (tuning.parameter_weight, parameters.as_slice()),
-            ]);
-        }
+        let index = index_of(&catalog, &tuning);
         Self { catalog, index, tenants: HashMap::new(), co_usage: CoUsage::default(), tuning }
+    }
+
+    /// Swaps in a new catalog (an integration or a tenant's server came, changed or went).
+    /// What was learned is kept: it is keyed by tool id, and ids of tools that are gone simply
+    /// never rank.
+    pub fn replace_catalog(&mut self, catalog: Catalog) {
+        self.index = index_of(&catalog, &self.tuning);
+        self.catalog = catalog;
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -209,7 +222,7 @@ impl SelectionEngine {
         for (index, vote) in self.votes(tenant, &query_terms) {
             scores[index] += weight * vote;
         }
-        self.add_co_usage_lift(&eligible, &mut scores);
+        self.add_co_usage_lift(tenant, &eligible, &mut scores);
         let candidates = top(&scores, &eligible, options.max_tools);
         // Scores are reported in [0, 1].
         let top_weight = self.tuning.blend_weights.last().copied().unwrap_or(0.0);
@@ -243,7 +256,7 @@ impl SelectionEngine {
         for neighbour in &neighbours {
             let weight = neighbour.similarity.powf(self.tuning.similarity_power);
             for id in neighbour.tools {
-                if let Some(index) = self.catalog.index_of(id) {
+                if let Some(index) = self.catalog.visible_index(tenant, id) {
                     *votes.entry(index).or_default() += weight;
                 }
             }
@@ -262,7 +275,7 @@ impl SelectionEngine {
     /// about any weight.
     fn blend_qualities(&self, tenant: &TenantId, query_terms: &[String], served_tools: &[ToolId]) -> Option<Vec<f64>> {
         let votes = self.votes(tenant, query_terms);
-        let served: Vec<usize> = served_tools.iter().filter_map(|id| self.catalog.index_of(id)).collect();
+        let served: Vec<usize> = served_tools.iter().filter_map(|id| self.catalog.visible_index(tenant, id)).collect();
         if votes.is_empty() || served.is_empty() {
             return None;
         }
@@ -284,7 +297,7 @@ impl SelectionEngine {
     }
 
     /// Lifts tools often used with the current leaders.
-    fn add_co_usage_lift(&self, eligible: &[bool], scores: &mut [f32]) {
+    fn add_co_usage_lift(&self, tenant: &TenantId, eligible: &[bool], scores: &mut [f32]) {
         let tuning = &self.tuning;
         if tuning.co_usage_leaders == 0 || tuning.co_usage_weight <= 0.0 {
             return;
@@ -297,7 +310,7 @@ impl SelectionEngine {
                 {
                     continue;
                 }
-                if let Some(companion) = self.catalog.index_of(&edge.to) {
+                if let Some(companion) = self.catalog.visible_index(tenant, &edge.to) {
                     lifts.push((companion, tuning.co_usage_weight * edge.confidence as f32 * scores[leader]));
                 }
             }

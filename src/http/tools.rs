@@ -1,0 +1,387 @@
+//! The tenant's tool endpoints: `tools/select`, the tool list and one tool, `tools/invoke`
+//! (through MCP, with the tenant's OAuth access token when the integration needs one) and
+//! `tools/feedback`. Admission goes through the tenant's actor like every tenant-API request.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use connectors_actors::audit::{AuditResult, redact_secrets};
+use connectors_actors::quotas::Quota;
+use connectors_actors::secret_store::CredentialStatus;
+use connectors_actors::tenant::TenantId;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::extract::{JsonBody, JsonObject, QueryParams};
+use super::tenant_api::{Admitted, admit, audit, denial_error};
+use crate::app::Gateway;
+use crate::tools::catalog::Tool;
+use crate::tools::mcp_client::{BearerToken, McpError, McpServer};
+use crate::tools::registry::IntegrationAuth;
+use crate::tools::selection::engine::SelectOptions;
+use crate::tools::tool_graph::ServedQuery;
+
+/// Longest query accepted; longer ones are not questions but documents.
+const MAX_QUERY_CHARS: usize = 2_000;
+/// The query kept inside a selection id (enough to learn from, short enough for a header).
+const MAX_REMEMBERED_QUERY_CHARS: usize = 300;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SelectBody {
+    query: String,
+    #[serde(default)]
+    options: Option<SelectOptionsBody>,
+}
+
+impl JsonObject for SelectBody {
+    const OBJECT_FIELDS: &'static [&'static str] = &["options"];
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SelectOptionsBody {
+    max_tools: Option<usize>,
+    token_budget: Option<usize>,
+    allowed_categories: Option<Vec<String>>,
+    include_schemas: Option<bool>,
+}
+
+impl SelectOptionsBody {
+    fn into_options(self) -> Result<SelectOptions, ApiError> {
+        let defaults = SelectOptions::default();
+        let max_tools = self.max_tools.unwrap_or(defaults.max_tools);
+        if !(1..=100).contains(&max_tools) {
+            return Err(ApiError::invalid("`options.maxTools` must be between 1 and 100"));
+        }
+        let token_budget = self.token_budget.unwrap_or(defaults.token_budget);
+        if !(1..=1_000_000).contains(&token_budget) {
+            return Err(ApiError::invalid("`options.tokenBudget` must be between 1 and 1000000"));
+        }
+        Ok(SelectOptions {
+            max_tools,
+            token_budget,
+            allowed_categories: self.allowed_categories.unwrap_or_default(),
+            include_schemas: self.include_schemas.unwrap_or(false),
+        })
+    }
+}
+
+/// What a selection id carries: which tenant asked what. Self-contained, so that an invoke or
+/// feedback naming it can be learned from on any node, after any restart.
+#[derive(Serialize, Deserialize)]
+struct SelectionRef {
+    t: String,
+    q: String,
+}
+
+fn selection_id(tenant: &TenantId, query: &str) -> String {
+    let q: String = query.chars().take(MAX_REMEMBERED_QUERY_CHARS).collect();
+    let json = serde_json::to_vec(&SelectionRef { t: tenant.to_string(), q }).unwrap_or_default();
+    format!("sel_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+}
+
+/// The query behind `id`, when it is a selection of `tenant`'s.
+fn selected_query(tenant: &TenantId, id: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(id.strip_prefix("sel_")?).ok()?;
+    let selection: SelectionRef = serde_json::from_slice(&bytes).ok()?;
+    (selection.t == tenant.as_str()).then_some(selection.q)
+}
+
+/// `POST /api/v1/tools/select`
+pub async fn select(
+    State(gateway): State<Arc<Gateway>>,
+    parts: Parts,
+    JsonBody { value: body, .. }: JsonBody<SelectBody>,
+) -> Result<Response, ApiError> {
+    let query = body.query.trim().to_string();
+    if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::invalid(format!("`query` must be 1 to {MAX_QUERY_CHARS} characters")));
+    }
+    let options = body.options.map(SelectOptionsBody::into_options).transpose()?.unwrap_or_default();
+    let admitted = admit(&gateway, &parts, "tools.select", None, true).await?;
+    let tenant = admitted.tenant.record.id.clone();
+    let started = Instant::now();
+    let selection = gateway.selector.select(&tenant, &query, &options).await.map_err(ApiError::unavailable)?;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let params = json!({"query": query, "returned": selection.tiers.len()});
+    audit(&gateway, &admitted.caller, &tenant, "tools.select", AuditResult::Success, Some(params)).await;
+    let body = json!({
+        "selectionId": selection_id(&tenant, &query),
+        "query": query,
+        "tools": selection.tiers,
+        "performance": {
+            "totalTools": selection.total_tools,
+            "tokenUsage": selection.token_usage,
+            "tokenBudget": selection.token_budget,
+            "latencyMs": (latency_ms * 1000.0).round() / 1000.0,
+        },
+    });
+    Ok((admitted.headers, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    category: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/tools`: the tools this tenant may use, by id.
+pub async fn list(
+    State(gateway): State<Arc<Gateway>>,
+    parts: Parts,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = match query.limit.unwrap_or(100) {
+        n @ 1..=1000 => n,
+        n => return Err(ApiError::invalid(format!("`limit` {n} is out of range 1..=1000"))),
+    };
+    let admitted = admit(&gateway, &parts, "tools.list", None, false).await?;
+    let tenant = &admitted.tenant.record.id;
+    let tools = gateway.selector.visible_tools(tenant, query.category.as_deref());
+    let total = tools.len();
+    let start = query.cursor.as_deref().map_or(0, |after| tools.partition_point(|tool| tool.id.as_str() <= after));
+    let page: Vec<Value> = tools.iter().skip(start).take(limit).map(|tool| tool_view(tool, false)).collect();
+    let next = (start + page.len() < total).then(|| tools[start + page.len() - 1].id.clone());
+    audit(&gateway, &admitted.caller, tenant, "tools.list", AuditResult::Success, None).await;
+    Ok((admitted.headers, Json(json!({"tools": page, "total": total, "nextCursor": next}))).into_response())
+}
+
+/// `GET /api/v1/tools/{id}`: one tool with its `inputSchema`.
+pub async fn get(
+    State(gateway): State<Arc<Gateway>>,
+    parts: Parts,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let admitted = admit(&gateway, &parts, "tools.get", None, false).await?;
+    let tenant = &admitted.tenant.record.id;
+    let Some(tool) = gateway.selector.tool(tenant, &id) else {
+        return Err(ApiError::not_found(format!("tool `{id}` not found")).with_headers(admitted.headers));
+    };
+    Ok((admitted.headers, Json(tool_view(&tool, true))).into_response())
+}
+
+fn tool_view(tool: &Tool, with_schema: bool) -> Value {
+    let mut view = json!({
+        "id": tool.id,
+        "name": tool.name,
+        "integration": tool.integration,
+        "category": tool.category,
+        "description": tool.description,
+        "parameters": tool.parameters,
+    });
+    if with_schema {
+        view["inputSchema"] = tool.input_schema.clone();
+    }
+    view
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InvokeBody {
+    tool_id: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    selection_id: Option<String>,
+}
+
+impl JsonObject for InvokeBody {
+    const OBJECT_FIELDS: &'static [&'static str] = &["parameters"];
+}
+
+/// `POST /api/v1/tools/invoke`
+pub async fn invoke(
+    State(gateway): State<Arc<Gateway>>,
+    parts: Parts,
+    JsonBody { value: body, .. }: JsonBody<InvokeBody>,
+) -> Result<Response, ApiError> {
+    let admitted = admit(&gateway, &parts, "tools.invoke", None, false).await?;
+    let tenant = admitted.tenant.record.id.clone();
+    let params = Value::Object(body.parameters.clone());
+    let outcome = run_invocation(&gateway, &admitted, &body).await;
+    let (result, error) = match &outcome {
+        Ok(answer) if answer["result"]["isError"] == Value::Bool(true) => (AuditResult::Error, None),
+        Ok(_) => (AuditResult::Success, None),
+        Err(error) => (AuditResult::Error, Some(error.code())),
+    };
+    let mut audited = json!({"parameters": redact_secrets(params)});
+    if let Some(code) = error {
+        audited["error"] = json!(code);
+    }
+    audit_tool(&gateway, &admitted, &tenant, &body.tool_id, result, audited).await;
+    gateway.metrics.count_invocation(&tenant, result == AuditResult::Success);
+    match outcome {
+        Ok(answer) => {
+            if let Some(query) = body.selection_id.as_deref().and_then(|id| selected_query(&tenant, id)) {
+                learn(&gateway, &tenant, query, vec![body.tool_id.clone()]).await;
+            }
+            Ok((admitted.headers, Json(answer)).into_response())
+        }
+        Err(error) => Err(error.with_headers(admitted.headers)),
+    }
+}
+
+async fn run_invocation(gateway: &Gateway, admitted: &Admitted, body: &InvokeBody) -> Result<Value, ApiError> {
+    let tenant = &admitted.tenant.record.id;
+    let tool = gateway
+        .selector
+        .tool(tenant, &body.tool_id)
+        .ok_or_else(|| ApiError::not_found(format!("tool `{}` not found", body.tool_id)))?;
+    let (server, token) = server_and_token(gateway, tenant, &tool).await?;
+    // Charged only now that the tool exists: an unknown tool costs nothing.
+    gateway
+        .router
+        .charge(tenant, Quota::ToolInvocations)
+        .await?
+        .map_err(|exceeded| denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded)))?;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + gateway.config.tools.call_timeout;
+    let called =
+        gateway.registry.mcp().call_tool(&server, token.as_ref(), &tool.name, body.parameters.clone(), deadline).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match called {
+        Ok(result) => Ok(json!({
+            "toolId": tool.id,
+            "result": result,
+            "latencyMs": (latency_ms * 1000.0).round() / 1000.0,
+        })),
+        Err(McpError::Timeout) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!("`{}` did not answer within {} s", tool.integration, gateway.config.tools.call_timeout.as_secs()),
+        )),
+        Err(McpError::Unauthorized { .. }) if token.is_some() => {
+            Err(oauth_required(&tool.integration, "the integration refused the stored credential; store a new one"))
+        }
+        Err(error) => {
+            tracing::warn!(tool = %tool.id, %error, "tool call failed upstream");
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                format!("`{}` failed: {error}", tool.integration),
+            ))
+        }
+    }
+}
+
+/// Where a tool is served, and the tenant's access token when its integration needs one.
+async fn server_and_token(
+    gateway: &Gateway,
+    tenant: &TenantId,
+    tool: &Tool,
+) -> Result<(McpServer, Option<BearerToken>), ApiError> {
+    if tool.owner.is_some() {
+        return gateway.custom_server_endpoint(tenant, &tool.integration).await;
+    }
+    let integration = gateway
+        .registry
+        .integration(&tool.integration)
+        .ok_or_else(|| ApiError::not_found(format!("tool `{}` not found", tool.id)))?;
+    let token = match integration.auth {
+        IntegrationAuth::None => None,
+        IntegrationAuth::OAuth => Some(usable_token(gateway, tenant, &integration.name).await?),
+    };
+    Ok((integration.server(), token))
+}
+
+/// The tenant's access token for `integration`, if it can be used now; never a stale one.
+pub async fn usable_token(gateway: &Gateway, tenant: &TenantId, integration: &str) -> Result<BearerToken, ApiError> {
+    let credential = gateway
+        .secrets
+        .get(tenant, integration)
+        .await?
+        .ok_or_else(|| oauth_required(integration, "no OAuth credential is stored for this integration"))?;
+    match credential.status_at(gateway.clock.now()) {
+        CredentialStatus::NeedsReauth => {
+            Err(oauth_required(integration, "the OAuth credential needs to be authorised again"))
+        }
+        CredentialStatus::Expired => Err(oauth_required(integration, "the OAuth access token has expired")),
+        CredentialStatus::Active | CredentialStatus::Refreshing => Ok(BearerToken::new(credential.access_token)),
+    }
+}
+
+fn oauth_required(integration: &str, why: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "oauth_required", format!("`{integration}`: {why}"))
+        .with_field("integration", integration)
+}
+
+async fn audit_tool(
+    gateway: &Gateway,
+    admitted: &Admitted,
+    tenant: &TenantId,
+    tool_id: &str,
+    result: AuditResult,
+    params: Value,
+) {
+    super::tenant_api::audit_event(
+        gateway,
+        &admitted.caller,
+        tenant,
+        "tools.invoke",
+        Some(tool_id),
+        result,
+        Some(params),
+    )
+    .await;
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FeedbackBody {
+    selection_id: Option<String>,
+    query: Option<String>,
+    tool_ids: Vec<String>,
+}
+
+impl JsonObject for FeedbackBody {}
+
+/// `POST /api/v1/tools/feedback`: these tools served that query.
+pub async fn feedback(
+    State(gateway): State<Arc<Gateway>>,
+    parts: Parts,
+    JsonBody { value: body, .. }: JsonBody<FeedbackBody>,
+) -> Result<Response, ApiError> {
+    let admitted = admit(&gateway, &parts, "tools.feedback", None, false).await?;
+    let tenant = admitted.tenant.record.id.clone();
+    let with_headers = |error: ApiError| error.with_headers(admitted.headers.clone());
+    let query = match (&body.selection_id, &body.query) {
+        (Some(id), _) => selected_query(&tenant, id)
+            .ok_or_else(|| with_headers(ApiError::invalid("`selectionId` is not a selection of this tenant")))?,
+        (None, Some(query)) if !query.trim().is_empty() && query.chars().count() <= MAX_QUERY_CHARS => {
+            query.trim().to_string()
+        }
+        _ => return Err(with_headers(ApiError::invalid("`selectionId` or a non-empty `query` is required"))),
+    };
+    if body.tool_ids.is_empty() || body.tool_ids.len() > 100 {
+        return Err(with_headers(ApiError::invalid("`toolIds` must name 1 to 100 tools")));
+    }
+    if let Some(unknown) = body.tool_ids.iter().find(|id| gateway.selector.tool(&tenant, id).is_none()) {
+        return Err(with_headers(ApiError::invalid(format!("`toolIds`: no tool `{unknown}`"))));
+    }
+    learn(&gateway, &tenant, query, body.tool_ids.clone()).await;
+    audit(
+        &gateway,
+        &admitted.caller,
+        &tenant,
+        "tools.feedback",
+        AuditResult::Success,
+        Some(json!({"toolIds": body.tool_ids})),
+    )
+    .await;
+    Ok((StatusCode::NO_CONTENT, admitted.headers).into_response())
+}
+
+async fn learn(gateway: &Gateway, tenant: &TenantId, query: String, tools: Vec<String>) {
+    if let Err(error) = gateway.selector.record_served(tenant, &ServedQuery { query, tools }).await {
+        tracing::error!(%tenant, %error, "could not learn from a served query");
+    }
+}
