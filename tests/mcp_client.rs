@@ -4,17 +4,18 @@
 //! The Python test installs `mcp<2` with pip when it is missing, and fails (never skips) when it
 //! still cannot import it.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use connectors::tools::mcp_client::{
     BearerToken, CallToolResult, McpConnection, McpError, McpPool, McpServer, StdioCommand, catalog_tools,
 };
+use mcp_servers::{HttpServerProcess, ensure_python_mcp_sdk, example_server_binary};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
+
+#[path = "common/mcp_servers.rs"]
+mod mcp_servers;
 
 const EXAMPLE_TOOLS: [&str; 6] = ["add", "echo", "exit", "fail", "sleep", "whoami"];
 
@@ -41,65 +42,10 @@ fn authorization_seen(result: &CallToolResult) -> Option<String> {
 
 // ---- the example server -------------------------------------------------------------------------
 
-/// The example server's binary, built once per test process so it is never stale.
-fn example_server_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // This test runs from `<target>/<profile>/deps/`; the example server lands in `<target>/<profile>/`.
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("a target/<profile>/deps layout");
-        let target_dir = profile_dir.parent().expect("a target directory");
-        let profile = profile_dir.file_name().and_then(|name| name.to_str()).expect("a profile name");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "mcp-example-server", "--bin", "mcp-example-server", "--profile"])
-            .arg(if profile == "debug" { "dev" } else { profile })
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building mcp-example-server failed");
-        profile_dir.join("mcp-example-server")
-    })
-}
-
 fn example_stdio(extra_args: &[&str]) -> McpServer {
     let mut args = vec!["--stdio"];
     args.extend_from_slice(extra_args);
     McpServer::Stdio(StdioCommand::new(example_server_binary()).args(args).working_dir(env!("CARGO_MANIFEST_DIR")))
-}
-
-/// A server process that prints `listening on URL` first; killed when dropped.
-struct HttpServerProcess {
-    child: Child,
-    url: String,
-}
-
-impl HttpServerProcess {
-    fn start(command: &mut Command) -> Self {
-        let mut child = command.stdout(Stdio::piped()).spawn().expect("the server process starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("the server reports its address");
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Self { url: url.to_owned(), child }
-    }
-
-    fn example(extra_args: &[&str]) -> Self {
-        Self::start(Command::new(example_server_binary()).args(["--http", "127.0.0.1:0"]).args(extra_args))
-    }
-
-    fn server(&self) -> McpServer {
-        McpServer::http(&self.url)
-    }
-}
-
-impl Drop for HttpServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn connect(server: &McpServer, token: Option<&BearerToken>) -> McpConnection {
@@ -132,7 +78,7 @@ async fn stdio_lists_every_tool_across_pages() {
 #[tokio::test]
 async fn http_lists_every_tool_across_pages() {
     let process = HttpServerProcess::example(&["--page-size", "4"]);
-    let connection = connect(&process.server(), None).await;
+    let connection = connect(&McpServer::http(&process.url), None).await;
     assert_lists_every_example_tool(&connection).await;
     connection.close().await;
 }
@@ -156,12 +102,12 @@ async fn stdio_calls_tools_and_carries_no_token() {
 async fn http_sends_the_bearer_token_on_every_request() {
     let process = HttpServerProcess::example(&[]);
     let token = BearerToken::new("tenant-access-token");
-    let connection = connect(&process.server(), Some(&token)).await;
+    let connection = connect(&McpServer::http(&process.url), Some(&token)).await;
     for _ in 0..2 {
         let whoami = connection.call_tool("whoami", Map::new(), soon()).await.expect("whoami");
         assert_eq!(authorization_seen(&whoami).as_deref(), Some("Bearer tenant-access-token"));
     }
-    let anonymous = connect(&process.server(), None).await;
+    let anonymous = connect(&McpServer::http(&process.url), None).await;
     let whoami = anonymous.call_tool("whoami", Map::new(), soon()).await.expect("whoami");
     assert_eq!(authorization_seen(&whoami), None);
 }
@@ -169,7 +115,7 @@ async fn http_sends_the_bearer_token_on_every_request() {
 #[tokio::test]
 async fn a_call_past_its_deadline_times_out_and_the_connection_survives() {
     for server in [None, Some(HttpServerProcess::example(&[]))] {
-        let server = server.as_ref().map_or_else(|| example_stdio(&[]), HttpServerProcess::server);
+        let server = server.as_ref().map_or_else(|| example_stdio(&[]), |process| McpServer::http(&process.url));
         let connection = connect(&server, None).await;
         let started = Instant::now();
         let deadline = started + Duration::from_millis(300);
@@ -204,7 +150,7 @@ async fn a_server_that_is_not_listening_is_unreachable() {
 #[tokio::test]
 async fn tool_failures_are_surfaced() {
     let process = HttpServerProcess::example(&[]);
-    for server in [example_stdio(&[]), process.server()] {
+    for server in [example_stdio(&[]), McpServer::http(&process.url)] {
         let connection = connect(&server, None).await;
         // The tool ran and failed: a result with isError, as tools/invoke passes it on.
         let failed = connection.call_tool("fail", arguments(json!({"message": "boom"})), soon()).await;
@@ -241,7 +187,7 @@ async fn the_pool_reuses_a_connection_and_reconnects_after_it_broke() {
 #[tokio::test]
 async fn the_pool_keeps_one_connection_per_token() {
     let process = HttpServerProcess::example(&[]);
-    let server = process.server();
+    let server = McpServer::http(&process.url);
     let pool = McpPool::new();
     let (alice, bob) = (BearerToken::new("alice-token"), BearerToken::new("bob-token"));
     for (token, expected) in
@@ -263,45 +209,12 @@ async fn the_pool_keeps_one_connection_per_token() {
 
 // ---- a server written with the official Python SDK ---------------------------------------------
 
-fn python_imports_mcp() -> bool {
-    Command::new("python3")
-        .args(["-c", "import mcp.server.fastmcp, uvicorn"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// Installs the official MCP Python SDK (1.x) for this user when it is missing.
-fn ensure_python_mcp_sdk() {
-    if python_imports_mcp() {
-        return;
-    }
-    // `--user` first; a virtualenv refuses it, and a distribution's Python may want the last form.
-    let attempts: [&[&str]; 3] = [&["--user"], &[], &["--user", "--break-system-packages"]];
-    for extra in attempts {
-        let installed = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(extra)
-            .arg("mcp<2")
-            .status()
-            .is_ok_and(|status| status.success());
-        if installed && python_imports_mcp() {
-            return;
-        }
-    }
-    panic!(
-        "the official MCP Python SDK is required by this test and could not be installed: \
-         run `python3 -m pip install --user \"mcp<2\"` (python3 and pip must be on PATH)"
-    );
-}
-
 #[tokio::test]
 async fn python_sdk_server_lists_calls_and_sees_the_injected_token() {
     ensure_python_mcp_sdk();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/python_mcp_server.py");
-    let process = HttpServerProcess::start(Command::new("python3").arg(fixture));
+    let process = HttpServerProcess::python();
     let token = BearerToken::new("python-tenant-token");
-    let connection = connect(&process.server(), Some(&token)).await;
+    let connection = connect(&McpServer::http(&process.url), Some(&token)).await;
 
     let tools = connection.list_tools(soon()).await.expect("tools/list");
     let mut names: Vec<String> = tools.iter().map(|tool| tool.name.to_string()).collect();
