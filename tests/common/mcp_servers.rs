@@ -59,6 +59,14 @@ impl HttpServerProcess {
     }
 }
 
+impl HttpServerProcess {
+    /// Kills the server (a crash, as far as its clients can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for HttpServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
