@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Fast heartbeats so that failures are detected in about a second and a half.
-const CLUSTER_CONFIG: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ncluster:\n  heartbeatMillis: 200\n  failureTimeoutMillis: 1500\n";
+const CLUSTER_CONFIG: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ncluster:\n  heartbeatMillis: 200\n  failureTimeoutMillis: 2000\n";
 const COOKIE: &str = "e2e-cluster-cookie";
 /// OAuth credentials live in Redis too, sealed by a master key every node must share.
 const MASTER_KEY: &str = "0707070707070707070707070707070707070707070707070707070707070707";
