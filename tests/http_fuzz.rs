@@ -35,6 +35,15 @@ fn arb_path() -> impl Strategy<Value = String> {
         Just("/api/v1/admin/tenants/{}/oauth".to_string()),
         Just("/api/v1/admin/tenants/{}/oauth/{}".to_string()),
         Just("/api/v1/tenant".to_string()),
+        Just("/api/v1/admin/cluster".to_string()),
+        Just("/api/v1/admin/integrations".to_string()),
+        Just("/api/v1/admin/integrations/{}".to_string()),
+        Just("/api/v1/admin/integrations/{}/refresh".to_string()),
+        Just("/api/v1/tools?limit={}&cursor={}".to_string()),
+        Just("/api/v1/tools/{}".to_string()),
+        Just("/api/v1/tools/select".to_string()),
+        Just("/api/v1/tools/invoke".to_string()),
+        Just("/api/v1/tools/feedback".to_string()),
         Just("/{}".to_string()),
     ];
     (template, prop::collection::vec(segment, 3)).prop_map(|(t, segs)| {
@@ -63,6 +72,10 @@ fn arb_body() -> impl Strategy<Value = Vec<u8>> {
         Just(r#"{"graceSeconds":5}"#.to_string()),
         Just(r#"{"status":"suspended","features":{"oauth":null}}"#.to_string()),
         Just(r#"{"accessToken":"t","refreshToken":"r","expiresAt":"2030-01-01T00:00:00Z","scopes":["a"],"tokenEndpoint":"http://127.0.0.1:9/t"}"#.to_string()),
+        Just(r#"{"query":"add two numbers","options":{"maxTools":3,"tokenBudget":100,"allowedCategories":["x"]}}"#.to_string()),
+        Just(r#"{"toolId":"fz.echo","parameters":{"text":"hi"},"selectionId":"sel_e30"}"#.to_string()),
+        Just(r#"{"query":"q","toolIds":["fz.echo"]}"#.to_string()),
+        Just(r#"{"name":"fz","url":"http://127.0.0.1:9/mcp","auth":{"type":"oauth"}}"#.to_string()),
     ];
     prop_oneof![
         valid.clone().prop_map(String::into_bytes),
