@@ -25,6 +25,10 @@ use serde_json::Value;
 
 use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME as TOOL_GRAPH_FILE};
 use crate::backends::file_secret_store::FileSecretStore;
+use crate::backends::local_deployer::{LocalDeployer, LocalDeployerConfig};
+use crate::tools::tenant_servers::{RegistryServerTools, endpoint_server};
+use connectors_actors::deployer::ServerName;
+use connectors_actors::deployments::{RetryPolicy, ServerStatus};
 use crate::backends::redb_store::RedbStore;
 use crate::backends::redis_connection::RedisConnection;
 use crate::backends::redis_membership::RedisMembership;
@@ -83,6 +87,8 @@ pub struct Gateway {
     pub selector: Arc<Selector>,
     /// Shared integrations and the catalog of every tool.
     pub registry: Arc<ToolRegistry>,
+    /// Runs tenants' own stdio servers on this node (and registers their http ones).
+    pub deployer: Arc<LocalDeployer>,
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -192,6 +198,28 @@ impl Gateway {
             // A batch flushes early at 65,536 entries (about 20 MB), which bounds the recorder's memory.
             RecorderConfig { flush_interval: config.flush_interval, max_batch: 65_536, queue: 65_536 },
         );
+        let deployer = Arc::new(LocalDeployer::new(LocalDeployerConfig::new(
+            options.data_dir,
+            config.allowed_commands.clone(),
+        )));
+        let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE))
+            .map_err(|e| StartError::ToolGraph(e.to_string()))?;
+        let engine = SelectionEngine::new(Catalog::default());
+        let selector =
+            Arc::new(Selector::open(engine, Arc::new(graph)).await.map_err(|e| StartError::ToolGraph(e.to_string()))?);
+        let registry = Arc::new(
+            ToolRegistry::load(
+                store.clone(),
+                Arc::new(McpPool::with_pipes(deployer.clone())),
+                selector.clone(),
+                config.tools.discovery_timeout,
+            )
+            .await?,
+        );
+        let server_tools = Arc::new(RegistryServerTools {
+            registry: Arc::downgrade(&registry),
+            discovery_timeout: config.tools.discovery_timeout,
+        });
         let env = Arc::new(TenantEnv {
             store: store.clone(),
             recorder: recorder.clone(),
@@ -201,6 +229,9 @@ impl Gateway {
             secrets: secrets.clone(),
             tokens: Arc::new(tokens),
             refresh_before: chrono::Duration::from_std(config.oauth_refresh_before).unwrap_or(chrono::Duration::MAX),
+            deployer: deployer.clone(),
+            deploy_retry: RetryPolicy::default(),
+            server_tools,
         });
         let node_id = NodeId(options.cluster.as_ref().map_or_else(|| "local".to_string(), |c| c.node_id.clone()));
         let table = ShardTable::new(node_id.clone());
@@ -227,20 +258,6 @@ impl Gateway {
             }
             (Some(_), None) => return Err(StartError::Cluster("cluster mode needs a Redis URL (--redis-url)".into())),
         };
-        let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE))
-            .map_err(|e| StartError::ToolGraph(e.to_string()))?;
-        let engine = SelectionEngine::new(Catalog::default());
-        let selector =
-            Arc::new(Selector::open(engine, Arc::new(graph)).await.map_err(|e| StartError::ToolGraph(e.to_string()))?);
-        let registry = Arc::new(
-            ToolRegistry::load(
-                store.clone(),
-                Arc::new(McpPool::new()),
-                selector.clone(),
-                config.tools.discovery_timeout,
-            )
-            .await?,
-        );
         if cluster.is_some() {
             // Integrations registered through other nodes reach this one's catalog.
             tokio::spawn(reload_integrations(Arc::downgrade(&registry), config.cluster.heartbeat * 4));
@@ -258,6 +275,7 @@ impl Gateway {
             rate_counter,
             selector,
             registry,
+            deployer,
             recorder,
             clock,
             metrics: Metrics::default(),
@@ -270,13 +288,34 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// Where `tenant`'s own server `server` is reached.
+    /// Where `tenant`'s own server `server` is reached, as its actor knows it, and the tenant's
+    /// token for the server's `oauthIntegration`, if it names one.
     pub async fn custom_server_endpoint(
         &self,
-        _tenant: &TenantId,
+        tenant: &TenantId,
         server: &str,
     ) -> Result<(McpServer, Option<BearerToken>), crate::http::error::ApiError> {
-        Err(crate::http::error::ApiError::not_found(format!("custom server `{server}` not found")))
+        use crate::http::error::ApiError;
+        let not_found = || ApiError::not_found(format!("custom server `{server}` not found"));
+        let name = ServerName::parse(server).map_err(|_| not_found())?;
+        let record = self.router.get_server(tenant, name).await?.ok_or_else(not_found)?;
+        let endpoint = match (&record.status, &record.endpoint) {
+            (ServerStatus::Ready, Some(endpoint)) => endpoint,
+            (status, _) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "server_not_ready",
+                    format!("custom server `{server}` is {}", status.as_str()),
+                ));
+            }
+        };
+        let token = match &record.source {
+            connectors_actors::deployer::ServerSource::Http { oauth_integration: Some(integration), .. } => {
+                Some(crate::http::tools::usable_token(self, tenant, integration).await?)
+            }
+            _ => None,
+        };
+        Ok((endpoint_server(tenant, server, endpoint), token))
     }
 
     /// In single-tenant and key-less modes the fallback tenant must exist; create it once.
@@ -356,6 +395,8 @@ impl Gateway {
     /// leaves the cluster view so that peers take the shards over from the written state.
     pub async fn shutdown(&self) {
         self.directory.shutdown(Duration::from_secs(10)).await;
+        // Tenants' stdio servers end with the gateway; their actors restart them on activation.
+        self.deployer.shutdown().await;
         if let Err(error) = self.recorder.flush().await {
             tracing::error!(%error, "final flush failed");
         }
@@ -390,6 +431,8 @@ async fn start_cluster(
     directory: &Arc<TenantDirectory>,
 ) -> Result<(Arc<ShardRouter>, Arc<ClusterNode>), StartError> {
     let timing = &config.cluster;
+    let store = RedisMembership::new(connection.handle(), &config.redis_prefix);
+    store.claim_cookie(&identity.cookie).await.map_err(|e| StartError::Cluster(e.to_string()))?;
     let links = Links::start(
         me.clone(),
         identity.listen,
@@ -423,7 +466,7 @@ async fn start_cluster(
             failure_timeout_ms: timing.failure_timeout.as_millis() as i64,
         },
     );
-    let store = Arc::new(RedisMembership::new(connection.handle(), &config.redis_prefix));
+    let store = Arc::new(store);
     tracing::info!(node = %me, cluster_listen = %identity.listen, "joining the cluster");
     let node = ClusterNode::start(membership, store, links, router.clone(), timing.heartbeat);
     Ok((router, node))

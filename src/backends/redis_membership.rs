@@ -15,6 +15,7 @@ use redis::aio::ConnectionManager;
 
 pub struct RedisMembership {
     connection: ConnectionManager,
+    cookie_key: String,
     epoch_key: String,
     members_key: String,
     write: redis::Script,
@@ -47,9 +48,38 @@ fn failed(error: redis::RedisError) -> MembershipStoreError {
 }
 
 impl RedisMembership {
+    /// Makes sure every node of the cluster at this prefix was given the same cookie: the first
+    /// node records a digest of it, the others must match. A node with another cookie stops at
+    /// start-up instead of joining a view whose peers would refuse its links (its shards would
+    /// then be served by nobody).
+    pub async fn claim_cookie(&self, cookie: &str) -> Result<(), MembershipStoreError> {
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(format!("connectors-cluster-cookie:{cookie}")));
+        let mut connection = self.connection.clone();
+        let _: bool = redis::cmd("SET")
+            .arg(&self.cookie_key)
+            .arg(&digest)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut connection)
+            .await
+            .map(|set| set.is_some())
+            .map_err(failed)?;
+        let recorded: Option<String> = redis::cmd("GET").arg(&self.cookie_key).query_async(&mut connection).await.map_err(failed)?;
+        if recorded.as_deref() == Some(digest.as_str()) {
+            Ok(())
+        } else {
+            Err(MembershipStoreError(format!(
+                "the cluster at this Redis prefix was started with another CONNECTORS_CLUSTER_COOKIE \
+                 (its digest is in `{}`; delete that key only when every node changes its cookie)",
+                self.cookie_key
+            )))
+        }
+    }
+
     pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
         Self {
             connection,
+            cookie_key: format!("{prefix}cluster:cookie-check"),
             epoch_key: format!("{prefix}cluster:epoch"),
             members_key: format!("{prefix}cluster:members"),
             write: redis::Script::new(WRITE_MEMBER),
