@@ -26,9 +26,6 @@ use serde_json::Value;
 use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME as TOOL_GRAPH_FILE};
 use crate::backends::file_secret_store::FileSecretStore;
 use crate::backends::local_deployer::{LocalDeployer, LocalDeployerConfig};
-use crate::tools::tenant_servers::{RegistryServerTools, endpoint_server};
-use connectors_actors::deployer::ServerName;
-use connectors_actors::deployments::{RetryPolicy, ServerStatus};
 use crate::backends::redb_store::RedbStore;
 use crate::backends::redis_connection::RedisConnection;
 use crate::backends::redis_membership::RedisMembership;
@@ -46,6 +43,9 @@ use crate::tools::mcp_client::{BearerToken, McpPool, McpServer};
 use crate::tools::registry::ToolRegistry;
 use crate::tools::selection::engine::SelectionEngine;
 use crate::tools::selector::Selector;
+use crate::tools::tenant_servers::{RegistryServerTools, endpoint_server};
+use connectors_actors::deployer::ServerName;
+use connectors_actors::deployments::{RetryPolicy, ServerStatus};
 
 const ADMIN_KEY_META: &str = "admin_key_sha256";
 
@@ -198,10 +198,8 @@ impl Gateway {
             // A batch flushes early at 65,536 entries (about 20 MB), which bounds the recorder's memory.
             RecorderConfig { flush_interval: config.flush_interval, max_batch: 65_536, queue: 65_536 },
         );
-        let deployer = Arc::new(LocalDeployer::new(LocalDeployerConfig::new(
-            options.data_dir,
-            config.allowed_commands.clone(),
-        )));
+        let deployer =
+            Arc::new(LocalDeployer::new(LocalDeployerConfig::new(options.data_dir, config.allowed_commands.clone())));
         let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE))
             .map_err(|e| StartError::ToolGraph(e.to_string()))?;
         let engine = SelectionEngine::new(Catalog::default());

@@ -48,6 +48,16 @@ struct FileConfig {
     cluster: ClusterSection,
     #[serde(default)]
     tools: ToolsSection,
+    #[serde(default)]
+    deployer: DeployerSection,
+}
+
+/// The local deployer of tenants' own servers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct DeployerSection {
+    /// Commands `stdio` servers may run: absolute paths or bare names, matched exactly.
+    allowed_commands: Vec<String>,
 }
 
 /// Talking to MCP servers.
@@ -336,6 +346,8 @@ pub struct Config {
     pub redis_prefix: String,
     pub cluster: ClusterTiming,
     pub tools: ToolTimeouts,
+    /// `deployer.allowedCommands`: the commands tenants' `stdio` servers may run.
+    pub allowed_commands: crate::backends::local_deployer::CommandAllowList,
 }
 
 /// Reads the environment variables that override the file (an injectable lookup so tests need
@@ -507,6 +519,8 @@ impl Config {
                     file.tools.discovery_timeout_seconds,
                 )?),
             },
+            allowed_commands: crate::backends::local_deployer::CommandAllowList::new(file.deployer.allowed_commands)
+                .map_err(|error| invalid("deployer.allowedCommands", error.to_string()))?,
             redis_prefix: non_empty("redis.tenantPrefix", file.redis.tenant_prefix)?,
             cluster: ClusterTiming {
                 heartbeat: Duration::from_millis(positive("cluster.heartbeatMillis", cl.heartbeat_millis)?),

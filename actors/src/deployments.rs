@@ -86,7 +86,7 @@ pub struct ServerRecord {
 }
 
 /// The API's request body for a new server, as received.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerRequest {
     pub name: String,

@@ -122,8 +122,9 @@ impl TenantDirectory {
     }
 
     /// Activates, a few at a time, the owned tenants holding OAuth credentials, so that their
-    /// refreshes get scheduled (at start-up and whenever this node takes over shards). Idle ones
-    /// passivate again and leave a wake-up behind.
+    /// refreshes get scheduled, and those with custom servers, so that their deployments resume
+    /// and their tools are offered on this node (at start-up and whenever this node takes over
+    /// shards). Idle ones passivate again and leave a wake-up behind.
     pub fn wake_credential_holders(&self) {
         let _ = self.supervisor.cast(SupervisorMsg::WakeCredentialHolders);
     }
@@ -203,7 +204,12 @@ impl TenantSupervisor {
         let usage = env.store.usage_of_month(id, Month::of(now)).await.map_err(store_failed)?;
         let core = TenantCore::new(env.policy.clone(), record, checkpoint, usage, now)
             .map_err(|e| unavailable(e.to_string()))?;
-        let tenant_state = TenantState { core, oauth: TenantOAuth::new(env.refresh_before), env: env.clone() };
+        let tenant_state = TenantState {
+            core,
+            oauth: TenantOAuth::new(env.refresh_before),
+            servers: crate::tenant_servers::TenantServers::new(env),
+            env: env.clone(),
+        };
         let (actor, _) = Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell())
             .await
             .map_err(|e| unavailable(e.to_string()))?;
@@ -217,6 +223,24 @@ impl TenantSupervisor {
     fn wake_credential_holders(myself: &ActorRef<SupervisorMsg>, state: &SupervisorState) {
         let (secrets, clock, gate, supervisor) =
             (state.env.secrets.clone(), state.env.clock.clone(), state.gate.clone(), myself.clone());
+        let store = state.env.store.clone();
+        let (gate2, clock2, supervisor2) = (state.gate.clone(), state.env.clock.clone(), myself.clone());
+        // Tenants with custom servers: their deployments resume and their tools are offered again.
+        tokio::spawn(async move {
+            match store.entries(crate::tenant_servers::SERVER_TENANTS).await {
+                Ok(entries) => {
+                    let now = clock2.now();
+                    for id in entries.into_iter().filter_map(|(name, _)| TenantId::parse(&name).ok()) {
+                        if gate2.owns(&id) {
+                            let _ = supervisor2.cast(SupervisorMsg::WakeAt(id, now));
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot list tenants with custom servers; they resume on a request")
+                }
+            }
+        });
         tokio::spawn(async move {
             match secrets.tenants().await {
                 Ok(tenants) => {

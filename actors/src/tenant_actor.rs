@@ -12,16 +12,20 @@ use ractor_cluster_derive::RactorMessage;
 
 use crate::admission::{Admission, AdmissionRequest, TenantSnapshot};
 use crate::api_key::KeyHash;
-use crate::quotas::{Quota, QuotaExceeded};
 use crate::clock::Clock;
+use crate::deployer::{Deployer, ServerName};
+use crate::deployments::{Rejection, Report, RetryPolicy, ServerRecord, ServerRequest};
 use crate::policy::Policy;
+use crate::quotas::{Quota, QuotaExceeded};
 use crate::recorder::Recorder;
 use crate::secret_store::{OAuthCredential, SecretError, SecretStore};
+use crate::server_tools::ServerTools;
 use crate::store::{Store, StoreError, UsageDelta};
 use crate::supervisor::SupervisorMsg;
 use crate::tenant::TenantPatch;
 use crate::tenant_core::{PatchError, Proposal, TenantCore};
 use crate::tenant_oauth::TenantOAuth;
+use crate::tenant_servers::TenantServers;
 use crate::token_endpoint::{RefreshFailure, RefreshedTokens, TokenEndpoint};
 
 /// What every tenant actor of a node shares.
@@ -36,6 +40,12 @@ pub struct TenantEnv {
     pub tokens: Arc<dyn TokenEndpoint>,
     /// OAuth access tokens are refreshed this long before they expire.
     pub refresh_before: chrono::Duration,
+    /// Brings tenants' own MCP servers up and down.
+    pub deployer: Arc<dyn Deployer>,
+    /// How failed deployments of those servers are retried.
+    pub deploy_retry: RetryPolicy,
+    /// Discovers a deployed server's tools and offers them to its tenant.
+    pub server_tools: Arc<dyn ServerTools>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -48,6 +58,14 @@ pub enum TenantError {
     Secret(#[from] SecretError),
     #[error("the tenant's `{0}` feature is disabled")]
     FeatureDisabled(String),
+    /// A custom server request was refused (conflict, not found, deployer unavailable).
+    #[error(transparent)]
+    Server(Rejection),
+    /// A custom server request with an invalid field (the message says which).
+    #[error("{0}")]
+    InvalidServer(String),
+    #[error("quota {} exhausted", .0.quota.name())]
+    Quota(QuotaExceeded),
 }
 
 #[derive(RactorMessage)]
@@ -70,6 +88,15 @@ pub enum TenantMsg {
     Tick,
     /// Write out usage and window counts now, and answer once the store has them.
     WriteOut(RpcReplyPort<Result<(), TenantError>>),
+    /// A new custom server; the flag says whether a shared integration has its name.
+    CreateServer(ServerRequest, bool, RpcReplyPort<Result<ServerRecord, TenantError>>),
+    DeleteServer(ServerName, RpcReplyPort<Result<ServerRecord, TenantError>>),
+    ListServers(RpcReplyPort<Result<Vec<ServerRecord>, TenantError>>),
+    GetServer(ServerName, RpcReplyPort<Option<ServerRecord>>),
+    /// The deployer's answer for a server (from the tenant's deployer worker).
+    DeploymentReported(ServerName, Report),
+    /// A discovery's answer: how many tools the server has, or why it did not say.
+    DiscoveryDone(ServerName, Result<u64, String>),
     /// Fault injection: panics, so supervision and recovery can be tested end to end.
     Crash,
 }
@@ -79,6 +106,7 @@ pub struct TenantActor;
 pub struct TenantState {
     pub core: TenantCore,
     pub oauth: TenantOAuth,
+    pub servers: TenantServers,
     pub env: Arc<TenantEnv>,
 }
 
@@ -112,6 +140,10 @@ impl Actor for TenantActor {
     async fn post_start(&self, myself: ActorRef<TenantMsg>, state: &mut TenantState) -> Result<(), ActorProcessingErr> {
         let tenant = state.core.record().id.clone();
         Box::pin(state.oauth.restore(&state.env, &tenant, &myself)).await;
+        Box::pin(state.servers.restore(&state.env, &tenant, &myself)).await;
+        let now = state.env.clock.now();
+        let count = state.servers.count();
+        state.core.record_custom_servers(now, count);
         Ok(())
     }
 
@@ -131,6 +163,9 @@ impl Actor for TenantActor {
             }
             TenantMsg::Snapshot(reply) => {
                 let _ = reply.send(state.core.snapshot(now));
+            }
+            TenantMsg::GetServer(name, reply) => {
+                let _ = reply.send(state.servers.get(&name));
             }
             TenantMsg::Crash => panic!("fault injection: tenant actor crash requested"),
             // Boxed: the actor's task is as large as its largest pending future, and thousands
@@ -167,10 +202,16 @@ async fn handle_io(
         }
         TenantMsg::Delete(reply) => {
             let tenant = state.core.record().id.clone();
-            // Credentials first: if that fails the tenant still exists and the delete can be retried.
-            let result = match state.env.secrets.delete_tenant(&tenant).await {
-                Ok(()) => state.env.store.delete_tenant(&tenant).await.map_err(TenantError::from),
-                Err(error) => Err(error.into()),
+            // Servers and credentials first: if that fails the tenant still exists and the
+            // delete can be retried.
+            let env = state.env.clone();
+            let stopped = state.servers.delete_all(&env, &tenant).await;
+            let result = match stopped {
+                Err(error) => Err(error),
+                Ok(()) => match state.env.secrets.delete_tenant(&tenant).await {
+                    Ok(()) => state.env.store.delete_tenant(&tenant).await.map_err(TenantError::from),
+                    Err(error) => Err(error.into()),
+                },
             };
             let deleted = result.is_ok();
             let _ = reply.send(result);
@@ -196,11 +237,44 @@ async fn handle_io(
             let tenant = state.core.record().id.clone();
             state.oauth.refreshed(&state.env, &tenant, &myself, integration, generation, answer).await;
         }
+        TenantMsg::CreateServer(request, clashes, reply) => {
+            if !state.core.snapshot(now).features.custom_servers {
+                let _ = reply.send(Err(TenantError::FeatureDisabled("customServers".into())));
+                return;
+            }
+            let tenant = state.core.record().id.clone();
+            let limits = state.core.snapshot(now).limits;
+            let env = state.env.clone();
+            let created = state.servers.create(&env, &tenant, &myself, &limits, request, clashes).await;
+            let count = state.servers.count();
+            state.core.record_custom_servers(now, count);
+            let _ = reply.send(created);
+        }
+        TenantMsg::DeleteServer(name, reply) => {
+            let tenant = state.core.record().id.clone();
+            let env = state.env.clone();
+            let _ = reply.send(state.servers.delete(&env, &tenant, &myself, name).await);
+        }
+        TenantMsg::ListServers(reply) => {
+            let _ = reply.send(Ok(state.servers.list()));
+        }
+        message @ (TenantMsg::DeploymentReported(..) | TenantMsg::DiscoveryDone(..)) => {
+            let tenant = state.core.record().id.clone();
+            let env = state.env.clone();
+            state.servers.report(&env, &tenant, &myself, message).await;
+            let count = state.servers.count();
+            state.core.record_custom_servers(now, count);
+        }
         TenantMsg::Tick => {
             state.write_out().await;
             let tenant = state.core.record().id.clone();
             state.oauth.tick(&state.env, &tenant, &myself).await;
-            if state.core.is_idle(now, state.env.passivate_after) && !state.oauth.is_refreshing() {
+            let env = state.env.clone();
+            state.servers.tick(&env, &tenant, &myself).await;
+            if state.core.is_idle(now, state.env.passivate_after)
+                && !state.oauth.is_refreshing()
+                && !state.servers.is_busy()
+            {
                 // A passivated tenant's refreshes must still happen on time: the supervisor
                 // wakes it up for the next one.
                 if let Some(at) = state.oauth.next_deadline()
@@ -217,7 +291,11 @@ async fn handle_io(
             let tenant = state.core.record().id.clone();
             let _ = reply.send(state.env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from));
         }
-        TenantMsg::Admit(..) | TenantMsg::Charge(..) | TenantMsg::Snapshot(_) | TenantMsg::Crash => {
+        TenantMsg::Admit(..)
+        | TenantMsg::Charge(..)
+        | TenantMsg::Snapshot(_)
+        | TenantMsg::GetServer(..)
+        | TenantMsg::Crash => {
             unreachable!("answered without I/O in `handle`")
         }
     }

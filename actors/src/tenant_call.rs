@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, AdmissionRequest, TenantSnapshot};
 use crate::api_key::KeyHash;
+use crate::deployer::ServerName;
+use crate::deployments::{ServerRecord, ServerRequest};
 use crate::quotas::{Quota, QuotaExceeded};
 use crate::secret_store::OAuthCredential;
 use crate::supervisor::{DirectoryError, TenantDirectory};
@@ -37,6 +39,18 @@ pub enum TenantCall {
     WriteOut,
     /// Fault injection: the actor panics.
     Crash,
+    /// A new custom server (the flag: a shared integration has its name).
+    CreateServer {
+        request: ServerRequest,
+        clashes_with_integration: bool,
+    },
+    DeleteServer {
+        name: ServerName,
+    },
+    ListServers,
+    GetServer {
+        name: ServerName,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +62,9 @@ pub enum TenantReply {
     Done(Result<(), TenantError>),
     Credential(Result<OAuthCredential, TenantError>),
     CredentialDeleted(Result<bool, TenantError>),
+    Server(Result<ServerRecord, TenantError>),
+    Servers(Result<Vec<ServerRecord>, TenantError>),
+    MaybeServer(Option<ServerRecord>),
 }
 
 impl TenantDirectory {
@@ -57,7 +74,9 @@ impl TenantDirectory {
             TenantCall::Admit(request) => {
                 TenantReply::Admission(self.call(id, |reply| TenantMsg::Admit(request.clone(), reply)).await?)
             }
-            TenantCall::Charge(quota) => TenantReply::Charged(self.call(id, |reply| TenantMsg::Charge(quota, reply)).await?),
+            TenantCall::Charge(quota) => {
+                TenantReply::Charged(self.call(id, |reply| TenantMsg::Charge(quota, reply)).await?)
+            }
             TenantCall::Snapshot => TenantReply::Snapshot(self.call(id, TenantMsg::Snapshot).await?),
             TenantCall::Patch(patch) => {
                 TenantReply::Patched(self.call(id, |reply| TenantMsg::Patch(patch.clone(), reply)).await?)
@@ -75,6 +94,17 @@ impl TenantDirectory {
                 self.call(id, |reply| TenantMsg::DeleteCredential(integration.clone(), reply)).await?,
             ),
             TenantCall::WriteOut => TenantReply::Done(self.call(id, TenantMsg::WriteOut).await?),
+            TenantCall::CreateServer { request, clashes_with_integration } => TenantReply::Server(
+                self.call(id, |reply| TenantMsg::CreateServer(request.clone(), clashes_with_integration, reply))
+                    .await?,
+            ),
+            TenantCall::DeleteServer { name } => {
+                TenantReply::Server(self.call(id, |reply| TenantMsg::DeleteServer(name.clone(), reply)).await?)
+            }
+            TenantCall::ListServers => TenantReply::Servers(self.call(id, TenantMsg::ListServers).await?),
+            TenantCall::GetServer { name } => {
+                TenantReply::MaybeServer(self.call(id, |reply| TenantMsg::GetServer(name.clone(), reply)).await?)
+            }
             TenantCall::Crash => {
                 // Activate first, so that there is an actor to crash.
                 self.call(id, TenantMsg::Snapshot).await?;

@@ -157,6 +157,11 @@ impl TenantCore {
         Ok(())
     }
 
+    /// Records how many custom servers the tenant has now (a gauge: the month keeps its peak).
+    pub fn record_custom_servers(&mut self, now: DateTime<Utc>, count: u64) {
+        self.record_usage(now, &UsageCounters { custom_servers: count, ..Default::default() });
+    }
+
     /// Counts usage in the month's quotas and in the day's counters still to be written out.
     fn record_usage(&mut self, now: DateTime<Utc>, usage: &UsageCounters) {
         self.quotas.record(now, usage);

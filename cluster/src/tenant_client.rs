@@ -2,6 +2,8 @@
 
 use connectors_actors::admission::{Admission, AdmissionRequest, TenantSnapshot};
 use connectors_actors::api_key::KeyHash;
+use connectors_actors::deployer::ServerName;
+use connectors_actors::deployments::{ServerRecord, ServerRequest};
 use connectors_actors::quotas::{Quota, QuotaExceeded};
 use connectors_actors::secret_store::OAuthCredential;
 use connectors_actors::tenant::{TenantId, TenantPatch};
@@ -86,6 +88,44 @@ impl ShardRouter {
     ) -> Result<Result<bool, TenantError>, RouteError> {
         match self.ask(tenant, TenantCall::DeleteCredential { integration }).await? {
             TenantReply::CredentialDeleted(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A new custom server of the tenant (`clashes_with_integration`: a shared integration has its name).
+    pub async fn create_server(
+        &self,
+        tenant: &TenantId,
+        request: ServerRequest,
+        clashes_with_integration: bool,
+    ) -> Result<Result<ServerRecord, TenantError>, RouteError> {
+        match self.ask(tenant, TenantCall::CreateServer { request, clashes_with_integration }).await? {
+            TenantReply::Server(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_server(
+        &self,
+        tenant: &TenantId,
+        name: ServerName,
+    ) -> Result<Result<ServerRecord, TenantError>, RouteError> {
+        match self.ask(tenant, TenantCall::DeleteServer { name }).await? {
+            TenantReply::Server(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn list_servers(&self, tenant: &TenantId) -> Result<Result<Vec<ServerRecord>, TenantError>, RouteError> {
+        match self.ask(tenant, TenantCall::ListServers).await? {
+            TenantReply::Servers(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn get_server(&self, tenant: &TenantId, name: ServerName) -> Result<Option<ServerRecord>, RouteError> {
+        match self.ask(tenant, TenantCall::GetServer { name }).await? {
+            TenantReply::MaybeServer(server) => Ok(server),
             other => Err(unexpected(other)),
         }
     }

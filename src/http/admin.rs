@@ -234,6 +234,22 @@ pub fn tenant_error(error: TenantError) -> ApiError {
         TenantError::FeatureDisabled(feature) => {
             ApiError::forbidden("feature_disabled", format!("the tenant's `{feature}` feature is disabled"))
         }
+        TenantError::Server(rejection) => {
+            use connectors_actors::deployments::Rejection;
+            let message = rejection.to_string();
+            match rejection {
+                Rejection::Conflict(_) | Rejection::IntegrationClash(_) => ApiError::conflict(message),
+                Rejection::NotFound(_) => ApiError::not_found(message),
+                Rejection::DeployerUnavailable(kind) => {
+                    ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "deployer_unavailable", message)
+                        .with_field("sourceType", kind.as_str())
+                }
+            }
+        }
+        TenantError::InvalidServer(message) => ApiError::invalid(message),
+        TenantError::Quota(exceeded) => {
+            super::tenant_api::denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded))
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod integrations;
 pub mod oauth;
 pub mod ops;
 pub mod rate_headers;
+pub mod servers;
 pub mod tenant_api;
 pub mod tools;
 pub mod views;
@@ -47,6 +48,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .nest("/api/v1/admin", admin)
         .route("/api/v1/tenant", get(tenant_api::get_tenant))
+        .route("/api/v1/mcp/servers", post(servers::create).get(servers::list))
+        .route("/api/v1/mcp/servers/{name}", get(servers::get).delete(servers::delete))
         .route("/api/v1/tools", get(tools::list))
         .route("/api/v1/tools/select", post(tools::select))
         .route("/api/v1/tools/invoke", post(tools::invoke))

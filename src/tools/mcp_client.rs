@@ -16,7 +16,7 @@ mod server;
 pub use connection::McpConnection;
 pub use discovery::catalog_tools;
 pub use error::McpError;
-pub use pool::McpPool;
+pub use pool::{McpPool, PipeSource};
 pub use server::{BearerToken, McpServer, StdioCommand};
 
 /// What a `tools/call` answered: `content`, `structuredContent` and `isError` as MCP defines them. A

@@ -7,4 +7,5 @@ pub mod mcp_client;
 pub mod registry;
 pub mod selection;
 pub mod selector;
+pub mod tenant_servers;
 pub mod tool_graph;

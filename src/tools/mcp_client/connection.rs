@@ -39,6 +39,20 @@ impl McpConnection {
         Ok(Self { server: server.clone(), session })
     }
 
+    /// Completes `initialize` before `deadline` over the stdio of a process someone else runs.
+    pub async fn from_pipes(
+        server: &McpServer,
+        stdout: tokio::process::ChildStdout,
+        stdin: tokio::process::ChildStdin,
+        deadline: Instant,
+    ) -> Result<Self, McpError> {
+        let session = match timeout_at(deadline, client_config().serve((stdout, stdin))).await {
+            Ok(session) => session.map_err(McpError::from_initialize)?,
+            Err(_elapsed) => return Err(McpError::Timeout),
+        };
+        Ok(Self { server: server.clone(), session })
+    }
+
     pub fn server(&self) -> &McpServer {
         &self.server
     }
@@ -111,6 +125,9 @@ async fn start_session(
             }
             let transport = StreamableHttpClientTransport::from_config(config);
             client_config().serve(transport).await.map_err(McpError::from_initialize)
+        }
+        McpServer::Attached { .. } => {
+            Err(McpError::Unreachable(format!("{server}: no deployer on this node runs this server")))
         }
         McpServer::Stdio(command) => {
             let (transport, stderr) = spawn(command)?;

@@ -33,14 +33,37 @@ impl PoolKey {
 /// handshake instead of racing to open several.
 type Slot = Arc<Mutex<Option<Arc<McpConnection>>>>;
 
-#[derive(Debug, Default)]
+/// Hands out the stdio of a process run by someone else (the local deployer), for
+/// [`McpServer::Attached`] servers.
+#[async_trait::async_trait]
+pub trait PipeSource: Send + Sync + 'static {
+    async fn attach(
+        &self,
+        tenant: &str,
+        server: &str,
+    ) -> Result<(tokio::process::ChildStdout, tokio::process::ChildStdin), McpError>;
+}
+
+#[derive(Default)]
 pub struct McpPool {
     slots: std::sync::Mutex<HashMap<PoolKey, Slot>>,
+    pipes: Option<Arc<dyn PipeSource>>,
+}
+
+impl std::fmt::Debug for McpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpPool").field("servers", &self.len()).finish_non_exhaustive()
+    }
 }
 
 impl McpPool {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A pool that reaches [`McpServer::Attached`] servers through `pipes`.
+    pub fn with_pipes(pipes: Arc<dyn PipeSource>) -> Self {
+        Self { slots: Default::default(), pipes: Some(pipes) }
     }
 
     /// The live connection for `server` and `token`, opened (or reopened, if it broke) before `deadline`.
@@ -55,7 +78,14 @@ impl McpPool {
         if let Some(connection) = current.as_ref().filter(|connection| !connection.is_closed()) {
             return Ok(Arc::clone(connection));
         }
-        let connection = Arc::new(McpConnection::connect(server, token, deadline).await?);
+        let connection = match (server, &self.pipes) {
+            (McpServer::Attached { tenant, server: name }, Some(pipes)) => {
+                let (stdout, stdin) = pipes.attach(tenant, name).await?;
+                McpConnection::from_pipes(server, stdout, stdin, deadline).await?
+            }
+            _ => McpConnection::connect(server, token, deadline).await?,
+        };
+        let connection = Arc::new(connection);
         *current = Some(Arc::clone(&connection));
         Ok(connection)
     }

@@ -11,6 +11,9 @@ pub enum McpServer {
     Http { url: String },
     /// A child process speaking MCP over its stdin and stdout.
     Stdio(StdioCommand),
+    /// A tenant's own stdio server, run by the deployer of this node: the pool asks its
+    /// [`PipeSource`](super::PipeSource) for the process's stdio instead of spawning anything.
+    Attached { tenant: String, server: String },
 }
 
 impl McpServer {
@@ -29,6 +32,7 @@ impl fmt::Display for McpServer {
         match self {
             Self::Http { url } => f.write_str(url),
             Self::Stdio(command) => write!(f, "stdio:{}", command.program.display()),
+            Self::Attached { tenant, server } => write!(f, "stdio:{tenant}/{server}"),
         }
     }
 }

@@ -1,0 +1,347 @@
+//! The tenant actor's custom-server shell: it feeds the tenant's [`Deployments`] and carries out
+//! what they decide, with the [`Store`](crate::store::Store) (collection `servers:<tenant>`, one
+//! JSON entry per server), the [`Deployer`](crate::deployer::Deployer) and the
+//! [`ServerTools`](crate::server_tools::ServerTools) port.
+//!
+//! Write-ahead: every [`Effect::Persist`] is written before the effects after it; a failed write
+//! puts the state from before the input back (a request is answered with the error, a report is
+//! fed again a moment later). Deploy and Stop calls of one tenant run one at a time, in order, on
+//! a worker task; discoveries run on tasks of their own. Both answer with messages to the actor,
+//! which keeps admitting requests meanwhile.
+
+use chrono::{DateTime, Utc};
+use ractor::ActorRef;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::deployer::{DeployerEventKind, ServerName, ServerSource, SourceKind};
+use crate::deployments::{Deployments, Effect, Input, Rejection, Report, ServerRecord, ServerRequest, record_changes};
+use crate::quotas::{Quota, QuotaExceeded};
+use crate::store::StoreError;
+use crate::tenant::{Limits, TenantId};
+use crate::tenant_actor::{TenantEnv, TenantError, TenantMsg};
+
+/// The store collection of a tenant's servers.
+pub fn collection(tenant: &TenantId) -> String {
+    format!("servers:{tenant}")
+}
+
+/// The store collection naming (one empty entry each) the tenants that have servers, so that a
+/// starting node can wake them and resume their deployments without waiting for a request.
+pub const SERVER_TENANTS: &str = "server-tenants";
+
+/// A deployer call for the worker.
+enum Job {
+    Deploy { name: ServerName, source: ServerSource, attempt: u32 },
+    Stop { name: ServerName },
+}
+
+pub struct TenantServers {
+    deployments: Deployments,
+    /// What the store holds, as last written.
+    persisted: Vec<ServerRecord>,
+    worker: Option<mpsc::UnboundedSender<Job>>,
+}
+
+impl TenantServers {
+    pub fn new(env: &TenantEnv) -> Self {
+        let supported = SourceKind::ALL.into_iter().filter(|kind| env.deployer.supports(*kind));
+        Self { deployments: Deployments::new(env.deploy_retry.clone(), supported), persisted: Vec::new(), worker: None }
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.deployments.is_busy()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.deployments.quota_count()
+    }
+
+    pub fn list(&self) -> Vec<ServerRecord> {
+        self.deployments.records()
+    }
+
+    pub fn get(&self, name: &ServerName) -> Option<ServerRecord> {
+        self.deployments.server(name).cloned()
+    }
+
+    /// Loads the persisted records and resumes interrupted work (after start, activation or a
+    /// crash): ready servers' tools are offered again.
+    pub async fn restore(&mut self, env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>) {
+        let entries = match env.store.entries(&collection(tenant)).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::error!(%tenant, %error, "cannot load custom servers; they resume at the next activation");
+                return;
+            }
+        };
+        let mut records = Vec::new();
+        for (name, bytes) in entries {
+            match serde_json::from_slice::<ServerRecord>(&bytes) {
+                Ok(record) => records.push(record),
+                Err(error) => tracing::error!(%tenant, server = %name, %error, "unreadable server record; skipped"),
+            }
+        }
+        forward_deployer_events(env, tenant, myself);
+        if records.is_empty() {
+            return;
+        }
+        self.persisted = records.clone();
+        let now = env.clock.now();
+        if let Err(error) = self.apply(env, tenant, myself, now, Input::Restored { records }).await {
+            tracing::error!(%tenant, %error, "cannot resume custom servers");
+        }
+    }
+
+    /// A new server: validated, within quota, persisted as `pending`, then started.
+    pub async fn create(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+        limits: &Limits,
+        request: ServerRequest,
+        clashes_with_integration: bool,
+    ) -> Result<ServerRecord, TenantError> {
+        let server = request.validate().map_err(|error| TenantError::InvalidServer(error.to_string()))?;
+        let name = server.name.clone();
+        let used = self.deployments.quota_count();
+        if used >= limits.max_custom_servers {
+            return Err(TenantError::Quota(QuotaExceeded {
+                quota: Quota::CustomServers,
+                limit: limits.max_custom_servers,
+                used,
+            }));
+        }
+        let now = env.clock.now();
+        let deployment_id = format!("dep_{}", uuid_like(tenant, &name, now));
+        self.apply(env, tenant, myself, now, Input::Create { server, deployment_id, clashes_with_integration }).await?;
+        let created = self.deployments.server(&name).cloned().ok_or(TenantError::Server(Rejection::NotFound(name)))?;
+        // Started now; if this step cannot be persisted, the periodic tick starts it.
+        if let Err(error) = self.apply(env, tenant, myself, now, Input::Tick).await {
+            tracing::warn!(%tenant, %error, "cannot start a new server yet");
+        }
+        Ok(created)
+    }
+
+    /// Deletes a server; answers it as it was when the delete was accepted.
+    pub async fn delete(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+        name: ServerName,
+    ) -> Result<ServerRecord, TenantError> {
+        let Some(before) = self.deployments.server(&name).cloned() else {
+            return Err(TenantError::Server(Rejection::NotFound(name)));
+        };
+        let now = env.clock.now();
+        self.apply(env, tenant, myself, now, Input::Delete { name: name.clone() }).await?;
+        Ok(self.deployments.server(&name).cloned().unwrap_or(before))
+    }
+
+    /// Starts what is due (pending servers, retries).
+    pub async fn tick(&mut self, env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>) {
+        let now = env.clock.now();
+        if self.deployments.next_deadline().is_some_and(|due| due <= now)
+            && let Err(error) = self.apply(env, tenant, myself, now, Input::Tick).await
+        {
+            tracing::warn!(%tenant, %error, "custom servers' due work postponed");
+        }
+    }
+
+    /// An answer of the deployer or of a discovery.
+    pub async fn report(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+        message: TenantMsg,
+    ) {
+        let input = match &message {
+            TenantMsg::DeploymentReported(name, report) => {
+                Input::DeployerReported { name: name.clone(), report: report.clone() }
+            }
+            TenantMsg::DiscoveryDone(name, Ok(count)) => Input::ToolsDiscovered { name: name.clone(), count: *count },
+            TenantMsg::DiscoveryDone(name, Err(error)) => {
+                Input::DiscoveryFailed { name: name.clone(), error: error.clone() }
+            }
+            _ => return,
+        };
+        let now = env.clock.now();
+        if let Err(error) = self.apply(env, tenant, myself, now, input).await {
+            // Nothing changed: hear the report again shortly.
+            tracing::warn!(%tenant, %error, "custom server report not recorded; retrying");
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let _ = myself.cast(message);
+            });
+        }
+    }
+
+    /// The tenant is being deleted: every server is stopped, its tools withdrawn and its record
+    /// deleted.
+    pub async fn delete_all(&mut self, env: &TenantEnv, tenant: &TenantId) -> Result<(), TenantError> {
+        for record in self.deployments.records() {
+            if record.source.kind() != SourceKind::Http
+                && let Err(error) = env.deployer.stop(tenant, &record.name).await
+            {
+                tracing::warn!(%tenant, server = %record.name, %error, "cannot stop a deleted tenant's server");
+            }
+            env.server_tools.withdraw(tenant, &record.name).await;
+        }
+        let collection = collection(tenant);
+        for (name, _) in env.store.entries(&collection).await? {
+            env.store.delete_entry(&collection, &name).await?;
+        }
+        env.store.delete_entry(SERVER_TENANTS, tenant.as_str()).await?;
+        self.persisted.clear();
+        self.deployments = Deployments::new(env.deploy_retry.clone(), [SourceKind::Http]);
+        Ok(())
+    }
+
+    /// Applies `input` and carries out its effects in order; see the module's doc.
+    async fn apply(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+        now: DateTime<Utc>,
+        input: Input,
+    ) -> Result<(), TenantError> {
+        let saved = self.deployments.clone();
+        let effects = self.deployments.handle(now, input).map_err(TenantError::Server)?;
+        for effect in effects {
+            match effect {
+                Effect::Persist(after) => {
+                    if let Err(error) = self.persist(env, tenant, after).await {
+                        self.deployments = saved;
+                        return Err(error.into());
+                    }
+                }
+                Effect::Deploy { name, source, attempt } => {
+                    self.send(env, tenant, myself, Job::Deploy { name, source, attempt })
+                }
+                Effect::Stop { name } => self.send(env, tenant, myself, Job::Stop { name }),
+                Effect::Discover { name, .. } => {
+                    let Some(record) = self.deployments.server(&name).cloned() else { continue };
+                    let (tools, tenant, myself) = (env.server_tools.clone(), tenant.clone(), myself.clone());
+                    tokio::spawn(async move {
+                        let found = tools.discover(&tenant, &record).await;
+                        let _ = myself.cast(TenantMsg::DiscoveryDone(name, found));
+                    });
+                }
+                Effect::Removed { name } => env.server_tools.withdraw(tenant, &name).await,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the changed entries and deletes the removed ones.
+    async fn persist(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        after: Vec<ServerRecord>,
+    ) -> Result<(), StoreError> {
+        let collection = collection(tenant);
+        if self.persisted.is_empty() && !after.is_empty() {
+            env.store.put_entry(SERVER_TENANTS, tenant.as_str(), b"").await?;
+        }
+        let (written, deleted) = record_changes(&self.persisted, &after);
+        for record in written {
+            let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Backend(e.to_string()))?;
+            env.store.put_entry(&collection, record.name.as_str(), &bytes).await?;
+        }
+        for name in deleted {
+            env.store.delete_entry(&collection, name.as_str()).await?;
+        }
+        if after.is_empty() && !self.persisted.is_empty() {
+            env.store.delete_entry(SERVER_TENANTS, tenant.as_str()).await?;
+        }
+        self.persisted = after;
+        Ok(())
+    }
+
+    fn send(&mut self, env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>, job: Job) {
+        let worker = self.worker.get_or_insert_with(|| spawn_worker(env, tenant, myself));
+        if let Err(mpsc::error::SendError(job)) = worker.send(job) {
+            // The worker ended (it cannot, while its sender lives); start another.
+            let worker = spawn_worker(env, tenant, myself);
+            let _ = worker.send(job);
+            self.worker = Some(worker);
+        }
+    }
+}
+
+/// The task that calls the deployer for one tenant, one call at a time.
+fn spawn_worker(env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>) -> mpsc::UnboundedSender<Job> {
+    let (sender, mut jobs) = mpsc::unbounded_channel::<Job>();
+    let (deployer, tenant, myself) = (env.deployer.clone(), tenant.clone(), myself.clone());
+    tokio::spawn(async move {
+        while let Some(job) = jobs.recv().await {
+            let (name, report) = match job {
+                Job::Deploy { name, source, attempt } => {
+                    let report = match deployer.deploy(&tenant, &name, &source).await {
+                        Ok(endpoint) => Report::Ready { attempt, endpoint },
+                        Err(error) => Report::Failed { attempt, error },
+                    };
+                    (name, report)
+                }
+                Job::Stop { name } => {
+                    let report = match deployer.stop(&tenant, &name).await {
+                        Ok(()) => Report::Stopped,
+                        Err(error) => Report::StopFailed { error: error.to_string() },
+                    };
+                    (name, report)
+                }
+            };
+            // If the actor is gone, its next activation resumes from the persisted records.
+            let _ = myself.cast(TenantMsg::DeploymentReported(name, report));
+        }
+    });
+    sender
+}
+
+/// Forwards what the deployer reports on its own about this tenant's servers (a server that
+/// kept dying and is given up) to the actor, for as long as the actor runs.
+fn forward_deployer_events(env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>) {
+    if !env.deployer.supports(SourceKind::Stdio) {
+        return;
+    }
+    let mut events = env.deployer.events();
+    let (tenant, myself) = (tenant.clone(), myself.clone());
+    tokio::spawn(async move {
+        loop {
+            let received = tokio::select! {
+                received = events.recv() => received,
+                () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+                    if matches!(myself.get_status(), ractor::ActorStatus::Stopped | ractor::ActorStatus::Stopping) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match received {
+                Ok(event) if event.tenant == tenant => {
+                    if let DeployerEventKind::GaveUp { error } = event.kind {
+                        let report = Report::GaveUp { error };
+                        if myself.cast(TenantMsg::DeploymentReported(event.name, report)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// A deployment id unique enough to tell deployments apart: tenant, name and time hashed.
+fn uuid_like(tenant: &TenantId, name: &ServerName, now: DateTime<Utc>) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (tenant.as_str(), name.as_str(), now.timestamp_nanos_opt()).hash(&mut hasher);
+    format!("{:016x}{:08x}", hasher.finish(), now.timestamp_subsec_nanos())
+}

@@ -1,0 +1,162 @@
+//! `/api/v1/mcp/servers`: a tenant's own MCP servers. The tenant's actor owns each deployment
+//! request (a persisted state machine); this edge admits the request, checks what only the
+//! node knows (whether a shared integration has the name) and shows the records.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use connectors_actors::audit::AuditResult;
+use connectors_actors::deployer::ServerName;
+use connectors_actors::deployments::{ServerRecord, ServerRequest};
+use connectors_actors::tenant::TenantId;
+use serde_json::{Value, json};
+
+use super::admin::tenant_error;
+use super::error::ApiError;
+use super::extract::{JsonBody, JsonObject};
+use super::tenant_api::{Admitted, admit, audit};
+use crate::app::Gateway;
+
+impl JsonObject for ServerRequest {
+    const OBJECT_FIELDS: &'static [&'static str] = &["source"];
+}
+
+/// The API's view of a server.
+pub fn server_view(tenant: &TenantId, record: &ServerRecord) -> Value {
+    let mut view = json!({
+        "name": record.name,
+        "deploymentId": record.deployment_id,
+        "category": record.category,
+        "description": record.description,
+        "source": record.source,
+        "status": record.status.as_str(),
+        "namespace": namespace(tenant),
+        "endpoint": record.endpoint.as_ref().map(ToString::to_string),
+        "toolsDiscovered": record.tools_discovered,
+        "createdAt": record.created_at,
+    });
+    if let Some(error) = &record.error {
+        view["error"] = json!(error);
+    }
+    view
+}
+
+fn namespace(tenant: &TenantId) -> String {
+    format!("tenant-{tenant}")
+}
+
+/// Admits a request and refuses it when the tenant's `customServers` feature is off.
+async fn admit_servers(gateway: &Gateway, parts: &Parts, action: &str) -> Result<Admitted, ApiError> {
+    let admitted = admit(gateway, parts, action, None, false).await?;
+    if !admitted.tenant.features.custom_servers {
+        let tenant = admitted.tenant.record.id.clone();
+        audit(
+            gateway,
+            &admitted.caller,
+            &tenant,
+            action,
+            AuditResult::Denied,
+            Some(json!({"reason": "feature_disabled"})),
+        )
+        .await;
+        return Err(ApiError::forbidden("feature_disabled", "the tenant's `customServers` feature is disabled")
+            .with_headers(admitted.headers));
+    }
+    Ok(admitted)
+}
+
+/// `POST /api/v1/mcp/servers`: 202 once the request is persisted as `pending`.
+pub async fn create(
+    State(gateway): State<Arc<Gateway>>,
+    parts: Parts,
+    JsonBody { value: request, .. }: JsonBody<ServerRequest>,
+) -> Result<Response, ApiError> {
+    let admitted = admit_servers(&gateway, &parts, "mcp.servers.create").await?;
+    let tenant = admitted.tenant.record.id.clone();
+    let headers = admitted.headers.clone();
+    let params =
+        json!({"name": request.name, "sourceType": request.source.kind().as_str(), "category": request.category});
+    let outcome = async {
+        // Validated here for a quick 400; the actor validates again.
+        request.clone().validate().map_err(|error| ApiError::invalid(error.to_string()))?;
+        let clashes = gateway.registry.integration(&request.name).is_some();
+        gateway.router.create_server(&tenant, request, clashes).await?.map_err(tenant_error)
+    }
+    .await;
+    let result = if outcome.is_ok() { AuditResult::Success } else { AuditResult::Error };
+    let mut audited = params;
+    if let Err(error) = &outcome {
+        audited["error"] = json!(error.code());
+    }
+    audit(&gateway, &admitted.caller, &tenant, "mcp.servers.create", result, Some(audited)).await;
+    let record = outcome.map_err(|error| error.with_headers(headers.clone()))?;
+    let body = json!({
+        "deploymentId": record.deployment_id,
+        "name": record.name,
+        "status": "pending",
+        "namespace": namespace(&tenant),
+    });
+    Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
+}
+
+/// `GET /api/v1/mcp/servers`
+pub async fn list(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, ApiError> {
+    let admitted = admit_servers(&gateway, &parts, "mcp.servers.list").await?;
+    let tenant = admitted.tenant.record.id.clone();
+    let records = match gateway.router.list_servers(&tenant).await {
+        Ok(Ok(records)) => records,
+        Ok(Err(error)) => return Err(tenant_error(error).with_headers(admitted.headers)),
+        Err(error) => return Err(ApiError::from(error).with_headers(admitted.headers)),
+    };
+    let servers: Vec<Value> = records.iter().map(|record| server_view(&tenant, record)).collect();
+    Ok((admitted.headers, Json(json!({"servers": servers}))).into_response())
+}
+
+/// `GET /api/v1/mcp/servers/{name}`
+pub async fn get(
+    State(gateway): State<Arc<Gateway>>,
+    parts: Parts,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let admitted = admit_servers(&gateway, &parts, "mcp.servers.get").await?;
+    let tenant = admitted.tenant.record.id.clone();
+    let not_found = || ApiError::not_found(format!("server `{name}` not found")).with_headers(admitted.headers.clone());
+    let Ok(server) = ServerName::parse(&name) else { return Err(not_found()) };
+    match gateway.router.get_server(&tenant, server).await {
+        Ok(Some(record)) => Ok((admitted.headers, Json(server_view(&tenant, &record))).into_response()),
+        Ok(None) => Err(not_found()),
+        Err(error) => Err(ApiError::from(error).with_headers(admitted.headers)),
+    }
+}
+
+/// `DELETE /api/v1/mcp/servers/{name}`: 202 with status `deleting`; the server is gone once
+/// its deployer stopped it (at once for `http` and `pending` servers).
+pub async fn delete(
+    State(gateway): State<Arc<Gateway>>,
+    parts: Parts,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let admitted = admit_servers(&gateway, &parts, "mcp.servers.delete").await?;
+    let tenant = admitted.tenant.record.id.clone();
+    let outcome = match ServerName::parse(&name) {
+        Err(_) => Err(ApiError::not_found(format!("server `{name}` not found"))),
+        Ok(server) => match gateway.router.delete_server(&tenant, server).await {
+            Ok(result) => result.map_err(tenant_error),
+            Err(error) => Err(error.into()),
+        },
+    };
+    let mut audited = json!({"name": name});
+    if let Err(error) = &outcome {
+        audited["error"] = json!(error.code());
+    }
+    let result = if outcome.is_ok() { AuditResult::Success } else { AuditResult::Error };
+    audit(&gateway, &admitted.caller, &tenant, "mcp.servers.delete", result, Some(audited)).await;
+    let record = outcome.map_err(|error| error.with_headers(admitted.headers.clone()))?;
+    let mut view = server_view(&tenant, &record);
+    view["status"] = json!("deleting");
+    Ok((StatusCode::ACCEPTED, admitted.headers, Json(view)).into_response())
+}
