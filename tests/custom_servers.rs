@@ -253,3 +253,27 @@ async fn a_deployment_interrupted_by_a_restart_resumes_and_gets_ready() {
     assert_eq!(ready["toolsDiscovered"], 6, "{ready}");
     invoke(&gateway, "acme", &acme, "later.echo", json!({"text": "resumed"})).await.expect(200);
 }
+
+#[tokio::test]
+async fn servers_keep_serving_after_the_tenant_was_idle() {
+    let upstream = HttpServerProcess::example(&[]);
+    let binary = example_server_binary().to_str().unwrap().to_string();
+    // `passivateAfterSeconds` belongs to `gateway:`, which FAST opens.
+    let config = allow_list_config(&binary).replacen(
+        "flushIntervalMillis: 20\n",
+        "flushIntervalMillis: 20\n  passivateAfterSeconds: 1\n",
+        1,
+    );
+    let gateway = Gateway::start(&config, &[]).await;
+    let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
+    let http = json!({"name": "remote", "category": "x", "source": {"type": "http", "url": upstream.url}});
+    let stdio =
+        json!({"name": "local", "category": "x", "source": {"type": "stdio", "command": binary, "args": ["--stdio"]}});
+    create(&gateway, "acme", &acme, http).await.expect(202);
+    create(&gateway, "acme", &acme, stdio).await.expect(202);
+    wait_ready(&gateway, "acme", &acme, "remote").await;
+    wait_ready(&gateway, "acme", &acme, "local").await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    invoke(&gateway, "acme", &acme, "remote.echo", json!({"text": "idle"})).await.expect(200);
+    invoke(&gateway, "acme", &acme, "local.echo", json!({"text": "idle"})).await.expect(200);
+}

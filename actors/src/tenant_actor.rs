@@ -274,6 +274,7 @@ async fn handle_io(
             if state.core.is_idle(now, state.env.passivate_after)
                 && !state.oauth.is_refreshing()
                 && !state.servers.is_busy()
+                && !state.servers.holds_deployments()
             {
                 // A passivated tenant's refreshes must still happen on time: the supervisor
                 // wakes it up for the next one.

@@ -14,7 +14,9 @@ use ractor::ActorRef;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::deployer::{DeployerEventKind, ServerName, ServerSource, SourceKind};
-use crate::deployments::{Deployments, Effect, Input, Rejection, Report, ServerRecord, ServerRequest, record_changes};
+use crate::deployments::{
+    Deployments, Effect, Input, Rejection, Report, ServerRecord, ServerRequest, ServerStatus, record_changes,
+};
 use crate::quotas::{Quota, QuotaExceeded};
 use crate::store::StoreError;
 use crate::tenant::{Limits, TenantId};
@@ -50,6 +52,15 @@ impl TenantServers {
 
     pub fn is_busy(&self) -> bool {
         self.deployments.is_busy()
+    }
+
+    /// Whether a deployer runs something for this tenant (every kind but `http`, unless failed).
+    /// The actor does not passivate meanwhile: activating again would restore those servers as
+    /// interrupted and deploy them again, and their tools would be unavailable in between.
+    pub fn holds_deployments(&self) -> bool {
+        self.deployments
+            .servers()
+            .any(|record| record.source.kind() != SourceKind::Http && record.status != ServerStatus::Failed)
     }
 
     pub fn count(&self) -> u64 {
