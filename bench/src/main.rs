@@ -37,6 +37,11 @@
 //! `/api/v1/admin/cluster`), the Redis-counter mode (`RATE_LIMIT_STORE=redis`), and a 3-node
 //! cluster against a 1-node one; throughput, p50/p99, non-200 counts and the ratios against the
 //! goals of issue 3 (about 2 1/2 minutes with its defaults).
+//!
+//! `cargo run --release -p bench -- tools` is the `tools/select` benchmark (module [`tools`], issue 5):
+//! the gateway discovers 500, then 4,076 real tools (seal-tools) from the example MCP server, and
+//! `POST /api/v1/tools/select` is measured against the same `Selector` called in-process
+//! (throughput, p50/p99, CPU per query, the ratios; build `mcp-example-server` in release too).
 
 mod cluster;
 mod gateway;
@@ -46,6 +51,7 @@ mod load;
 mod redis_server;
 mod stats;
 mod tenants;
+mod tools;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -88,6 +94,9 @@ enum Mode {
     /// Cluster benchmark: admission on a local owner, through one remote hop, with the Redis
     /// counter (RATE_LIMIT_STORE=redis), and a 3-node cluster against one node.
     Cluster(cluster::ClusterArgs),
+    /// `tools/select` over HTTP against the selection engine in-process, with 500 and 4,076
+    /// tools discovered from the example MCP server.
+    Tools(tools::ToolsArgs),
 }
 
 /// Flags of the single-node benchmark.
@@ -137,6 +146,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.mode {
         None => run(&cli.single),
         Some(Mode::Cluster(args)) => cluster::run(args),
+        Some(Mode::Tools(args)) => tools::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,11 +1,13 @@
 //! The example tools, and `tools/list` paging so clients' cursor handling can be tested.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResult, ContentBlock, ErrorData, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
@@ -18,6 +20,8 @@ const MAX_SLEEP_MS: u64 = 60_000;
 pub(crate) struct ExampleTools {
     tool_router: ToolRouter<Self>,
     page_size: Option<usize>,
+    /// With `--catalog`: the tools `tools/list` gives instead of the example tools.
+    listed: Option<Arc<Vec<Tool>>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -48,7 +52,12 @@ pub(crate) struct FailArgs {
 #[tool_router]
 impl ExampleTools {
     pub(crate) fn new(page_size: Option<usize>) -> Self {
-        Self { tool_router: Self::tool_router(), page_size: page_size.filter(|size| *size > 0) }
+        Self { tool_router: Self::tool_router(), page_size: page_size.filter(|size| *size > 0), listed: None }
+    }
+
+    /// The same server, listing `tools` (from a catalog) instead of the example tools.
+    pub(crate) fn listing(&self, tools: Arc<Vec<Tool>>) -> Self {
+        Self { listed: Some(tools), ..self.clone() }
     }
 
     #[tool(description = "Returns the text it is given")]
@@ -102,8 +111,14 @@ impl ServerHandler for ExampleTools {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let mut tools = self.tool_router.list_all();
-        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut tools = match &self.listed {
+            Some(listed) => listed.as_ref().clone(),
+            None => {
+                let mut tools = self.tool_router.list_all();
+                tools.sort_by(|a, b| a.name.cmp(&b.name));
+                tools
+            }
+        };
         let Some(page_size) = self.page_size else {
             return Ok(ListToolsResult::with_all_items(tools));
         };
