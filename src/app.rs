@@ -452,7 +452,7 @@ async fn start_cluster(
     let record = MemberRecord {
         id: me.clone(),
         http_addr: http_addr.to_string(),
-        cluster_addr: identity.listen.to_string(),
+        cluster_addr: links.listen_addr().to_string(),
         status: NodeStatus::Joining,
         heartbeat_ms: now_ms,
         started_ms: now_ms,
@@ -465,7 +465,7 @@ async fn start_cluster(
         },
     );
     let store = Arc::new(store);
-    tracing::info!(node = %me, cluster_listen = %identity.listen, "joining the cluster");
+    tracing::info!(node = %me, cluster_listen = %links.listen_addr(), "joining the cluster");
     let node = ClusterNode::start(membership, store, links, router.clone(), timing.heartbeat);
     Ok((router, node))
 }

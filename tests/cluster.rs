@@ -26,9 +26,11 @@ struct Cluster {
     nodes: Vec<Gateway>,
 }
 
-async fn start_node(redis: &RedisServer, name: &str, cluster_port: u16, cookie: &str) -> Gateway {
+/// Starts a node; its cluster listener takes a port the system chooses (a port picked beforehand
+/// could be taken by another test's connection before the node binds it).
+async fn start_node(redis: &RedisServer, name: &str, cookie: &str) -> Gateway {
     let url = redis.url();
-    let listen = format!("127.0.0.1:{cluster_port}");
+    let listen = "127.0.0.1:0".to_string();
     Gateway::start(
         CLUSTER_CONFIG,
         &[
@@ -47,7 +49,7 @@ impl Cluster {
         let redis = RedisServer::start_persistent();
         let mut nodes = Vec::new();
         for i in 0..size {
-            nodes.push(start_node(&redis, &format!("node-{i}"), free_port(), COOKIE).await);
+            nodes.push(start_node(&redis, &format!("node-{i}"), COOKIE).await);
         }
         let cluster = Cluster { redis, nodes };
         cluster.wait_converged(size, Duration::from_secs(20)).await;
@@ -230,7 +232,7 @@ async fn losing_redis_keeps_owned_tenants_served_and_loses_nothing() {
 #[tokio::test]
 async fn a_node_with_the_wrong_cookie_is_refused_and_the_cluster_is_undisturbed() {
     let redis = RedisServer::start_persistent();
-    let good = start_node(&redis, "node-a", free_port(), COOKIE).await;
+    let good = start_node(&redis, "node-a", COOKIE).await;
     good.wait_ready(Duration::from_secs(15)).await;
     let (_, key) = good.create_tenant(json!({"id": "steady", "name": "Steady"})).await;
     let url = redis.url();

@@ -75,6 +75,8 @@ const MAX_REDIAL: Duration = Duration::from_secs(5);
 
 pub struct Links {
     me: NodeId,
+    /// Where peers reach this node (the port chosen by the system when 0 was asked for).
+    listen: SocketAddr,
     node_server: ActorRef<NodeServerMessage>,
     peers: DashMap<NodeId, Arc<Peer>>,
     config: LinkConfig,
@@ -90,8 +92,11 @@ impl Links {
         config: LinkConfig,
     ) -> Result<Arc<Self>, LinkError> {
         let listen_error = |reason: String| LinkError::Listen { addr: listen, reason };
-        // Bind once ourselves so that a taken port is an error now, not a log line later.
-        drop(std::net::TcpListener::bind(listen).map_err(|e| listen_error(e.to_string()))?);
+        // Bind once ourselves so that a taken port is an error now, not a log line later, and
+        // so that port 0 becomes a concrete port to tell the peers.
+        let probe = std::net::TcpListener::bind(listen).map_err(|e| listen_error(e.to_string()))?;
+        let listen = probe.local_addr().map_err(|e| listen_error(e.to_string()))?;
+        drop(probe);
         let server = NodeServer::new(
             listen.port(),
             cookie,
@@ -106,9 +111,13 @@ impl Links {
             id: "connectors.links".into(),
             subscription: Box::new(AuthWatch::default()),
         });
-        let links = Arc::new(Self { me, node_server, peers: DashMap::new(), config });
+        let links = Arc::new(Self { me, listen, node_server, peers: DashMap::new(), config });
         tokio::spawn(keep_links(Arc::downgrade(&links)));
         Ok(links)
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
     }
 
     /// The members of the current view besides this node, with their cluster addresses.
