@@ -246,9 +246,12 @@ async fn a_deployment_interrupted_by_a_restart_resumes_and_gets_ready() {
     .await;
     assert!(waiting["error"].as_str().unwrap().contains("discovery"), "{waiting}");
 
-    gateway.restart().await;
+    // The server comes up while the gateway is down: only the resumed deployment can find it.
+    let status = gateway.stop_graceful().await;
+    assert_eq!(status.code(), Some(0));
     let _upstream =
         HttpServerProcess::start(Command::new(example_server_binary()).args(["--http", &format!("127.0.0.1:{port}")]));
+    gateway.start_again().await;
     let ready = wait_ready(&gateway, "acme", &acme, "later").await;
     assert_eq!(ready["toolsDiscovered"], 6, "{ready}");
     invoke(&gateway, "acme", &acme, "later.echo", json!({"text": "resumed"})).await.expect(200);
