@@ -340,15 +340,21 @@ async fn the_redis_counter_mode_limits_like_the_original_design() {
     node.tenant_get(Some("counted"), Some("wrong-key")).await.expect_error(401, "unauthorized");
 }
 
+/// A tenant id starting with `prefix` that node-1 owns in a cluster of node-0 and node-1 (computed
+/// with the gateway's own placement).
+fn id_owned_by_second_of_two(prefix: &str) -> String {
+    let owners = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| owners.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn after_a_crash_the_new_owner_continues_from_the_last_checkpoint() {
     let mut cluster = Cluster::start(2).await;
     // A tenant owned by node-1, whose windows node-0 has never held.
-    let owner_map = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
-    let id = (0..)
-        .map(|i| format!("ckpt-{i}"))
-        .find(|id| owner_map.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
-        .unwrap();
+    let id = id_owned_by_second_of_two("ckpt");
     let key = cluster.nodes[0].create_limited(&id, 20).await;
     ensure_minute_room(20).await;
     for _ in 0..12 {
@@ -382,11 +388,7 @@ async fn after_a_crash_the_new_owner_continues_from_the_last_checkpoint() {
 #[tokio::test]
 async fn oauth_credentials_follow_their_tenant_to_a_new_owner() {
     let mut cluster = Cluster::start(2).await;
-    let owner_map = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
-    let id = (0..)
-        .map(|i| format!("cred-{i}"))
-        .find(|id| owner_map.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
-        .unwrap();
+    let id = id_owned_by_second_of_two("cred");
     cluster.nodes[0].create_limited(&id, 1000).await;
     let credential =
         json!({"accessToken": "at-cluster-secret-1", "scopes": ["repo"], "expiresAt": "2099-01-01T00:00:00Z"});
