@@ -156,6 +156,15 @@ async fn rotation_and_limit_changes_through_one_node_apply_at_once_on_the_others
         }
         cluster.nodes[0].patch_tenant(id, json!({"status": "active"})).await.expect(200);
         cluster.nodes[0].tenant_get(Some(id), Some(&new_key)).await.expect(200);
+        // Edges that already hold the tenant's record see every change of it on the next request.
+        let name = format!("{id} renamed");
+        let patch = json!({"name": name, "security": {"allowedIPs": ["127.0.0.0/8"]}});
+        cluster.nodes[1].patch_tenant(id, patch).await.expect(200);
+        for node in &cluster.nodes {
+            let view = node.tenant_get(Some(id), Some(&new_key)).await.expect(200).json();
+            assert_eq!(view["name"], name.as_str(), "through {}", node.url(""));
+            assert_eq!(view["security"]["allowedIPs"], json!(["127.0.0.0/8"]), "through {}", node.url(""));
+        }
     }
 }
 

@@ -14,9 +14,16 @@ use crate::api_key::KeyHash;
 
 /// A tenant id: `^[a-z0-9]([a-z0-9-]{0,54}[a-z0-9])?$`. Ids become Kubernetes namespaces
 /// `tenant-<id>`, hence at most 56 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct TenantId(String);
+
+/// Written as the plain string, without the copy `#[serde(into = "String")]` would make.
+impl Serialize for TenantId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -60,7 +67,7 @@ impl fmt::Display for TenantId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
     Active,
@@ -90,7 +97,7 @@ pub struct Limits {
 }
 
 /// Limits set explicitly; `None` follows the plan.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,7 +136,7 @@ pub struct Features {
     pub advanced_analytics: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FeatureOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,7 +157,7 @@ impl FeatureOverrides {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Security {
     /// CIDRs and single addresses; empty allows every address. Validated before it is stored.
@@ -160,7 +167,7 @@ pub struct Security {
 
 /// An API key of the tenant, as stored: its hash, and when it stops working if it was rotated
 /// out with a grace period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredKey {
     pub hash: KeyHash,
@@ -176,7 +183,7 @@ impl StoredKey {
 }
 
 /// A tenant as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantRecord {
     pub id: TenantId,
@@ -197,6 +204,16 @@ pub struct TenantRecord {
 }
 
 impl TenantRecord {
+    /// A digest of the whole record, so that a node holding a copy can ask "is mine still
+    /// current?" without the record being sent again. Both sides compute it, so a build whose
+    /// hashing differs only ever sees a mismatch (and gets the record), never a false match.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// The keys that authenticate at `now`.
     pub fn valid_keys(&self, now: DateTime<Utc>) -> impl Iterator<Item = &StoredKey> {
         self.keys.iter().filter(move |key| key.is_valid_at(now))

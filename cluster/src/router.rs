@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use connectors_actors::admission::Admission;
 use connectors_actors::supervisor::{DirectoryError, OwnershipGate, TenantDirectory};
-use connectors_actors::tenant::TenantId;
+use connectors_actors::tenant::{TenantId, TenantRecord};
 use connectors_actors::tenant_call::{TenantCall, TenantReply};
+use dashmap::DashMap;
 
 use crate::ownership::{OwnershipEffect, ShardOwnership, ShardState};
 use crate::shard_map::{NodeId, ShardMap, shard_of};
@@ -93,11 +95,18 @@ pub struct ShardRouter {
     directory: Arc<TenantDirectory>,
     /// `None` on a single node.
     links: Option<Arc<Links>>,
+    /// Records of tenants owned elsewhere, by fingerprint, from their owners' last full
+    /// admission answers: an owner that finds the fingerprint current leaves the record out.
+    /// A stale entry costs one full answer, never a wrong one (the owner compares).
+    held_records: DashMap<TenantId, (u64, Arc<TenantRecord>)>,
 }
+
+/// How many tenant records the edge holds at most (all are dropped past the bound).
+const HELD_RECORDS_MAX: usize = 100_000;
 
 impl ShardRouter {
     pub fn new(table: Arc<ShardTable>, directory: Arc<TenantDirectory>, links: Option<Arc<Links>>) -> Arc<Self> {
-        Arc::new(Self { table, directory, links })
+        Arc::new(Self { table, directory, links, held_records: DashMap::new() })
     }
 
     pub fn table(&self) -> &Arc<ShardTable> {
@@ -122,10 +131,23 @@ impl ShardRouter {
                         retry_after: MOVING_RETRY_AFTER_SECS,
                     });
                 };
-                let request = TenantRequest { epoch: ownership.epoch(), tenant: tenant.clone(), call };
-                match links.ask(owner, &request).await {
-                    Ok(Ok(reply)) => Ok(reply),
-                    Ok(Err(Refusal::NotFound(id))) => Err(RouteError::NotFound(id)),
+                let held = self.held_records.get(tenant).map(|entry| entry.value().clone());
+                let request = TenantRequest {
+                    epoch: ownership.epoch(),
+                    tenant: tenant.clone(),
+                    call,
+                    held_record: held.as_ref().map(|(fingerprint, _)| *fingerprint),
+                };
+                let answer = links.ask(owner, &request).await.map(|answer| answer.into_reply(held.map(|(_, r)| r)));
+                match answer {
+                    Ok(Ok(reply)) => {
+                        self.hold_record(tenant, &reply);
+                        Ok(reply)
+                    }
+                    Ok(Err(Refusal::NotFound(id))) => {
+                        self.held_records.remove(&id);
+                        Err(RouteError::NotFound(id))
+                    }
                     Ok(Err(Refusal::NotOwner { node, epoch })) => {
                         if epoch > ownership.epoch() {
                             self.table.behind.notify_one();
@@ -138,6 +160,19 @@ impl ShardRouter {
                 }
             }
         }
+    }
+
+    /// Keeps the record of a full admission answer for the tenant's next request.
+    fn hold_record(&self, tenant: &TenantId, reply: &TenantReply) {
+        let TenantReply::Admission(Admission { verdict: Ok(snapshot), .. }) = reply else { return };
+        let fingerprint = snapshot.record.fingerprint();
+        if self.held_records.get(tenant).is_some_and(|held| held.0 == fingerprint) {
+            return;
+        }
+        if self.held_records.len() >= HELD_RECORDS_MAX {
+            self.held_records.clear();
+        }
+        self.held_records.insert(tenant.clone(), (fingerprint, snapshot.record.clone()));
     }
 
     /// Installs a new view's shard map and carries out what the ownership decides.
@@ -210,20 +245,23 @@ fn unavailable(reason: String) -> RouteError {
 #[async_trait]
 impl RegionHandler for ShardRouter {
     async fn ask(&self, payload: Vec<u8>) -> Vec<u8> {
-        let answer: TenantAnswer = match wire::decode::<TenantRequest>(&payload) {
+        let answer = match wire::decode::<TenantRequest>(&payload) {
             Ok(request) => {
                 let ownership = self.table.snapshot();
-                if ownership.state(shard_of(&request.tenant)) == ShardState::Active {
+                let reply = if ownership.state(shard_of(&request.tenant)) == ShardState::Active {
                     self.directory.ask(&request.tenant, request.call).await.map_err(Refusal::from)
                 } else {
                     if request.epoch > ownership.epoch() {
                         self.table.behind.notify_one();
                     }
                     Err(Refusal::NotOwner { node: ownership.me().clone(), epoch: ownership.epoch() })
-                }
+                };
+                TenantAnswer::to_sender(reply, request.held_record)
             }
-            Err(wire::WireError::UnsupportedVersion(version)) => Err(Refusal::UnsupportedVersion(version)),
-            Err(error) => Err(Refusal::Unavailable(error.to_string())),
+            Err(wire::WireError::UnsupportedVersion(version)) => {
+                TenantAnswer::Err(Refusal::UnsupportedVersion(version))
+            }
+            Err(error) => TenantAnswer::Err(Refusal::Unavailable(error.to_string())),
         };
         wire::encode(&answer)
     }

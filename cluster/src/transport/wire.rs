@@ -5,9 +5,14 @@
 //! ignored by older readers and defaults for newer ones. A reader refuses versions it does not
 //! know instead of misreading them.
 
+use std::sync::Arc;
+
+use connectors_actors::admission::{Admission, TenantSnapshot};
+use connectors_actors::rate_windows::RateStatus;
 use connectors_actors::supervisor::DirectoryError;
-use connectors_actors::tenant::TenantId;
+use connectors_actors::tenant::{Features, Limits, TenantId, TenantRecord};
 use connectors_actors::tenant_call::{TenantCall, TenantReply};
+use connectors_actors::usage::{Month, UsageCounters};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +30,12 @@ pub struct TenantRequest {
     pub epoch: u64,
     pub tenant: TenantId,
     pub call: TenantCall,
+    /// The [`TenantRecord::fingerprint`] of the tenant record the sender holds from an earlier
+    /// answer: an admission that finds that record still current is answered without it
+    /// ([`TenantAnswer::SameRecord`]), which spares both nodes most of the payload. (Added after
+    /// version 1: older owners ignore it and always send the record.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_record: Option<u64>,
 }
 
 /// Why the owner did not answer a [`TenantRequest`].
@@ -50,7 +61,58 @@ impl From<DirectoryError> for Refusal {
     }
 }
 
-pub type TenantAnswer = Result<TenantReply, Refusal>;
+/// The owner's answer to a [`TenantRequest`]. `Ok` and `Err` are spelled as a `Result` is,
+/// which is all that version 1 sent; `SameRecord` only goes to a sender that set `held_record`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TenantAnswer {
+    Ok(TenantReply),
+    Err(Refusal),
+    /// An admitted request of a tenant whose record is the one the sender holds.
+    SameRecord(AdmittedSameRecord),
+}
+
+/// An admission with everything but the tenant record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdmittedSameRecord {
+    pub limits: Limits,
+    pub features: Features,
+    pub month: Month,
+    pub usage: UsageCounters,
+    pub rate: Option<RateStatus>,
+}
+
+impl TenantAnswer {
+    /// The answer to `reply` for a sender that holds the record with fingerprint `held_record`.
+    pub fn to_sender(reply: Result<TenantReply, Refusal>, held_record: Option<u64>) -> Self {
+        match reply {
+            Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), rate }))
+                if held_record.is_some_and(|held| held == tenant.record.fingerprint()) =>
+            {
+                let TenantSnapshot { limits, features, month, usage, .. } = tenant;
+                TenantAnswer::SameRecord(AdmittedSameRecord { limits, features, month, usage, rate })
+            }
+            Ok(reply) => TenantAnswer::Ok(reply),
+            Err(refusal) => TenantAnswer::Err(refusal),
+        }
+    }
+
+    /// The reply, with `held` (the record whose fingerprint was sent) put back into a
+    /// `SameRecord` answer.
+    pub fn into_reply(self, held: Option<Arc<TenantRecord>>) -> Result<TenantReply, Refusal> {
+        match self {
+            TenantAnswer::Ok(reply) => Ok(reply),
+            TenantAnswer::Err(refusal) => Err(refusal),
+            TenantAnswer::SameRecord(same) => {
+                let record = held.ok_or_else(|| {
+                    Refusal::Unavailable("the owner answered without a tenant record this node does not hold".into())
+                })?;
+                let AdmittedSameRecord { limits, features, month, usage, rate } = same;
+                let tenant = TenantSnapshot { record, limits, features, month, usage };
+                Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), rate }))
+            }
+        }
+    }
+}
 
 /// Asks a peer to confirm it let go of the shards it no longer owns as of `epoch`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,7 +164,12 @@ mod tests {
 
     #[test]
     fn a_request_survives_the_round_trip() {
-        let request = TenantRequest { epoch: 7, tenant: TenantId::parse("acme").unwrap(), call: TenantCall::Snapshot };
+        let request = TenantRequest {
+            epoch: 7,
+            tenant: TenantId::parse("acme").unwrap(),
+            call: TenantCall::Snapshot,
+            held_record: None,
+        };
         let decoded: TenantRequest = decode(&encode(&request)).unwrap();
         assert_eq!(decoded.epoch, 7);
         assert_eq!(decoded.tenant.as_str(), "acme");
@@ -124,5 +191,92 @@ mod tests {
         bytes.extend_from_slice(br#"{"from":"n1","epoch":3,"addedLater":true}"#);
         let request: ReleaseRequest = decode(&bytes).unwrap();
         assert_eq!(request.epoch, 3);
+    }
+
+    fn admitted(record: TenantRecord) -> TenantReply {
+        let limits = Limits {
+            requests_per_minute: 60,
+            requests_per_hour: 1_000,
+            requests_per_day: 10_000,
+            max_custom_servers: 1,
+            max_tool_invocations: 100,
+            max_storage_mb: 10,
+        };
+        let features = Features { custom_servers: false, oauth: true, advanced_analytics: false };
+        let now = record.created_at;
+        let tenant = TenantSnapshot {
+            record: Arc::new(record),
+            limits,
+            features,
+            month: Month::of(now),
+            usage: UsageCounters::default(),
+        };
+        TenantReply::Admission(Admission { verdict: Ok(tenant), rate: None })
+    }
+
+    fn record(name: &str) -> TenantRecord {
+        let now = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        TenantRecord {
+            id: TenantId::parse("acme").unwrap(),
+            name: name.into(),
+            email: None,
+            plan: "free".into(),
+            status: connectors_actors::tenant::TenantStatus::Active,
+            limits: Default::default(),
+            features: Default::default(),
+            security: Default::default(),
+            created_at: now,
+            updated_at: now,
+            keys: Vec::new(),
+        }
+    }
+
+    fn admitted_record(reply: Result<TenantReply, Refusal>) -> Arc<TenantRecord> {
+        match reply {
+            Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), .. })) => tenant.record,
+            other => panic!("expected an admission, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_admission_leaves_out_only_the_record_the_sender_holds() {
+        let current = record("Acme");
+        let held = Arc::new(current.clone());
+        let answer = TenantAnswer::to_sender(Ok(admitted(current.clone())), Some(held.fingerprint()));
+        let bytes = encode(&answer);
+        assert!(!String::from_utf8_lossy(&bytes).contains("Acme"), "the record was sent anyway");
+        let decoded: TenantAnswer = decode(&bytes).unwrap();
+        assert!(matches!(decoded, TenantAnswer::SameRecord(_)));
+        assert!(Arc::ptr_eq(&admitted_record(decoded.into_reply(Some(held.clone()))), &held));
+
+        // A changed record (here its name) is sent whole, whatever the sender holds.
+        let renamed = record("Acme Corp");
+        let answer = TenantAnswer::to_sender(Ok(admitted(renamed.clone())), Some(held.fingerprint()));
+        let decoded: TenantAnswer = decode(&encode(&answer)).unwrap();
+        assert_eq!(*admitted_record(decoded.into_reply(Some(held))), renamed);
+    }
+
+    #[test]
+    fn a_record_left_out_but_not_held_is_refused_not_invented() {
+        let answer = TenantAnswer::to_sender(Ok(admitted(record("Acme"))), Some(record("Acme").fingerprint()));
+        assert!(matches!(answer.into_reply(None), Err(Refusal::Unavailable(_))));
+    }
+
+    #[test]
+    fn version_one_answers_still_decode() {
+        // Version 1 sent a plain `Result`; its `Ok` and `Err` spellings are kept.
+        let full = serde_json::to_vec(&Ok::<_, Refusal>(admitted(record("Acme")))).unwrap();
+        let refused =
+            serde_json::to_vec(&Err::<TenantReply, _>(Refusal::NotFound(TenantId::parse("x").unwrap()))).unwrap();
+        for (body, admitted) in [(full, true), (refused, false)] {
+            let mut bytes = 1u16.to_be_bytes().to_vec();
+            bytes.extend(body);
+            let reply = decode::<TenantAnswer>(&bytes).unwrap().into_reply(None);
+            assert_eq!(reply.is_ok(), admitted);
+        }
+        // And a request without `held_record` (version 1) reads as holding nothing.
+        let mut bytes = 1u16.to_be_bytes().to_vec();
+        bytes.extend_from_slice(br#"{"epoch":1,"tenant":"acme","call":"Snapshot"}"#);
+        assert_eq!(decode::<TenantRequest>(&bytes).unwrap().held_record, None);
     }
 }
