@@ -64,7 +64,8 @@ impl RedisMembership {
             .await
             .map(|set| set.is_some())
             .map_err(failed)?;
-        let recorded: Option<String> = redis::cmd("GET").arg(&self.cookie_key).query_async(&mut connection).await.map_err(failed)?;
+        let recorded: Option<String> =
+            redis::cmd("GET").arg(&self.cookie_key).query_async(&mut connection).await.map_err(failed)?;
         if recorded.as_deref() == Some(digest.as_str()) {
             Ok(())
         } else {
