@@ -2,6 +2,8 @@
 //! previous answer is read. Responses completed inside the measurement window (after the
 //! warm-up) are counted and their latencies, timed per request with `Instant`, kept. The
 //! connections go to one server, or are dealt round robin over several ([`spread`]).
+//! [`steady`] paces the same connections to a fixed total rate instead, to measure latency
+//! below saturation.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +71,29 @@ pub(crate) async fn spread(
     warmup: Duration,
     duration: Duration,
 ) -> Result<LoadResult, String> {
+    run(targets, connections, None, warmup, duration).await
+}
+
+/// Like [`spread`], but each connection sends on a fixed schedule so that all of them together
+/// send `rate` requests per second (as long as answers come back in time).
+pub(crate) async fn steady(
+    targets: &[Target],
+    connections: usize,
+    rate: u64,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<LoadResult, String> {
+    let period = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
+    run(targets, connections, Some(period), warmup, duration).await
+}
+
+async fn run(
+    targets: &[Target],
+    connections: usize,
+    pace: Option<Duration>,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<LoadResult, String> {
     if targets.is_empty() || targets.iter().any(|t| t.requests.is_empty()) {
         return Err("no requests to send".into());
     }
@@ -87,7 +112,10 @@ pub(crate) async fn spread(
         // The connections of one target: index / T is this one's rank among them.
         let stride = connections / targets.len() + usize::from(index % targets.len() < connections % targets.len());
         let (addr, requests) = (target.addr, target.requests.clone());
-        workers.push(tokio::spawn(worker(addr, conn, requests, index / targets.len(), stride, measure_from, end)));
+        // Paced connections start staggered over one period, so sends spread evenly.
+        let schedule = pace.map(|period| (start + period.mul_f64(index as f64 / connections as f64), period));
+        let window = (measure_from, end);
+        workers.push(tokio::spawn(worker(addr, conn, requests, index / targets.len(), stride, schedule, window)));
     }
     let mut total = LoadResult { seconds: duration.as_secs_f64(), ..Default::default() };
     for worker in workers {
@@ -110,13 +138,17 @@ async fn worker(
     requests: Arc<Vec<Vec<u8>>>,
     mut next: usize,
     stride: usize,
-    measure_from: Instant,
-    end: Instant,
+    mut schedule: Option<(Instant, Duration)>,
+    (measure_from, end): (Instant, Instant),
 ) -> LoadResult {
     let mut result = LoadResult::default();
     let expected = ((end - measure_from).as_secs_f64() * 4000.0) as usize;
     result.latencies.reserve(expected.min(1 << 20));
     loop {
+        if let Some((due, period)) = schedule.as_mut() {
+            tokio::time::sleep_until((*due).into()).await;
+            *due += *period;
+        }
         let request = &requests[next % requests.len()];
         next += stride;
         let sent = Instant::now();
