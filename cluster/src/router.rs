@@ -165,14 +165,14 @@ impl ShardRouter {
     /// Keeps the record of a full admission answer for the tenant's next request.
     fn hold_record(&self, tenant: &TenantId, reply: &TenantReply) {
         let TenantReply::Admission(Admission { verdict: Ok(snapshot), .. }) = reply else { return };
-        let fingerprint = snapshot.record.fingerprint();
-        if self.held_records.get(tenant).is_some_and(|held| held.0 == fingerprint) {
+        // An answer without the record carries the very record held: nothing to hash again.
+        if self.held_records.get(tenant).is_some_and(|held| Arc::ptr_eq(&held.1, &snapshot.record)) {
             return;
         }
         if self.held_records.len() >= HELD_RECORDS_MAX {
             self.held_records.clear();
         }
-        self.held_records.insert(tenant.clone(), (fingerprint, snapshot.record.clone()));
+        self.held_records.insert(tenant.clone(), (snapshot.record.fingerprint(), snapshot.record.clone()));
     }
 
     /// Installs a new view's shard map and carries out what the ownership decides.
