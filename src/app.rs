@@ -243,15 +243,22 @@ impl Gateway {
         .map_err(|e| StartError::Supervisor(e.to_string()))?;
         let (router, cluster) = match (options.cluster, redis) {
             (None, _) => {
-                let router = ShardRouter::new(table, directory.clone(), None);
+                let router = ShardRouter::new(table, directory.clone(), None, recorder.clone());
                 router.install(ShardMap::new(1, [node_id.clone()]));
                 (router, None)
             }
             (Some(identity), Some(url)) => {
                 let connection = RedisConnection::connect(url).await?;
-                let cluster =
-                    start_cluster(&config, &node_id, identity, options.http_addr, connection, table, &directory)
-                        .await?;
+                let recorder = recorder.clone();
+                let cluster = start_cluster(
+                    &config,
+                    &node_id,
+                    identity,
+                    options.http_addr,
+                    connection,
+                    (table, &directory, recorder),
+                )
+                .await?;
                 (cluster.0, Some(cluster.1))
             }
             (Some(_), None) => return Err(StartError::Cluster("cluster mode needs a Redis URL (--redis-url)".into())),
@@ -383,10 +390,9 @@ impl Gateway {
         self.record_audit(event).await;
     }
 
+    /// Records an audit event, through the tenant's owner when another node serves it.
     pub async fn record_audit(&self, event: AuditEvent) {
-        if self.recorder.audit(event).await.is_err() {
-            tracing::error!("recorder stopped; audit event not recorded");
-        }
+        self.router.record_audit(event).await;
     }
 
     /// Stops every tenant actor (they write their state out), commits what is queued, then
@@ -395,6 +401,7 @@ impl Gateway {
         self.directory.shutdown(Duration::from_secs(10)).await;
         // Tenants' stdio servers end with the gateway; their actors restart them on activation.
         self.deployer.shutdown().await;
+        self.router.flush_audit().await;
         if let Err(error) = self.recorder.flush().await {
             tracing::error!(%error, "final flush failed");
         }
@@ -425,8 +432,7 @@ async fn start_cluster(
     identity: ClusterIdentity,
     http_addr: std::net::SocketAddr,
     connection: RedisConnection,
-    table: Arc<ShardTable>,
-    directory: &Arc<TenantDirectory>,
+    (table, directory, recorder): (Arc<ShardTable>, &Arc<TenantDirectory>, Recorder),
 ) -> Result<(Arc<ShardRouter>, Arc<ClusterNode>), StartError> {
     let timing = &config.cluster;
     let store = RedisMembership::new(connection.handle(), &config.redis_prefix);
@@ -444,7 +450,7 @@ async fn start_cluster(
     )
     .await
     .map_err(|e| StartError::Cluster(e.to_string()))?;
-    let router = ShardRouter::new(table, directory.clone(), Some(links.clone()));
+    let router = ShardRouter::new(table, directory.clone(), Some(links.clone()), recorder);
     ShardRegion::start(RegionArgs { me: me.clone(), handler: router.clone() })
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start the shard region: {e}")))?;

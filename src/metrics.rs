@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use connectors_actors::tenant::TenantId;
+use connectors_cluster::audit_outbox::AuditCounts;
 use dashmap::DashMap;
 
 #[derive(Default)]
@@ -106,6 +107,18 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The cluster's audit forwarding ([`AuditCounts`]), in the same text format.
+pub fn render_audit_forwarding(counts: &AuditCounts) -> String {
+    let name = "connectors_audit_events_forwarded_total";
+    let mut out = format!(
+        "# HELP {name} Audit events of tenants another node owns: sent to the owner, received as the owner, or kept (recorded here because the owner could not take them).\n# TYPE {name} counter\n"
+    );
+    for (way, count) in [("sent", &counts.sent), ("received", &counts.received), ("kept", &counts.kept)] {
+        let _ = writeln!(out, "{name}{{way=\"{way}\"}} {}", count.load(Ordering::Relaxed));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod redis_server;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Gateway, ensure_minute_room, eventually, free_port, send};
+use common::{Gateway, ensure_minute_room, eventually, free_port, metric, send};
 use connectors_actors::tenant::TenantId;
 use connectors_cluster::shard_map::{NodeId, ShardMap};
 use redis_server::RedisServer;
@@ -411,4 +411,52 @@ async fn oauth_credentials_follow_their_tenant_to_a_new_owner() {
     assert_eq!(listed["integrations"][0]["integration"], "github", "{listed}");
     assert_eq!(listed["integrations"][0]["status"], "active", "{listed}");
     assert!(!listed.to_string().contains("at-cluster-secret-1"));
+}
+
+/// How many audit events a node has forwarded `way` ("sent", "received" or "kept").
+async fn forwarded(node: &Gateway, way: &str) -> f64 {
+    metric(&node.metrics_text().await, "connectors_audit_events_forwarded_total", &[("way", way)])
+        .expect("the forwarding counter is exported")
+}
+
+#[tokio::test]
+async fn audit_events_go_back_to_the_owner_and_none_is_lost() {
+    let cluster = Cluster::start(2).await;
+    // node-0 serves every request; node-1 owns the tenant and records its events.
+    let id = id_owned_by_second_of_two("audit");
+    let key = cluster.nodes[0].create_limited(&id, 1000).await;
+    for _ in 0..5 {
+        cluster.nodes[0].tenant_get(Some(&id), Some(&key)).await.expect(200);
+    }
+    let events =
+        cluster.nodes[0].wait_audit(&id, "the creation and five tenant.get events", |events| events.len() == 6).await;
+    assert_eq!(events.iter().filter(|e| e["action"] == "tenant.get").count(), 5);
+    eventually("the owner's count of received events", Duration::from_secs(3), || async {
+        let (sent, received) =
+            (forwarded(&cluster.nodes[0], "sent").await, forwarded(&cluster.nodes[1], "received").await);
+        if (sent, received) == (6.0, 6.0) { Ok(()) } else { Err(format!("sent {sent}, received {received}")) }
+    })
+    .await;
+    assert_eq!(forwarded(&cluster.nodes[0], "kept").await, 0.0);
+    assert_eq!(forwarded(&cluster.nodes[1], "sent").await, 0.0, "node-1 served no request");
+
+    // The owner stops answering (SIGSTOP): an event for one of its tenants is recorded by the
+    // node that made it once the owner does not take it, and is not lost.
+    let frozen = cluster.nodes[1].pid().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").args([name, frozen.as_str()]).status().expect("kill runs");
+        assert!(status.success(), "kill {name} {frozen}");
+    };
+    signal("-STOP");
+    let late = id_owned_by_second_of_two("audit-late");
+    cluster.nodes[0].create_limited(&late, 1000).await;
+    // After the link's deadline (2 s by default) node-0 records it itself.
+    let created = eventually("the creation event, recorded by node-0", Duration::from_secs(10), || async {
+        let events = cluster.nodes[0].audit_events(&late, &[]).await;
+        if events.len() == 1 { Ok(events) } else { Err(format!("{events:?}")) }
+    })
+    .await;
+    assert_eq!(created[0]["action"], "admin.tenant.create");
+    assert_eq!(forwarded(&cluster.nodes[0], "kept").await, 1.0);
+    signal("-CONT");
 }

@@ -6,6 +6,7 @@
 //! (Redis) and link the nodes (ractor_cluster) live elsewhere and only feed inputs and carry out
 //! effects.
 
+pub mod audit_outbox;
 pub mod cluster_node;
 pub mod membership;
 pub mod membership_store;

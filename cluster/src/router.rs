@@ -9,16 +9,21 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use connectors_actors::admission::Admission;
+use connectors_actors::audit::AuditEvent;
+use connectors_actors::recorder::Recorder;
 use connectors_actors::supervisor::{DirectoryError, OwnershipGate, TenantDirectory};
 use connectors_actors::tenant::{TenantId, TenantRecord};
 use connectors_actors::tenant_call::{TenantCall, TenantReply};
 use dashmap::DashMap;
 
+use crate::audit_outbox::{AuditCounts, AuditOutbox};
 use crate::ownership::{OwnershipEffect, ShardOwnership, ShardState};
 use crate::shard_map::{NodeId, ShardMap, shard_of};
 use crate::transport::links::{LinkError, Links};
 use crate::transport::region::RegionHandler;
-use crate::transport::wire::{self, Refusal, ReleaseAnswer, ReleaseRequest, TenantAnswer, TenantRequest};
+use crate::transport::wire::{
+    self, AuditAnswer, AuditBatch, Refusal, ReleaseAnswer, ReleaseRequest, TenantAnswer, TenantRequest,
+};
 
 /// Retry-After for requests that meet a shard while it changes hands.
 pub const MOVING_RETRY_AFTER_SECS: u64 = 1;
@@ -99,14 +104,53 @@ pub struct ShardRouter {
     /// admission answers: an owner that finds the fingerprint current leaves the record out.
     /// A stale entry costs one full answer, never a wrong one (the owner compares).
     held_records: DashMap<TenantId, (u64, Arc<TenantRecord>)>,
+    /// This node's recorder: audit events of the tenants it serves, and those of others that
+    /// their owners could not take.
+    recorder: Recorder,
+    /// Audit events on their way to the owners of their tenants (`None` on a single node).
+    outbox: Option<Arc<AuditOutbox>>,
+    audit_counts: Arc<AuditCounts>,
 }
 
 /// How many tenant records the edge holds at most (all are dropped past the bound).
 const HELD_RECORDS_MAX: usize = 100_000;
 
 impl ShardRouter {
-    pub fn new(table: Arc<ShardTable>, directory: Arc<TenantDirectory>, links: Option<Arc<Links>>) -> Arc<Self> {
-        Arc::new(Self { table, directory, links, held_records: DashMap::new() })
+    pub fn new(
+        table: Arc<ShardTable>,
+        directory: Arc<TenantDirectory>,
+        links: Option<Arc<Links>>,
+        recorder: Recorder,
+    ) -> Arc<Self> {
+        let audit_counts = Arc::new(AuditCounts::default());
+        let outbox =
+            links.as_ref().map(|links| AuditOutbox::start(links.clone(), recorder.clone(), audit_counts.clone()));
+        Arc::new(Self { table, directory, links, held_records: DashMap::new(), recorder, outbox, audit_counts })
+    }
+
+    /// Records an audit event: here when this node serves the tenant (or the owner is not
+    /// known), else through the owner, batched (see [`AuditOutbox`]).
+    pub async fn record_audit(&self, event: AuditEvent) {
+        let ownership = self.table.snapshot();
+        let shard = shard_of(&event.tenant_id);
+        if let (ShardState::Elsewhere, Some(owner), Some(outbox)) =
+            (ownership.state(shard), ownership.map().owner(shard), &self.outbox)
+        {
+            outbox.push(owner, event);
+        } else if self.recorder.audit(event).await.is_err() {
+            tracing::error!("recorder stopped; audit event not recorded");
+        }
+    }
+
+    /// Sends the audit events still waiting for their owners (before shutting down).
+    pub async fn flush_audit(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.flush().await;
+        }
+    }
+
+    pub fn audit_counts(&self) -> &AuditCounts {
+        &self.audit_counts
     }
 
     pub fn table(&self) -> &Arc<ShardTable> {
@@ -277,6 +321,33 @@ impl RegionHandler for ShardRouter {
                 ReleaseAnswer::NotYet { epoch: ownership.epoch() }
             }
             Err(_) => ReleaseAnswer::NotYet { epoch: ownership.epoch() },
+        };
+        wire::encode(&answer)
+    }
+
+    async fn audit(&self, payload: Vec<u8>) -> Vec<u8> {
+        // Recorded whether or not this node still owns the tenants: the store is shared, and
+        // refusing would only make the sender record them instead.
+        let answer = match wire::decode::<AuditBatch>(&payload) {
+            Ok(batch) => {
+                let count = batch.events.len() as u64;
+                let mut recorded = AuditAnswer::Recorded;
+                for event in batch.events {
+                    if self.recorder.audit(event).await.is_err() {
+                        // Events before this one are recorded: the sender records them again.
+                        recorded = AuditAnswer::NotRecorded;
+                        break;
+                    }
+                }
+                if recorded == AuditAnswer::Recorded {
+                    self.audit_counts.received.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                }
+                recorded
+            }
+            Err(error) => {
+                tracing::warn!(%error, "undecodable audit batch from a peer");
+                AuditAnswer::NotRecorded
+            }
         };
         wire::encode(&answer)
     }

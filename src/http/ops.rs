@@ -33,7 +33,8 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str,
 }
 
 pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
-    let body = gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts());
+    let mut body = gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts());
+    body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

@@ -19,7 +19,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use super::region::{RegionMsg, region_group};
-use super::wire::{self, ReleaseAnswer, ReleaseRequest, TenantAnswer, TenantRequest, WireError};
+use super::wire::{
+    self, AuditAnswer, AuditBatch, ReleaseAnswer, ReleaseRequest, TenantAnswer, TenantRequest, WireError,
+};
 use crate::shard_map::NodeId;
 
 #[derive(Debug, Clone)]
@@ -154,6 +156,10 @@ impl Links {
 
     pub async fn release(&self, node: &NodeId, request: &ReleaseRequest) -> Result<ReleaseAnswer, LinkError> {
         self.request(node, request, RegionMsg::Release).await
+    }
+
+    pub async fn audit(&self, node: &NodeId, batch: &AuditBatch) -> Result<AuditAnswer, LinkError> {
+        self.request(node, batch, RegionMsg::Audit).await
     }
 
     async fn request<Q, A>(

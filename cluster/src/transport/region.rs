@@ -1,5 +1,5 @@
 //! `ShardRegion`: the one actor per node that peers talk to. It answers tenant calls for the
-//! shards this node serves, release confirmations and pings. It is found by peers through a
+//! shards this node serves, release confirmations, audit events of its tenants and pings. It is found by peers through a
 //! process group named after the node, which ractor_cluster mirrors across node links.
 //!
 //! Each question is answered on its own task, so one slow tenant never holds up the others.
@@ -25,6 +25,10 @@ pub enum RegionMsg {
     /// The sender's view epoch; answered with the receiver's.
     #[rpc]
     Ping(u64, RpcReplyPort<u64>),
+    /// An `AuditBatch`, answered with an `AuditAnswer`. (Added after the first version: an
+    /// older node drops it, the sender's call times out and it records the events itself.)
+    #[rpc]
+    Audit(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 /// What the region does with what arrives (the shard router, on a real node).
@@ -32,6 +36,7 @@ pub enum RegionMsg {
 pub trait RegionHandler: Send + Sync + 'static {
     async fn ask(&self, payload: Vec<u8>) -> Vec<u8>;
     async fn release(&self, payload: Vec<u8>) -> Vec<u8>;
+    async fn audit(&self, payload: Vec<u8>) -> Vec<u8>;
     fn epoch(&self) -> u64;
 }
 
@@ -84,6 +89,11 @@ impl Actor for ShardRegion {
             RegionMsg::Release(payload, reply) => {
                 tokio::spawn(async move {
                     let _ = reply.send(handler.release(payload).await);
+                });
+            }
+            RegionMsg::Audit(payload, reply) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(handler.audit(payload).await);
                 });
             }
             RegionMsg::Ping(_, reply) => {

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use connectors_actors::admission::{Admission, TenantSnapshot};
+use connectors_actors::audit::AuditEvent;
 use connectors_actors::rate_windows::RateStatus;
 use connectors_actors::supervisor::DirectoryError;
 use connectors_actors::tenant::{Features, Limits, TenantId, TenantRecord};
@@ -128,6 +129,20 @@ pub enum ReleaseAnswer {
     NotYet {
         epoch: u64,
     },
+}
+
+/// Audit events of tenants the receiver owns, from the node that served the requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditBatch {
+    pub events: Vec<AuditEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditAnswer {
+    /// Every event of the batch is in the receiver's recorder.
+    Recorded,
+    /// None is: the sender records them itself.
+    NotRecorded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
