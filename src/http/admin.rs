@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -23,9 +23,9 @@ use connectors_actors::usage::{Month, UsageCounters};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+use super::RequestId;
 use super::error::ApiError;
 use super::extract::{JsonBody, JsonObject, OptionalJsonBody, QueryParams, TenantPath};
-use super::request_id;
 use super::views::TenantView;
 use crate::app::Gateway;
 use crate::billing::{metered_cost, usage_report};
@@ -111,7 +111,7 @@ fn valid_allow_list(entries: Vec<String>) -> Result<AllowedIps, ApiError> {
 
 pub async fn create_tenant(
     State(gateway): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    Extension(request_id): Extension<RequestId>,
     JsonBody { value: body, .. }: JsonBody<CreateTenant>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = TenantId::parse(&body.id).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -130,7 +130,7 @@ pub async fn create_tenant(
     gateway.store.create_tenant(&record).await?;
     tracing::info!(tenant = %id, plan = %record.plan, "tenant created");
     let params = json!({"name": record.name, "plan": record.plan});
-    gateway.audit_admin(&id, "admin.tenant.create", Some(params), &request_id(&headers), now).await;
+    gateway.audit_admin(&id, "admin.tenant.create", Some(params), request_id.as_str(), now).await;
     let mut view = TenantView::from_record(&gateway.policy, &record);
     view.api_key = Some(api_key);
     Ok((StatusCode::CREATED, Json(view)))
@@ -256,7 +256,7 @@ pub fn tenant_error(error: TenantError) -> ApiError {
 pub async fn update_tenant(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
-    headers: HeaderMap,
+    Extension(request_id): Extension<RequestId>,
     JsonBody { value: body, raw }: JsonBody<UpdateTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
     let patch = TenantPatch {
@@ -282,20 +282,20 @@ pub async fn update_tenant(
     let started = gateway.clock.now();
     let snapshot = gateway.router.patch(&id, patch).await?.map_err(tenant_error)?;
     tracing::info!(tenant = %id, "tenant updated");
-    gateway.audit_admin(&id, "admin.tenant.update", Some(raw), &request_id(&headers), started).await;
+    gateway.audit_admin(&id, "admin.tenant.update", Some(raw), request_id.as_str(), started).await;
     Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)))
 }
 
 pub async fn delete_tenant(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
-    headers: HeaderMap,
+    Extension(request_id): Extension<RequestId>,
 ) -> Result<StatusCode, ApiError> {
     let started = gateway.clock.now();
     gateway.router.delete(&id).await?.map_err(tenant_error)?;
     gateway.metrics.forget(&id);
     tracing::info!(tenant = %id, "tenant deleted");
-    gateway.audit_admin(&id, "admin.tenant.delete", None, &request_id(&headers), started).await;
+    gateway.audit_admin(&id, "admin.tenant.delete", None, request_id.as_str(), started).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -313,7 +313,7 @@ const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 pub async fn rotate_key(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
-    headers: HeaderMap,
+    Extension(request_id): Extension<RequestId>,
     OptionalJsonBody(body): OptionalJsonBody<RotateKey>,
 ) -> Result<Json<Value>, ApiError> {
     let grace_seconds = body.and_then(|b| b.grace_seconds).unwrap_or(0);
@@ -327,7 +327,7 @@ pub async fn rotate_key(
     gateway.router.rotate_key(&id, hash, grace).await?.map_err(tenant_error)?;
     tracing::info!(tenant = %id, grace_seconds, "tenant key rotated");
     let params = json!({"graceSeconds": grace_seconds});
-    gateway.audit_admin(&id, "admin.tenant.rotate_key", Some(params), &request_id(&headers), started).await;
+    gateway.audit_admin(&id, "admin.tenant.rotate_key", Some(params), request_id.as_str(), started).await;
     Ok(Json(json!({"apiKey": api_key})))
 }
 

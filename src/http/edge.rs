@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use super::{REQUEST_ID, error};
+use super::{REQUEST_ID, RequestId, error};
 
 /// The longest client-chosen request id we echo; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -21,15 +21,10 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
         .get(&REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.to_str().is_ok())
         .cloned();
-    let id = match client_id {
-        Some(id) => id,
-        None => {
-            let generated =
-                HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value");
-            request.headers_mut().insert(&REQUEST_ID, generated.clone());
-            generated
-        }
-    };
+    let id = client_id.unwrap_or_else(|| {
+        HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header value")
+    });
+    request.extensions_mut().insert(RequestId(id.clone()));
     let id_text = id.to_str().unwrap_or_default();
     let span = tracing::info_span!(
         "request",

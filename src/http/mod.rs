@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderName;
+use axum::http::{HeaderName, HeaderValue};
 use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -68,7 +68,15 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-/// The request id of a request (set by the request-id layer before any handler runs).
-pub fn request_id(headers: &axum::http::HeaderMap) -> String {
-    headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+/// The id of the request being served: the client's `X-Request-Id` when it is sane, else one the
+/// edge made. The edge middleware puts it in the request's extensions before any handler runs
+/// (not in the request's headers: adding a header to hyper's exactly-sized map reallocates it).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        // The edge only keeps ids that are visible ASCII.
+        self.0.to_str().unwrap_or_default()
+    }
 }

@@ -7,19 +7,19 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{Extension, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use chrono::{DateTime, Utc};
 use connectors_actors::secret_store::{CredentialStatus, OAuthCredential};
 use connectors_actors::tenant::TenantId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::RequestId;
 use super::admin::tenant_error;
 use super::error::ApiError;
 use super::extract::{JsonBody, JsonObject, TenantPath};
-use super::request_id;
 use crate::app::Gateway;
 
 /// `{id}` and `{integration}` of a credential route, both validated.
@@ -107,7 +107,7 @@ async fn require_tenant(
 pub async fn put_credential(
     State(gateway): State<Arc<Gateway>>,
     path: CredentialPath,
-    headers: HeaderMap,
+    Extension(request_id): Extension<RequestId>,
     JsonBody { value: body, .. }: JsonBody<PutCredential>,
 ) -> Result<Json<Value>, ApiError> {
     let access_token = secret_field("accessToken", Some(body.access_token))?.unwrap_or_default();
@@ -150,7 +150,7 @@ pub async fn put_credential(
         "expiresAt": rfc3339(credential.expires_at),
         "refreshable": credential.refreshable(),
     });
-    gateway.audit_admin(&path.tenant, "admin.oauth.store", Some(params), &request_id(&headers), started).await;
+    gateway.audit_admin(&path.tenant, "admin.oauth.store", Some(params), request_id.as_str(), started).await;
     Ok(Json(json!({
         "integration": path.integration,
         "expiresAt": rfc3339(credential.expires_at),
@@ -186,7 +186,7 @@ pub async fn list_credentials(
 pub async fn delete_credential(
     State(gateway): State<Arc<Gateway>>,
     path: CredentialPath,
-    headers: HeaderMap,
+    Extension(request_id): Extension<RequestId>,
 ) -> Result<StatusCode, ApiError> {
     let started = gateway.clock.now();
     let removed =
@@ -196,6 +196,6 @@ pub async fn delete_credential(
     }
     tracing::info!(tenant = %path.tenant, integration = %path.integration, "OAuth credential deleted");
     let params = json!({"integration": path.integration});
-    gateway.audit_admin(&path.tenant, "admin.oauth.delete", Some(params), &request_id(&headers), started).await;
+    gateway.audit_admin(&path.tenant, "admin.oauth.delete", Some(params), request_id.as_str(), started).await;
     Ok(StatusCode::NO_CONTENT)
 }

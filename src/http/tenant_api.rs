@@ -18,11 +18,11 @@ use connectors_actors::tenant::TenantId;
 use connectors_cluster::router::RouteError;
 use serde_json::Value;
 
+use super::RequestId;
 use super::admin::bearer;
 use super::error::ApiError;
 use super::extract::{client_ip, peer_addr};
 use super::rate_headers::rate_headers;
-use super::request_id;
 use super::views::TenantView;
 use crate::app::Gateway;
 use crate::metrics::Outcome;
@@ -56,7 +56,7 @@ impl Caller {
             if key_header == axum::http::header::AUTHORIZATION { bearer(value) } else { Some(value) }
         });
         Ok(Self {
-            request_id: request_id(headers),
+            request_id: parts.extensions.get::<RequestId>().map(|id| id.as_str().to_string()).unwrap_or_default(),
             ip: client_ip(peer, forwarded, &gateway.config.trusted_proxies),
             user_agent: text(&axum::http::header::USER_AGENT).map(str::to_string),
             started: Instant::now(),
