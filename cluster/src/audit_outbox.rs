@@ -66,30 +66,39 @@ impl AuditOutbox {
         for (owner, mut events) in pending {
             while !events.is_empty() {
                 let rest = events.split_off(events.len().min(BATCH_MAX));
-                self.send(&owner, std::mem::replace(&mut events, rest)).await;
+                let batch = AuditBatch { events: std::mem::replace(&mut events, rest) };
+                if let Err(batch) = self.send(&owner, batch).await {
+                    // One failure is enough: the rest would likely wait out the same deadline.
+                    self.keep(batch.events.into_iter().chain(std::mem::take(&mut events))).await;
+                }
             }
         }
     }
 
-    async fn send(&self, owner: &NodeId, events: Vec<AuditEvent>) {
-        let count = events.len() as u64;
-        let batch = AuditBatch { events };
+    /// Sends `batch` to `owner`; gives it back when the owner did not record it.
+    async fn send(&self, owner: &NodeId, batch: AuditBatch) -> Result<(), AuditBatch> {
+        let count = batch.events.len();
         let reason = match self.links.audit(owner, &batch).await {
             Ok(AuditAnswer::Recorded) => {
-                self.counts.sent.fetch_add(count, Ordering::Relaxed);
-                return;
+                self.counts.sent.fetch_add(count as u64, Ordering::Relaxed);
+                return Ok(());
             }
             Ok(AuditAnswer::NotRecorded) => "the owner did not record them".to_string(),
             Err(error) => error.to_string(),
         };
         tracing::warn!(%owner, events = count, %reason, "audit events recorded here instead of by their owner");
-        for event in batch.events {
+        Err(batch)
+    }
+
+    /// Records events of other nodes' tenants with this node's recorder.
+    async fn keep(&self, events: impl Iterator<Item = AuditEvent>) {
+        for event in events {
             if self.recorder.audit(event).await.is_err() {
                 tracing::error!("recorder stopped; audit event not recorded");
                 return;
             }
+            self.counts.kept.fetch_add(1, Ordering::Relaxed);
         }
-        self.counts.kept.fetch_add(count, Ordering::Relaxed);
     }
 }
 
