@@ -5,7 +5,6 @@
 //! and one atomic add on the request path; rendering walks the map.
 
 use std::fmt::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use connectors_actors::tenant::TenantId;
@@ -23,7 +22,7 @@ pub struct TenantCounters {
 
 #[derive(Default)]
 pub struct Metrics {
-    tenants: DashMap<TenantId, Arc<TenantCounters>>,
+    tenants: DashMap<TenantId, TenantCounters>,
 }
 
 /// How a tenant-API request ended, for counting.
@@ -35,34 +34,38 @@ pub enum Outcome {
 }
 
 impl Metrics {
-    fn counters(&self, tenant: &TenantId) -> Arc<TenantCounters> {
+    /// Runs `count` on the tenant's counters, inside the map's read guard (no reference-count
+    /// traffic on the request path).
+    fn with_counters(&self, tenant: &TenantId, count: impl FnOnce(&TenantCounters)) {
         match self.tenants.get(tenant) {
-            Some(counters) => counters.clone(),
-            None => self.tenants.entry(tenant.clone()).or_default().clone(),
+            Some(counters) => count(&counters),
+            None => count(&self.tenants.entry(tenant.clone()).or_default()),
         }
     }
 
     /// A tool invocation that reached the tool's server (or failed trying).
     pub fn count_invocation(&self, tenant: &TenantId, succeeded: bool) {
-        let counters = self.counters(tenant);
-        counters.invocations.fetch_add(1, Ordering::Relaxed);
-        if !succeeded {
-            counters.invocation_errors.fetch_add(1, Ordering::Relaxed);
-        }
+        self.with_counters(tenant, |counters| {
+            counters.invocations.fetch_add(1, Ordering::Relaxed);
+            if !succeeded {
+                counters.invocation_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 
     pub fn count(&self, tenant: &TenantId, outcome: Outcome) {
-        let counters = self.counters(tenant);
-        counters.requests.fetch_add(1, Ordering::Relaxed);
-        match outcome {
-            Outcome::Admitted => {}
-            Outcome::RateLimited => {
-                counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        self.with_counters(tenant, |counters| {
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            match outcome {
+                Outcome::Admitted => {}
+                Outcome::RateLimited => {
+                    counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Denied => {
+                    counters.denied.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            Outcome::Denied => {
-                counters.denied.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        });
     }
 
     /// Drops a deleted tenant's series.

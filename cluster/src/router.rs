@@ -131,12 +131,16 @@ impl ShardRouter {
     /// Records an audit event: here when this node serves the tenant (or the owner is not
     /// known), else through the owner, batched (see [`AuditOutbox`]).
     pub async fn record_audit(&self, event: AuditEvent) {
-        let ownership = self.table.snapshot();
-        let shard = shard_of(&event.tenant_id);
-        if let (ShardState::Elsewhere, Some(owner), Some(outbox)) =
-            (ownership.state(shard), ownership.map().owner(shard), &self.outbox)
-        {
-            outbox.push(owner, event);
+        let owner = self.outbox.as_ref().and_then(|outbox| {
+            let ownership = self.table.current.load();
+            let shard = shard_of(&event.tenant_id);
+            (ownership.state(shard) == ShardState::Elsewhere)
+                .then(|| ownership.map().owner(shard).cloned())
+                .flatten()
+                .map(|owner| (outbox, owner))
+        });
+        if let Some((outbox, owner)) = owner {
+            outbox.push(&owner, event);
         } else if self.recorder.audit(event).await.is_err() {
             tracing::error!("recorder stopped; audit event not recorded");
         }
@@ -163,12 +167,15 @@ impl ShardRouter {
 
     /// Asks the owner of `tenant`.
     pub async fn ask(&self, tenant: &TenantId, call: TenantCall) -> Result<TenantReply, RouteError> {
-        let ownership = self.table.snapshot();
         let shard = shard_of(tenant);
-        match ownership.state(shard) {
+        // A guard, not a counted reference: on the local path the view is needed only for
+        // this check, and a shared reference count would bounce between cores per request.
+        let state = self.table.current.load().state(shard);
+        match state {
             ShardState::Active => Ok(self.directory.ask(tenant, call).await?),
             ShardState::Acquiring => Err(RouteError::moving(tenant)),
             ShardState::Elsewhere => {
+                let ownership = self.table.snapshot();
                 let (Some(owner), Some(links)) = (ownership.map().owner(shard), self.links.as_ref()) else {
                     return Err(RouteError::Unavailable {
                         reason: "this node has not joined the cluster yet".into(),
