@@ -11,8 +11,8 @@ use crate::config::Pricing;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UsageReport {
-    pub tenant_id: String,
+pub struct UsageReport<'a> {
+    pub tenant_id: &'a str,
     pub month: String,
     pub api_calls: u64,
     pub api_calls_cost: f64,
@@ -21,7 +21,7 @@ pub struct UsageReport {
     pub custom_servers: u64,
     pub custom_servers_cost: f64,
     pub total_cost: f64,
-    pub currency: String,
+    pub currency: &'a str,
 }
 
 struct Costs {
@@ -43,10 +43,15 @@ fn money(micros: u128) -> f64 {
     micros as f64 / 1_000_000.0
 }
 
-pub fn usage_report(pricing: &Pricing, tenant: &TenantId, month: Month, usage: &UsageCounters) -> UsageReport {
+pub fn usage_report<'a>(
+    pricing: &'a Pricing,
+    tenant: &'a TenantId,
+    month: Month,
+    usage: &UsageCounters,
+) -> UsageReport<'a> {
     let c = costs(pricing, usage);
     UsageReport {
-        tenant_id: tenant.to_string(),
+        tenant_id: tenant.as_str(),
         month: month.to_string(),
         api_calls: usage.api_calls,
         api_calls_cost: money(c.api_calls),
@@ -55,7 +60,7 @@ pub fn usage_report(pricing: &Pricing, tenant: &TenantId, month: Month, usage: &
         custom_servers: usage.custom_servers,
         custom_servers_cost: money(c.custom_servers),
         total_cost: money(c.api_calls + c.tool_invocations + c.custom_servers),
-        currency: pricing.currency.clone(),
+        currency: &pricing.currency,
     }
 }
 
@@ -83,12 +88,13 @@ mod tests {
     fn a_bill_prices_each_line_and_sums_exactly() {
         let usage = UsageCounters { api_calls: 2_500, tool_invocations: 3, custom_servers: 2, ..Default::default() };
         let month = Month::parse("2027-01").unwrap();
-        let bill = usage_report(&pricing(), &TenantId::parse("acme").unwrap(), month, &usage);
+        let (pricing, tenant) = (pricing(), TenantId::parse("acme").unwrap());
+        let bill = usage_report(&pricing, &tenant, month, &usage);
         assert_eq!(bill.api_calls_cost, 1.25);
         assert_eq!(bill.tool_invocations_cost, 0.006);
         assert_eq!(bill.custom_servers_cost, 20.0);
         assert_eq!(bill.total_cost, 21.256);
-        assert_eq!((bill.month.as_str(), bill.currency.as_str()), ("2027-01", "EUR"));
-        assert_eq!(metered_cost(&pricing(), &usage), 1.256);
+        assert_eq!((bill.month.as_str(), bill.currency), ("2027-01", "EUR"));
+        assert_eq!(metered_cost(&pricing, &usage), 1.256);
     }
 }

@@ -113,7 +113,7 @@ pub async fn create_tenant(
     State(gateway): State<Arc<Gateway>>,
     Extension(request_id): Extension<RequestId>,
     JsonBody { value: body, .. }: JsonBody<CreateTenant>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let id = TenantId::parse(&body.id).map_err(|e| ApiError::invalid(e.to_string()))?;
     let name = valid_name(&body.name)?;
     let email = body.email.as_deref().map(valid_email).transpose()?;
@@ -133,7 +133,7 @@ pub async fn create_tenant(
     gateway.audit_admin(&id, "admin.tenant.create", Some(params), request_id.as_str(), now).await;
     let mut view = TenantView::from_record(&gateway.policy, &record);
     view.api_key = Some(api_key);
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -172,12 +172,9 @@ fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
     }
 }
 
-pub async fn get_tenant(
-    State(gateway): State<Arc<Gateway>>,
-    TenantPath(id): TenantPath,
-) -> Result<Json<TenantView>, ApiError> {
+pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, TenantPath(id): TenantPath) -> Result<Response, ApiError> {
     let snapshot = gateway.router.snapshot(&id).await?;
-    Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)))
+    Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -258,7 +255,7 @@ pub async fn update_tenant(
     TenantPath(id): TenantPath,
     Extension(request_id): Extension<RequestId>,
     JsonBody { value: body, raw }: JsonBody<UpdateTenant>,
-) -> Result<Json<TenantView>, ApiError> {
+) -> Result<Response, ApiError> {
     let patch = TenantPatch {
         name: body.name.as_deref().map(valid_name).transpose()?,
         email: body.email.map(|e| e.as_deref().map(valid_email).transpose()).transpose()?,
@@ -283,7 +280,7 @@ pub async fn update_tenant(
     let snapshot = gateway.router.patch(&id, patch).await?.map_err(tenant_error)?;
     tracing::info!(tenant = %id, "tenant updated");
     gateway.audit_admin(&id, "admin.tenant.update", Some(raw), request_id.as_str(), started).await;
-    Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)))
+    Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)).into_response())
 }
 
 pub async fn delete_tenant(
@@ -401,7 +398,7 @@ pub async fn usage(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
     QueryParams(query): QueryParams<UsageQuery>,
-) -> Result<Json<crate::billing::UsageReport>, ApiError> {
+) -> Result<Response, ApiError> {
     let month = match query.month.as_deref() {
         Some(text) => {
             Month::parse(text).ok_or_else(|| ApiError::invalid(format!("`month` `{text}` is not YYYY-MM")))?
@@ -410,7 +407,7 @@ pub async fn usage(
     };
     settle_usage(&gateway, &id).await?;
     let counters = gateway.store.usage_of_month(&id, month).await?;
-    Ok(Json(usage_report(&gateway.config.pricing, &id, month, &counters)))
+    Ok(Json(usage_report(&gateway.config.pricing, &id, month, &counters)).into_response())
 }
 
 #[derive(Deserialize)]

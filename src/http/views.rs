@@ -8,22 +8,23 @@ use serde::Serialize;
 use crate::billing::{UsageReport, usage_report};
 use crate::config::Pricing;
 
-/// The tenant object of API.md. Keys are never part of it.
+/// The tenant object of API.md, borrowing from the record it shows (it is built on every
+/// tenant-API request). Keys are never part of it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TenantView {
-    pub id: String,
-    pub name: String,
-    pub email: Option<String>,
-    pub plan: String,
+pub struct TenantView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub email: Option<&'a str>,
+    pub plan: &'a str,
     pub status: &'static str,
     pub limits: Limits,
     pub features: Features,
-    pub security: Security,
+    pub security: &'a Security,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<UsageReport>,
+    pub usage: Option<UsageReport<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
 }
@@ -32,27 +33,27 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-impl TenantView {
-    pub fn from_record(policy: &Policy, record: &TenantRecord) -> Self {
+impl<'a> TenantView<'a> {
+    pub fn from_record(policy: &Policy, record: &'a TenantRecord) -> Self {
         Self::build(record, policy.limits(record), policy.features(record))
     }
 
-    pub fn from_snapshot(snapshot: &TenantSnapshot, pricing: &Pricing) -> Self {
+    pub fn from_snapshot(snapshot: &'a TenantSnapshot, pricing: &'a Pricing) -> Self {
         let mut view = Self::build(&snapshot.record, snapshot.limits, snapshot.features);
         view.usage = Some(usage_report(pricing, &snapshot.record.id, snapshot.month, &snapshot.usage));
         view
     }
 
-    fn build(record: &TenantRecord, limits: Limits, features: Features) -> Self {
+    fn build(record: &'a TenantRecord, limits: Limits, features: Features) -> Self {
         Self {
-            id: record.id.to_string(),
-            name: record.name.clone(),
-            email: record.email.clone(),
-            plan: record.plan.clone(),
+            id: record.id.as_str(),
+            name: &record.name,
+            email: record.email.as_deref(),
+            plan: &record.plan,
             status: record.status.as_str(),
             limits,
             features,
-            security: record.security.clone(),
+            security: &record.security,
             created_at: rfc3339(record.created_at),
             updated_at: rfc3339(record.updated_at),
             usage: None,
