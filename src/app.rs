@@ -17,7 +17,7 @@ use connectors_actors::tenant::{TenantId, TenantRecord, TenantStatus};
 use connectors_actors::tenant_actor::TenantEnv;
 use connectors_cluster::cluster_node::ClusterNode;
 use connectors_cluster::membership::{MemberRecord, Membership, MembershipConfig, NodeStatus};
-use connectors_cluster::router::{ShardRouter, ShardTable};
+use connectors_cluster::router::{HoldConfig, ShardRouter, ShardTable};
 use connectors_cluster::shard_map::{NodeId, ShardMap};
 use connectors_cluster::transport::links::{LinkConfig, Links};
 use connectors_cluster::transport::region::{RegionArgs, ShardRegion};
@@ -243,8 +243,10 @@ impl Gateway {
         .map_err(|e| StartError::Supervisor(e.to_string()))?;
         let (router, cluster) = match (options.cluster, redis) {
             (None, _) => {
-                let router = ShardRouter::new(table, directory.clone(), None, recorder.clone());
-                router.install(ShardMap::new(1, [node_id.clone()]));
+                let router = ShardRouter::new(table, directory.clone(), None, recorder.clone(), HoldConfig::default());
+                // A single node owns every shard for good: no table to lose, no one to take over.
+                router.renew_lease(i64::MAX);
+                router.install(ShardMap::new(1, [node_id.clone()]), vec![node_id.clone()], i64::MIN);
                 (router, None)
             }
             (Some(identity), Some(url)) => {
@@ -450,7 +452,8 @@ async fn start_cluster(
     )
     .await
     .map_err(|e| StartError::Cluster(e.to_string()))?;
-    let router = ShardRouter::new(table, directory.clone(), Some(links.clone()), recorder);
+    let hold = HoldConfig { deadline: timing.hold, max_held: timing.max_held_requests };
+    let router = ShardRouter::new(table, directory.clone(), Some(links.clone()), recorder, hold);
     ShardRegion::start(RegionArgs { me: me.clone(), handler: router.clone() })
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start the shard region: {e}")))?;

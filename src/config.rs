@@ -104,6 +104,9 @@ struct ClusterSection {
     failure_timeout_millis: u64,
     request_deadline_millis: u64,
     max_in_flight_per_peer: usize,
+    drain_deadline_seconds: u64,
+    hold_millis: u64,
+    max_held_requests: usize,
 }
 
 impl Default for ClusterSection {
@@ -113,6 +116,9 @@ impl Default for ClusterSection {
             failure_timeout_millis: 3_000,
             request_deadline_millis: 2_000,
             max_in_flight_per_peer: 4_096,
+            drain_deadline_seconds: 30,
+            hold_millis: 5_000,
+            max_held_requests: 10_000,
         }
     }
 }
@@ -128,6 +134,12 @@ pub struct ClusterTiming {
     pub request_deadline: Duration,
     /// Requests in flight to one other node at most.
     pub max_in_flight_per_peer: usize,
+    /// How long a node given SIGTERM may spend handing its shards off before it leaves anyway.
+    pub drain_deadline: Duration,
+    /// How long a request meeting a shard that changes hands is held before it is answered 503.
+    pub hold: Duration,
+    /// Requests held at once at most.
+    pub max_held_requests: usize,
 }
 
 /// Which component counts requests against the rate limits.
@@ -531,6 +543,12 @@ impl Config {
                 )?),
                 max_in_flight_per_peer: positive("cluster.maxInFlightPerPeer", cl.max_in_flight_per_peer as u64)?
                     as usize,
+                drain_deadline: Duration::from_secs(positive(
+                    "cluster.drainDeadlineSeconds",
+                    cl.drain_deadline_seconds,
+                )?),
+                hold: Duration::from_millis(cl.hold_millis),
+                max_held_requests: cl.max_held_requests,
             },
         })
     }

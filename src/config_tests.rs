@@ -134,7 +134,7 @@ fn cluster_timing_redis_prefix_and_the_rate_limit_store() {
     assert_eq!(config.cluster.heartbeat, Duration::from_millis(500));
     assert_eq!(config.cluster.failure_timeout, Duration::from_millis(3_000));
 
-    let yaml = "redis:\n  tenantPrefix: 'gw1:'\ncluster:\n  heartbeatMillis: 100\n  failureTimeoutMillis: 400\n  requestDeadlineMillis: 250\n  maxInFlightPerPeer: 16\n";
+    let yaml = "redis:\n  tenantPrefix: 'gw1:'\ncluster:\n  heartbeatMillis: 100\n  failureTimeoutMillis: 400\n  requestDeadlineMillis: 250\n  maxInFlightPerPeer: 16\n  drainDeadlineSeconds: 7\n  holdMillis: 300\n  maxHeldRequests: 9\n";
     let config = Config::from_yaml(yaml, &no_env()).unwrap();
     assert_eq!(config.redis_prefix, "gw1:");
     assert_eq!(
@@ -144,6 +144,9 @@ fn cluster_timing_redis_prefix_and_the_rate_limit_store() {
             failure_timeout: Duration::from_millis(400),
             request_deadline: Duration::from_millis(250),
             max_in_flight_per_peer: 16,
+            drain_deadline: Duration::from_secs(7),
+            hold: Duration::from_millis(300),
+            max_held_requests: 9,
         }
     );
     let env = FakeEnv(HashMap::from([("RATE_LIMIT_STORE", "redis"), ("REDIS_TENANT_PREFIX", "other:")]));
@@ -156,6 +159,7 @@ fn cluster_timing_redis_prefix_and_the_rate_limit_store() {
             .contains("cluster.failureTimeoutMillis")
     );
     assert!(error_text("cluster:\n  heartbeatMillis: 0\n").contains("cluster.heartbeatMillis"));
+    assert!(error_text("cluster:\n  drainDeadlineSeconds: 0\n").contains("cluster.drainDeadlineSeconds"));
     assert!(error_text("cluster:\n  heartbeat: 1\n").contains("cluster"));
     assert!(error_text("redis:\n  tenantPrefix: ''\n").contains("redis.tenantPrefix"));
 }

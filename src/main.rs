@@ -80,9 +80,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             })
             .into_future(),
     );
+    let mut superseded = false;
     let served = tokio::select! {
         result = &mut server => result,
+        () = replaced(&gateway) => {
+            superseded = true;
+            let _ = stop_accepting.send(());
+            server.abort();
+            Ok(Ok(()))
+        }
         () = shutdown_signal() => {
+            if let Some(cluster) = &gateway.cluster {
+                // Load balancers see /readyz turn 503 from here on; requests that still arrive
+                // are forwarded to the shards' new owners.
+                tracing::info!("draining: handing this node's shards to the others");
+                cluster.drain(gateway.config.cluster.drain_deadline).await;
+            }
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stop_accepting.send(());
             let grace = gateway.config.shutdown_grace;
@@ -99,6 +112,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     tracing::info!("stopping tenant actors and flushing state");
     gateway.shutdown().await;
+    if superseded {
+        return Err(format!(
+            "another process started with node id `{}` has taken this one's place in the cluster",
+            gateway.node_id
+        ));
+    }
     match served {
         Ok(result) => result.map_err(|e| format!("server error: {e}")),
         Err(join) => Err(format!("server task failed: {join}")),
@@ -116,6 +135,14 @@ async fn eval_selection(args: EvalSelectionArgs) -> Result<(), String> {
     // A closed pipe (`| head`) is not an error of the evaluation.
     let _ = writeln!(std::io::stdout(), "{report}");
     Ok(())
+}
+
+/// Resolves when a newer process with this node id took over (never on a single node).
+async fn replaced(gateway: &Gateway) {
+    match &gateway.cluster {
+        Some(cluster) => cluster.superseded.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

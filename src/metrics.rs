@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use connectors_actors::tenant::TenantId;
 use connectors_cluster::audit_outbox::AuditCounts;
+use connectors_cluster::router::HoldCounts;
 use dashmap::DashMap;
 
 #[derive(Default)]
@@ -121,6 +122,24 @@ pub fn render_audit_forwarding(counts: &AuditCounts) -> String {
     for (way, count) in [("sent", &counts.sent), ("received", &counts.received), ("kept", &counts.kept)] {
         let _ = writeln!(out, "{name}{{way=\"{way}\"}} {}", count.load(Ordering::Relaxed));
     }
+    out
+}
+
+/// Requests held while their tenant's shard changed hands.
+pub fn render_holds(counts: &HoldCounts) -> String {
+    let name = "connectors_requests_held_total";
+    let mut out = format!(
+        "# HELP {name} Requests that met a shard changing hands: held, then sent on to the new owner (flushed) or answered 503 (expired).\n# TYPE {name} counter\n"
+    );
+    for (outcome, count) in [("held", &counts.held), ("flushed", &counts.flushed), ("expired", &counts.expired)] {
+        let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {}", count.load(Ordering::Relaxed));
+    }
+    let longest = "connectors_request_hold_longest_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {longest} The longest time one request was held so far.\n# TYPE {longest} gauge\n{longest} {}",
+        counts.longest_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
     out
 }
 

@@ -1,13 +1,15 @@
 //! `ClusterNode`: the shell that runs this node's membership. Every heartbeat it feeds the
 //! [`Membership`] state machine, carries out its effects against the [`MembershipStore`], and
-//! hands each new view to the links (whom to connect to) and the router (which shards to serve).
+//! hands each new view to the links (whom to connect to) and the router (which shards to serve),
+//! and the lease the table gives to the router. It also runs the graceful exit: drain (hand every
+//! shard off), then leave.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use crate::membership::{Membership, MembershipEffect, MembershipInput, View};
+use crate::membership::{Membership, MembershipEffect, MembershipInput, NodeStatus, View};
 use crate::membership_store::MembershipStore;
 use crate::router::ShardRouter;
 use crate::shard_map::SHARDS;
@@ -23,6 +25,10 @@ pub struct ClusterNode {
     reachable: std::sync::atomic::AtomicBool,
     /// Set by [`ClusterNode::leave`]: no more heartbeats (they would rejoin).
     leaving: std::sync::atomic::AtomicBool,
+    /// Set by [`ClusterNode::drain`].
+    draining: std::sync::atomic::AtomicBool,
+    /// Woken once a newer incarnation of this node id took over: this process must exit.
+    pub superseded: tokio::sync::Notify,
 }
 
 /// What `GET /api/v1/admin/cluster` and `/readyz` show.
@@ -33,12 +39,21 @@ pub struct ClusterStatus {
     pub shards_owned: usize,
     pub shards_served: usize,
     pub table_reachable: bool,
+    /// This node is handing its shards off before it stops.
+    pub draining: bool,
+    /// The membership table still vouches for this node (its lease runs).
+    pub leased: bool,
 }
 
 impl ClusterStatus {
-    /// Ready: joined, the table answers, and every owned shard is served here.
+    /// Ready: joined, the table answers and vouches for us, every owned shard is served here,
+    /// and the node is not on its way out.
     pub fn ready(&self) -> bool {
-        self.view.is_some() && self.table_reachable && self.shards_served == self.shards_owned
+        self.view.is_some()
+            && self.table_reachable
+            && self.leased
+            && !self.draining
+            && self.shards_served == self.shards_owned
     }
 }
 
@@ -59,6 +74,8 @@ impl ClusterNode {
             heartbeat,
             reachable: std::sync::atomic::AtomicBool::new(false),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            superseded: tokio::sync::Notify::new(),
         });
         tokio::spawn(run(Arc::downgrade(&node)));
         node
@@ -72,33 +89,50 @@ impl ClusterNode {
             shards_owned: ownership.map().count_owned_by(ownership.me()),
             shards_served: ownership.active_count(),
             table_reachable: self.reachable.load(std::sync::atomic::Ordering::Relaxed),
+            draining: self.draining.load(std::sync::atomic::Ordering::Relaxed),
+            leased: crate::router::now_ms() < ownership.lease_until_ms(),
         }
     }
 
-    /// Takes this node out of the table once its tenants' state is written out (on shutdown),
-    /// so peers take its shards over at once instead of waiting for its heartbeat to time out.
+    /// Hands every shard of this node to the nodes that own them once it is `Draining`: its
+    /// tenants' actors stop and write their state out, and each new owner confirms it has taken
+    /// over. Returns whether that finished before `deadline` (if not, the remaining shards are
+    /// recovered by their new owners from the store after this node leaves).
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        let effects = self.lock().start_draining();
+        self.carry_out(effects).await;
+        let started = std::time::Instant::now();
+        loop {
+            let shown = self.lock().view().is_some_and(|view| {
+                view.member(self.router.table().snapshot().me()).is_some_and(|me| me.status == NodeStatus::Draining)
+            });
+            if shown && self.router.handed_off() {
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "every shard handed off");
+                return true;
+            }
+            if started.elapsed() >= deadline {
+                tracing::warn!(
+                    deadline_seconds = deadline.as_secs(),
+                    "drain deadline passed before every new owner confirmed; leaving anyway"
+                );
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Leaves the view once this node's tenants are stopped and their state written out (on
+    /// shutdown): the record says `Down`, so peers remove it at once and take over whatever is
+    /// left without waiting for this node's lease to run out.
     pub async fn leave(&self) {
         self.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
-        let me = self.router.table().snapshot().me().clone();
-        for _ in 0..5 {
-            let table = match self.store.read_table().await {
-                Ok(table) => table,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot leave the cluster view; peers will time this node out");
-                    return;
-                }
-            };
-            match self.store.remove_members(std::slice::from_ref(&me), table.epoch).await {
-                Ok(true) => {
-                    tracing::info!(epoch = table.epoch + 1, "left the cluster view");
-                    return;
-                }
-                Ok(false) => continue,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot leave the cluster view; peers will time this node out");
-                    return;
-                }
-            }
+        let effects = self.lock().leave();
+        self.carry_out(effects).await;
+        if self.reachable.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::info!("left the cluster view");
+        } else {
+            tracing::warn!("cannot leave the cluster view; peers will time this node out");
         }
     }
 
@@ -115,9 +149,8 @@ impl ClusterNode {
         let mut queue = std::collections::VecDeque::from(effects);
         while let Some(effect) = queue.pop_front() {
             match effect {
-                MembershipEffect::WriteSelf { .. } if self.leaving.load(std::sync::atomic::Ordering::Relaxed) => {}
-                MembershipEffect::WriteSelf { record, bump_epoch } => {
-                    if let Err(error) = self.store.write_member(&record, bump_epoch).await {
+                MembershipEffect::WriteSelf { record, bump_epoch, min_epoch } => {
+                    if let Err(error) = self.store.write_member(&record, bump_epoch, min_epoch).await {
                         queue.extend(self.unreachable(error.to_string()));
                     }
                 }
@@ -142,6 +175,17 @@ impl ClusterNode {
                 MembershipEffect::ViewChanged(view) => self.install(view),
             }
         }
+        let (lease_until_ms, superseded) = {
+            let membership = self.lock();
+            (membership.lease_until_ms(), membership.is_superseded())
+        };
+        self.router.renew_lease(lease_until_ms);
+        if superseded && !self.leaving.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(
+                "another process started with this node id has taken its place in the cluster; this one stops serving"
+            );
+            self.superseded.notify_one();
+        }
     }
 
     fn unreachable(&self, error: String) -> Vec<MembershipEffect> {
@@ -165,7 +209,8 @@ impl ClusterNode {
             "new cluster view"
         );
         self.links.sync(&members);
-        self.router.install(view.shard_map());
+        let takeover_not_before_ms = self.lock().takeover_not_before_ms();
+        self.router.install(view.shard_map(), members.into_iter().map(|(id, _)| id).collect(), takeover_not_before_ms);
         self.view.store(Some(Arc::new(view)));
     }
 }

@@ -9,10 +9,12 @@
 //! [`MembershipInput::TableRead`] or [`MembershipInput::TableUnreachable`].
 //!
 //! Decisions:
-//! - Join: the first tick writes our record as `Up` with an epoch bump. There is no gate between
-//!   `Joining` and `Up` to wait for (shards reach a new owner by hand-off after the view changes),
-//!   so a separate `Joining` write would only cost an epoch and a round trip. `Joining` is the
-//!   status of a node that has not ticked yet.
+//! - Join: the first tick writes our record as `Joining` with an epoch bump; once a failure timeout
+//!   has passed since then, a tick writes it as `Up` (another bump) and the view that shows it
+//!   hands the node its shards. The wait is what makes a fresh process safe: any member it has
+//!   never seen (one whose record a reset of the table lost, or an earlier incarnation of itself)
+//!   has run out of lease by then, while the table it watched during the wait names every member
+//!   it must ask to release.
 //! - A view is the table at one epoch, verbatim (statuses, addresses), and changes only when the epoch
 //!   grows. Every node that read epoch `e` therefore holds the same view `e` and the same shard map; a
 //!   member found dead stays in the view until its removal is committed (a new epoch) and read back.
@@ -28,8 +30,22 @@
 //! - Removal is proposed once per dead member per epoch, as a compare-and-set on the epoch read.
 //! - A table read older than the latest one accepted (a slow answer, a lagging replica) is ignored,
 //!   so views never go back.
-//! - An unreachable table changes nothing but [`Membership::table_reachable`]: the node keeps its last
-//!   view and keeps serving.
+//! - An unreachable table changes the view in nothing, but the node's *lease* runs out: a node
+//!   admits only while the table's copy of its own heartbeat is younger than the failure timeout
+//!   minus one heartbeat interval ([`Membership::lease_until_ms`]). The others remove a member only
+//!   after watching its heartbeat stay unchanged for a whole failure timeout of their own time, so a
+//!   node cut off from the table stops admitting at least one interval before anyone takes its shards.
+//! - Incarnations: a restarted node (or a second process given the same node id) writes a record
+//!   with a newer `started_ms`. The newest incarnation wins; an older one that reads it is
+//!   [`Membership::is_superseded`]: it stops heartbeating and its lease runs out.
+//! - A table whose epoch went backwards (Redis flushed, or failed over to a replica that lost the
+//!   last writes) is a reset, not a slow answer: the node's lease is not renewed by it, and its next
+//!   heartbeat rejoins with a bump to an epoch above every one it has seen, so views keep moving
+//!   forward and every member is re-announced.
+//! - Shards of a member that left the view without having been watched dead by this node (a table
+//!   reset lost its record, it was replaced by a newer incarnation before anyone saw it stop, or this
+//!   node has no earlier view at all) may still be admitted by that member until its lease runs
+//!   out: [`Membership::takeover_not_before_ms`] says until when a new owner must wait for them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,13 +56,14 @@ use crate::shard_map::{NodeId, ShardMap};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
-    /// Started, not yet written to the table.
+    /// Started; in the table, but owns no shard until it has watched the cluster for one failure
+    /// timeout.
     Joining,
     /// Owns shards.
     Up,
     /// Handing its shards off before it stops; owns none.
     Draining,
-    /// Stopped; owns none.
+    /// Left gracefully: handed everything off and stopped admitting; owns none.
     Down,
 }
 
@@ -67,7 +84,12 @@ pub struct MemberRecord {
 impl MemberRecord {
     /// Whether this is the same incarnation of the same node as `other`.
     fn same_incarnation(&self, other: &MemberRecord) -> bool {
-        self.id == other.id && self.started_ms == other.started_ms
+        self.id == other.id && self.started_ms == other.started_ms && self.cluster_addr == other.cluster_addr
+    }
+
+    /// Of two incarnations of one node id, the newer (later start; the address breaks a tie).
+    fn newer_than(&self, other: &MemberRecord) -> bool {
+        (self.started_ms, &self.cluster_addr) > (other.started_ms, &other.cluster_addr)
     }
 }
 
@@ -161,8 +183,9 @@ pub enum MembershipEffect {
     /// rejoining, a status change; repeated until a read shows the record). Without `bump_epoch`
     /// (a heartbeat) the shell must only update a record that is still there: re-creating one that
     /// was removed meanwhile, without a bump, would change the member set under an epoch other
-    /// nodes have already read. The next tick rejoins with a bump instead.
-    WriteSelf { record: MemberRecord, bump_epoch: bool },
+    /// nodes have already read. The next tick rejoins with a bump instead. A bump sets the epoch to
+    /// at least `min_epoch` (after a reset: above every epoch this node has seen).
+    WriteSelf { record: MemberRecord, bump_epoch: bool, min_epoch: u64 },
     /// Read the whole table.
     ReadTable,
     /// Remove these members if the epoch is still `expected_epoch`, and bump the epoch (atomic
@@ -196,6 +219,16 @@ pub struct Membership {
     /// Members whose removal was proposed at `removals_epoch`.
     removals_epoch: u64,
     removals_proposed: BTreeSet<NodeId>,
+    /// Until when (our clock) this node may admit: see the module's notes on the lease.
+    lease_until_ms: i64,
+    /// A newer incarnation of our node id is in the table.
+    superseded: bool,
+    /// The table went backwards since our last accepted read: rejoin above `latest_epoch`.
+    reset: bool,
+    /// Shards coming from members that left without being watched dead wait until then.
+    takeover_not_before_ms: i64,
+    /// When a `Joining` node becomes `Up` (set by the first tick).
+    up_after_ms: Option<i64>,
 }
 
 impl Membership {
@@ -211,6 +244,11 @@ impl Membership {
             seen: BTreeMap::new(),
             removals_epoch: 0,
             removals_proposed: BTreeSet::new(),
+            lease_until_ms: i64::MIN,
+            superseded: false,
+            reset: false,
+            takeover_not_before_ms: i64::MIN,
+            up_after_ms: None,
         }
     }
 
@@ -243,18 +281,63 @@ impl Membership {
         self.reachable
     }
 
+    /// This node may admit requests until then (our clock, ms); `i64::MIN` before the first read
+    /// that shows our own record, and never renewed once superseded.
+    pub fn lease_until_ms(&self) -> i64 {
+        self.lease_until_ms
+    }
+
+    /// A newer incarnation of our node id owns the record: this process must stop serving.
+    pub fn is_superseded(&self) -> bool {
+        self.superseded
+    }
+
+    /// Shards this node acquires in its current view may be activated no earlier than this (our
+    /// clock, ms), for any previous owner that left the view without being watched dead may admit
+    /// until its lease runs out.
+    pub fn takeover_not_before_ms(&self) -> i64 {
+        self.takeover_not_before_ms
+    }
+
+    /// How long after its heartbeat a node's lease lasts: the failure timeout, less one heartbeat
+    /// interval of margin for the gap between a lease check and the admission it lets through.
+    fn lease_ms(&self) -> i64 {
+        self.config.failure_timeout_ms - self.config.heartbeat_interval_ms
+    }
+
     /// Stop owning shards: our status becomes `Draining` (and stays so). The view that shows it moves
     /// our shards to the `Up` members. Returns the write (with the last tick's heartbeat, and a bump
     /// unless the table already shows us draining) and a read, so the view follows without waiting
     /// for the next tick.
     pub fn start_draining(&mut self) -> Vec<MembershipEffect> {
+        if self.superseded {
+            return Vec::new();
+        }
         self.me.status = NodeStatus::Draining;
         vec![self.write_self(), MembershipEffect::ReadTable]
     }
 
+    /// Leave gracefully, once this node has handed everything off and stopped admitting: our
+    /// status becomes `Down` (with a bump), which tells the others that our departure needs no
+    /// wait for a lease to run out; they then remove the record at once.
+    pub fn leave(&mut self) -> Vec<MembershipEffect> {
+        if self.superseded {
+            return Vec::new();
+        }
+        self.me.status = NodeStatus::Down;
+        self.lease_until_ms = i64::MIN;
+        vec![self.write_self(), MembershipEffect::ReadTable]
+    }
+
     fn tick(&mut self, now_ms: i64) -> Vec<MembershipEffect> {
+        if self.superseded || self.me.status == NodeStatus::Down {
+            return Vec::new();
+        }
         if self.me.status == NodeStatus::Joining {
-            self.me.status = NodeStatus::Up;
+            let up_after = *self.up_after_ms.get_or_insert(now_ms + self.config.failure_timeout_ms);
+            if now_ms >= up_after {
+                self.me.status = NodeStatus::Up;
+            }
         }
         self.me.heartbeat_ms = now_ms;
         vec![self.write_self(), MembershipEffect::ReadTable]
@@ -262,20 +345,40 @@ impl Membership {
 
     /// Our record, with a bump unless the latest table already shows us with this status.
     fn write_self(&self) -> MembershipEffect {
+        let reset = self.reset && self.latest_epoch.is_some();
         MembershipEffect::WriteSelf {
             record: self.me.clone(),
-            bump_epoch: self.status_in_table != Some(self.me.status),
+            bump_epoch: reset || self.status_in_table != Some(self.me.status),
+            min_epoch: if reset { self.latest_epoch.map_or(0, |latest| latest + 1) } else { 0 },
         }
     }
 
     fn table_read(&mut self, now_ms: i64, table: MembershipTable) -> Vec<MembershipEffect> {
         self.reachable = true;
         if self.latest_epoch.is_some_and(|latest| table.epoch < latest) {
+            // Views never go back; our next heartbeat rejoins above the epochs seen.
+            self.reset = true;
             return Vec::new();
         }
+        if self.latest_epoch.is_some_and(|latest| table.epoch > latest) {
+            self.reset = false;
+        }
         self.latest_epoch = Some(table.epoch);
-        self.status_in_table =
-            table.members.iter().find(|member| member.same_incarnation(&self.me)).map(|member| member.status);
+        let newer_self = table.members.iter().any(|member| member.id == self.me.id && member.newer_than(&self.me));
+        if newer_self && !self.superseded {
+            self.superseded = true;
+            self.lease_until_ms = i64::MIN;
+        }
+        let mine = table.members.iter().find(|member| member.same_incarnation(&self.me));
+        self.status_in_table = mine.map(|member| member.status);
+        if let Some(mine) = mine
+            && !self.superseded
+            && matches!(mine.status, NodeStatus::Up | NodeStatus::Draining)
+            && self.me.status != NodeStatus::Down
+        {
+            self.lease_until_ms = self.lease_until_ms.max(mine.heartbeat_ms.saturating_add(self.lease_ms()));
+        }
+        let unwatched_departure = self.unwatched_departure(now_ms, &table.members);
         self.watch_heartbeats(now_ms, &table.members);
 
         let dead: Vec<NodeId> = table
@@ -292,12 +395,30 @@ impl Membership {
             None => self.status_in_table.is_some(),
         };
         if newer {
+            if unwatched_departure {
+                self.takeover_not_before_ms = self.takeover_not_before_ms.max(now_ms + self.config.failure_timeout_ms);
+            }
             let view = View::of(table);
             self.view = Some(view.clone());
             effects.push(MembershipEffect::ViewChanged(view));
         }
         effects.extend(removal);
         effects
+    }
+
+    /// Whether a member of our current view is gone from `members` (or there as another
+    /// incarnation) although we neither watched it go silent for a failure timeout nor saw it
+    /// leave (`Down`): it may still be admitting until its lease runs out.
+    fn unwatched_departure(&self, now_ms: i64, members: &[MemberRecord]) -> bool {
+        let Some(view) = &self.view else { return false };
+        view.members.iter().filter(|old| old.id != self.me.id && old.status != NodeStatus::Down).any(|old| {
+            let still_there = members.iter().any(|member| member.same_incarnation(old));
+            let watched_dead = self.seen.get(&old.id).is_some_and(|seen| {
+                seen.started_ms == old.started_ms
+                    && now_ms.saturating_sub(seen.unchanged_since_ms) > self.config.failure_timeout_ms
+            });
+            !still_there && !watched_dead
+        })
     }
 
     fn watch_heartbeats(&mut self, now_ms: i64, members: &[MemberRecord]) {
@@ -315,11 +436,16 @@ impl Membership {
         }
     }
 
+    /// Silent for a failure timeout, or gone (`Down`: left gracefully, nothing to wait for).
     fn is_dead(&self, now_ms: i64, member: &MemberRecord) -> bool {
         let timeout = self.config.failure_timeout_ms;
         member.id != self.me.id
-            && now_ms.saturating_sub(member.heartbeat_ms) > timeout
-            && self.seen.get(&member.id).is_some_and(|seen| now_ms.saturating_sub(seen.unchanged_since_ms) > timeout)
+            && (member.status == NodeStatus::Down
+                || now_ms.saturating_sub(member.heartbeat_ms) > timeout
+                    && self
+                        .seen
+                        .get(&member.id)
+                        .is_some_and(|seen| now_ms.saturating_sub(seen.unchanged_since_ms) > timeout))
     }
 
     /// A removal of the `dead` members not yet proposed at `epoch`.

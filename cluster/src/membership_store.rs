@@ -12,8 +12,14 @@ pub struct MembershipStoreError(pub String);
 
 #[async_trait]
 pub trait MembershipStore: Send + Sync + 'static {
-    /// Upserts `record`; when `bump_epoch`, increments the view epoch in the same atomic step.
-    async fn write_member(&self, record: &MemberRecord, bump_epoch: bool) -> Result<(), MembershipStoreError>;
+    /// Upserts `record`; when `bump_epoch`, increments the view epoch in the same atomic step, to at
+    /// least `min_epoch`. Without `bump_epoch` only a record that is still there is updated.
+    async fn write_member(
+        &self,
+        record: &MemberRecord,
+        bump_epoch: bool,
+        min_epoch: u64,
+    ) -> Result<(), MembershipStoreError>;
 
     async fn read_table(&self) -> Result<MembershipTable, MembershipStoreError>;
 

@@ -46,7 +46,7 @@ fn table(epoch: u64, members: Vec<MemberRecord>) -> MembershipInput {
 }
 
 fn write_self(status: NodeStatus, heartbeat_ms: i64, bump_epoch: bool) -> MembershipEffect {
-    MembershipEffect::WriteSelf { record: me_in_table(status, heartbeat_ms), bump_epoch }
+    MembershipEffect::WriteSelf { record: me_in_table(status, heartbeat_ms), bump_epoch, min_epoch: 0 }
 }
 
 fn view(epoch: u64, members: Vec<MemberRecord>) -> View {
@@ -57,9 +57,18 @@ fn remove(names: &[&str], expected_epoch: u64) -> MembershipEffect {
     MembershipEffect::RemoveMembers { ids: names.iter().map(|&name| id(name)).collect(), expected_epoch }
 }
 
-/// A node that joined at epoch 1 at time 1_000, alone.
-fn joined() -> Membership {
+/// A node that wrote itself `Joining` one failure timeout before 1_000 (not read back yet): its
+/// next tick at 1_000 or later writes it `Up`.
+fn ready_to_join() -> Membership {
     let mut membership = membership();
+    membership.handle(1_000 - TIMEOUT_MS, MembershipInput::Tick);
+    membership
+}
+
+/// A node that joined at epoch 1 at time 1_000, alone (epoch 0 showed it joining).
+fn joined() -> Membership {
+    let mut membership = ready_to_join();
+    membership.handle(1_000 - TIMEOUT_MS, table(0, vec![me_in_table(NodeStatus::Joining, 1_000 - TIMEOUT_MS)]));
     membership.handle(1_000, MembershipInput::Tick);
     membership.handle(1_000, table(1, vec![me_in_table(NodeStatus::Up, 1_000)]));
     membership
@@ -68,20 +77,34 @@ fn joined() -> Membership {
 // Joining and heartbeats
 
 #[test]
-fn the_first_tick_joins_as_up_with_a_bump() {
+fn the_first_tick_writes_joining_and_up_follows_one_failure_timeout_later() {
     let mut membership = membership();
     assert_eq!(
         membership.handle(1_000, MembershipInput::Tick),
-        vec![write_self(NodeStatus::Up, 1_000, true), MembershipEffect::ReadTable]
+        vec![write_self(NodeStatus::Joining, 1_000, true), MembershipEffect::ReadTable]
     );
     assert_eq!(membership.view(), None);
     assert!(!membership.is_joined());
     assert!(!membership.table_reachable(), "nothing has been read yet");
+    let effects = membership.handle(1_010, table(3, vec![me_in_table(NodeStatus::Joining, 1_000)]));
+    assert!(matches!(effects[..], [MembershipEffect::ViewChanged(_)]), "a joining node sees the cluster");
+    assert!(membership.view().unwrap().shard_map().nodes().is_empty(), "but owns nothing");
+    assert_eq!(membership.lease_until_ms(), i64::MIN, "and has no lease to admit with");
+    let before_up = 1_000 + TIMEOUT_MS - 1;
+    assert_eq!(
+        membership.handle(before_up, MembershipInput::Tick)[0],
+        write_self(NodeStatus::Joining, before_up, false)
+    );
+    let up = 1_000 + TIMEOUT_MS;
+    assert_eq!(membership.handle(up, MembershipInput::Tick)[0], write_self(NodeStatus::Up, up, true));
+    membership.handle(up + 10, table(4, vec![me_in_table(NodeStatus::Up, up)]));
+    assert!(membership.is_joined());
+    assert_eq!(membership.lease_until_ms(), up + TIMEOUT_MS - INTERVAL_MS);
 }
 
 #[test]
 fn the_first_read_that_contains_us_publishes_the_view() {
-    let mut membership = membership();
+    let mut membership = ready_to_join();
     membership.handle(1_000, MembershipInput::Tick);
     let members = vec![peer("zed", 900), me_in_table(NodeStatus::Up, 1_000), peer("alpha", 950)];
     let effects = membership.handle(1_010, table(4, members));
@@ -94,7 +117,7 @@ fn the_first_read_that_contains_us_publishes_the_view() {
 
 #[test]
 fn a_read_without_us_publishes_nothing_before_we_join() {
-    let mut membership = membership();
+    let mut membership = ready_to_join();
     membership.handle(1_000, MembershipInput::Tick);
     assert_eq!(membership.handle(1_010, table(3, vec![peer("alpha", 1_000)])), vec![]);
     assert_eq!(membership.view(), None);
@@ -103,7 +126,7 @@ fn a_read_without_us_publishes_nothing_before_we_join() {
 
 #[test]
 fn the_join_bump_repeats_until_a_read_shows_us() {
-    let mut membership = membership();
+    let mut membership = ready_to_join();
     membership.handle(1_000, MembershipInput::Tick);
     membership.handle(1_010, MembershipInput::TableUnreachable);
     assert_eq!(membership.handle(2_000, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 2_000, true));
@@ -123,7 +146,7 @@ fn heartbeats_write_the_time_without_a_bump() {
 
 #[test]
 fn a_restarted_node_does_not_take_its_old_record_for_its_own() {
-    let mut membership = membership();
+    let mut membership = ready_to_join();
     membership.handle(1_000, MembershipInput::Tick);
     let old_incarnation = record("me", NodeStatus::Up, 500, 0);
     assert_eq!(membership.handle(1_010, table(6, vec![old_incarnation.clone(), peer("alpha", 1_000)])), vec![]);
@@ -338,6 +361,120 @@ fn config_check_rejects_timeouts_a_late_heartbeat_would_trip() {
     assert_eq!(zero.check(), Err(BadMembershipConfig::HeartbeatInterval(0)));
 }
 
+// The lease, incarnations and resets
+
+#[test]
+fn the_lease_runs_from_the_heartbeat_the_table_holds_and_lapses_without_reads() {
+    let mut membership = joined();
+    assert_eq!(membership.lease_until_ms(), 1_000 + TIMEOUT_MS - INTERVAL_MS);
+    // The table is unreachable: nothing renews the lease, whatever the ticks write.
+    membership.handle(2_000, MembershipInput::Tick);
+    membership.handle(2_010, MembershipInput::TableUnreachable);
+    assert_eq!(membership.lease_until_ms(), 1_000 + TIMEOUT_MS - INTERVAL_MS);
+    // A read that shows an older heartbeat of ours (our write was lost) does not extend it.
+    membership.handle(3_000, MembershipInput::Tick);
+    membership.handle(3_010, table(1, vec![me_in_table(NodeStatus::Up, 1_000)]));
+    assert_eq!(membership.lease_until_ms(), 1_000 + TIMEOUT_MS - INTERVAL_MS);
+    membership.handle(4_010, table(1, vec![me_in_table(NodeStatus::Up, 4_000)]));
+    assert_eq!(membership.lease_until_ms(), 4_000 + TIMEOUT_MS - INTERVAL_MS);
+}
+
+#[test]
+fn a_lapsed_lease_ends_before_any_peer_may_remove_us() {
+    // A peer removes us only after watching our heartbeat unchanged for a whole failure timeout of
+    // its own time, which starts no earlier than our write; our lease ends an interval before.
+    let mut membership = joined();
+    let heartbeat = 1_000;
+    let mut peer = Membership::new(record("peer", NodeStatus::Up, 0, 0), CONFIG);
+    let ours = me_in_table(NodeStatus::Up, heartbeat);
+    // The peer's clock runs 3 s ahead of ours; it first sees our heartbeat at our time 1_005.
+    let skew = 3_000;
+    let mut first_removal = None;
+    for our_now in (1_005..20_000).step_by(50) {
+        let effects = peer.handle(our_now + skew, table(1, vec![ours.clone(), peer_record(our_now + skew)]));
+        if effects.iter().any(|effect| matches!(effect, MembershipEffect::RemoveMembers { .. })) {
+            first_removal = Some(our_now);
+            break;
+        }
+    }
+    let removal = first_removal.expect("the peer removes a silent member");
+    assert!(
+        membership.lease_until_ms() + INTERVAL_MS <= removal,
+        "lease {} vs removal {removal}",
+        membership.lease_until_ms()
+    );
+    membership.handle(removal, MembershipInput::TableUnreachable);
+}
+
+fn peer_record(heartbeat_ms: i64) -> MemberRecord {
+    record("peer", NodeStatus::Up, heartbeat_ms, 0)
+}
+
+#[test]
+fn a_newer_incarnation_of_our_id_supersedes_us_for_good() {
+    let mut membership = joined();
+    let newer = record("me", NodeStatus::Joining, 2_000, STARTED_MS + 1);
+    membership.handle(2_010, table(2, vec![newer.clone()]));
+    assert!(membership.is_superseded());
+    assert_eq!(membership.lease_until_ms(), i64::MIN);
+    assert_eq!(membership.handle(3_000, MembershipInput::Tick), vec![], "no more heartbeats: they would overwrite it");
+    assert_eq!(membership.start_draining(), vec![]);
+    // An older incarnation in the table is simply replaced by our next write.
+    let mut fresh = ready_to_join();
+    fresh.handle(1_000, table(5, vec![record("me", NodeStatus::Up, 900, STARTED_MS - 1)]));
+    assert!(!fresh.is_superseded());
+    assert_eq!(fresh.handle(1_100, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 1_100, true));
+}
+
+#[test]
+fn a_table_that_went_backwards_is_a_reset_we_rejoin_above() {
+    let mut membership = joined();
+    membership.handle(2_000, MembershipInput::Tick);
+    membership.handle(2_010, table(7, vec![me_in_table(NodeStatus::Up, 2_000), peer("alpha", 2_000)]));
+    let lease = membership.lease_until_ms();
+    // Redis was flushed: the epoch starts again and our record is gone.
+    assert_eq!(membership.handle(2_500, table(1, vec![peer("alpha", 2_500)])), vec![]);
+    assert_eq!(membership.lease_until_ms(), lease, "a backwards read renews nothing");
+    assert_eq!(membership.view().map(|view| view.epoch), Some(7), "and the view does not go back");
+    let effects = membership.handle(3_000, MembershipInput::Tick);
+    assert_eq!(
+        effects[0],
+        MembershipEffect::WriteSelf { record: me_in_table(NodeStatus::Up, 3_000), bump_epoch: true, min_epoch: 8 }
+    );
+    let effects = membership.handle(3_010, table(8, vec![me_in_table(NodeStatus::Up, 3_000)]));
+    assert!(matches!(effects[..], [MembershipEffect::ViewChanged(ref view)] if view.epoch == 8));
+    // alpha vanished without being watched dead: its shards wait for its lease to run out.
+    assert_eq!(membership.takeover_not_before_ms(), 3_010 + TIMEOUT_MS);
+    assert_eq!(membership.handle(4_000, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 4_000, false));
+}
+
+#[test]
+fn a_member_removed_after_we_watched_it_die_needs_no_wait_and_one_that_left_neither() {
+    let mut membership = joined();
+    membership
+        .handle(1_010, table(2, vec![me_in_table(NodeStatus::Up, 1_000), peer("dead", 1_000), peer("gone", 1_000)]));
+    // "gone" leaves gracefully; "dead" stops heartbeating.
+    let mut now = 1_000;
+    while now < 1_000 + TIMEOUT_MS + 2 * INTERVAL_MS {
+        now += INTERVAL_MS;
+        let gone = record("gone", NodeStatus::Down, now, 0);
+        membership.handle(now, table(3, vec![me_in_table(NodeStatus::Up, now), peer("dead", 1_000), gone]));
+    }
+    let effects = membership.handle(now, table(4, vec![me_in_table(NodeStatus::Up, now)]));
+    assert!(matches!(effects[..], [MembershipEffect::ViewChanged(_)]));
+    assert!(membership.takeover_not_before_ms() < now, "nothing to wait for");
+}
+
+#[test]
+fn leaving_writes_down_ends_the_lease_and_stops_heartbeats() {
+    let mut membership = joined();
+    assert_eq!(membership.leave(), vec![write_self(NodeStatus::Down, 1_000, true), MembershipEffect::ReadTable]);
+    assert_eq!(membership.lease_until_ms(), i64::MIN);
+    membership.handle(1_010, table(2, vec![me_in_table(NodeStatus::Down, 1_000)]));
+    assert_eq!(membership.lease_until_ms(), i64::MIN);
+    assert_eq!(membership.handle(2_000, MembershipInput::Tick), vec![]);
+}
+
 // Several nodes over one in-memory table that honours the shell contract.
 
 /// The shared table, doing what the Redis shell must do atomically.
@@ -351,11 +488,11 @@ struct SharedTable {
 impl SharedTable {
     fn apply(&mut self, effect: &MembershipEffect) {
         match effect {
-            MembershipEffect::WriteSelf { record, bump_epoch: true } => {
+            MembershipEffect::WriteSelf { record, bump_epoch: true, min_epoch } => {
                 self.members.insert(record.id.clone(), record.clone());
-                self.epoch += 1;
+                self.epoch = (self.epoch + 1).max(*min_epoch);
             }
-            MembershipEffect::WriteSelf { record, bump_epoch: false } => {
+            MembershipEffect::WriteSelf { record, bump_epoch: false, .. } => {
                 if let Some(existing) = self.members.get_mut(&record.id) {
                     *existing = record.clone();
                 }
@@ -419,19 +556,25 @@ impl Cluster {
     }
 }
 
+/// Ticks every running node until all have been `Up` for a round.
+fn join_all(cluster: &mut Cluster, now: &mut i64) {
+    for _ in 0..(TIMEOUT_MS / INTERVAL_MS + 2) {
+        *now += INTERVAL_MS;
+        cluster.tick_all(*now);
+    }
+}
+
 #[test]
 fn three_nodes_agree_remove_a_dead_one_once_and_take_it_back_after_restart() {
     let mut cluster = Cluster::new(&["a", "b", "c"]);
     let mut now = 0;
-    for _ in 0..3 {
-        now += INTERVAL_MS;
-        cluster.tick_all(now);
-    }
+    join_all(&mut cluster, &mut now);
     let epoch = cluster.table.epoch;
-    assert_eq!(epoch, 3, "one bump per join");
+    assert_eq!(epoch, 6, "two bumps per join: joining, then up");
     for index in 0..3 {
         let view = cluster.view_of(index).expect("every node joined");
-        assert_eq!((view.epoch, view.members.len()), (3, 3));
+        assert_eq!((view.epoch, view.members.len()), (6, 3));
+        assert_eq!(view.shard_map().nodes().len(), 3);
         assert_eq!(view.shard_map(), cluster.view_of(0).map(View::shard_map).expect("a joined"));
     }
 
@@ -444,18 +587,15 @@ fn three_nodes_agree_remove_a_dead_one_once_and_take_it_back_after_restart() {
     assert_eq!(cluster.table.removals_committed, 1);
     for index in 0..2 {
         let view = cluster.view_of(index).expect("still joined");
-        assert_eq!(view.epoch, 4);
+        assert_eq!(view.epoch, 7);
         assert_eq!(view.members.iter().map(|member| member.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     }
 
     // c restarts as a new incarnation and joins again.
     cluster.nodes[2] = (Membership::new(record("c", NodeStatus::Joining, now, now), CONFIG), true);
-    now += INTERVAL_MS;
-    cluster.tick_all(now);
-    now += INTERVAL_MS;
-    cluster.tick_all(now);
+    join_all(&mut cluster, &mut now);
     for index in 0..3 {
-        assert_eq!(cluster.view_of(index).map(|view| (view.epoch, view.members.len())), Some((5, 3)));
+        assert_eq!(cluster.view_of(index).map(|view| (view.epoch, view.members.len())), Some((9, 3)));
     }
     for views in &cluster.published {
         assert!(views.windows(2).all(|pair| pair[0].epoch < pair[1].epoch), "epochs went back: {views:?}");
@@ -466,10 +606,7 @@ fn three_nodes_agree_remove_a_dead_one_once_and_take_it_back_after_restart() {
 fn a_paused_node_is_removed_and_rejoins_with_a_bump() {
     let mut cluster = Cluster::new(&["a", "b"]);
     let mut now = 0;
-    for _ in 0..2 {
-        now += INTERVAL_MS;
-        cluster.tick_all(now);
-    }
+    join_all(&mut cluster, &mut now);
     cluster.nodes[1].1 = false;
     for _ in 0..8 {
         now += INTERVAL_MS;
@@ -482,6 +619,7 @@ fn a_paused_node_is_removed_and_rejoins_with_a_bump() {
     cluster.run(1, now, MembershipInput::Tick);
     assert!(!cluster.nodes[1].0.is_joined());
     assert_eq!(cluster.view_of(1).map(|view| view.members.len()), Some(1), "b sees it was removed");
+    assert!(cluster.nodes[1].0.lease_until_ms() < now, "and its lease ran out before it was removed");
     // b's rejoin lands after a's read in the first round; a sees it in the second.
     for _ in 0..2 {
         now += INTERVAL_MS;
@@ -631,8 +769,10 @@ impl ChangingTable {
 /// 2. a published view is exactly the table just read (epoch and members, sorted by id), and the
 ///    first one contains our incarnation;
 /// 3. a removal never names us, is made against the epoch just read, names only members of that
-///    table whose heartbeat is older than the timeout, and never names a member twice for one epoch;
-/// 4. a tick writes our own record (never `Joining`) at the current time, then reads;
+///    table whose heartbeat is older than the timeout (or that left: `Down`), and never names a
+///    member twice for one epoch;
+/// 4. a tick writes our own record at the current time, then reads; it is `Joining` for one
+///    failure timeout after the first tick (unless draining), never after;
 /// 5. `table_reachable` tells whether the last read attempt succeeded, and an unreachable table
 ///    changes nothing else.
 ///
@@ -645,6 +785,7 @@ fn check_run(steps: Vec<(i64, Step)>) -> TestCaseResult {
     let mut last_published: Option<View> = None;
     let mut proposed: BTreeSet<(u64, NodeId)> = BTreeSet::new();
     let mut reachable = false;
+    let mut first_tick: Option<i64> = None;
     let mut shared = ChangingTable::default();
     for (advance, step) in steps {
         now += advance;
@@ -666,7 +807,12 @@ fn check_run(steps: Vec<(i64, Step)>) -> TestCaseResult {
                     return Err(TestCaseError::fail(format!("a tick must write first: {effects:?}")));
                 };
                 prop_assert_eq!((record.id.as_str(), record.started_ms, record.heartbeat_ms), ("me", STARTED_MS, now));
-                prop_assert_ne!(record.status, NodeStatus::Joining);
+                let joined_at = *first_tick.get_or_insert(now) + TIMEOUT_MS;
+                if now >= joined_at {
+                    prop_assert_ne!(record.status, NodeStatus::Joining);
+                } else if record.status != NodeStatus::Draining {
+                    prop_assert_eq!(record.status, NodeStatus::Joining);
+                }
             }
             Step::Unreachable => {
                 prop_assert!(effects.is_empty());
@@ -700,11 +846,8 @@ fn check_run(steps: Vec<(i64, Step)>) -> TestCaseResult {
                     prop_assert_eq!(*expected_epoch, read.epoch);
                     for removed in ids {
                         prop_assert_ne!(removed.as_str(), "me");
-                        prop_assert!(
-                            read.members
-                                .iter()
-                                .any(|member| member.id == *removed && now - member.heartbeat_ms > TIMEOUT_MS)
-                        );
+                        prop_assert!(read.members.iter().any(|member| member.id == *removed
+                            && (member.status == NodeStatus::Down || now - member.heartbeat_ms > TIMEOUT_MS)));
                         prop_assert!(
                             proposed.insert((*expected_epoch, removed.clone())),
                             "{} proposed twice at {}",

@@ -1,24 +1,70 @@
 //! `ShardOwnership`: which shards this node serves, view after view — the fence that keeps two
-//! nodes from admitting requests for one tenant.
+//! nodes from admitting requests for one tenant, and the hand-off of shards between them.
 //!
 //! A shard this node owned in the previous view and still owns stays active. A shard newly
-//! assigned to it is only *acquiring* until every other member of the new view has confirmed
-//! that it holds a view at least as new and has written out and stopped its actors of shards it
-//! no longer owns. Members missing from the view (dead, removed from the membership table) are
-//! not asked: after a crash the new owner starts from the last checkpoint in the shared store.
-//! Pure: the shell feeds views and confirmations and carries out the effects.
+//! assigned to it is only *acquiring* until
+//! - every other member of the new view (owners, draining and joining members alike) has
+//!   confirmed that it holds the very same view and has stopped its actors of shards it does not
+//!   own in it, writing their state out for the new owner; a member at another epoch cannot
+//!   confirm (what it released is decided by another shard map), so it is asked again;
+//! - and the time is past the view's *takeover* time: a previous owner that left the view without
+//!   being watched dead may admit until its lease runs out (see `Membership`).
+//!
+//! A member that a removal took out of the view after it was watched dead is not asked: its lease
+//! ran out before it was removed, and the new owner starts from its last checkpoint. Serving also
+//! needs the node's own lease ([`ShardOwnership::state`]): cut off from the membership table, a
+//! node stops admitting before the others may take its shards.
+//!
+//! A node that gives shards up owes their new owners its confirmation; [`ShardOwnership::handed_off`]
+//! tells a draining node when it has nobody left to answer and may leave.
+//!
+//! Pure: the shell feeds views, answers and time, and carries out the effects. Asks are repeated
+//! from [`OwnershipInput::Tick`] until answered, so a lost message or answer only costs time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::shard_map::{NodeId, SHARDS, ShardId, ShardMap};
+
+/// How long to wait before asking a peer again: after it answered "not yet", and after an ask
+/// that got no answer at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnershipConfig {
+    pub retry_ms: i64,
+    pub unanswered_ms: i64,
+}
+
+impl Default for OwnershipConfig {
+    fn default() -> Self {
+        Self { retry_ms: 25, unanswered_ms: 1_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnershipInput {
+    /// A new view: its shard map, every member of it (of any status, this node included) and
+    /// the time before which shards acquired in it must not be activated.
+    View { map: ShardMap, members: Vec<NodeId>, takeover_not_before_ms: i64 },
+    /// This node finished stopping (and writing out) its actors of unowned shards for `epoch`.
+    Released { epoch: u64 },
+    /// That release failed (the store did not take the state): it is tried again after a pause.
+    ReleaseFailed { epoch: u64 },
+    /// `peer` confirmed the release for `epoch`.
+    Confirmed { peer: NodeId, epoch: u64 },
+    /// `peer` answered "not yet" (or could not be reached): ask again after a pause.
+    NotConfirmed { peer: NodeId, epoch: u64 },
+    /// This node's lease (from the membership table) now runs until then.
+    Lease { until_ms: i64 },
+    /// Time passes: repeat due asks, activate shards whose takeover time has come.
+    Tick,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnershipEffect {
     /// Stop (writing their state out) the local actors of tenants whose shards this node no
-    /// longer serves, then report [`ShardOwnership::released`] for `epoch`.
+    /// longer serves, then report [`OwnershipInput::Released`] for `epoch`.
     ReleaseUnowned { epoch: u64 },
-    /// Ask `peer` to confirm it released what it no longer owns as of `epoch`; retry until it
-    /// confirms or leaves the view.
+    /// Ask `peer` to confirm it released what it does not own in view `epoch`; answer with
+    /// [`OwnershipInput::Confirmed`] or [`OwnershipInput::NotConfirmed`].
     AskRelease { peer: NodeId, epoch: u64 },
     /// Every shard this node owns in view `epoch` is now served here.
     AllActive { epoch: u64, shards: usize },
@@ -32,28 +78,45 @@ pub enum ShardState {
     Acquiring,
     /// Owned by another node (or by none: no view yet).
     Elsewhere,
+    /// Served here, but this node's lease has run out: it must not admit until the membership
+    /// table confirms it again.
+    Fenced,
 }
 
 #[derive(Debug, Clone)]
 pub struct ShardOwnership {
     me: NodeId,
+    config: OwnershipConfig,
     map: ShardMap,
+    members: Vec<NodeId>,
     active: Vec<bool>,
-    /// Peers of the current view that have not yet confirmed the release.
-    awaiting: BTreeSet<NodeId>,
+    /// Peers of the current view that have not yet confirmed the release, and when to ask next.
+    awaiting: BTreeMap<NodeId, i64>,
+    takeover_not_before_ms: i64,
     /// The newest view for which this node has released what it does not own.
     released_epoch: Option<u64>,
+    /// When to try again a release that failed.
+    release_retry_at: Option<i64>,
+    /// New owners of shards this node served, that have not had its confirmation yet.
+    owed: BTreeSet<NodeId>,
+    lease_until_ms: i64,
 }
 
 impl ShardOwnership {
-    /// Before the first view: nothing is served.
-    pub fn new(me: NodeId) -> Self {
+    /// Before the first view: nothing is served. Without a lease until one is given.
+    pub fn new(me: NodeId, config: OwnershipConfig) -> Self {
         Self {
             me,
+            config,
             map: ShardMap::new(0, []),
+            members: Vec::new(),
             active: vec![false; usize::from(SHARDS)],
-            awaiting: BTreeSet::new(),
+            awaiting: BTreeMap::new(),
+            takeover_not_before_ms: i64::MIN,
             released_epoch: None,
+            release_retry_at: None,
+            owed: BTreeSet::new(),
+            lease_until_ms: i64::MIN,
         }
     }
 
@@ -69,13 +132,25 @@ impl ShardOwnership {
         self.map.epoch()
     }
 
-    pub fn state(&self, shard: ShardId) -> ShardState {
+    /// Every member of the current view, this node included.
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
+    pub fn lease_until_ms(&self) -> i64 {
+        self.lease_until_ms
+    }
+
+    /// The shard's state at `now_ms` (this node's clock).
+    pub fn state(&self, shard: ShardId, now_ms: i64) -> ShardState {
         if self.map.owner(shard) != Some(&self.me) {
             ShardState::Elsewhere
-        } else if self.active[usize::from(shard.0)] {
-            ShardState::Active
-        } else {
+        } else if !self.active[usize::from(shard.0)] {
             ShardState::Acquiring
+        } else if now_ms >= self.lease_until_ms {
+            ShardState::Fenced
+        } else {
+            ShardState::Active
         }
     }
 
@@ -84,60 +159,139 @@ impl ShardOwnership {
         self.active.iter().filter(|active| **active).count()
     }
 
-    /// A new view; older or equal epochs are ignored (views only move forward).
-    pub fn install(&mut self, map: ShardMap) -> Vec<OwnershipEffect> {
+    pub fn handle(&mut self, now_ms: i64, input: OwnershipInput) -> Vec<OwnershipEffect> {
+        match input {
+            OwnershipInput::View { map, members, takeover_not_before_ms } => {
+                self.install(now_ms, map, members, takeover_not_before_ms)
+            }
+            OwnershipInput::Released { epoch } => {
+                if self.released_epoch.is_none_or(|done| done < epoch) {
+                    self.released_epoch = Some(epoch);
+                }
+                if epoch >= self.map.epoch() {
+                    self.release_retry_at = None;
+                }
+                Vec::new()
+            }
+            OwnershipInput::ReleaseFailed { epoch } => {
+                if epoch == self.map.epoch() {
+                    self.release_retry_at = Some(now_ms + self.config.retry_ms);
+                }
+                Vec::new()
+            }
+            OwnershipInput::Confirmed { peer, epoch } => {
+                if epoch == self.map.epoch() {
+                    self.awaiting.remove(&peer);
+                }
+                self.activate_if_due(now_ms)
+            }
+            OwnershipInput::NotConfirmed { peer, epoch } => {
+                if epoch == self.map.epoch()
+                    && let Some(next) = self.awaiting.get_mut(&peer)
+                {
+                    *next = now_ms + self.config.retry_ms;
+                }
+                Vec::new()
+            }
+            OwnershipInput::Lease { until_ms } => {
+                self.lease_until_ms = until_ms;
+                Vec::new()
+            }
+            OwnershipInput::Tick => {
+                let mut effects = Vec::new();
+                if self.release_retry_at.is_some_and(|at| at <= now_ms) {
+                    self.release_retry_at = None;
+                    effects.push(OwnershipEffect::ReleaseUnowned { epoch: self.map.epoch() });
+                }
+                effects.extend(self.due_asks(now_ms));
+                effects.extend(self.activate_if_due(now_ms));
+                effects
+            }
+        }
+    }
+
+    /// `peer` asks whether this node let go of everything it does not own in view `epoch`. Only
+    /// a node at that very view can say so; answering records that `peer` has its confirmation.
+    pub fn answer_release(&mut self, peer: &NodeId, epoch: u64) -> bool {
+        let released = self.map.epoch() == epoch && self.released_epoch.is_some_and(|done| done >= epoch);
+        if released {
+            self.owed.remove(peer);
+        }
+        released
+    }
+
+    /// Nothing is served here and every new owner of what was has had its confirmation: a
+    /// draining node may leave.
+    pub fn handed_off(&self) -> bool {
+        self.active_count() == 0
+            && self.owed.is_empty()
+            && self.released_epoch.is_some_and(|done| done >= self.map.epoch())
+    }
+
+    /// Whether this node still waits for shards to become active (for logs and status).
+    pub fn acquiring(&self) -> bool {
+        self.map.owned_by(&self.me).iter().any(|shard| !self.active[usize::from(shard.0)])
+    }
+
+    fn install(
+        &mut self,
+        now_ms: i64,
+        map: ShardMap,
+        mut members: Vec<NodeId>,
+        takeover_not_before_ms: i64,
+    ) -> Vec<OwnershipEffect> {
         if map.epoch() <= self.map.epoch() && self.map.epoch() != 0 {
             return Vec::new();
         }
         let epoch = map.epoch();
         let previous = std::mem::replace(&mut self.map, map);
+        members.sort();
+        members.dedup();
+        self.members = members;
         let mut acquiring = false;
-        for index in 0..SHARDS {
-            let shard = ShardId(index);
+        for shard in ShardId::all() {
+            let index = usize::from(shard.0);
             let mine_now = self.map.owner(shard) == Some(&self.me);
-            let was_served = self.active[usize::from(index)] && previous.owner(shard) == Some(&self.me);
-            self.active[usize::from(index)] = mine_now && was_served;
+            let was_served = self.active[index] && previous.owner(shard) == Some(&self.me);
+            if was_served
+                && !mine_now
+                && let Some(new_owner) = self.map.owner(shard)
+            {
+                self.owed.insert(new_owner.clone());
+            }
+            self.active[index] = mine_now && was_served;
             acquiring |= mine_now && !was_served;
         }
-        let mut effects = vec![OwnershipEffect::ReleaseUnowned { epoch }];
+        let members = &self.members;
+        self.owed.retain(|peer| members.contains(peer));
+        self.takeover_not_before_ms = takeover_not_before_ms;
+        self.release_retry_at = None;
         self.awaiting.clear();
+        let mut effects = vec![OwnershipEffect::ReleaseUnowned { epoch }];
         if acquiring {
-            self.awaiting = self.map.nodes().iter().filter(|node| **node != self.me).cloned().collect();
-            effects.extend(self.awaiting.iter().map(|peer| OwnershipEffect::AskRelease { peer: peer.clone(), epoch }));
+            self.awaiting =
+                self.members.iter().filter(|peer| **peer != self.me).map(|peer| (peer.clone(), now_ms)).collect();
+            effects.extend(self.due_asks(now_ms));
         }
-        effects.extend(self.activate_if_confirmed());
+        effects.extend(self.activate_if_due(now_ms));
         effects
     }
 
-    /// This node finished stopping its unowned actors for view `epoch`.
-    pub fn released(&mut self, epoch: u64) {
-        if self.released_epoch.is_none_or(|done| done < epoch) {
-            self.released_epoch = Some(epoch);
-        }
+    fn due_asks(&mut self, now_ms: i64) -> Vec<OwnershipEffect> {
+        let epoch = self.map.epoch();
+        let unanswered = self.config.unanswered_ms;
+        self.awaiting
+            .iter_mut()
+            .filter(|(_, next)| **next <= now_ms)
+            .map(|(peer, next)| {
+                *next = now_ms + unanswered;
+                OwnershipEffect::AskRelease { peer: peer.clone(), epoch }
+            })
+            .collect()
     }
 
-    /// Whether this node can confirm to a peer that it let go of everything it does not own
-    /// as of `epoch`.
-    pub fn has_released(&self, epoch: u64) -> bool {
-        self.map.epoch() >= epoch && self.released_epoch.is_some_and(|done| done >= epoch)
-    }
-
-    /// `peer` confirmed the release for `epoch`.
-    pub fn confirmed(&mut self, peer: &NodeId, epoch: u64) -> Vec<OwnershipEffect> {
-        if epoch < self.map.epoch() {
-            return Vec::new();
-        }
-        self.awaiting.remove(peer);
-        self.activate_if_confirmed()
-    }
-
-    /// Whether an AskRelease for (`peer`, `epoch`) is still needed.
-    pub fn awaits(&self, peer: &NodeId, epoch: u64) -> bool {
-        epoch == self.map.epoch() && self.awaiting.contains(peer)
-    }
-
-    fn activate_if_confirmed(&mut self) -> Vec<OwnershipEffect> {
-        if !self.awaiting.is_empty() {
+    fn activate_if_due(&mut self, now_ms: i64) -> Vec<OwnershipEffect> {
+        if !self.awaiting.is_empty() || now_ms < self.takeover_not_before_ms {
             return Vec::new();
         }
         let mut newly = false;

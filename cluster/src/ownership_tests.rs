@@ -2,6 +2,9 @@ use std::collections::BTreeSet;
 
 use super::*;
 
+const NOW: i64 = 1_000;
+const LEASE: OwnershipInput = OwnershipInput::Lease { until_ms: i64::MAX };
+
 fn node(name: &str) -> NodeId {
     NodeId(name.to_string())
 }
@@ -10,21 +13,48 @@ fn map(epoch: u64, nodes: &[&str]) -> ShardMap {
     ShardMap::new(epoch, nodes.iter().map(|n| node(n)))
 }
 
+fn owner(name: &str) -> ShardOwnership {
+    let mut ownership = ShardOwnership::new(node(name), OwnershipConfig::default());
+    ownership.handle(NOW, LEASE);
+    ownership
+}
+
+/// A view whose members all own shards, with no takeover wait.
+fn view(epoch: u64, nodes: &[&str]) -> OwnershipInput {
+    view_with(epoch, nodes, nodes, i64::MIN)
+}
+
+fn view_with(epoch: u64, owners: &[&str], members: &[&str], takeover_not_before_ms: i64) -> OwnershipInput {
+    OwnershipInput::View {
+        map: map(epoch, owners),
+        members: members.iter().map(|n| node(n)).collect(),
+        takeover_not_before_ms,
+    }
+}
+
+fn released(ownership: &mut ShardOwnership, epoch: u64) {
+    ownership.handle(NOW, OwnershipInput::Released { epoch });
+}
+
+fn confirmed(ownership: &mut ShardOwnership, peer: &str, epoch: u64) -> Vec<OwnershipEffect> {
+    ownership.handle(NOW, OwnershipInput::Confirmed { peer: node(peer), epoch })
+}
+
 fn shards_in(ownership: &ShardOwnership, state: ShardState) -> usize {
-    (0..SHARDS).filter(|i| ownership.state(ShardId(*i)) == state).count()
+    (0..SHARDS).filter(|i| ownership.state(ShardId(*i), NOW) == state).count()
 }
 
 #[test]
 fn before_any_view_nothing_is_served() {
-    let a = ShardOwnership::new(node("a"));
+    let a = owner("a");
     assert_eq!(shards_in(&a, ShardState::Active), 0);
     assert_eq!(shards_in(&a, ShardState::Elsewhere), usize::from(SHARDS));
 }
 
 #[test]
 fn a_single_node_serves_every_shard_at_once() {
-    let mut a = ShardOwnership::new(node("a"));
-    let effects = a.install(map(1, &["a"]));
+    let mut a = owner("a");
+    let effects = a.handle(NOW, view(1, &["a"]));
     assert_eq!(
         effects,
         vec![
@@ -37,12 +67,12 @@ fn a_single_node_serves_every_shard_at_once() {
 
 #[test]
 fn a_joining_node_serves_its_shards_only_after_the_others_released_them() {
-    let mut a = ShardOwnership::new(node("a"));
-    a.install(map(1, &["a"]));
-    a.released(1);
+    let mut a = owner("a");
+    a.handle(NOW, view(1, &["a"]));
+    released(&mut a, 1);
 
-    let mut b = ShardOwnership::new(node("b"));
-    let effects = b.install(map(2, &["a", "b"]));
+    let mut b = owner("b");
+    let effects = b.handle(NOW, view(2, &["a", "b"]));
     assert!(effects.contains(&OwnershipEffect::AskRelease { peer: node("a"), epoch: 2 }));
     let b_owns = b.map().count_owned_by(&node("b"));
     assert!(b_owns > 0);
@@ -50,49 +80,40 @@ fn a_joining_node_serves_its_shards_only_after_the_others_released_them() {
     assert_eq!(shards_in(&b, ShardState::Active), 0);
 
     // `a` cannot confirm before it has seen view 2 and released.
-    assert!(!a.has_released(2));
-    let effects = a.install(map(2, &["a", "b"]));
+    assert!(!a.answer_release(&node("b"), 2));
+    let effects = a.handle(NOW, view(2, &["a", "b"]));
     assert_eq!(effects, vec![OwnershipEffect::ReleaseUnowned { epoch: 2 }], "a acquires nothing");
-    assert!(!a.has_released(2));
-    a.released(2);
-    assert!(a.has_released(2));
+    assert!(!a.answer_release(&node("b"), 2));
+    assert!(!a.handed_off(), "b is owed a confirmation");
+    released(&mut a, 2);
+    assert!(a.answer_release(&node("b"), 2));
     // What `a` kept stayed active the whole time; what moved is no longer served by `a`.
     assert_eq!(shards_in(&a, ShardState::Active), a.map().count_owned_by(&node("a")));
 
-    let effects = b.confirmed(&node("a"), 2);
+    let effects = confirmed(&mut b, "a", 2);
     assert_eq!(effects, vec![OwnershipEffect::AllActive { epoch: 2, shards: b_owns }]);
     assert_eq!(shards_in(&b, ShardState::Active), b_owns);
 }
 
 #[test]
-fn no_shard_is_ever_active_on_two_nodes_when_confirmations_follow_the_rules() {
-    let mut a = ShardOwnership::new(node("a"));
-    let mut b = ShardOwnership::new(node("b"));
-    a.install(map(1, &["a"]));
-    a.released(1);
-    b.install(map(2, &["a", "b"]));
-    // b waits; a still serves everything from view 1.
-    for i in 0..SHARDS {
-        let both = a.state(ShardId(i)) == ShardState::Active && b.state(ShardId(i)) == ShardState::Active;
-        assert!(!both, "shard {i} active on both nodes");
-    }
-    a.install(map(2, &["a", "b"]));
-    a.released(2);
-    assert!(a.has_released(2));
-    b.confirmed(&node("a"), 2);
-    for i in 0..SHARDS {
-        let both = a.state(ShardId(i)) == ShardState::Active && b.state(ShardId(i)) == ShardState::Active;
-        assert!(!both, "shard {i} active on both nodes");
-    }
-    assert_eq!(shards_in(&a, ShardState::Active) + shards_in(&b, ShardState::Active), usize::from(SHARDS));
+fn a_node_at_a_newer_view_does_not_confirm_an_older_one() {
+    // `a` skipped view 2, in which `b` owns some of its shards; at view 3 `a` owns them all again.
+    // Confirming view 2 to `b` would let `b` serve shards `a` still serves.
+    let mut a = owner("a");
+    a.handle(NOW, view(1, &["a"]));
+    released(&mut a, 1);
+    a.handle(NOW, view(3, &["a"]));
+    released(&mut a, 3);
+    assert!(!a.answer_release(&node("b"), 2));
+    assert_eq!(shards_in(&a, ShardState::Active), usize::from(SHARDS));
 }
 
 #[test]
 fn shards_of_a_member_removed_from_the_view_are_taken_over_at_once() {
-    let mut b = ShardOwnership::new(node("b"));
-    b.install(map(2, &["a", "b"]));
-    b.confirmed(&node("a"), 2);
-    let effects = b.install(map(3, &["b"]));
+    let mut b = owner("b");
+    b.handle(NOW, view(2, &["a", "b"]));
+    confirmed(&mut b, "a", 2);
+    let effects = b.handle(NOW, view(3, &["b"]));
     assert_eq!(
         effects,
         vec![
@@ -103,31 +124,113 @@ fn shards_of_a_member_removed_from_the_view_are_taken_over_at_once() {
 }
 
 #[test]
+fn shards_of_a_member_that_left_unwatched_wait_for_the_takeover_time() {
+    let mut b = owner("b");
+    b.handle(NOW, view(2, &["a", "b"]));
+    confirmed(&mut b, "a", 2);
+    let effects = b.handle(NOW, view_with(3, &["b"], &["b"], NOW + 500));
+    assert_eq!(effects, vec![OwnershipEffect::ReleaseUnowned { epoch: 3 }]);
+    assert!(shards_in(&b, ShardState::Acquiring) > 0);
+    assert!(b.handle(NOW + 499, OwnershipInput::Tick).is_empty());
+    assert_eq!(
+        b.handle(NOW + 500, OwnershipInput::Tick),
+        vec![OwnershipEffect::AllActive { epoch: 3, shards: usize::from(SHARDS) }]
+    );
+}
+
+#[test]
+fn draining_and_joining_members_are_asked_too() {
+    // `d` drains: it owns nothing in view 2 but may still serve what it owned in view 1.
+    let mut b = owner("b");
+    let effects = b.handle(NOW, view_with(2, &["b"], &["b", "d", "j"], i64::MIN));
+    assert!(effects.contains(&OwnershipEffect::AskRelease { peer: node("d"), epoch: 2 }));
+    assert!(effects.contains(&OwnershipEffect::AskRelease { peer: node("j"), epoch: 2 }));
+    confirmed(&mut b, "j", 2);
+    assert_eq!(shards_in(&b, ShardState::Active), 0);
+    confirmed(&mut b, "d", 2);
+    assert_eq!(shards_in(&b, ShardState::Active), usize::from(SHARDS));
+}
+
+#[test]
+fn a_draining_node_is_handed_off_once_every_new_owner_has_its_confirmation() {
+    let mut d = owner("d");
+    d.handle(NOW, view(1, &["b", "c", "d"]));
+    released(&mut d, 1);
+    confirmed(&mut d, "b", 1);
+    confirmed(&mut d, "c", 1);
+    assert!(shards_in(&d, ShardState::Active) > 0);
+    d.handle(NOW, view_with(2, &["b", "c"], &["b", "c", "d"], i64::MIN));
+    assert_eq!(shards_in(&d, ShardState::Active), 0, "a draining node serves nothing");
+    released(&mut d, 2);
+    assert!(!d.handed_off());
+    assert!(d.answer_release(&node("b"), 2));
+    assert!(!d.handed_off(), "c has not asked yet");
+    assert!(d.answer_release(&node("c"), 2));
+    assert!(d.handed_off());
+}
+
+#[test]
+fn a_node_without_a_lease_is_fenced() {
+    let mut a = owner("a");
+    a.handle(NOW, view(1, &["a"]));
+    a.handle(NOW, OwnershipInput::Lease { until_ms: NOW + 10 });
+    assert_eq!(a.state(ShardId(0), NOW + 9), ShardState::Active);
+    assert_eq!(a.state(ShardId(0), NOW + 10), ShardState::Fenced);
+}
+
+#[test]
+fn unanswered_asks_are_repeated_and_not_yet_answers_retried_sooner() {
+    let config = OwnershipConfig::default();
+    let mut c = owner("c");
+    c.handle(NOW, view(5, &["a", "c"]));
+    assert!(c.handle(NOW + 1, OwnershipInput::Tick).is_empty(), "the ask is in flight");
+    let ask = vec![OwnershipEffect::AskRelease { peer: node("a"), epoch: 5 }];
+    assert_eq!(c.handle(NOW + config.unanswered_ms, OwnershipInput::Tick), ask);
+    let later = NOW + config.unanswered_ms + 1;
+    c.handle(later, OwnershipInput::NotConfirmed { peer: node("a"), epoch: 5 });
+    assert_eq!(c.handle(later + config.retry_ms, OwnershipInput::Tick), ask);
+}
+
+#[test]
+fn a_failed_release_is_tried_again_after_a_pause() {
+    let config = OwnershipConfig::default();
+    let mut a = owner("a");
+    a.handle(NOW, view(1, &["a"]));
+    a.handle(NOW, OwnershipInput::ReleaseFailed { epoch: 1 });
+    assert!(a.handle(NOW + config.retry_ms - 1, OwnershipInput::Tick).is_empty());
+    assert_eq!(
+        a.handle(NOW + config.retry_ms, OwnershipInput::Tick),
+        vec![OwnershipEffect::ReleaseUnowned { epoch: 1 }]
+    );
+    released(&mut a, 1);
+    assert!(a.answer_release(&node("b"), 1));
+}
+
+#[test]
 fn a_confirmation_for_an_older_view_does_not_count() {
-    let mut c = ShardOwnership::new(node("c"));
-    c.install(map(5, &["a", "c"]));
-    assert!(c.awaits(&node("a"), 5));
-    assert!(c.confirmed(&node("a"), 4).is_empty());
-    assert!(c.awaits(&node("a"), 5));
+    let mut c = owner("c");
+    c.handle(NOW, view(5, &["a", "c"]));
+    assert!(confirmed(&mut c, "a", 4).is_empty());
     assert_eq!(shards_in(&c, ShardState::Active), 0);
+    assert!(!confirmed(&mut c, "a", 5).is_empty());
 }
 
 #[test]
 fn older_views_are_ignored() {
-    let mut a = ShardOwnership::new(node("a"));
-    a.install(map(3, &["a"]));
-    assert!(a.install(map(2, &["a", "b"])).is_empty());
+    let mut a = owner("a");
+    a.handle(NOW, view(3, &["a"]));
+    assert!(a.handle(NOW, view(2, &["a", "b"])).is_empty());
     assert_eq!(a.epoch(), 3);
 }
 
 #[test]
 fn a_new_view_while_acquiring_asks_the_new_peers() {
-    let mut c = ShardOwnership::new(node("c"));
-    c.install(map(5, &["a", "c"]));
-    let effects = c.install(map(6, &["a", "b", "c"]));
+    let mut c = owner("c");
+    c.handle(NOW, view(5, &["a", "c"]));
+    let effects = c.handle(NOW, view(6, &["a", "b", "c"]));
     assert!(effects.contains(&OwnershipEffect::AskRelease { peer: node("a"), epoch: 6 }));
     assert!(effects.contains(&OwnershipEffect::AskRelease { peer: node("b"), epoch: 6 }));
-    assert!(!c.awaits(&node("a"), 5), "the older round is over");
+    assert!(confirmed(&mut c, "a", 5).is_empty(), "the older round is over");
 }
 
 /// A model of the protocol: nodes join and crash (a crash removes the node from the table at
@@ -174,7 +277,7 @@ mod protocol {
         fn apply(&mut self, step: &Step) {
             match *step {
                 Step::Join(n) if self.nodes[n].is_none() => {
-                    self.nodes[n] = Some(ShardOwnership::new(node(POOL[n])));
+                    self.nodes[n] = Some(owner(POOL[n]));
                     self.epoch += 1;
                     self.members.insert(n);
                 }
@@ -188,24 +291,26 @@ mod protocol {
                     if self.members.contains(&n)
                         && let Some(ownership) = self.nodes[n].as_mut()
                     {
-                        ownership.install(view);
+                        let members: Vec<NodeId> = view.nodes().to_vec();
+                        ownership
+                            .handle(NOW, OwnershipInput::View { map: view, members, takeover_not_before_ms: i64::MIN });
                     }
                 }
                 Step::Release(n) => {
                     if let Some(ownership) = self.nodes[n].as_mut() {
                         let epoch = ownership.epoch();
-                        ownership.released(epoch);
+                        ownership.handle(NOW, OwnershipInput::Released { epoch });
                     }
                 }
                 Step::Confirm(asker, peer) => {
                     let Some(epoch) = self.nodes[asker].as_ref().map(ShardOwnership::epoch) else { return };
                     let peer_id = node(POOL[peer]);
-                    let answers = self.nodes[peer].as_ref().is_some_and(|p| p.has_released(epoch));
+                    let asker_id = node(POOL[asker]);
+                    let answers = self.nodes[peer].as_mut().is_some_and(|p| p.answer_release(&asker_id, epoch));
                     if let Some(ownership) = self.nodes[asker].as_mut()
-                        && ownership.awaits(&peer_id, epoch)
                         && answers
                     {
-                        ownership.confirmed(&peer_id, epoch);
+                        ownership.handle(NOW, OwnershipInput::Confirmed { peer: peer_id, epoch });
                     }
                 }
                 _ => {}
@@ -213,7 +318,7 @@ mod protocol {
         }
 
         fn active_owners(&self, shard: ShardId) -> usize {
-            self.nodes.iter().flatten().filter(|o| o.state(shard) == ShardState::Active).count()
+            self.nodes.iter().flatten().filter(|o| o.state(shard, NOW) == ShardState::Active).count()
         }
     }
 

@@ -3,8 +3,9 @@
 //! node's link; one of a shard that is changing hands is answered "unavailable, retry" — never
 //! admitted by two nodes. The same router answers peers' questions (it is the region's handler).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -17,7 +18,7 @@ use connectors_actors::tenant_call::{TenantCall, TenantReply};
 use dashmap::DashMap;
 
 use crate::audit_outbox::{AuditCounts, AuditOutbox};
-use crate::ownership::{OwnershipEffect, ShardOwnership, ShardState};
+use crate::ownership::{OwnershipConfig, OwnershipEffect, OwnershipInput, ShardOwnership, ShardState};
 use crate::shard_map::{NodeId, ShardMap, shard_of};
 use crate::transport::links::{LinkError, Links};
 use crate::transport::region::RegionHandler;
@@ -64,15 +65,24 @@ pub struct ShardTable {
     current: ArcSwap<ShardOwnership>,
     /// Woken when a peer shows this node is behind (so the view is read again at once).
     pub behind: tokio::sync::Notify,
+    /// Woken whenever a new ownership is published (held requests look again).
+    changed: tokio::sync::Notify,
+}
+
+/// This node's clock as the ownership reads it: the membership table's heartbeats and the
+/// lease are in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl ShardTable {
     pub fn new(me: NodeId) -> Arc<Self> {
-        let ownership = ShardOwnership::new(me);
+        let ownership = ShardOwnership::new(me, OwnershipConfig::default());
         Arc::new(Self {
             current: ArcSwap::from_pointee(ownership.clone()),
             writer: Mutex::new(ownership),
             behind: tokio::sync::Notify::new(),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -80,19 +90,61 @@ impl ShardTable {
         self.current.load_full()
     }
 
-    /// Changes the ownership and publishes the result to readers.
-    fn update<R>(&self, change: impl FnOnce(&mut ShardOwnership) -> R) -> R {
+    /// Feeds the ownership and publishes the result to readers when it may have changed.
+    fn feed(&self, input: OwnershipInput) -> Vec<OwnershipEffect> {
+        let tick = input == OwnershipInput::Tick;
+        self.update(|ownership| {
+            let effects = ownership.handle(now_ms(), input);
+            (effects.is_empty() && tick, effects)
+        })
+    }
+
+    /// Changes the ownership and publishes the result to readers unless told it is unchanged.
+    fn update<R>(&self, change: impl FnOnce(&mut ShardOwnership) -> (bool, R)) -> R {
         let mut ownership = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = change(&mut ownership);
-        self.current.store(Arc::new(ownership.clone()));
+        let (unchanged, result) = change(&mut ownership);
+        if !unchanged {
+            self.current.store(Arc::new(ownership.clone()));
+            self.changed.notify_waiters();
+        }
         result
     }
 }
 
 impl OwnershipGate for ShardTable {
     fn owns(&self, tenant: &TenantId) -> bool {
-        self.current.load().state(shard_of(tenant)) == ShardState::Active
+        self.current.load().state(shard_of(tenant), now_ms()) == ShardState::Active
     }
+}
+
+/// How requests meeting a moving shard are held.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldConfig {
+    /// How long one request may be held at most before it is answered "unavailable, retry".
+    pub deadline: Duration,
+    /// Requests held at once at most; more are answered at once.
+    pub max_held: usize,
+}
+
+impl Default for HoldConfig {
+    fn default() -> Self {
+        Self { deadline: Duration::from_secs(5), max_held: 10_000 }
+    }
+}
+
+/// Requests held for moving shards: counts for the metrics.
+#[derive(Debug, Default)]
+pub struct HoldCounts {
+    /// Requests that were held at least once.
+    pub held: std::sync::atomic::AtomicU64,
+    /// Held requests released to an owner in time.
+    pub flushed: std::sync::atomic::AtomicU64,
+    /// Held requests answered "unavailable" (deadline passed, or too many held).
+    pub expired: std::sync::atomic::AtomicU64,
+    /// The longest hold so far, in microseconds.
+    pub longest_micros: std::sync::atomic::AtomicU64,
+    /// Requests held right now.
+    now: std::sync::atomic::AtomicUsize,
 }
 
 pub struct ShardRouter {
@@ -110,6 +162,8 @@ pub struct ShardRouter {
     /// Audit events on their way to the owners of their tenants (`None` on a single node).
     outbox: Option<Arc<AuditOutbox>>,
     audit_counts: Arc<AuditCounts>,
+    hold: HoldConfig,
+    hold_counts: HoldCounts,
 }
 
 /// How many tenant records the edge holds at most (all are dropped past the bound).
@@ -121,11 +175,28 @@ impl ShardRouter {
         directory: Arc<TenantDirectory>,
         links: Option<Arc<Links>>,
         recorder: Recorder,
+        hold: HoldConfig,
     ) -> Arc<Self> {
         let audit_counts = Arc::new(AuditCounts::default());
         let outbox =
             links.as_ref().map(|links| AuditOutbox::start(links.clone(), recorder.clone(), audit_counts.clone()));
-        Arc::new(Self { table, directory, links, held_records: DashMap::new(), recorder, outbox, audit_counts })
+        let router = Arc::new(Self {
+            table,
+            directory,
+            links,
+            held_records: DashMap::new(),
+            recorder,
+            outbox,
+            audit_counts,
+            hold,
+            hold_counts: HoldCounts::default(),
+        });
+        tokio::spawn(drive_ownership(Arc::downgrade(&router)));
+        router
+    }
+
+    pub fn hold_counts(&self) -> &HoldCounts {
+        &self.hold_counts
     }
 
     /// Records an audit event: here when this node serves the tenant (or the owner is not
@@ -134,7 +205,7 @@ impl ShardRouter {
         let owner = self.outbox.as_ref().and_then(|outbox| {
             let ownership = self.table.current.load();
             let shard = shard_of(&event.tenant_id);
-            (ownership.state(shard) == ShardState::Elsewhere)
+            (ownership.state(shard, now_ms()) == ShardState::Elsewhere)
                 .then(|| ownership.map().owner(shard).cloned())
                 .flatten()
                 .map(|owner| (outbox, owner))
@@ -165,52 +236,83 @@ impl ShardRouter {
         &self.directory
     }
 
-    /// Asks the owner of `tenant`.
+    /// Asks the owner of `tenant`. A request that meets the tenant's shard while it changes
+    /// hands is held until the new owner serves it (bounded in count and time), not refused.
     pub async fn ask(&self, tenant: &TenantId, call: TenantCall) -> Result<TenantReply, RouteError> {
         let shard = shard_of(tenant);
         // A guard, not a counted reference: on the local path the view is needed only for
         // this check, and a shared reference count would bounce between cores per request.
-        let state = self.table.current.load().state(shard);
-        match state {
-            ShardState::Active => Ok(self.directory.ask(tenant, call).await?),
-            ShardState::Acquiring => Err(RouteError::moving(tenant)),
-            ShardState::Elsewhere => {
-                let ownership = self.table.snapshot();
-                let (Some(owner), Some(links)) = (ownership.map().owner(shard), self.links.as_ref()) else {
-                    return Err(RouteError::Unavailable {
-                        reason: "this node has not joined the cluster yet".into(),
-                        retry_after: MOVING_RETRY_AFTER_SECS,
-                    });
-                };
-                let held = self.held_records.get(tenant).map(|entry| entry.value().clone());
-                let request = TenantRequest {
-                    epoch: ownership.epoch(),
-                    tenant: tenant.clone(),
-                    call,
-                    held_record: held.as_ref().map(|(fingerprint, _)| *fingerprint),
-                };
-                let answer = links.ask(owner, &request).await.map(|answer| answer.into_reply(held.map(|(_, r)| r)));
-                match answer {
-                    Ok(Ok(reply)) => {
-                        self.hold_record(tenant, &reply);
-                        Ok(reply)
-                    }
-                    Ok(Err(Refusal::NotFound(id))) => {
-                        self.held_records.remove(&id);
-                        Err(RouteError::NotFound(id))
-                    }
-                    Ok(Err(Refusal::NotOwner { node, epoch })) => {
-                        if epoch > ownership.epoch() {
-                            self.table.behind.notify_one();
-                        }
-                        tracing::debug!(%tenant, %node, epoch, "owner in our view does not serve the tenant");
-                        Err(RouteError::moving(tenant))
-                    }
-                    Ok(Err(refusal)) => Err(unavailable(refusal.to_string())),
-                    Err(error) => Err(unavailable(error.to_string())),
-                }
+        let state = self.table.current.load().state(shard, now_ms());
+        if state == ShardState::Active {
+            match self.directory.ask(tenant, call.clone()).await {
+                Err(DirectoryError::NotOwner(_)) => {}
+                answer => return Ok(answer?),
             }
         }
+        let mut hold = Hold::new(self);
+        loop {
+            let changed = self.table.changed.notified();
+            let now = now_ms();
+            let state = self.table.current.load().state(shard, now);
+            let moved = match state {
+                ShardState::Active => match self.directory.ask(tenant, call.clone()).await {
+                    Err(DirectoryError::NotOwner(_)) => true,
+                    answer => return hold.done(answer.map_err(RouteError::from)),
+                },
+                ShardState::Fenced => {
+                    return hold.done(Err(RouteError::Unavailable {
+                        reason: "this node lost contact with the cluster's membership table".into(),
+                        retry_after: MOVING_RETRY_AFTER_SECS,
+                    }));
+                }
+                ShardState::Acquiring => true,
+                ShardState::Elsewhere => match self.forward(tenant, shard, &call).await {
+                    Forwarded::Answer(answer) => return hold.done(answer),
+                    Forwarded::Moved => true,
+                },
+            };
+            debug_assert!(moved);
+            hold.wait(changed, tenant).await?;
+        }
+    }
+
+    /// Sends the call to the shard's owner in this node's view.
+    async fn forward(&self, tenant: &TenantId, shard: crate::shard_map::ShardId, call: &TenantCall) -> Forwarded {
+        let ownership = self.table.snapshot();
+        let (Some(owner), Some(links)) = (ownership.map().owner(shard), self.links.as_ref()) else {
+            // No view yet (or no owner at all): wait for one.
+            return Forwarded::Moved;
+        };
+        let held = self.held_records.get(tenant).map(|entry| entry.value().clone());
+        let request = TenantRequest {
+            epoch: ownership.epoch(),
+            tenant: tenant.clone(),
+            call: call.clone(),
+            held_record: held.as_ref().map(|(fingerprint, _)| *fingerprint),
+        };
+        let answer = links.ask(owner, &request).await.map(|answer| answer.into_reply(held.map(|(_, r)| r)));
+        Forwarded::Answer(match answer {
+            Ok(Ok(reply)) => {
+                self.hold_record(tenant, &reply);
+                Ok(reply)
+            }
+            Ok(Err(Refusal::NotFound(id))) => {
+                self.held_records.remove(&id);
+                Err(RouteError::NotFound(id))
+            }
+            Ok(Err(Refusal::NotOwner { node, epoch })) => {
+                if epoch > ownership.epoch() {
+                    self.table.behind.notify_one();
+                }
+                tracing::debug!(%tenant, %node, epoch, "owner in our view does not serve the tenant yet");
+                return Forwarded::Moved;
+            }
+            // Not sent: the link to a new owner may still be coming up.
+            Err(LinkError::NotConnected(_)) => return Forwarded::Moved,
+            Ok(Err(refusal)) => Err(unavailable(refusal.to_string())),
+            // A call that may have reached the owner is never repeated: it may have been admitted.
+            Err(error) => Err(unavailable(error.to_string())),
+        })
     }
 
     /// Keeps the record of a full admission answer for the tenant's next request.
@@ -226,9 +328,21 @@ impl ShardRouter {
         self.held_records.insert(tenant.clone(), (snapshot.record.fingerprint(), snapshot.record.clone()));
     }
 
-    /// Installs a new view's shard map and carries out what the ownership decides.
-    pub fn install(self: &Arc<Self>, map: ShardMap) {
-        let effects = self.table.update(|ownership| ownership.install(map));
+    /// Installs a new view: its shard map, its members (of any status) and the time before which
+    /// shards acquired in it may not be served (see `Membership::takeover_not_before_ms`).
+    pub fn install(self: &Arc<Self>, map: ShardMap, members: Vec<NodeId>, takeover_not_before_ms: i64) {
+        self.feed(OwnershipInput::View { map, members, takeover_not_before_ms });
+    }
+
+    /// This node may admit until then (ms since the Unix epoch).
+    pub fn renew_lease(self: &Arc<Self>, until_ms: i64) {
+        if self.table.current.load().lease_until_ms() != until_ms {
+            self.feed(OwnershipInput::Lease { until_ms });
+        }
+    }
+
+    fn feed(self: &Arc<Self>, input: OwnershipInput) {
+        let effects = self.table.feed(input);
         self.carry_out(effects);
     }
 
@@ -251,43 +365,126 @@ impl ShardRouter {
         }
     }
 
-    async fn release_unowned(&self, epoch: u64) {
-        loop {
-            match self.directory.release_unowned().await {
-                Ok(released) => {
-                    if released > 0 {
-                        tracing::info!(epoch, released, "handed tenants of moved shards over to their new owners");
-                    }
-                    self.table.update(|ownership| ownership.released(epoch));
-                    return;
+    async fn release_unowned(self: Arc<Self>, epoch: u64) {
+        let input = match self.directory.release_unowned().await {
+            Ok(released) => {
+                if released > 0 {
+                    tracing::info!(epoch, released, "handed tenants of moved shards over to their new owners");
                 }
-                Err(error) => {
-                    tracing::warn!(epoch, %error, "cannot release moved tenants yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                OwnershipInput::Released { epoch }
             }
-        }
+            Err(error) => {
+                tracing::warn!(epoch, %error, "cannot release moved tenants yet; retrying");
+                OwnershipInput::ReleaseFailed { epoch }
+            }
+        };
+        self.feed(input);
     }
 
     async fn ask_release(self: Arc<Self>, peer: NodeId, epoch: u64) {
         let Some(links) = self.links.clone() else { return };
         let me = self.table.snapshot().me().clone();
         let request = ReleaseRequest { from: me, epoch };
-        while self.table.snapshot().awaits(&peer, epoch) {
-            match links.release(&peer, &request).await {
-                Ok(ReleaseAnswer::Released) => {
-                    let effects = self.table.update(|ownership| ownership.confirmed(&peer, epoch));
-                    self.carry_out(effects);
-                    return;
+        let input = match links.release(&peer, &request).await {
+            Ok(ReleaseAnswer::Released) => OwnershipInput::Confirmed { peer, epoch },
+            Ok(ReleaseAnswer::NotYet { epoch: theirs }) => {
+                if theirs > epoch {
+                    self.table.behind.notify_one();
                 }
-                Ok(ReleaseAnswer::NotYet { .. }) => {}
-                Err(LinkError::NotConnected(_)) => {}
-                Err(error) => tracing::debug!(%peer, epoch, %error, "release not confirmed yet"),
+                OwnershipInput::NotConfirmed { peer, epoch }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(error) => {
+                tracing::debug!(%peer, epoch, %error, "release not confirmed yet");
+                OwnershipInput::NotConfirmed { peer, epoch }
+            }
+        };
+        self.feed(input);
+    }
+
+    /// A draining node has nothing left to hand off.
+    pub fn handed_off(&self) -> bool {
+        self.table.current.load().handed_off()
+    }
+}
+
+/// Time for the ownership: asks are repeated and takeovers happen from its ticks.
+async fn drive_ownership(router: std::sync::Weak<ShardRouter>) {
+    let every = Duration::from_millis(OwnershipConfig::default().retry_ms.unsigned_abs());
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(router) = router.upgrade() else { return };
+        router.feed(OwnershipInput::Tick);
+    }
+}
+
+enum Forwarded {
+    Answer(Result<TenantReply, RouteError>),
+    /// The owner in this node's view does not serve the tenant (yet); nothing was admitted.
+    Moved,
+}
+
+/// One request held while its tenant's shard changes hands.
+struct Hold<'a> {
+    router: &'a ShardRouter,
+    started: Instant,
+    counted: bool,
+}
+
+impl<'a> Hold<'a> {
+    fn new(router: &'a ShardRouter) -> Self {
+        Self { router, started: Instant::now(), counted: false }
+    }
+
+    /// Waits for the ownership to change (or a short while: a remote owner's progress is not
+    /// published here); fails once the deadline has passed or too many requests are held.
+    async fn wait(&mut self, changed: tokio::sync::futures::Notified<'_>, tenant: &TenantId) -> Result<(), RouteError> {
+        let counts = &self.router.hold_counts;
+        if !self.counted {
+            self.counted = true;
+            counts.held.fetch_add(1, Ordering::Relaxed);
+            if counts.now.fetch_add(1, Ordering::Relaxed) >= self.router.hold.max_held {
+                return self.expire(tenant);
+            }
+        }
+        let Some(left) = self.router.hold.deadline.checked_sub(self.started.elapsed()) else {
+            return self.expire(tenant);
+        };
+        let _ = tokio::time::timeout(left.min(HOLD_POLL), changed).await;
+        Ok(())
+    }
+
+    fn expire(&mut self, tenant: &TenantId) -> Result<(), RouteError> {
+        self.router.hold_counts.expired.fetch_add(1, Ordering::Relaxed);
+        self.release();
+        Err(RouteError::moving(tenant))
+    }
+
+    fn done<T>(mut self, answer: Result<T, RouteError>) -> Result<T, RouteError> {
+        if self.counted {
+            let counts = &self.router.hold_counts;
+            counts.flushed.fetch_add(1, Ordering::Relaxed);
+            let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            counts.longest_micros.fetch_max(micros, Ordering::Relaxed);
+            self.release();
+        }
+        answer
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.router.hold_counts.now.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// How often a held request looks again when nothing is published here.
+const HOLD_POLL: Duration = Duration::from_millis(20);
 
 fn unavailable(reason: String) -> RouteError {
     RouteError::Unavailable { reason, retry_after: MOVING_RETRY_AFTER_SECS }
@@ -299,8 +496,17 @@ impl RegionHandler for ShardRouter {
         let answer = match wire::decode::<TenantRequest>(&payload) {
             Ok(request) => {
                 let ownership = self.table.snapshot();
-                let reply = if ownership.state(shard_of(&request.tenant)) == ShardState::Active {
-                    self.directory.ask(&request.tenant, request.call).await.map_err(Refusal::from)
+                let state = ownership.state(shard_of(&request.tenant), now_ms());
+                let reply = if state == ShardState::Active {
+                    match self.directory.ask(&request.tenant, request.call).await {
+                        Err(DirectoryError::NotOwner(_)) => {
+                            let now = self.table.snapshot();
+                            Err(Refusal::NotOwner { node: now.me().clone(), epoch: now.epoch() })
+                        }
+                        reply => reply.map_err(Refusal::from),
+                    }
+                } else if state == ShardState::Fenced {
+                    Err(Refusal::Unavailable("the owner lost contact with the cluster's membership table".into()))
                 } else {
                     if request.epoch > ownership.epoch() {
                         self.table.behind.notify_one();
@@ -318,16 +524,23 @@ impl RegionHandler for ShardRouter {
     }
 
     async fn release(&self, payload: Vec<u8>) -> Vec<u8> {
-        let ownership = self.table.snapshot();
         let answer = match wire::decode::<ReleaseRequest>(&payload) {
-            Ok(request) if ownership.has_released(request.epoch) => ReleaseAnswer::Released,
             Ok(request) => {
-                if request.epoch > ownership.epoch() {
-                    self.table.behind.notify_one();
+                let (released, epoch) = self.table.update(|ownership| {
+                    let released = ownership.answer_release(&request.from, request.epoch);
+                    // Only a confirmation changes what readers see (a draining node's progress).
+                    (!released, (released, ownership.epoch()))
+                });
+                if released {
+                    ReleaseAnswer::Released
+                } else {
+                    if request.epoch > epoch {
+                        self.table.behind.notify_one();
+                    }
+                    ReleaseAnswer::NotYet { epoch }
                 }
-                ReleaseAnswer::NotYet { epoch: ownership.epoch() }
             }
-            Err(_) => ReleaseAnswer::NotYet { epoch: ownership.epoch() },
+            Err(_) => ReleaseAnswer::NotYet { epoch: self.table.snapshot().epoch() },
         };
         wire::encode(&answer)
     }

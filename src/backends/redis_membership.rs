@@ -23,11 +23,13 @@ pub struct RedisMembership {
 }
 
 /// A heartbeat (no bump) only refreshes a record that is still there: a node removed as dead
-/// must rejoin with a bump, or it would be back under an epoch the others read without it.
+/// must rejoin with a bump, or it would be back under an epoch the others read without it. A bump
+/// sets the epoch to at least ARGV[4] (a node rejoining after the table went backwards).
 const WRITE_MEMBER: &str = r"
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('INCR', KEYS[2])
+  local epoch = redis.call('INCR', KEYS[2])
+  if epoch < tonumber(ARGV[4]) then redis.call('SET', KEYS[2], ARGV[4]) end
 elseif redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
@@ -91,10 +93,16 @@ impl RedisMembership {
 
 #[async_trait]
 impl MembershipStore for RedisMembership {
-    async fn write_member(&self, record: &MemberRecord, bump_epoch: bool) -> Result<(), MembershipStoreError> {
+    async fn write_member(
+        &self,
+        record: &MemberRecord,
+        bump_epoch: bool,
+        min_epoch: u64,
+    ) -> Result<(), MembershipStoreError> {
         let json = serde_json::to_string(record).map_err(|e| MembershipStoreError(e.to_string()))?;
         let mut invocation = self.write.key(&self.members_key);
         invocation.key(&self.epoch_key).arg(record.id.as_str()).arg(json).arg(if bump_epoch { "1" } else { "0" });
+        invocation.arg(min_epoch);
         invocation.invoke_async::<i64>(&mut self.connection.clone()).await.map(drop).map_err(failed)
     }
 
@@ -158,26 +166,31 @@ mod tests {
         let server = RedisServer::start();
         let store = table(&server).await;
         assert_eq!(store.read_table().await.unwrap(), MembershipTable { epoch: 0, members: vec![] });
-        store.write_member(&record("b", 10), true).await.unwrap();
-        store.write_member(&record("a", 10), true).await.unwrap();
-        store.write_member(&record("a", 20), false).await.unwrap();
+        store.write_member(&record("b", 10), true, 0).await.unwrap();
+        store.write_member(&record("a", 10), true, 0).await.unwrap();
+        store.write_member(&record("a", 20), false, 0).await.unwrap();
         let read = store.read_table().await.unwrap();
         assert_eq!(read.epoch, 2);
         assert_eq!(read.members, vec![record("a", 20), record("b", 10)], "sorted by id, heartbeat updated");
+        // After a reset a node rejoins above every epoch it has seen.
+        store.write_member(&record("a", 30), true, 40).await.unwrap();
+        assert_eq!(store.read_table().await.unwrap().epoch, 40);
+        store.write_member(&record("a", 40), true, 7).await.unwrap();
+        assert_eq!(store.read_table().await.unwrap().epoch, 41, "a minimum below the epoch is a plain bump");
     }
 
     #[tokio::test]
     async fn removal_is_a_compare_and_set_on_the_epoch_and_a_heartbeat_never_recreates() {
         let server = RedisServer::start();
         let store = table(&server).await;
-        store.write_member(&record("a", 10), true).await.unwrap();
-        store.write_member(&record("b", 10), true).await.unwrap();
+        store.write_member(&record("a", 10), true, 0).await.unwrap();
+        store.write_member(&record("b", 10), true, 0).await.unwrap();
         assert!(!store.remove_members(&[NodeId::from("b")], 1).await.unwrap(), "stale epoch: nothing removed");
         assert!(store.remove_members(&[NodeId::from("b")], 2).await.unwrap());
         let read = store.read_table().await.unwrap();
         assert_eq!((read.epoch, read.members), (3, vec![record("a", 10)]));
         // The removed node's late heartbeat must not bring it back unannounced.
-        store.write_member(&record("b", 30), false).await.unwrap();
+        store.write_member(&record("b", 30), false, 0).await.unwrap();
         assert_eq!(store.read_table().await.unwrap().members, vec![record("a", 10)]);
     }
 
@@ -187,7 +200,7 @@ mod tests {
         let store = table(&server).await;
         server.kill();
         assert!(store.read_table().await.is_err());
-        assert!(store.write_member(&record("a", 1), false).await.is_err());
+        assert!(store.write_member(&record("a", 1), false, 0).await.is_err());
         server.restart();
         let mut recovered = false;
         for _ in 0..50 {

@@ -21,7 +21,9 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str,
         if !status.ready() {
             let reason = match &status.view {
                 None => "not joined the cluster yet".to_string(),
+                Some(_) if status.draining => "draining: handing shards to the other nodes".to_string(),
                 Some(_) if !status.table_reachable => "membership table unreachable".to_string(),
+                Some(_) if !status.leased => "the membership table does not vouch for this node now".to_string(),
                 Some(_) => format!("taking over shards: {} of {} served", status.shards_served, status.shards_owned),
             };
             return Err(ApiError::unavailable(reason));
@@ -35,6 +37,7 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str,
 pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     let mut body = gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts());
     body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
+    body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
