@@ -16,8 +16,31 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
-    /// Measure tool selection on a labelled query set (../shared/tool-retrieval format).
+    /// Measure tool selection on a labelled query set (catalog and queries as JSON lines).
     EvalSelection(EvalSelectionArgs),
+    /// Look at a running cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Print the view (nodes, statuses, epoch) and the shard placement of a running cluster, as
+    /// the node at --url sees it.
+    Status(ClusterStatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClusterStatusArgs {
+    /// Any node's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:3000", env = "CONNECTORS_URL")]
+    pub url: String,
+    /// The admin API key.
+    #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_key: String,
+    /// Print the node's answer as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use connectors::app::{ClusterIdentity, Gateway, StartOptions};
-use connectors::cli::{Cli, Command, EvalSelectionArgs, ServeArgs};
+use connectors::cli::{Cli, ClusterCommand, Command, EvalSelectionArgs, ServeArgs};
 use connectors::config::{Config, Env, ProcessEnv};
 use connectors::http;
 use tracing_subscriber::EnvFilter;
@@ -29,6 +29,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::EvalSelection(args) => runtime.block_on(eval_selection(args)),
+        Command::Cluster(ClusterCommand::Status(args)) => runtime.block_on(async {
+            let text = connectors::cluster_status::run(&args).await?;
+            let _ = writeln!(std::io::stdout(), "{text}");
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
