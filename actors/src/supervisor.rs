@@ -265,11 +265,19 @@ impl TenantSupervisor {
             .filter(|entry| !state.gate.owns(entry.key()))
             .map(|entry| (entry.key().clone(), entry.value().clone()))
             .collect();
+        let mut stopping = tokio::task::JoinSet::new();
         for (id, actor) in &unowned {
             state.directory.actors.remove_if(id, |_, current| current.get_id() == actor.get_id());
-            // Each writes its state out to the recorder as it stops.
-            let _ = actor.stop_and_wait(Some("released".into()), Some(state.directory.call_timeout)).await;
+            let (actor, timeout) = (actor.clone(), state.directory.call_timeout);
+            // All at once: a hand-off of many tenants costs one round of stops, not one per tenant.
+            stopping.spawn(async move {
+                // A refresh out is let finish, so its rotated token is stored before the move.
+                let _ = actor.call(TenantMsg::Settle, Some(timeout)).await;
+                // Each writes its state out to the recorder as it stops.
+                let _ = actor.stop_and_wait(Some("released".into()), Some(timeout)).await;
+            });
         }
+        while stopping.join_next().await.is_some() {}
         state.wake_ups.retain(|(_, id)| state.gate.owns(id));
         state.env.recorder.flush().await.map_err(|e| ReleaseError(e.to_string()))?;
         Ok(unowned.len())

@@ -97,6 +97,8 @@ pub enum TenantMsg {
     DeploymentReported(ServerName, Report),
     /// A discovery's answer: how many tools the server has, or why it did not say.
     DiscoveryDone(ServerName, Result<u64, String>),
+    /// Answer once no OAuth refresh of the tenant is out (before it is handed to another node).
+    Settle(RpcReplyPort<()>),
     /// Fault injection: panics, so supervision and recovery can be tested end to end.
     Crash,
 }
@@ -167,6 +169,7 @@ impl Actor for TenantActor {
             TenantMsg::GetServer(name, reply) => {
                 let _ = reply.send(state.servers.get(&name));
             }
+            TenantMsg::Settle(reply) => state.oauth.when_settled(reply),
             TenantMsg::Crash => panic!("fault injection: tenant actor crash requested"),
             // Boxed: the actor's task is as large as its largest pending future, and thousands
             // of idle actors would each carry the space of these rare, I/O-bound branches.
@@ -296,6 +299,7 @@ async fn handle_io(
         | TenantMsg::Charge(..)
         | TenantMsg::Snapshot(_)
         | TenantMsg::GetServer(..)
+        | TenantMsg::Settle(_)
         | TenantMsg::Crash => {
             unreachable!("answered without I/O in `handle`")
         }

@@ -24,11 +24,32 @@ pub struct TenantOAuth {
     schedule: RefreshSchedule,
     /// Integrations whose refresh call is out; the actor does not passivate while any is.
     in_flight: HashSet<String>,
+    /// Who waits for the refreshes out to settle (a hand-off of the tenant to another node).
+    settle_waiters: Vec<ractor::RpcReplyPort<()>>,
 }
 
 impl TenantOAuth {
     pub fn new(refresh_before: chrono::Duration) -> Self {
-        Self { schedule: RefreshSchedule::new(refresh_before), in_flight: HashSet::new() }
+        Self { schedule: RefreshSchedule::new(refresh_before), in_flight: HashSet::new(), settle_waiters: Vec::new() }
+    }
+
+    /// Answers `reply` once no refresh is out: a refresh token sent to the provider must have its
+    /// answer (the rotated token) stored before the tenant moves, or the new owner would find the
+    /// credential still `Refreshing` and have to ask for a new grant.
+    pub fn when_settled(&mut self, reply: ractor::RpcReplyPort<()>) {
+        if self.in_flight.is_empty() {
+            let _ = reply.send(());
+        } else {
+            self.settle_waiters.push(reply);
+        }
+    }
+
+    fn settle_if_idle(&mut self) {
+        if self.in_flight.is_empty() {
+            for waiter in self.settle_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
     }
 
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
@@ -98,6 +119,7 @@ impl TenantOAuth {
     ) -> Result<bool, SecretError> {
         let removed = env.secrets.delete(tenant, &integration).await?;
         self.in_flight.remove(&integration);
+        self.settle_if_idle();
         self.schedule.handle(env.clock.now(), Input::Removed { integration });
         Ok(removed)
     }
@@ -130,7 +152,10 @@ impl TenantOAuth {
                     Input::RefreshSucceeded { integration: integration.clone(), generation, expires_at, new_generation }
                 }
                 // The credential was replaced or removed meanwhile: this answer is stale.
-                Ok(None) => return,
+                Ok(None) => {
+                    self.settle_if_idle();
+                    return;
+                }
                 Err(error) => {
                     // The old token is spent and the new one is lost: only a new grant helps.
                     tracing::error!(%tenant, %integration, %error, "cannot store refreshed tokens");
@@ -160,6 +185,7 @@ impl TenantOAuth {
         if let Some(status) = self.schedule.status(&integration) {
             self.persist_status(env, tenant, &integration, status).await;
         }
+        self.settle_if_idle();
     }
 
     /// Persists the new tokens if the credential is still the one refreshed; returns its new
