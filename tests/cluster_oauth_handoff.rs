@@ -1,0 +1,140 @@
+//! End to end: an OAuth refresh that is out when its tenant is handed to another node (the owner
+//! drains on SIGTERM) ends with the rotated token stored, and the refresh token sent once.
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Form, State};
+use axum::routing::post;
+use chrono::Utc;
+use common::{Gateway, eventually};
+use connectors_actors::tenant::TenantId;
+use connectors_cluster::shard_map::{NodeId, ShardMap};
+use redis_server::RedisServer;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const CONFIG: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ncluster:\n  heartbeatMillis: 200\n  failureTimeoutMillis: 2000\n  drainDeadlineSeconds: 20\n";
+const COOKIE: &str = "e2e-oauth-handoff-cookie";
+const MASTER_KEY: &str = "0909090909090909090909090909090909090909090909090909090909090909";
+/// How long the provider takes to answer: the hand-off starts while it thinks.
+const PROVIDER_DELAY: Duration = Duration::from_millis(2_500);
+
+/// A provider that rotates refresh tokens, refuses a spent one, and answers slowly.
+#[derive(Default)]
+struct Provider {
+    valid: String,
+    /// Refresh tokens sent to it, in order.
+    seen: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Provider>>;
+
+async fn token(
+    State(provider): State<Shared>,
+    Form(form): Form<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let sent = form.get("refresh_token").cloned().unwrap_or_default();
+    provider.lock().unwrap().seen.push(sent.clone());
+    tokio::time::sleep(PROVIDER_DELAY).await;
+    let mut p = provider.lock().unwrap();
+    if sent != p.valid {
+        return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+    }
+    p.valid = "rt-2-rotated-secret".into();
+    let body = json!({"access_token": "at-2-fresh-secret", "token_type": "Bearer", "expires_in": 3600, "refresh_token": p.valid});
+    axum::Json(body).into_response()
+}
+
+async fn provider() -> (Shared, String) {
+    let shared: Shared = Arc::new(Mutex::new(Provider { valid: "rt-1-initial-secret".into(), seen: Vec::new() }));
+    let app = axum::Router::new().route("/token", post(token)).with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (shared, url)
+}
+
+async fn node(redis: &RedisServer, name: &str) -> Gateway {
+    let url = redis.url();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("CONNECTORS_NODE_ID", name),
+        ("CONNECTORS_CLUSTER_LISTEN", "127.0.0.1:0"),
+        ("CONNECTORS_CLUSTER_COOKIE", COOKIE),
+        ("CONNECTORS_MASTER_KEY", MASTER_KEY),
+    ];
+    Gateway::start(CONFIG, &env).await
+}
+
+async fn credential(gateway: &Gateway, tenant: &str) -> Value {
+    let listed = gateway.admin(Method::GET, &format!("/tenants/{tenant}/oauth"), None).await.json();
+    listed["integrations"].as_array().and_then(|all| all.first()).cloned().unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_refresh_in_flight_during_a_hand_off_ends_with_the_rotated_token_stored() {
+    let redis = RedisServer::start_persistent();
+    let (provider, endpoint) = provider().await;
+    let stays = node(&redis, "node-0").await;
+    let mut leaves = node(&redis, "node-1").await;
+    for gateway in [&stays, &leaves] {
+        gateway.wait_ready(Duration::from_secs(20)).await;
+    }
+    eventually("both nodes in one view", Duration::from_secs(15), || async {
+        let view = stays.admin(Method::GET, "/cluster", None).await.json();
+        let owned = view["shards"]["owned"].as_u64().unwrap_or(0);
+        if view["nodes"].as_array().map_or(0, Vec::len) == 2 && owned > 0 && owned < 1024 {
+            Ok(())
+        } else {
+            Err(view.to_string())
+        }
+    })
+    .await;
+    let placement = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
+    let tenant = (0..)
+        .map(|i| format!("refreshing-{i}"))
+        .find(|id| placement.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
+        .unwrap();
+    stays.create_tenant(json!({"id": tenant, "name": "Refreshing"})).await;
+    // Due in one second (refreshes start 300 s before expiry).
+    let expires = Utc::now() + chrono::Duration::seconds(301);
+    let stored = json!({
+        "accessToken": "at-1-initial-secret",
+        "refreshToken": "rt-1-initial-secret",
+        "expiresAt": expires.to_rfc3339(),
+        "tokenEndpoint": endpoint,
+        "clientId": "gateway-client",
+    });
+    stays.admin(Method::PUT, &format!("/tenants/{tenant}/oauth/github"), Some(stored)).await.expect(200);
+
+    eventually("the refresh to reach the provider", Duration::from_secs(15), || async {
+        let seen = provider.lock().unwrap().seen.len();
+        if seen == 1 { Ok(()) } else { Err(format!("{seen} calls")) }
+    })
+    .await;
+    // The provider is still thinking: the owner drains now.
+    let status = leaves.stop_graceful().await;
+    assert_eq!(status.code(), Some(0), "node-1 exits 0 after its hand-off; stderr:\n{}", leaves.stderr_text());
+
+    let refreshed = eventually("the credential served by node-0, refreshed", Duration::from_secs(15), || async {
+        let credential = credential(&stays, &tenant).await;
+        if credential["status"] == "active" && credential["lastRefreshAt"].is_string() {
+            Ok(credential)
+        } else {
+            Err(credential.to_string())
+        }
+    })
+    .await;
+    assert_ne!(refreshed["status"], "needs_reauth", "{refreshed}");
+    let seen = provider.lock().unwrap().seen.clone();
+    assert_eq!(seen, ["rt-1-initial-secret"], "the refresh token went out once");
+    // node-0 now owns the tenant and holds the rotated token: its next refresh would send it.
+    let view = stays.admin(Method::GET, "/cluster", None).await.json();
+    assert_eq!(view["shards"]["owned"], 1024, "{view}");
+}
