@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use connectors_actors::tenant::TenantId;
 use connectors_cluster::audit_outbox::AuditCounts;
-use connectors_cluster::router::HoldCounts;
+use connectors_cluster::router::{HandOffCounts, HoldCounts};
 use dashmap::DashMap;
 
 #[derive(Default)]
@@ -120,6 +120,18 @@ pub fn render_audit_forwarding(counts: &AuditCounts) -> String {
         "# HELP {name} Audit events of tenants another node owns: sent to the owner, received as the owner, or kept (recorded here because the owner could not take them).\n# TYPE {name} counter\n"
     );
     for (way, count) in [("sent", &counts.sent), ("received", &counts.received), ("kept", &counts.kept)] {
+        let _ = writeln!(out, "{name}{{way=\"{way}\"}} {}", count.load(Ordering::Relaxed));
+    }
+    out
+}
+
+/// Tenants whose live state crossed a node link at a hand-off.
+pub fn render_hand_offs(counts: &HandOffCounts) -> String {
+    let name = "connectors_tenant_hand_offs_total";
+    let mut out = format!(
+        "# HELP {name} Tenants whose live state went to their new owner over the node link (the others start from the store).\n# TYPE {name} counter\n"
+    );
+    for (way, count) in [("sent", &counts.sent), ("received", &counts.received)] {
         let _ = writeln!(out, "{name}{{way=\"{way}\"}} {}", count.load(Ordering::Relaxed));
     }
     out

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod clock;
 pub mod deployer;
 pub mod deployments;
+pub mod hand_off;
 pub mod policy;
 pub mod quotas;
 pub mod rate_windows;

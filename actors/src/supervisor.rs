@@ -20,6 +20,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use ractor_cluster_derive::RactorMessage;
 
+use crate::hand_off::TenantHandOff;
 use crate::store::StoreError;
 use crate::tenant::TenantId;
 use crate::tenant_actor::{TenantActor, TenantEnv, TenantMsg, TenantState};
@@ -113,12 +114,41 @@ impl TenantDirectory {
     }
 
     /// Stops the actors of tenants this node no longer owns, and answers once their state is
-    /// written to the store, so that the new owner starts from it.
-    pub async fn release_unowned(&self) -> Result<usize, ReleaseError> {
+    /// written to the store, so that the new owner starts from it; with the state of each, for
+    /// the new owner to continue from without reading the store.
+    pub async fn release_unowned(&self) -> Result<Vec<TenantHandOff>, ReleaseError> {
         match self.supervisor.call(SupervisorMsg::ReleaseUnowned, None).await {
             Ok(CallResult::Success(result)) => result,
             _ => Err(ReleaseError("the supervisor did not answer".into())),
         }
+    }
+
+    /// Keeps hand-offs from a previous owner for tenants of shards this node is acquiring:
+    /// `accept` says which (checked by the supervisor, in turn with activations, so that no
+    /// tenant already activated from the store gets an older state later). Answers how many
+    /// were kept.
+    pub async fn accept_hand_offs(
+        &self,
+        hand_offs: Vec<TenantHandOff>,
+        accept: Box<dyn Fn(&TenantId) -> bool + Send>,
+    ) -> usize {
+        let kept =
+            self.supervisor.call(|reply| SupervisorMsg::Arrived(hand_offs, accept, reply), Some(self.call_timeout));
+        match kept.await {
+            Ok(CallResult::Success(kept)) => kept,
+            _ => 0,
+        }
+    }
+
+    /// Forgets the hand-offs not used yet (a new view: they may no longer be current).
+    pub fn forget_hand_offs(&self) {
+        let _ = self.supervisor.cast(SupervisorMsg::ForgetArrivals);
+    }
+
+    /// Starts the actors of the tenants handed over to this node (their shards are now served
+    /// here), so their first requests find them warm.
+    pub fn activate_handed_over(&self) {
+        let _ = self.supervisor.cast(SupervisorMsg::ActivateArrivals);
     }
 
     /// Activates, a few at a time, the owned tenants holding OAuth credentials, so that their
@@ -143,9 +173,13 @@ pub enum SupervisorMsg {
     Tick,
     /// A passivating tenant has OAuth work due at this time: activate it then.
     WakeAt(TenantId, DateTime<Utc>),
-    /// Stop the actors of tenants no longer owned; answer with how many, once written out.
-    ReleaseUnowned(RpcReplyPort<Result<usize, ReleaseError>>),
+    /// Stop the actors of tenants no longer owned; answer with their state, once written out.
+    ReleaseUnowned(RpcReplyPort<Result<Vec<TenantHandOff>, ReleaseError>>),
     WakeCredentialHolders,
+    /// Hand-offs from a previous owner; the function says which tenants may take one.
+    Arrived(Vec<TenantHandOff>, Box<dyn Fn(&TenantId) -> bool + Send>, RpcReplyPort<usize>),
+    ForgetArrivals,
+    ActivateArrivals,
 }
 
 pub struct TenantSupervisor;
@@ -169,6 +203,8 @@ pub struct SupervisorState {
     tick: Duration,
     /// Passivated tenants to activate at a time (their next OAuth refresh or expiry).
     wake_ups: BTreeSet<(DateTime<Utc>, TenantId)>,
+    /// State handed over by the tenants' previous owner, not yet used by an activation.
+    arrivals: HashMap<TenantId, TenantHandOff>,
 }
 
 impl TenantSupervisor {
@@ -193,21 +229,19 @@ impl TenantSupervisor {
             return Err(DirectoryError::NotOwner(id.clone()));
         }
         let unavailable = |reason: String| DirectoryError::Unavailable { tenant: id.clone(), reason };
-        let store_failed = |e: StoreError| unavailable(e.to_string());
-        let env = &state.env;
-        // What this tenant's previous actor wrote out may still sit in the recorder's queue.
-        env.recorder.flush_tenant(id).await.map_err(store_failed)?;
-        let record =
-            env.store.tenant(id).await.map_err(store_failed)?.ok_or_else(|| DirectoryError::NotFound(id.clone()))?;
-        let checkpoint = env.store.checkpoint(id).await.map_err(store_failed)?;
+        let env = state.env.clone();
         let now = env.clock.now();
-        let usage = env.store.usage_of_month(id, Month::of(now)).await.map_err(store_failed)?;
-        let core = TenantCore::new(env.policy.clone(), record, checkpoint, usage, now)
-            .map_err(|e| unavailable(e.to_string()))?;
+        let handed_over =
+            state.arrivals.remove(id).and_then(|hand_off| TenantCore::from_hand_off(env.policy.clone(), hand_off, now));
+        let core = match handed_over {
+            Some(core) => core,
+            None => Self::load(&env, id, now).await?,
+        }
+        .map_err(|e| unavailable(e.to_string()))?;
         let tenant_state = TenantState {
             core,
             oauth: TenantOAuth::new(env.refresh_before),
-            servers: crate::tenant_servers::TenantServers::new(env),
+            servers: crate::tenant_servers::TenantServers::new(&env),
             env: env.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell())
@@ -216,6 +250,22 @@ impl TenantSupervisor {
         state.tenants_by_actor.insert(actor.get_id(), id.clone());
         state.directory.actors.insert(id.clone(), actor.clone());
         Ok(actor)
+    }
+
+    /// The tenant's state as the store holds it.
+    async fn load(
+        env: &TenantEnv,
+        id: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Result<TenantCore, crate::tenant_core::PatchError>, DirectoryError> {
+        let store_failed = |e: StoreError| DirectoryError::Unavailable { tenant: id.clone(), reason: e.to_string() };
+        // What this tenant's previous actor wrote out may still sit in the recorder's queue.
+        env.recorder.flush_tenant(id).await.map_err(store_failed)?;
+        let record =
+            env.store.tenant(id).await.map_err(store_failed)?.ok_or_else(|| DirectoryError::NotFound(id.clone()))?;
+        let checkpoint = env.store.checkpoint(id).await.map_err(store_failed)?;
+        let usage = env.store.usage_of_month(id, Month::of(now)).await.map_err(store_failed)?;
+        Ok(TenantCore::new(env.policy.clone(), record, checkpoint, usage, now))
     }
 
     /// Tenants with credentials are listed off the supervisor and woken a batch per tick, so a
@@ -257,7 +307,7 @@ impl TenantSupervisor {
         });
     }
 
-    async fn release_unowned(state: &mut SupervisorState) -> Result<usize, ReleaseError> {
+    async fn release_unowned(state: &mut SupervisorState) -> Result<Vec<TenantHandOff>, ReleaseError> {
         let unowned: Vec<(TenantId, ActorRef<TenantMsg>)> = state
             .directory
             .actors
@@ -273,14 +323,24 @@ impl TenantSupervisor {
             stopping.spawn(async move {
                 // A refresh out is let finish, so its rotated token is stored before the move.
                 let _ = actor.call(TenantMsg::Settle, Some(timeout)).await;
-                // Each writes its state out to the recorder as it stops.
+                let hand_off = match actor.call(TenantMsg::HandOff, Some(timeout)).await {
+                    Ok(CallResult::Success(hand_off)) => Some(hand_off),
+                    _ => None,
+                };
+                // Each writes its state out to the recorder (again) as it stops.
                 let _ = actor.stop_and_wait(Some("released".into()), Some(timeout)).await;
+                hand_off
             });
         }
-        while stopping.join_next().await.is_some() {}
+        let mut hand_offs = Vec::with_capacity(unowned.len());
+        while let Some(stopped) = stopping.join_next().await {
+            hand_offs.extend(stopped.ok().flatten());
+        }
         state.wake_ups.retain(|(_, id)| state.gate.owns(id));
+        state.arrivals.retain(|id, _| !state.gate.owns(id));
+        // Committed before the new owners hear of the release: the store is their fallback.
         state.env.recorder.flush().await.map_err(|e| ReleaseError(e.to_string()))?;
-        Ok(unowned.len())
+        Ok(hand_offs)
     }
 
     fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<TenantId> {
@@ -314,6 +374,7 @@ impl Actor for TenantSupervisor {
             tenants_by_actor: HashMap::new(),
             tick: args.tick,
             wake_ups: BTreeSet::new(),
+            arrivals: HashMap::new(),
         })
     }
 
@@ -365,6 +426,27 @@ impl Actor for TenantSupervisor {
                 let _ = reply.send(Self::release_unowned(state).await);
             }
             SupervisorMsg::WakeCredentialHolders => Self::wake_credential_holders(&myself, state),
+            SupervisorMsg::Arrived(hand_offs, accept, reply) => {
+                let before = state.arrivals.len();
+                for hand_off in hand_offs {
+                    let id = hand_off.record.id.clone();
+                    if accept(&id) && !state.directory.actors.contains_key(&id) {
+                        state.arrivals.insert(id, hand_off);
+                    }
+                }
+                let _ = reply.send(state.arrivals.len().saturating_sub(before));
+            }
+            SupervisorMsg::ForgetArrivals => state.arrivals.clear(),
+            SupervisorMsg::ActivateArrivals => {
+                let ids: Vec<TenantId> = state.arrivals.keys().cloned().collect();
+                for id in ids {
+                    if let Err(error) = Self::activate(&myself, state, &id).await
+                        && !matches!(error, DirectoryError::NotOwner(_))
+                    {
+                        tracing::warn!(tenant = %id, %error, "cannot start a tenant handed over to this node");
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use crate::api_key::KeyHash;
 use crate::clock::Clock;
 use crate::deployer::{Deployer, ServerName};
 use crate::deployments::{Rejection, Report, RetryPolicy, ServerRecord, ServerRequest};
+use crate::hand_off::TenantHandOff;
 use crate::policy::Policy;
 use crate::quotas::{Quota, QuotaExceeded};
 use crate::recorder::Recorder;
@@ -99,6 +100,8 @@ pub enum TenantMsg {
     DiscoveryDone(ServerName, Result<u64, String>),
     /// Answer once no OAuth refresh of the tenant is out (before it is handed to another node).
     Settle(RpcReplyPort<()>),
+    /// Write everything out and answer with the state the tenant's next owner continues from.
+    HandOff(RpcReplyPort<TenantHandOff>),
     /// Fault injection: panics, so supervision and recovery can be tested end to end.
     Crash,
 }
@@ -294,6 +297,10 @@ async fn handle_io(
             state.write_out().await;
             let tenant = state.core.record().id.clone();
             let _ = reply.send(state.env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from));
+        }
+        TenantMsg::HandOff(reply) => {
+            state.write_out().await;
+            let _ = reply.send(state.core.hand_off(now));
         }
         TenantMsg::Admit(..)
         | TenantMsg::Charge(..)

@@ -12,6 +12,7 @@ use crate::admission::{Admission, AdmissionRequest, Denial, TenantSnapshot};
 use crate::allow_list::IpAllowList;
 use crate::api_key::KeyHash;
 use crate::auth::check_access;
+use crate::hand_off::TenantHandOff;
 use crate::policy::Policy;
 use crate::quotas::{Quota, Quotas};
 use crate::rate_windows::{RateWindows, WindowLimits};
@@ -205,6 +206,25 @@ impl TenantCore {
     pub fn flush(&mut self) -> Flush {
         let checkpoint = std::mem::take(&mut self.windows_dirty).then(|| Checkpoint { windows: self.windows.counts() });
         Flush { usage: std::mem::take(&mut self.unflushed), checkpoint }
+    }
+
+    /// The live state a new owner continues from (see [`TenantHandOff`]).
+    pub fn hand_off(&self, now: DateTime<Utc>) -> TenantHandOff {
+        let (month, usage) = self.quotas.usage(now);
+        TenantHandOff { record: (*self.record).clone(), windows: self.windows.counts(), month, usage }
+    }
+
+    /// Continues from a previous owner's hand-off; `None` when it is of another month than `now`
+    /// (the store's counts of this month are the ones to start from then).
+    pub fn from_hand_off(
+        policy: Arc<Policy>,
+        hand_off: TenantHandOff,
+        now: DateTime<Utc>,
+    ) -> Option<Result<Self, PatchError>> {
+        (hand_off.month == Month::of(now)).then(|| {
+            let checkpoint = Checkpoint { windows: hand_off.windows };
+            Self::new(policy, hand_off.record, Some(checkpoint), hand_off.usage, now)
+        })
     }
 
     /// Whether the tenant has had no request for `idle_for`.

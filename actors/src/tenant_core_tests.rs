@@ -148,3 +148,30 @@ fn idleness_is_measured_from_the_last_request() {
     assert!(!c.is_idle(now() + Duration::seconds(59), Duration::seconds(60)));
     assert!(c.is_idle(now() + Duration::seconds(60), Duration::seconds(60)));
 }
+
+#[test]
+fn a_new_owner_continues_from_the_hand_off_with_the_same_windows_and_usage() {
+    let mut old = core(true);
+    for _ in 0..2 {
+        assert!(old.admit(now(), &request("ck_1")).verdict.is_ok());
+    }
+    old.charge(now(), Quota::ToolInvocations).unwrap();
+    let hand_off = old.hand_off(now());
+    let encoded = serde_json::to_vec(&hand_off).unwrap();
+    let hand_off: TenantHandOff = serde_json::from_slice(&encoded).unwrap();
+
+    let mut new = TenantCore::from_hand_off(policy(true), hand_off.clone(), now()).unwrap().unwrap();
+    assert!(new.admit(now(), &request("ck_1")).verdict.is_ok(), "one left in the minute");
+    assert!(matches!(new.admit(now(), &request("ck_1")).verdict, Err(Denial::RateLimited { .. })));
+    let usage = new.snapshot(now()).usage;
+    assert_eq!((usage.requests, usage.api_calls, usage.rate_limited, usage.tool_invocations), (4, 3, 1, 1));
+    assert!(new.charge(now(), Quota::ToolInvocations).is_ok());
+    assert!(new.charge(now(), Quota::ToolInvocations).is_err(), "the quota of 2 counts the old owner's unit");
+    // The old owner's usage is in the store already: the new owner writes out only its own.
+    let written: u64 = new.flush().usage.iter().map(|(_, counters)| counters.api_calls).sum();
+    assert_eq!(written, 1);
+
+    // A hand-off of another month is not continued: the store's counts of this month are.
+    let next_month = now() + Duration::seconds(60);
+    assert!(TenantCore::from_hand_off(policy(true), hand_off, next_month).is_none());
+}

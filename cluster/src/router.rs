@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use connectors_actors::admission::Admission;
 use connectors_actors::audit::AuditEvent;
+use connectors_actors::hand_off::TenantHandOff;
 use connectors_actors::recorder::Recorder;
 use connectors_actors::supervisor::{DirectoryError, OwnershipGate, TenantDirectory};
 use connectors_actors::tenant::{TenantId, TenantRecord};
@@ -23,7 +24,8 @@ use crate::shard_map::{NodeId, ShardMap, shard_of};
 use crate::transport::links::{LinkError, Links};
 use crate::transport::region::RegionHandler;
 use crate::transport::wire::{
-    self, AuditAnswer, AuditBatch, Refusal, ReleaseAnswer, ReleaseRequest, TenantAnswer, TenantRequest,
+    self, AuditAnswer, AuditBatch, HandOffAnswer, HandOffBatch, Refusal, ReleaseAnswer, ReleaseRequest, TenantAnswer,
+    TenantRequest,
 };
 
 /// Retry-After for requests that meet a shard while it changes hands.
@@ -164,7 +166,20 @@ pub struct ShardRouter {
     audit_counts: Arc<AuditCounts>,
     hold: HoldConfig,
     hold_counts: HoldCounts,
+    hand_off_counts: HandOffCounts,
 }
+
+/// Tenants whose live state crossed a node link at a hand-off: for the metrics.
+#[derive(Debug, Default)]
+pub struct HandOffCounts {
+    /// Released here and kept by their new owner.
+    pub sent: std::sync::atomic::AtomicU64,
+    /// Kept here, from their previous owner.
+    pub received: std::sync::atomic::AtomicU64,
+}
+
+/// Tenants' states per hand-off message: a few hundred kilobytes at most.
+const HAND_OFF_BATCH: usize = 256;
 
 /// How many tenant records the edge holds at most (all are dropped past the bound).
 const HELD_RECORDS_MAX: usize = 100_000;
@@ -190,6 +205,7 @@ impl ShardRouter {
             audit_counts,
             hold,
             hold_counts: HoldCounts::default(),
+            hand_off_counts: HandOffCounts::default(),
         });
         tokio::spawn(drive_ownership(Arc::downgrade(&router)));
         router
@@ -197,6 +213,10 @@ impl ShardRouter {
 
     pub fn hold_counts(&self) -> &HoldCounts {
         &self.hold_counts
+    }
+
+    pub fn hand_off_counts(&self) -> &HandOffCounts {
+        &self.hand_off_counts
     }
 
     /// Records an audit event: here when this node serves the tenant (or the owner is not
@@ -331,6 +351,8 @@ impl ShardRouter {
     /// Installs a new view: its shard map, its members (of any status) and the time before which
     /// shards acquired in it may not be served (see `Membership::takeover_not_before_ms`).
     pub fn install(self: &Arc<Self>, map: ShardMap, members: Vec<NodeId>, takeover_not_before_ms: i64) {
+        // Hand-offs of the previous view may no longer be current; the store is.
+        self.directory.forget_hand_offs();
         self.feed(OwnershipInput::View { map, members, takeover_not_before_ms });
     }
 
@@ -359,6 +381,7 @@ impl ShardRouter {
                 }
                 OwnershipEffect::AllActive { epoch, shards } => {
                     tracing::info!(epoch, shards, "serving every shard this node owns");
+                    self.directory.activate_handed_over();
                     self.directory.wake_credential_holders();
                 }
             }
@@ -367,9 +390,11 @@ impl ShardRouter {
 
     async fn release_unowned(self: Arc<Self>, epoch: u64) {
         let input = match self.directory.release_unowned().await {
-            Ok(released) => {
-                if released > 0 {
-                    tracing::info!(epoch, released, "handed tenants of moved shards over to their new owners");
+            Ok(hand_offs) => {
+                if !hand_offs.is_empty() {
+                    let released = hand_offs.len();
+                    let shipped = self.ship(hand_offs).await;
+                    tracing::info!(epoch, released, shipped, "handed tenants of moved shards over to their new owners");
                 }
                 OwnershipInput::Released { epoch }
             }
@@ -379,6 +404,42 @@ impl ShardRouter {
             }
         };
         self.feed(input);
+    }
+
+    /// Sends released tenants' state to their owners in the current view, before the release is
+    /// confirmed to them. Best effort: what does not arrive, the new owner reads from the store
+    /// (committed before this). Answers how many the owners kept.
+    async fn ship(&self, hand_offs: Vec<TenantHandOff>) -> usize {
+        let Some(links) = self.links.clone() else { return 0 };
+        let ownership = self.table.snapshot();
+        let mut by_owner: std::collections::BTreeMap<NodeId, Vec<TenantHandOff>> = Default::default();
+        for hand_off in hand_offs {
+            if let Some(owner) = ownership.map().owner_of(&hand_off.record.id) {
+                by_owner.entry(owner.clone()).or_default().push(hand_off);
+            }
+        }
+        let mut sending = tokio::task::JoinSet::new();
+        for (owner, tenants) in by_owner {
+            for chunk in tenants.chunks(HAND_OFF_BATCH) {
+                let batch = HandOffBatch { epoch: ownership.epoch(), tenants: chunk.to_vec() };
+                let (links, owner) = (links.clone(), owner.clone());
+                sending.spawn(async move {
+                    match links.hand_off(&owner, &batch).await {
+                        Ok(answer) => answer.kept,
+                        Err(error) => {
+                            tracing::debug!(peer = %owner, %error, "hand-off not delivered; the owner reads the store");
+                            0
+                        }
+                    }
+                });
+            }
+        }
+        let mut kept = 0;
+        while let Some(sent) = sending.join_next().await {
+            kept += sent.unwrap_or(0);
+        }
+        self.hand_off_counts.sent.fetch_add(kept as u64, Ordering::Relaxed);
+        kept
     }
 
     async fn ask_release(self: Arc<Self>, peer: NodeId, epoch: u64) {
@@ -483,6 +544,9 @@ impl Drop for Hold<'_> {
     }
 }
 
+/// How long a hand-off from a node at a newer view waits for this node to read that view.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
 /// How often a held request looks again when nothing is published here.
 const HOLD_POLL: Duration = Duration::from_millis(20);
 
@@ -572,7 +636,46 @@ impl RegionHandler for ShardRouter {
         wire::encode(&answer)
     }
 
+    async fn hand_off(&self, payload: Vec<u8>) -> Vec<u8> {
+        let answer = match wire::decode::<HandOffBatch>(&payload) {
+            Ok(batch) => {
+                // The sender moved to the view first: read it too before deciding.
+                self.catch_up(batch.epoch).await;
+                let (table, epoch) = (self.table.clone(), batch.epoch);
+                // Only for shards this node is still acquiring in that very view: once a shard is
+                // served, its tenants may have started from the store, which is then newer.
+                let acquiring = move |tenant: &TenantId| {
+                    let ownership = table.current.load();
+                    ownership.epoch() == epoch && ownership.state(shard_of(tenant), now_ms()) == ShardState::Acquiring
+                };
+                let kept = self.directory.accept_hand_offs(batch.tenants, Box::new(acquiring)).await;
+                self.hand_off_counts.received.fetch_add(kept as u64, Ordering::Relaxed);
+                HandOffAnswer { kept }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "undecodable hand-off from a peer; its tenants start from the store");
+                HandOffAnswer { kept: 0 }
+            }
+        };
+        wire::encode(&answer)
+    }
+
     fn epoch(&self) -> u64 {
         self.table.snapshot().epoch()
+    }
+}
+
+impl ShardRouter {
+    /// Waits (briefly) until this node holds view `epoch` or a newer one.
+    async fn catch_up(&self, epoch: u64) {
+        let deadline = Instant::now() + CATCH_UP;
+        loop {
+            let changed = self.table.changed.notified();
+            if self.table.current.load().epoch() >= epoch || Instant::now() >= deadline {
+                return;
+            }
+            self.table.behind.notify_one();
+            let _ = tokio::time::timeout(HOLD_POLL, changed).await;
+        }
     }
 }

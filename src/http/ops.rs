@@ -22,6 +22,9 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str,
             let reason = match &status.view {
                 None => "not joined the cluster yet".to_string(),
                 Some(_) if status.draining => "draining: handing shards to the other nodes".to_string(),
+                Some(_) if status.joining => {
+                    "joining: watching the cluster for one failure timeout before owning shards".to_string()
+                }
                 Some(_) if !status.table_reachable => "membership table unreachable".to_string(),
                 Some(_) if !status.leased => "the membership table does not vouch for this node now".to_string(),
                 Some(_) => format!("taking over shards: {} of {} served", status.shards_served, status.shards_owned),
@@ -38,6 +41,7 @@ pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     let mut body = gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts());
     body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
     body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
+    body.push_str(&crate::metrics::render_hand_offs(gateway.router.hand_off_counts()));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

@@ -20,7 +20,8 @@ use tokio::sync::Semaphore;
 
 use super::region::{RegionMsg, region_group};
 use super::wire::{
-    self, AuditAnswer, AuditBatch, ReleaseAnswer, ReleaseRequest, TenantAnswer, TenantRequest, WireError,
+    self, AuditAnswer, AuditBatch, HandOffAnswer, HandOffBatch, ReleaseAnswer, ReleaseRequest, TenantAnswer,
+    TenantRequest, WireError,
 };
 use crate::shard_map::NodeId;
 
@@ -160,6 +161,10 @@ impl Links {
 
     pub async fn audit(&self, node: &NodeId, batch: &AuditBatch) -> Result<AuditAnswer, LinkError> {
         self.request(node, batch, RegionMsg::Audit).await
+    }
+
+    pub async fn hand_off(&self, node: &NodeId, batch: &HandOffBatch) -> Result<HandOffAnswer, LinkError> {
+        self.request(node, batch, RegionMsg::HandOff).await
     }
 
     async fn request<Q, A>(

@@ -1,5 +1,6 @@
 //! `ShardRegion`: the one actor per node that peers talk to. It answers tenant calls for the
-//! shards this node serves, release confirmations, audit events of its tenants and pings. It is found by peers through a
+//! shards this node serves, release confirmations, audit events of its tenants, hand-offs of
+//! tenants it takes over and pings. It is found by peers through a
 //! process group named after the node, which ractor_cluster mirrors across node links.
 //!
 //! Each question is answered on its own task, so one slow tenant never holds up the others.
@@ -29,6 +30,10 @@ pub enum RegionMsg {
     /// older node drops it, the sender's call times out and it records the events itself.)
     #[rpc]
     Audit(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// A `HandOffBatch`, answered with a `HandOffAnswer`. (Added after `Audit`: an older node
+    /// drops it, and the new owner of those tenants reads their state from the store.)
+    #[rpc]
+    HandOff(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 /// What the region does with what arrives (the shard router, on a real node).
@@ -37,6 +42,7 @@ pub trait RegionHandler: Send + Sync + 'static {
     async fn ask(&self, payload: Vec<u8>) -> Vec<u8>;
     async fn release(&self, payload: Vec<u8>) -> Vec<u8>;
     async fn audit(&self, payload: Vec<u8>) -> Vec<u8>;
+    async fn hand_off(&self, payload: Vec<u8>) -> Vec<u8>;
     fn epoch(&self) -> u64;
 }
 
@@ -94,6 +100,11 @@ impl Actor for ShardRegion {
             RegionMsg::Audit(payload, reply) => {
                 tokio::spawn(async move {
                     let _ = reply.send(handler.audit(payload).await);
+                });
+            }
+            RegionMsg::HandOff(payload, reply) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(handler.hand_off(payload).await);
                 });
             }
             RegionMsg::Ping(_, reply) => {

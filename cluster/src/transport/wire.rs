@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use connectors_actors::admission::{Admission, TenantSnapshot};
 use connectors_actors::audit::AuditEvent;
+use connectors_actors::hand_off::TenantHandOff;
 use connectors_actors::rate_windows::RateStatus;
 use connectors_actors::supervisor::DirectoryError;
 use connectors_actors::tenant::{Features, Limits, TenantId, TenantRecord};
@@ -129,6 +130,23 @@ pub enum ReleaseAnswer {
     NotYet {
         epoch: u64,
     },
+}
+
+/// Tenants' live state, from their previous owner to the node that owns them in view `epoch`
+/// (sent after the old owner stopped them and committed the same state to the store, before it
+/// confirms the release). (Added after the first version: an older node drops it, the sender's
+/// call times out, and the new owner reads the state from the store instead.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandOffBatch {
+    pub epoch: u64,
+    pub tenants: Vec<TenantHandOff>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandOffAnswer {
+    /// How many of the batch's tenants the receiver will start from their hand-off (the others,
+    /// of shards it is not acquiring in that view, it ignores).
+    pub kept: usize,
 }
 
 /// Audit events of tenants the receiver owns, from the node that served the requests.

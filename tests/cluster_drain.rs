@@ -1,5 +1,6 @@
-//! End to end: an OAuth refresh that is out when its tenant is handed to another node (the owner
-//! drains on SIGTERM) ends with the rotated token stored, and the refresh token sent once.
+//! End to end, a node draining on SIGTERM hands its tenants to the node that owns them next with
+//! their live state: rate windows and usage continue exactly, and an OAuth refresh that is out
+//! ends with the rotated token stored and the refresh token sent once.
 
 mod common;
 #[path = "common/redis_server.rs"]
@@ -11,7 +12,7 @@ use std::time::Duration;
 use axum::extract::{Form, State};
 use axum::routing::post;
 use chrono::Utc;
-use common::{Gateway, eventually};
+use common::{Gateway, ensure_minute_room, eventually, metric};
 use connectors_actors::tenant::TenantId;
 use connectors_cluster::shard_map::{NodeId, ShardMap};
 use redis_server::RedisServer;
@@ -77,12 +78,10 @@ async fn credential(gateway: &Gateway, tenant: &str) -> Value {
     listed["integrations"].as_array().and_then(|all| all.first()).cloned().unwrap_or(Value::Null)
 }
 
-#[tokio::test]
-async fn a_refresh_in_flight_during_a_hand_off_ends_with_the_rotated_token_stored() {
-    let redis = RedisServer::start_persistent();
-    let (provider, endpoint) = provider().await;
-    let stays = node(&redis, "node-0").await;
-    let mut leaves = node(&redis, "node-1").await;
+/// Two nodes in one view: the one that stays, the one that will drain.
+async fn two_nodes(redis: &RedisServer) -> (Gateway, Gateway) {
+    let stays = node(redis, "node-0").await;
+    let leaves = node(redis, "node-1").await;
     for gateway in [&stays, &leaves] {
         gateway.wait_ready(Duration::from_secs(20)).await;
     }
@@ -96,11 +95,61 @@ async fn a_refresh_in_flight_during_a_hand_off_ends_with_the_rotated_token_store
         }
     })
     .await;
+    (stays, leaves)
+}
+
+/// A tenant id the draining node owns.
+fn owned_by_the_leaver(prefix: &str) -> String {
     let placement = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
-    let tenant = (0..)
-        .map(|i| format!("refreshing-{i}"))
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
         .find(|id| placement.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
-        .unwrap();
+        .unwrap()
+}
+
+async fn handed_over(gateway: &Gateway) -> f64 {
+    metric(&gateway.metrics_text().await, "connectors_tenant_hand_offs_total", &[("way", "received")]).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_rate_window_and_the_usage_continue_exactly_on_the_new_owner() {
+    ensure_minute_room(20).await;
+    let redis = RedisServer::start_persistent();
+    let (stays, mut leaves) = two_nodes(&redis).await;
+    let tenant = owned_by_the_leaver("strict");
+    let key = stays.create_limited(&tenant, 10).await;
+    for _ in 0..6 {
+        leaves.tenant_get(Some(&tenant), Some(&key)).await.expect(200);
+    }
+    let status = leaves.stop_graceful().await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", leaves.stderr_text());
+    assert_eq!(
+        handed_over(&stays).await,
+        1.0,
+        "the tenant's state came over the link; leaver:\n{}\nstays:\n{}",
+        leaves.stderr_text(),
+        stays.stderr_text()
+    );
+
+    let mut admitted = 0;
+    for _ in 0..8 {
+        let response = stays.tenant_get(Some(&tenant), Some(&key)).await;
+        match response.status {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("{other} {}", response.text),
+        }
+    }
+    assert_eq!(admitted, 4, "10 a minute, 6 admitted by the old owner");
+    stays.wait_usage_api_calls(&tenant, 10).await;
+}
+
+#[tokio::test]
+async fn a_refresh_in_flight_during_a_hand_off_ends_with_the_rotated_token_stored() {
+    let redis = RedisServer::start_persistent();
+    let (provider, endpoint) = provider().await;
+    let (stays, mut leaves) = two_nodes(&redis).await;
+    let tenant = owned_by_the_leaver("refreshing");
     stays.create_tenant(json!({"id": tenant, "name": "Refreshing"})).await;
     // Due in one second (refreshes start 300 s before expiry).
     let expires = Utc::now() + chrono::Duration::seconds(301);
@@ -121,6 +170,7 @@ async fn a_refresh_in_flight_during_a_hand_off_ends_with_the_rotated_token_store
     // The provider is still thinking: the owner drains now.
     let status = leaves.stop_graceful().await;
     assert_eq!(status.code(), Some(0), "node-1 exits 0 after its hand-off; stderr:\n{}", leaves.stderr_text());
+    assert_eq!(handed_over(&stays).await, 1.0, "the tenant's state came over the link");
 
     let refreshed = eventually("the credential served by node-0, refreshed", Duration::from_secs(15), || async {
         let credential = credential(&stays, &tenant).await;
