@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use ractor_cluster_derive::RactorMessage;
 
 use crate::hand_off::TenantHandOff;
@@ -205,6 +205,9 @@ pub struct SupervisorState {
     wake_ups: BTreeSet<(DateTime<Utc>, TenantId)>,
     /// State handed over by the tenants' previous owner, not yet used by an activation.
     arrivals: HashMap<TenantId, TenantHandOff>,
+    /// Released actors that had not stopped by their deadline: until they have, no release is
+    /// complete (one still running could admit beside the new owner).
+    stuck: Vec<(TenantId, ActorRef<TenantMsg>)>,
 }
 
 impl TenantSupervisor {
@@ -320,6 +323,7 @@ impl TenantSupervisor {
             state.directory.actors.remove_if(id, |_, current| current.get_id() == actor.get_id());
             let (actor, timeout) = (actor.clone(), state.directory.call_timeout);
             // All at once: a hand-off of many tenants costs one round of stops, not one per tenant.
+            let id = id.clone();
             stopping.spawn(async move {
                 // A refresh out is let finish, so its rotated token is stored before the move.
                 let _ = actor.call(TenantMsg::Settle, Some(timeout)).await;
@@ -329,12 +333,23 @@ impl TenantSupervisor {
                 };
                 // Each writes its state out to the recorder (again) as it stops.
                 let _ = actor.stop_and_wait(Some("released".into()), Some(timeout)).await;
-                hand_off
+                let stopped = actor.get_status() == ActorStatus::Stopped;
+                (hand_off, (!stopped).then_some((id, actor)))
             });
         }
         let mut hand_offs = Vec::with_capacity(unowned.len());
         while let Some(stopped) = stopping.join_next().await {
-            hand_offs.extend(stopped.ok().flatten());
+            if let Ok((hand_off, stuck)) = stopped {
+                hand_offs.extend(hand_off);
+                state.stuck.extend(stuck);
+            }
+        }
+        state.stuck.retain(|(_, actor)| actor.get_status() != ActorStatus::Stopped);
+        if let Some((id, _)) = state.stuck.first() {
+            return Err(ReleaseError(format!(
+                "the actor of tenant `{id}` (and {} more) has not stopped yet",
+                state.stuck.len() - 1
+            )));
         }
         state.wake_ups.retain(|(_, id)| state.gate.owns(id));
         state.arrivals.retain(|id, _| !state.gate.owns(id));
@@ -375,6 +390,7 @@ impl Actor for TenantSupervisor {
             tick: args.tick,
             wake_ups: BTreeSet::new(),
             arrivals: HashMap::new(),
+            stuck: Vec::new(),
         })
     }
 
