@@ -13,7 +13,10 @@ pub struct MembershipStoreError(pub String);
 #[async_trait]
 pub trait MembershipStore: Send + Sync + 'static {
     /// Upserts `record`; when `bump_epoch`, increments the view epoch in the same atomic step, to at
-    /// least `min_epoch`. Without `bump_epoch` only a record that is still there is updated.
+    /// least `min_epoch`. Without `bump_epoch` only a record that is still there is updated. A
+    /// record of a newer incarnation of the same node id (later `started_ms`; the cluster address
+    /// breaks a tie) is never replaced: the older process must read it back to learn that it was
+    /// superseded (with a blind write, each process would read back its own record forever).
     async fn write_member(
         &self,
         record: &MemberRecord,

@@ -24,8 +24,19 @@ pub struct RedisMembership {
 
 /// A heartbeat (no bump) only refreshes a record that is still there: a node removed as dead
 /// must rejoin with a bump, or it would be back under an epoch the others read without it. A bump
-/// sets the epoch to at least ARGV[4] (a node rejoining after the table went backwards).
+/// sets the epoch to at least ARGV[4] (a node rejoining after the table went backwards). A record
+/// of a newer incarnation of the node id (a later start; the cluster address breaks a tie) is
+/// never replaced by an older one: the older process reads it back and knows it was superseded.
 const WRITE_MEMBER: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local theirs = cjson.decode(current)
+  local ours = cjson.decode(ARGV[2])
+  if theirs.startedMs > ours.startedMs
+    or (theirs.startedMs == ours.startedMs and theirs.clusterAddr > ours.clusterAddr) then
+    return 0
+  end
+end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   local epoch = redis.call('INCR', KEYS[2])
@@ -192,6 +203,25 @@ mod tests {
         // The removed node's late heartbeat must not bring it back unannounced.
         store.write_member(&record("b", 30), false, 0).await.unwrap();
         assert_eq!(store.read_table().await.unwrap().members, vec![record("a", 10)]);
+    }
+
+    #[tokio::test]
+    async fn an_older_incarnation_never_overwrites_a_newer_one() {
+        let server = RedisServer::start();
+        let store = table(&server).await;
+        let newer = MemberRecord { started_ms: 5, ..record("a", 50) };
+        store.write_member(&newer, true, 0).await.unwrap();
+        let older = MemberRecord { started_ms: 4, ..record("a", 60) };
+        store.write_member(&older, true, 0).await.unwrap();
+        store.write_member(&older, false, 0).await.unwrap();
+        let read = store.read_table().await.unwrap();
+        assert_eq!((read.epoch, read.members), (1, vec![newer.clone()]), "the newer record stays, no bump");
+        // Same start, the address decides; the newer one itself heartbeats as usual.
+        let twin = MemberRecord { cluster_addr: "127.0.0.1:3999".into(), started_ms: 5, ..record("a", 70) };
+        store.write_member(&twin, true, 0).await.unwrap();
+        let heartbeat = MemberRecord { started_ms: 5, ..record("a", 80) };
+        store.write_member(&heartbeat, false, 0).await.unwrap();
+        assert_eq!(store.read_table().await.unwrap().members, vec![heartbeat]);
     }
 
     #[tokio::test]
