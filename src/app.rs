@@ -246,7 +246,7 @@ impl Gateway {
                 let router = ShardRouter::new(table, directory.clone(), None, recorder.clone(), HoldConfig::default());
                 // A single node owns every shard for good: no table to lose, no one to take over.
                 router.renew_lease(i64::MAX);
-                router.install(ShardMap::new(1, [node_id.clone()]), vec![node_id.clone()], i64::MIN);
+                router.install(ShardMap::new(1, [node_id.clone()]), vec![node_id.clone()], i64::MIN, 1);
                 (router, None)
             }
             (Some(identity), Some(url)) => {

@@ -29,6 +29,9 @@ pub struct ClusterNode {
     draining: std::sync::atomic::AtomicBool,
     /// Woken once a newer incarnation of this node id took over: this process must exit.
     pub superseded: tokio::sync::Notify,
+    /// Held while deciding and carrying out one batch of effects: a heartbeat decided before a
+    /// drain must not land after the drain's write.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// What `GET /api/v1/admin/cluster` and `/readyz` show.
@@ -41,6 +44,8 @@ pub struct ClusterStatus {
     pub table_reachable: bool,
     /// This node is handing its shards off before it stops.
     pub draining: bool,
+    /// This node is new and watches the cluster before it owns shards.
+    pub joining: bool,
     /// The membership table still vouches for this node (its lease runs).
     pub leased: bool,
 }
@@ -76,6 +81,7 @@ impl ClusterNode {
             leaving: std::sync::atomic::AtomicBool::new(false),
             draining: std::sync::atomic::AtomicBool::new(false),
             superseded: tokio::sync::Notify::new(),
+            turn: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(run(Arc::downgrade(&node)));
         node
@@ -90,6 +96,8 @@ impl ClusterNode {
             shards_served: ownership.active_count(),
             table_reachable: self.reachable.load(std::sync::atomic::Ordering::Relaxed),
             draining: self.draining.load(std::sync::atomic::Ordering::Relaxed),
+            joining: self.view.load().as_ref().and_then(|view| view.member(ownership.me()).map(|me| me.status))
+                == Some(NodeStatus::Joining),
             leased: crate::router::now_ms() < ownership.lease_until_ms(),
         }
     }
@@ -100,8 +108,11 @@ impl ClusterNode {
     /// recovered by their new owners from the store after this node leaves).
     pub async fn drain(&self, deadline: Duration) -> bool {
         self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-        let effects = self.lock().start_draining();
-        self.carry_out(effects).await;
+        {
+            let _turn = self.turn.lock().await;
+            let effects = self.lock().start_draining();
+            self.carry_out(effects).await;
+        }
         let started = std::time::Instant::now();
         loop {
             let shown = self.lock().view().is_some_and(|view| {
@@ -127,6 +138,7 @@ impl ClusterNode {
     /// left without waiting for this node's lease to run out.
     pub async fn leave(&self) {
         self.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _turn = self.turn.lock().await;
         let effects = self.lock().leave();
         self.carry_out(effects).await;
         if self.reachable.load(std::sync::atomic::Ordering::Relaxed) {
@@ -190,7 +202,7 @@ impl ClusterNode {
 
     fn unreachable(&self, error: String) -> Vec<MembershipEffect> {
         if self.reachable.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            tracing::error!(%error, "membership table unreachable; serving owned tenants from memory");
+            tracing::error!(%error, "membership table unreachable; admitting only until this node's lease runs out");
         }
         self.feed(MembershipInput::TableUnreachable)
     }
@@ -210,7 +222,8 @@ impl ClusterNode {
         );
         self.links.sync(&members);
         let takeover_not_before_ms = self.lock().takeover_not_before_ms();
-        self.router.install(view.shard_map(), members.into_iter().map(|(id, _)| id).collect(), takeover_not_before_ms);
+        let members = members.into_iter().map(|(id, _)| id).collect();
+        self.router.install(view.shard_map(), members, takeover_not_before_ms, view.fingerprint());
         self.view.store(Some(Arc::new(view)));
     }
 }
@@ -221,8 +234,14 @@ async fn run(node: std::sync::Weak<ClusterNode>) {
         if current.leaving.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let effects = current.feed(MembershipInput::Tick);
-        current.carry_out(effects).await;
+        {
+            let _turn = current.turn.lock().await;
+            if current.router.table().take_conflict() {
+                current.lock().view_conflict();
+            }
+            let effects = current.feed(MembershipInput::Tick);
+            current.carry_out(effects).await;
+        }
         let heartbeat = current.heartbeat;
         let table = current.router.table().clone();
         drop(current);

@@ -10,8 +10,8 @@
 //!
 //! Decisions:
 //! - Join: the first tick writes our record as `Joining` with an epoch bump; once a failure timeout
-//!   has passed since then, a tick writes it as `Up` (another bump) and the view that shows it
-//!   hands the node its shards. The wait is what makes a fresh process safe: any member it has
+//!   has passed since a read first showed it (counted again after any gap in the reads), a tick
+//!   writes it as `Up` (another bump) and the view that shows it hands the node its shards. The wait is what makes a fresh process safe: any member it has
 //!   never seen (one whose record a reset of the table lost, or an earlier incarnation of itself)
 //!   has run out of lease by then, while the table it watched during the wait names every member
 //!   it must ask to release.
@@ -125,6 +125,25 @@ impl View {
     pub fn member(&self, id: &NodeId) -> Option<&MemberRecord> {
         self.members.iter().find(|member| member.id == *id)
     }
+
+    /// Names this view beyond its epoch: after a reset of the table (a failover that lost a
+    /// bump) one epoch number can stand for two different member sets, and nodes holding those
+    /// must not take each other's confirmations. SHA-256 over what decides ownership: the epoch
+    /// and each member's id, incarnation and status.
+    pub fn fingerprint(&self) -> u64 {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(self.epoch.to_be_bytes());
+        for member in &self.members {
+            hash.update(member.id.as_str().as_bytes());
+            hash.update([0]);
+            hash.update(member.started_ms.to_be_bytes());
+            hash.update(member.cluster_addr.as_bytes());
+            hash.update([0, member.status as u8]);
+        }
+        let digest = hash.finalize();
+        u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,12 +214,14 @@ pub enum MembershipEffect {
     ViewChanged(View),
 }
 
-/// A member's record as we last saw it, and since when (our clock) it has looked like that.
+/// A member's record as we last saw it, since when (our clock) it has looked like that, and when
+/// we last saw it at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SeenHeartbeat {
     started_ms: i64,
     heartbeat_ms: i64,
     unchanged_since_ms: i64,
+    last_seen_ms: i64,
 }
 
 /// The membership decisions of one node.
@@ -227,7 +248,8 @@ pub struct Membership {
     reset: bool,
     /// Shards coming from members that left without being watched dead wait until then.
     takeover_not_before_ms: i64,
-    /// When a `Joining` node becomes `Up` (set by the first tick).
+    /// When a `Joining` node becomes `Up`: one failure timeout after the first read that showed
+    /// it joining, counted again after the table was unreachable.
     up_after_ms: Option<i64>,
 }
 
@@ -261,6 +283,7 @@ impl Membership {
                 // Nobody could heartbeat while the table was down: once it is back, every member
                 // gets a full timeout to write again before it counts as dead.
                 self.seen.clear();
+                self.up_after_ms = None;
                 Vec::new()
             }
         }
@@ -333,11 +356,8 @@ impl Membership {
         if self.superseded || self.me.status == NodeStatus::Down {
             return Vec::new();
         }
-        if self.me.status == NodeStatus::Joining {
-            let up_after = *self.up_after_ms.get_or_insert(now_ms + self.config.failure_timeout_ms);
-            if now_ms >= up_after {
-                self.me.status = NodeStatus::Up;
-            }
+        if self.me.status == NodeStatus::Joining && self.up_after_ms.is_some_and(|up_after| now_ms >= up_after) {
+            self.me.status = NodeStatus::Up;
         }
         self.me.heartbeat_ms = now_ms;
         vec![self.write_self(), MembershipEffect::ReadTable]
@@ -351,6 +371,13 @@ impl Membership {
             bump_epoch: reset || self.status_in_table != Some(self.me.status),
             min_epoch: if reset { self.latest_epoch.map_or(0, |latest| latest + 1) } else { 0 },
         }
+    }
+
+    /// Another node holds a different view under our epoch (see [`View::fingerprint`]): the
+    /// table was reset under us. Our next heartbeat rejoins above every epoch seen, which gives
+    /// every node a view no other can be confused with.
+    pub fn view_conflict(&mut self) {
+        self.reset = true;
     }
 
     fn table_read(&mut self, now_ms: i64, table: MembershipTable) -> Vec<MembershipEffect> {
@@ -371,6 +398,9 @@ impl Membership {
         }
         let mine = table.members.iter().find(|member| member.same_incarnation(&self.me));
         self.status_in_table = mine.map(|member| member.status);
+        if self.me.status == NodeStatus::Joining && self.status_in_table == Some(NodeStatus::Joining) {
+            self.up_after_ms.get_or_insert(now_ms + self.config.failure_timeout_ms);
+        }
         if let Some(mine) = mine
             && !self.superseded
             && matches!(mine.status, NodeStatus::Up | NodeStatus::Draining)
@@ -378,7 +408,7 @@ impl Membership {
         {
             self.lease_until_ms = self.lease_until_ms.max(mine.heartbeat_ms.saturating_add(self.lease_ms()));
         }
-        let unwatched_departure = self.unwatched_departure(now_ms, &table.members);
+        let unwatched_departure = self.unwatched_departure(&table.members);
         self.watch_heartbeats(now_ms, &table.members);
 
         let dead: Vec<NodeId> = table
@@ -408,14 +438,16 @@ impl Membership {
 
     /// Whether a member of our current view is gone from `members` (or there as another
     /// incarnation) although we neither watched it go silent for a failure timeout nor saw it
-    /// leave (`Down`): it may still be admitting until its lease runs out.
-    fn unwatched_departure(&self, now_ms: i64, members: &[MemberRecord]) -> bool {
+    /// leave (`Down`): it may still be admitting until its lease runs out. Silence counts only
+    /// between two reads that both showed the record: had this node been paused meanwhile, the
+    /// member may have heartbeated in the gap, unseen.
+    fn unwatched_departure(&self, members: &[MemberRecord]) -> bool {
         let Some(view) = &self.view else { return false };
         view.members.iter().filter(|old| old.id != self.me.id && old.status != NodeStatus::Down).any(|old| {
             let still_there = members.iter().any(|member| member.same_incarnation(old));
             let watched_dead = self.seen.get(&old.id).is_some_and(|seen| {
                 seen.started_ms == old.started_ms
-                    && now_ms.saturating_sub(seen.unchanged_since_ms) > self.config.failure_timeout_ms
+                    && seen.last_seen_ms.saturating_sub(seen.unchanged_since_ms) > self.config.failure_timeout_ms
             });
             !still_there && !watched_dead
         })
@@ -430,8 +462,12 @@ impl Membership {
                 }
                 _ => now_ms,
             };
-            let seen =
-                SeenHeartbeat { started_ms: member.started_ms, heartbeat_ms: member.heartbeat_ms, unchanged_since_ms };
+            let seen = SeenHeartbeat {
+                started_ms: member.started_ms,
+                heartbeat_ms: member.heartbeat_ms,
+                unchanged_since_ms,
+                last_seen_ms: now_ms,
+            };
             self.seen.insert(member.id.clone(), seen);
         }
     }

@@ -57,18 +57,18 @@ fn remove(names: &[&str], expected_epoch: u64) -> MembershipEffect {
     MembershipEffect::RemoveMembers { ids: names.iter().map(|&name| id(name)).collect(), expected_epoch }
 }
 
-/// A node that wrote itself `Joining` one failure timeout before 1_000 (not read back yet): its
-/// next tick at 1_000 or later writes it `Up`.
+/// A node that wrote itself `Joining` and read it back (epoch 0) one failure timeout before 1_000:
+/// its next tick at 1_000 or later writes it `Up`.
 fn ready_to_join() -> Membership {
     let mut membership = membership();
     membership.handle(1_000 - TIMEOUT_MS, MembershipInput::Tick);
+    membership.handle(1_000 - TIMEOUT_MS, table(0, vec![me_in_table(NodeStatus::Joining, 1_000 - TIMEOUT_MS)]));
     membership
 }
 
 /// A node that joined at epoch 1 at time 1_000, alone (epoch 0 showed it joining).
 fn joined() -> Membership {
     let mut membership = ready_to_join();
-    membership.handle(1_000 - TIMEOUT_MS, table(0, vec![me_in_table(NodeStatus::Joining, 1_000 - TIMEOUT_MS)]));
     membership.handle(1_000, MembershipInput::Tick);
     membership.handle(1_000, table(1, vec![me_in_table(NodeStatus::Up, 1_000)]));
     membership
@@ -90,12 +90,13 @@ fn the_first_tick_writes_joining_and_up_follows_one_failure_timeout_later() {
     assert!(matches!(effects[..], [MembershipEffect::ViewChanged(_)]), "a joining node sees the cluster");
     assert!(membership.view().unwrap().shard_map().nodes().is_empty(), "but owns nothing");
     assert_eq!(membership.lease_until_ms(), i64::MIN, "and has no lease to admit with");
-    let before_up = 1_000 + TIMEOUT_MS - 1;
+    // The wait counts from the read that showed us joining (at 1_010), not from the write.
+    let up = 1_010 + TIMEOUT_MS;
+    let before_up = up - 1;
     assert_eq!(
         membership.handle(before_up, MembershipInput::Tick)[0],
         write_self(NodeStatus::Joining, before_up, false)
     );
-    let up = 1_000 + TIMEOUT_MS;
     assert_eq!(membership.handle(up, MembershipInput::Tick)[0], write_self(NodeStatus::Up, up, true));
     membership.handle(up + 10, table(4, vec![me_in_table(NodeStatus::Up, up)]));
     assert!(membership.is_joined());
@@ -116,8 +117,25 @@ fn the_first_read_that_contains_us_publishes_the_view() {
 }
 
 #[test]
+fn a_joining_node_cut_off_from_the_table_waits_again_once_it_is_back() {
+    let mut membership = membership();
+    membership.handle(1_000, MembershipInput::Tick);
+    membership.handle(1_010, table(1, vec![me_in_table(NodeStatus::Joining, 1_000)]));
+    membership.handle(2_000, MembershipInput::TableUnreachable);
+    // It watched nothing while cut off: a whole failure timeout again from the next read.
+    membership.handle(4_000, table(1, vec![me_in_table(NodeStatus::Joining, 1_000)]));
+    let first_deadline = 1_010 + TIMEOUT_MS;
+    assert_eq!(
+        membership.handle(first_deadline, MembershipInput::Tick)[0],
+        write_self(NodeStatus::Joining, first_deadline, false)
+    );
+    let up = 4_000 + TIMEOUT_MS;
+    assert_eq!(membership.handle(up, MembershipInput::Tick)[0], write_self(NodeStatus::Up, up, true));
+}
+
+#[test]
 fn a_read_without_us_publishes_nothing_before_we_join() {
-    let mut membership = ready_to_join();
+    let mut membership = membership();
     membership.handle(1_000, MembershipInput::Tick);
     assert_eq!(membership.handle(1_010, table(3, vec![peer("alpha", 1_000)])), vec![]);
     assert_eq!(membership.view(), None);
@@ -146,12 +164,12 @@ fn heartbeats_write_the_time_without_a_bump() {
 
 #[test]
 fn a_restarted_node_does_not_take_its_old_record_for_its_own() {
-    let mut membership = ready_to_join();
+    let mut membership = membership();
     membership.handle(1_000, MembershipInput::Tick);
     let old_incarnation = record("me", NodeStatus::Up, 500, 0);
     assert_eq!(membership.handle(1_010, table(6, vec![old_incarnation.clone(), peer("alpha", 1_000)])), vec![]);
     assert!(!membership.is_joined());
-    assert_eq!(membership.handle(2_000, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 2_000, true));
+    assert_eq!(membership.handle(2_000, MembershipInput::Tick)[0], write_self(NodeStatus::Joining, 2_000, true));
     // Stale as it is, the old record is never proposed for removal: removing it would remove us.
     for now in [8_000, 20_000] {
         let effects = membership.handle(now, table(6, vec![old_incarnation.clone(), peer("alpha", now)]));
@@ -475,6 +493,29 @@ fn leaving_writes_down_ends_the_lease_and_stops_heartbeats() {
     assert_eq!(membership.handle(2_000, MembershipInput::Tick), vec![]);
 }
 
+#[test]
+fn a_pause_is_not_watching_a_member_that_vanished_meanwhile() {
+    let mut membership = joined();
+    for now in [1_500, 2_000] {
+        membership.handle(now, table(2, vec![me_in_table(NodeStatus::Up, now), peer("beta", now)]));
+    }
+    // Paused until 20_000; beta's record is gone then (the table was reset while we slept). That
+    // we last saw it long ago does not mean we watched it go silent: it may have heartbeated since.
+    membership.handle(20_000, table(3, vec![me_in_table(NodeStatus::Up, 20_000)]));
+    assert_eq!(membership.takeover_not_before_ms(), 20_000 + TIMEOUT_MS);
+}
+
+#[test]
+fn one_epoch_with_two_member_sets_has_two_fingerprints() {
+    let one = view(7, vec![peer("alpha", 1), me_in_table(NodeStatus::Up, 1)]);
+    let other = view(7, vec![peer("beta", 1), me_in_table(NodeStatus::Up, 1)]);
+    assert_ne!(one.fingerprint(), other.fingerprint());
+    let restarted = view(7, vec![record("alpha", NodeStatus::Up, 1, 99), me_in_table(NodeStatus::Up, 1)]);
+    assert_ne!(one.fingerprint(), restarted.fingerprint());
+    let later_heartbeat = view(7, vec![peer("alpha", 5), me_in_table(NodeStatus::Up, 9)]);
+    assert_eq!(one.fingerprint(), later_heartbeat.fingerprint(), "heartbeats do not change the view");
+}
+
 // Several nodes over one in-memory table that honours the shell contract.
 
 /// The shared table, doing what the Redis shell must do atomically.
@@ -771,8 +812,8 @@ impl ChangingTable {
 /// 3. a removal never names us, is made against the epoch just read, names only members of that
 ///    table whose heartbeat is older than the timeout (or that left: `Down`), and never names a
 ///    member twice for one epoch;
-/// 4. a tick writes our own record at the current time, then reads; it is `Joining` for one
-///    failure timeout after the first tick (unless draining), never after;
+/// 4. a tick writes our own record at the current time, then reads; it is never `Up` earlier
+///    than one failure timeout after the first input, and never `Joining` again once `Up`;
 /// 5. `table_reachable` tells whether the last read attempt succeeded, and an unreachable table
 ///    changes nothing else.
 ///
@@ -785,10 +826,12 @@ fn check_run(steps: Vec<(i64, Step)>) -> TestCaseResult {
     let mut last_published: Option<View> = None;
     let mut proposed: BTreeSet<(u64, NodeId)> = BTreeSet::new();
     let mut reachable = false;
-    let mut first_tick: Option<i64> = None;
+    let mut first_input: Option<i64> = None;
+    let mut was_up = false;
     let mut shared = ChangingTable::default();
     for (advance, step) in steps {
         now += advance;
+        first_input.get_or_insert(now);
         let view_before = membership.view().cloned();
         let (effects, read) = match &step {
             Step::Tick => (membership.handle(now, MembershipInput::Tick), None),
@@ -807,12 +850,12 @@ fn check_run(steps: Vec<(i64, Step)>) -> TestCaseResult {
                     return Err(TestCaseError::fail(format!("a tick must write first: {effects:?}")));
                 };
                 prop_assert_eq!((record.id.as_str(), record.started_ms, record.heartbeat_ms), ("me", STARTED_MS, now));
-                let joined_at = *first_tick.get_or_insert(now) + TIMEOUT_MS;
-                if now >= joined_at {
-                    prop_assert_ne!(record.status, NodeStatus::Joining);
-                } else if record.status != NodeStatus::Draining {
-                    prop_assert_eq!(record.status, NodeStatus::Joining);
+                let earliest_up = first_input.unwrap_or(now) + TIMEOUT_MS;
+                if record.status == NodeStatus::Up {
+                    prop_assert!(now >= earliest_up, "up at {} before {}", now, earliest_up);
+                    was_up = true;
                 }
+                prop_assert!(!(was_up && record.status == NodeStatus::Joining), "back to joining");
             }
             Step::Unreachable => {
                 prop_assert!(effects.is_empty());

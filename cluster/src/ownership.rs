@@ -15,6 +15,9 @@
 //! needs the node's own lease ([`ShardOwnership::state`]): cut off from the membership table, a
 //! node stops admitting before the others may take its shards.
 //!
+//! A node whose lease ran out forgets what it served: it acquires its shards again, asking every
+//! member, before it serves them (it cannot know which views it missed).
+//!
 //! A node that gives shards up owes their new owners its confirmation; [`ShardOwnership::handed_off`]
 //! tells a draining node when it has nobody left to answer and may leave.
 //!
@@ -41,9 +44,10 @@ impl Default for OwnershipConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnershipInput {
-    /// A new view: its shard map, every member of it (of any status, this node included) and
-    /// the time before which shards acquired in it must not be activated.
-    View { map: ShardMap, members: Vec<NodeId>, takeover_not_before_ms: i64 },
+    /// A new view: its shard map, every member of it (of any status, this node included), the
+    /// time before which shards acquired in it must not be activated, and its fingerprint (one
+    /// epoch may name two member sets after a reset of the table; see `View::fingerprint`).
+    View { map: ShardMap, members: Vec<NodeId>, takeover_not_before_ms: i64, fingerprint: u64 },
     /// This node finished stopping (and writing out) its actors of unowned shards for `epoch`.
     Released { epoch: u64 },
     /// That release failed (the store did not take the state): it is tried again after a pause.
@@ -100,6 +104,17 @@ pub struct ShardOwnership {
     /// New owners of shards this node served, that have not had its confirmation yet.
     owed: BTreeSet<NodeId>,
     lease_until_ms: i64,
+    fingerprint: u64,
+}
+
+/// What this node answers a peer's request to confirm a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseVerdict {
+    Released,
+    /// Not at that view yet, or still stopping actors: ask again.
+    NotYet,
+    /// Same epoch, another member set: the table was reset under us (see `View::fingerprint`).
+    Conflict,
 }
 
 impl ShardOwnership {
@@ -117,7 +132,12 @@ impl ShardOwnership {
             release_retry_at: None,
             owed: BTreeSet::new(),
             lease_until_ms: i64::MIN,
+            fingerprint: 0,
         }
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub fn me(&self) -> &NodeId {
@@ -160,8 +180,10 @@ impl ShardOwnership {
     }
 
     pub fn handle(&mut self, now_ms: i64, input: OwnershipInput) -> Vec<OwnershipEffect> {
+        self.forget_if_unleased(now_ms);
         match input {
-            OwnershipInput::View { map, members, takeover_not_before_ms } => {
+            OwnershipInput::View { map, members, takeover_not_before_ms, fingerprint } => {
+                self.fingerprint = fingerprint;
                 self.install(now_ms, map, members, takeover_not_before_ms)
             }
             OwnershipInput::Released { epoch } => {
@@ -210,14 +232,34 @@ impl ShardOwnership {
         }
     }
 
-    /// `peer` asks whether this node let go of everything it does not own in view `epoch`. Only
-    /// a node at that very view can say so; answering records that `peer` has its confirmation.
-    pub fn answer_release(&mut self, peer: &NodeId, epoch: u64) -> bool {
-        let released = self.map.epoch() == epoch && self.released_epoch.is_some_and(|done| done >= epoch);
-        if released {
-            self.owed.remove(peer);
+    /// `peer` asks whether this node let go of everything it does not own in view `epoch` (with
+    /// `fingerprint`; `None` from a peer of an older version, which only names the epoch). Only a
+    /// node at that very view can say so; answering records that `peer` has its confirmation.
+    pub fn answer_release(&mut self, peer: &NodeId, epoch: u64, fingerprint: Option<u64>) -> ReleaseVerdict {
+        if self.map.epoch() != epoch {
+            return ReleaseVerdict::NotYet;
         }
-        released
+        if fingerprint.is_some_and(|theirs| theirs != self.fingerprint) {
+            return ReleaseVerdict::Conflict;
+        }
+        if self.released_epoch.is_some_and(|done| done >= epoch) {
+            self.owed.remove(peer);
+            ReleaseVerdict::Released
+        } else {
+            ReleaseVerdict::NotYet
+        }
+    }
+
+    /// Once the lease has run out, this node cannot know what the others did meanwhile (they
+    /// may have removed it and served its shards in views it never saw): it serves nothing it
+    /// has not acquired again, from every member of its view, whatever the next view says.
+    fn forget_if_unleased(&mut self, now_ms: i64) {
+        if now_ms < self.lease_until_ms || !self.active.iter().any(|active| *active) {
+            return;
+        }
+        self.active.iter_mut().for_each(|active| *active = false);
+        self.awaiting =
+            self.members.iter().filter(|peer| **peer != self.me).map(|peer| (peer.clone(), now_ms)).collect();
     }
 
     /// Nothing is served here and every new owner of what was has had its confirmation: a

@@ -29,7 +29,14 @@ fn view_with(epoch: u64, owners: &[&str], members: &[&str], takeover_not_before_
         map: map(epoch, owners),
         members: members.iter().map(|n| node(n)).collect(),
         takeover_not_before_ms,
+        fingerprint: epoch,
     }
+}
+
+/// What `ownership` answers `peer` asking about view `epoch` (whose fingerprint, in these tests,
+/// is the epoch).
+fn confirms(ownership: &mut ShardOwnership, peer: &str, epoch: u64) -> bool {
+    ownership.answer_release(&node(peer), epoch, Some(epoch)) == ReleaseVerdict::Released
 }
 
 fn released(ownership: &mut ShardOwnership, epoch: u64) {
@@ -80,13 +87,13 @@ fn a_joining_node_serves_its_shards_only_after_the_others_released_them() {
     assert_eq!(shards_in(&b, ShardState::Active), 0);
 
     // `a` cannot confirm before it has seen view 2 and released.
-    assert!(!a.answer_release(&node("b"), 2));
+    assert!(!confirms(&mut a, "b", 2));
     let effects = a.handle(NOW, view(2, &["a", "b"]));
     assert_eq!(effects, vec![OwnershipEffect::ReleaseUnowned { epoch: 2 }], "a acquires nothing");
-    assert!(!a.answer_release(&node("b"), 2));
+    assert!(!confirms(&mut a, "b", 2));
     assert!(!a.handed_off(), "b is owed a confirmation");
     released(&mut a, 2);
-    assert!(a.answer_release(&node("b"), 2));
+    assert!(confirms(&mut a, "b", 2));
     // What `a` kept stayed active the whole time; what moved is no longer served by `a`.
     assert_eq!(shards_in(&a, ShardState::Active), a.map().count_owned_by(&node("a")));
 
@@ -104,7 +111,7 @@ fn a_node_at_a_newer_view_does_not_confirm_an_older_one() {
     released(&mut a, 1);
     a.handle(NOW, view(3, &["a"]));
     released(&mut a, 3);
-    assert!(!a.answer_release(&node("b"), 2));
+    assert!(!confirms(&mut a, "b", 2));
     assert_eq!(shards_in(&a, ShardState::Active), usize::from(SHARDS));
 }
 
@@ -163,9 +170,9 @@ fn a_draining_node_is_handed_off_once_every_new_owner_has_its_confirmation() {
     assert_eq!(shards_in(&d, ShardState::Active), 0, "a draining node serves nothing");
     released(&mut d, 2);
     assert!(!d.handed_off());
-    assert!(d.answer_release(&node("b"), 2));
+    assert!(confirms(&mut d, "b", 2));
     assert!(!d.handed_off(), "c has not asked yet");
-    assert!(d.answer_release(&node("c"), 2));
+    assert!(confirms(&mut d, "c", 2));
     assert!(d.handed_off());
 }
 
@@ -192,6 +199,40 @@ fn unanswered_asks_are_repeated_and_not_yet_answers_retried_sooner() {
 }
 
 #[test]
+fn another_view_under_the_same_epoch_is_a_conflict_not_a_confirmation() {
+    let mut a = owner("a");
+    a.handle(NOW, view(4, &["a", "b"]));
+    released(&mut a, 4);
+    assert_eq!(a.answer_release(&node("b"), 4, Some(99)), ReleaseVerdict::Conflict);
+    assert_eq!(a.answer_release(&node("b"), 4, Some(4)), ReleaseVerdict::Released);
+    assert_eq!(a.answer_release(&node("b"), 4, None), ReleaseVerdict::Released, "an older peer names the epoch only");
+}
+
+#[test]
+fn a_node_whose_lease_ran_out_acquires_its_shards_again_before_serving_them() {
+    let mut a = owner("a");
+    a.handle(NOW, OwnershipInput::Lease { until_ms: NOW + 100 });
+    a.handle(NOW, view(3, &["a", "b"]));
+    confirmed(&mut a, "b", 3);
+    let owned = a.map().count_owned_by(&node("a"));
+    assert_eq!(shards_in(&a, ShardState::Active), owned);
+    // The lease runs out (cut off from the table); later it is renewed under the same view.
+    let later = NOW + 5_000;
+    let effects = a.handle(later, OwnershipInput::Lease { until_ms: later + 100 });
+    assert!(effects.is_empty());
+    assert_eq!(
+        a.state(ShardId::all().find(|s| a.map().owner(*s) == Some(&node("a"))).unwrap(), later),
+        ShardState::Acquiring
+    );
+    // Others may have served its shards meanwhile: it asks every member again.
+    assert_eq!(a.handle(later, OwnershipInput::Tick), vec![OwnershipEffect::AskRelease { peer: node("b"), epoch: 3 }]);
+    assert_eq!(
+        a.handle(later, OwnershipInput::Confirmed { peer: node("b"), epoch: 3 }),
+        vec![OwnershipEffect::AllActive { epoch: 3, shards: owned }]
+    );
+}
+
+#[test]
 fn a_failed_release_is_tried_again_after_a_pause() {
     let config = OwnershipConfig::default();
     let mut a = owner("a");
@@ -203,7 +244,7 @@ fn a_failed_release_is_tried_again_after_a_pause() {
         vec![OwnershipEffect::ReleaseUnowned { epoch: 1 }]
     );
     released(&mut a, 1);
-    assert!(a.answer_release(&node("b"), 1));
+    assert!(confirms(&mut a, "b", 1));
 }
 
 #[test]
@@ -292,8 +333,10 @@ mod protocol {
                         && let Some(ownership) = self.nodes[n].as_mut()
                     {
                         let members: Vec<NodeId> = view.nodes().to_vec();
-                        ownership
-                            .handle(NOW, OwnershipInput::View { map: view, members, takeover_not_before_ms: i64::MIN });
+                        let fingerprint = view.epoch();
+                        let input =
+                            OwnershipInput::View { map: view, members, takeover_not_before_ms: i64::MIN, fingerprint };
+                        ownership.handle(NOW, input);
                     }
                 }
                 Step::Release(n) => {
@@ -306,7 +349,9 @@ mod protocol {
                     let Some(epoch) = self.nodes[asker].as_ref().map(ShardOwnership::epoch) else { return };
                     let peer_id = node(POOL[peer]);
                     let asker_id = node(POOL[asker]);
-                    let answers = self.nodes[peer].as_mut().is_some_and(|p| p.answer_release(&asker_id, epoch));
+                    let answers = self.nodes[peer]
+                        .as_mut()
+                        .is_some_and(|p| p.answer_release(&asker_id, epoch, Some(epoch)) == ReleaseVerdict::Released);
                     if let Some(ownership) = self.nodes[asker].as_mut()
                         && answers
                     {

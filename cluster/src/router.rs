@@ -19,7 +19,7 @@ use connectors_actors::tenant_call::{TenantCall, TenantReply};
 use dashmap::DashMap;
 
 use crate::audit_outbox::{AuditCounts, AuditOutbox};
-use crate::ownership::{OwnershipConfig, OwnershipEffect, OwnershipInput, ShardOwnership, ShardState};
+use crate::ownership::{OwnershipConfig, OwnershipEffect, OwnershipInput, ReleaseVerdict, ShardOwnership, ShardState};
 use crate::shard_map::{NodeId, ShardMap, shard_of};
 use crate::transport::links::{LinkError, Links};
 use crate::transport::region::RegionHandler;
@@ -69,6 +69,8 @@ pub struct ShardTable {
     pub behind: tokio::sync::Notify,
     /// Woken whenever a new ownership is published (held requests look again).
     changed: tokio::sync::Notify,
+    /// A peer holds another view under our epoch: the membership must rejoin above it.
+    conflict: std::sync::atomic::AtomicBool,
 }
 
 /// This node's clock as the ownership reads it: the membership table's heartbeats and the
@@ -85,7 +87,19 @@ impl ShardTable {
             writer: Mutex::new(ownership),
             behind: tokio::sync::Notify::new(),
             changed: tokio::sync::Notify::new(),
+            conflict: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether a view conflict was seen since the last call.
+    pub fn take_conflict(&self) -> bool {
+        self.conflict.swap(false, Ordering::Relaxed)
+    }
+
+    fn report_conflict(&self) {
+        tracing::warn!("a peer holds another view under this node's epoch; rejoining above it");
+        self.conflict.store(true, Ordering::Relaxed);
+        self.behind.notify_one();
     }
 
     pub fn snapshot(&self) -> Arc<ShardOwnership> {
@@ -350,10 +364,16 @@ impl ShardRouter {
 
     /// Installs a new view: its shard map, its members (of any status) and the time before which
     /// shards acquired in it may not be served (see `Membership::takeover_not_before_ms`).
-    pub fn install(self: &Arc<Self>, map: ShardMap, members: Vec<NodeId>, takeover_not_before_ms: i64) {
+    pub fn install(
+        self: &Arc<Self>,
+        map: ShardMap,
+        members: Vec<NodeId>,
+        takeover_not_before_ms: i64,
+        fingerprint: u64,
+    ) {
         // Hand-offs of the previous view may no longer be current; the store is.
         self.directory.forget_hand_offs();
-        self.feed(OwnershipInput::View { map, members, takeover_not_before_ms });
+        self.feed(OwnershipInput::View { map, members, takeover_not_before_ms, fingerprint });
     }
 
     /// This node may admit until then (ms since the Unix epoch).
@@ -444,10 +464,14 @@ impl ShardRouter {
 
     async fn ask_release(self: Arc<Self>, peer: NodeId, epoch: u64) {
         let Some(links) = self.links.clone() else { return };
-        let me = self.table.snapshot().me().clone();
-        let request = ReleaseRequest { from: me, epoch };
+        let ownership = self.table.snapshot();
+        let request = ReleaseRequest { from: ownership.me().clone(), epoch, view: Some(ownership.fingerprint()) };
         let input = match links.release(&peer, &request).await {
             Ok(ReleaseAnswer::Released) => OwnershipInput::Confirmed { peer, epoch },
+            Ok(ReleaseAnswer::Conflict { .. }) => {
+                self.table.report_conflict();
+                OwnershipInput::NotConfirmed { peer, epoch }
+            }
             Ok(ReleaseAnswer::NotYet { epoch: theirs }) => {
                 if theirs > epoch {
                     self.table.behind.notify_one();
@@ -590,18 +614,23 @@ impl RegionHandler for ShardRouter {
     async fn release(&self, payload: Vec<u8>) -> Vec<u8> {
         let answer = match wire::decode::<ReleaseRequest>(&payload) {
             Ok(request) => {
-                let (released, epoch) = self.table.update(|ownership| {
-                    let released = ownership.answer_release(&request.from, request.epoch);
+                let (verdict, epoch) = self.table.update(|ownership| {
+                    let verdict = ownership.answer_release(&request.from, request.epoch, request.view);
                     // Only a confirmation changes what readers see (a draining node's progress).
-                    (!released, (released, ownership.epoch()))
+                    (verdict != ReleaseVerdict::Released, (verdict, ownership.epoch()))
                 });
-                if released {
-                    ReleaseAnswer::Released
-                } else {
-                    if request.epoch > epoch {
-                        self.table.behind.notify_one();
+                match verdict {
+                    ReleaseVerdict::Released => ReleaseAnswer::Released,
+                    ReleaseVerdict::Conflict => {
+                        self.table.report_conflict();
+                        ReleaseAnswer::Conflict { epoch }
                     }
-                    ReleaseAnswer::NotYet { epoch }
+                    ReleaseVerdict::NotYet => {
+                        if request.epoch > epoch {
+                            self.table.behind.notify_one();
+                        }
+                        ReleaseAnswer::NotYet { epoch }
+                    }
                 }
             }
             Err(_) => ReleaseAnswer::NotYet { epoch: self.table.snapshot().epoch() },

@@ -649,6 +649,23 @@ impl Gateway {
         }
     }
 
+    /// Waits (up to `timeout`) for the process to exit by itself and returns its status; `None`
+    /// if it is still running then (it is left running).
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("gateway is running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `kill -9`: no shutdown, no flush.
     pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().expect("gateway is running");

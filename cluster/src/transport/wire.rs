@@ -121,6 +121,10 @@ impl TenantAnswer {
 pub struct ReleaseRequest {
     pub from: NodeId,
     pub epoch: u64,
+    /// The sender's view fingerprint (`View::fingerprint`). (Added after the first version: an
+    /// older sender names the epoch only.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +132,11 @@ pub enum ReleaseAnswer {
     Released,
     /// Not yet at that view, or still stopping actors: ask again shortly.
     NotYet {
+        epoch: u64,
+    },
+    /// The receiver holds another view under the same epoch: the table was reset. (Sent only to
+    /// senders that named their view, which know this variant.)
+    Conflict {
         epoch: u64,
     },
 }

@@ -1,0 +1,115 @@
+//! Cluster helpers shared by the cluster end-to-end tests: real `connectors` nodes on loopback,
+//! one real `redis-server`. A test file includes it next to the other two modules:
+//!
+//! ```ignore
+//! mod common;
+//! #[path = "common/redis_server.rs"]
+//! mod redis_server;
+//! #[path = "common/cluster.rs"]
+//! mod cluster_common;
+//! ```
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::common::{Gateway, eventually};
+use crate::redis_server::RedisServer;
+
+/// Fast heartbeats so that failures are detected in about a second and a half; a graceful stop
+/// hands its shards off within 10 s or leaves anyway.
+pub(crate) const CLUSTER_CONFIG: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ncluster:\n  heartbeatMillis: 200\n  failureTimeoutMillis: 2000\n  drainDeadlineSeconds: 10\n";
+pub(crate) const COOKIE: &str = "e2e-cluster-cookie";
+/// OAuth credentials live in Redis too, sealed by a master key every node must share.
+pub(crate) const MASTER_KEY: &str = "0707070707070707070707070707070707070707070707070707070707070707";
+
+pub(crate) struct Cluster {
+    pub(crate) redis: RedisServer,
+    pub(crate) nodes: Vec<Gateway>,
+}
+
+/// Starts a node; its cluster listener takes a port the system chooses (a port picked beforehand
+/// could be taken by another test's connection before the node binds it).
+pub(crate) async fn start_node(redis: &RedisServer, name: &str, cookie: &str) -> Gateway {
+    start_node_at(&redis.url(), name, cookie, &[]).await
+}
+
+/// Like [`start_node`], with the Redis URL given (e.g. through a proxy) and extra environment.
+pub(crate) async fn start_node_at(redis_url: &str, name: &str, cookie: &str, extra_env: &[(&str, &str)]) -> Gateway {
+    let listen = "127.0.0.1:0".to_string();
+    let mut env = vec![
+        ("REDIS_URL", redis_url),
+        ("CONNECTORS_NODE_ID", name),
+        ("CONNECTORS_CLUSTER_LISTEN", listen.as_str()),
+        ("CONNECTORS_CLUSTER_COOKIE", cookie),
+        ("CONNECTORS_MASTER_KEY", MASTER_KEY),
+    ];
+    env.extend_from_slice(extra_env);
+    Gateway::start(CLUSTER_CONFIG, &env).await
+}
+
+/// Every node given is ready and sees the same `size` nodes, all `up`, in the same epoch, and
+/// together they own every shard.
+pub(crate) async fn wait_converged(nodes: &[&Gateway], size: usize, timeout: Duration) {
+    eventually(&format!("{size} nodes to agree on one view"), timeout, || async {
+        let mut epochs = HashSet::new();
+        let mut owned = 0;
+        for node in nodes {
+            let ready = node.get("/readyz").await;
+            if ready.status != 200 {
+                return Err(format!("{} not ready: {}", node.url(""), ready.text));
+            }
+            let view = node.admin(Method::GET, "/cluster", None).await.json();
+            let members = view["nodes"].as_array().cloned().unwrap_or_default();
+            if members.len() != size {
+                return Err(format!("a node sees {} nodes: {view}", members.len()));
+            }
+            if members.iter().any(|member| member["status"] != "up") {
+                return Err(format!("not every node is up: {view}"));
+            }
+            epochs.insert(view["epoch"].as_u64().unwrap_or(0));
+            owned += view["shards"]["owned"].as_u64().unwrap_or(0);
+        }
+        if epochs.len() != 1 {
+            return Err(format!("nodes disagree on the epoch: {epochs:?}"));
+        }
+        if owned != 1024 {
+            return Err(format!("{owned} shards owned in total, not 1024"));
+        }
+        Ok(())
+    })
+    .await
+}
+
+impl Cluster {
+    pub(crate) async fn start(size: usize) -> Cluster {
+        let redis = RedisServer::start_persistent();
+        let mut nodes = Vec::new();
+        for i in 0..size {
+            nodes.push(start_node(&redis, &format!("node-{i}"), COOKIE).await);
+        }
+        let cluster = Cluster { redis, nodes };
+        cluster.wait_converged(size, Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// Every node of the cluster is ready and sees `size` nodes in the same epoch.
+    pub(crate) async fn wait_converged(&self, size: usize, timeout: Duration) {
+        let nodes: Vec<&Gateway> = self.nodes.iter().collect();
+        wait_converged(&nodes, size, timeout).await
+    }
+
+    /// Creates `count` tenants `{prefix}-{i}` (through the nodes in turn) with `per_minute`
+    /// requests a minute; returns their ids and keys.
+    pub(crate) async fn create_tenants(&self, prefix: &str, count: usize, per_minute: u64) -> Vec<(String, String)> {
+        let mut tenants = Vec::new();
+        for i in 0..count {
+            let id = format!("{prefix}-{i}");
+            let node = &self.nodes[i % self.nodes.len()];
+            tenants.push((id.clone(), node.create_limited(&id, per_minute).await));
+        }
+        tenants
+    }
+}
