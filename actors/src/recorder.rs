@@ -87,6 +87,18 @@ impl Recorder {
 /// Entries gathered since the last commit. Usage for the same tenant and day is summed and only
 /// the newest checkpoint of a tenant is kept, so a batch stays small under load. A batch whose
 /// commit failed is kept whole and committed first next time, so order is preserved.
+/// A batch id no other batch of any process gets: a random per-process half and a counter.
+fn next_batch_id() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // `RandomState` is seeded from the system's randomness once per process.
+    let process = *PROCESS.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
+    (u128::from(process) << 64) | u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 #[derive(Default)]
 struct Pending {
     audit: Vec<AuditEvent>,
@@ -122,6 +134,7 @@ impl Pending {
     /// Moves the gathered entries into a batch (no copies).
     fn take_batch(&mut self) -> Batch {
         Batch {
+            id: Some(next_batch_id()),
             audit: std::mem::take(&mut self.audit),
             usage: std::mem::take(&mut self.usage)
                 .into_iter()

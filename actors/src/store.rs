@@ -46,6 +46,9 @@ pub struct UsageDelta {
 /// What the recorder writes in one transaction (group commit).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
+    /// Names this batch for the store: a batch committed again because the answer to its first
+    /// commit was lost (the store may have applied it) is applied once. `None`: no such check.
+    pub id: Option<u128>,
     pub audit: Vec<AuditEvent>,
     pub usage: Vec<UsageDelta>,
     /// Saved only for tenants that still exist when the batch commits.

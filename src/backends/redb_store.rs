@@ -559,6 +559,7 @@ mod tests {
             request_id: "r1".into(),
         };
         let batch = Batch {
+            id: None,
             audit: vec![event],
             usage: vec![UsageDelta {
                 tenant: id.clone(),

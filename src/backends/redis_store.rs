@@ -21,6 +21,7 @@
 //! | `usage:<id>:day:<YYYY-MM-DD>` | hash | [`UsageCounters`], one integer field per counter |
 //! | `usage:<id>:month:<YYYY-MM>` | hash | the same, for the month |
 //! | `meta:<key>` | string | bytes, the gateway's own small values |
+//! | `commit:<batch id hex>` | string, expires after a day | marks a recorder batch applied, so a retry after a lost answer applies nothing |
 //!
 //! An audit member starts with its 16-byte position: the timestamp in µs (big-endian, sign bit
 //! flipped so that byte order is time order) and the store-assigned sequence number (big-endian),
@@ -56,6 +57,9 @@ use super::redis_connection::RedisConnection;
 static CREATE_TENANT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/create_tenant.lua")));
 static UPDATE_TENANT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/update_tenant.lua")));
 static DELETE_TENANT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/delete_tenant.lua")));
+/// How long a committed batch's id is remembered: far longer than any retry of it.
+const COMMITTED_TTL_SECONDS: u64 = 86_400;
+
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/commit.lua")));
 
 /// The usage counter merged with `max` rather than added (see [`UsageCounters::add`]); its name
@@ -272,6 +276,11 @@ impl Store for RedisStore {
         for (id, checkpoint) in &batch.checkpoints {
             invocation.key(self.keys.tenant(id)).key(self.keys.checkpoint(id)).arg(to_json(checkpoint)?);
         }
+        // Last: the key that marks the batch applied (a retry after a lost answer is a no-op).
+        match batch.id {
+            Some(batch_id) => invocation.key(self.keys.committed(batch_id)).arg(COMMITTED_TTL_SECONDS),
+            None => invocation.arg(0),
+        };
         let _appended: u64 = invocation.invoke_async(&mut self.conn()).await.map_err(|err| self.redis.failure(err))?;
         Ok(())
     }
@@ -433,6 +442,10 @@ impl Keys {
 
     fn audit(&self, id: &TenantId) -> String {
         format!("{}audit:{id}", self.prefix)
+    }
+
+    fn committed(&self, batch: u128) -> String {
+        format!("{}commit:{batch:032x}", self.prefix)
     }
 
     fn audit_seq(&self) -> String {

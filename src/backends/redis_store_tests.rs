@@ -148,6 +148,7 @@ async fn every_key_lives_under_the_prefix_and_prefixes_do_not_share_data() {
     let green = RedisStore::connect(&server.url(), "green:").await.unwrap();
     blue.create_tenant(&tenant("acme")).await.unwrap();
     let batch = Batch {
+        id: None,
         audit: vec![audit_event("acme", "r1")],
         usage: vec![UsageDelta {
             tenant: id("acme"),
@@ -197,6 +198,7 @@ async fn unreadable_data_is_reported_as_corrupt() {
     // placed before it, nor a used sequence number.
     let day = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
     let batch = Batch {
+        id: None,
         audit: vec![audit_event("acme", "r1")],
         usage: vec![UsageDelta {
             tenant: broken.clone(),
@@ -239,4 +241,34 @@ fn audit_positions_sort_as_bytes_in_time_then_sequence_order() {
         let (position, _) = decode_entry(&id("acme"), &entry).unwrap();
         assert_eq!(position, AuditCursor { timestamp_micros, seq });
     }
+}
+
+#[tokio::test]
+async fn a_batch_committed_again_after_a_lost_answer_is_applied_once() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), PREFIX).await.unwrap();
+    store.create_tenant(&tenant("acme")).await.unwrap();
+    let batch = |id| {
+        Arc::new(Batch {
+            id,
+            audit: vec![audit_event("acme", "r1")],
+            usage: vec![UsageDelta {
+                tenant: self::id("acme"),
+                day: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+                counters: UsageCounters { requests: 1, api_calls: 1, ..Default::default() },
+            }],
+            checkpoints: vec![],
+        })
+    };
+    let once = batch(Some(7));
+    // The recorder retries the very batch whose first commit answered with an error.
+    store.commit(once.clone()).await.unwrap();
+    store.commit(once).await.unwrap();
+    let month = Month::containing(NaiveDate::from_ymd_opt(2026, 1, 31).unwrap());
+    assert_eq!(store.usage_of_month(&id("acme"), month).await.unwrap().api_calls, 1);
+    assert_eq!(store.audit(&id("acme"), &all_events()).await.unwrap().events.len(), 1);
+    // Another batch, even with the same content, is another batch.
+    store.commit(batch(Some(8))).await.unwrap();
+    store.commit(batch(None)).await.unwrap();
+    assert_eq!(store.usage_of_month(&id("acme"), month).await.unwrap().api_calls, 3);
 }

@@ -257,6 +257,7 @@ pub async fn delete_removes_keys_and_checkpoint_but_keeps_history(fixture: &dyn 
     store.create_tenant(&active("globex", vec![key("ck_g", None)])).await.unwrap();
     let jan = day(2026, 1, 31);
     let batch = Batch {
+        id: None,
         audit: vec![event("acme", at(0), "tools/call", "r1".into())],
         usage: vec![requests("acme", jan, 3)],
         checkpoints: vec![(id("acme"), checkpoint(5)), (id("globex"), checkpoint(7))],
@@ -504,6 +505,7 @@ pub async fn everything_committed_survives_reopening(fixture: &dyn Fixture) {
         let store = fixture.open().await;
         store.create_tenant(&acme).await.unwrap();
         let batch = Batch {
+            id: None,
             audit: vec![event("acme", at(0), "tools/call", "before".into())],
             usage: vec![requests("acme", jan, 2)],
             checkpoints: vec![(id("acme"), checkpoint(4))],

@@ -617,7 +617,11 @@ impl Gateway {
 
     /// Polls until the usage report of `tenant` shows `api_calls`.
     pub(crate) async fn wait_usage_api_calls(&self, tenant: &str, api_calls: u64) -> Value {
-        eventually(&format!("usage of {tenant} to show {api_calls} apiCalls"), Duration::from_secs(3), || async {
+        self.wait_usage_api_calls_within(tenant, api_calls, Duration::from_secs(3)).await
+    }
+
+    pub(crate) async fn wait_usage_api_calls_within(&self, tenant: &str, api_calls: u64, within: Duration) -> Value {
+        eventually(&format!("usage of {tenant} to show {api_calls} apiCalls"), within, || async {
             let response = self.admin(Method::GET, &format!("/tenants/{tenant}/usage"), None).await;
             if response.status != 200 {
                 return Err(format!("{} {}", response.status, response.text));

@@ -8,8 +8,14 @@
 --   ARGV: event count, delta count, checkpoint count, the gauge field (merged with max);
 --         per event: 8-byte time prefix followed by the encoded event;
 --         per delta: day score, day member, gauge value, pair count, then (field, increment) pairs;
---         per checkpoint: its JSON.
+--         per checkpoint: its JSON;
+--         last: how many seconds to remember the batch as applied, 0 when it has no id; with an id,
+--         the last KEY marks the batch applied, and a batch found marked is not applied again
+--         (its commit is retried when the answer to the first was lost).
 -- Returns the number of events appended.
+local remember = tonumber(ARGV[#ARGV])
+local committed = remember > 0 and KEYS[#KEYS] or nil
+if committed and redis.call('EXISTS', committed) == 1 then return 0 end
 local k, a = 0, 0
 local function next_key() k = k + 1; return KEYS[k] end
 local function next_arg() a = a + 1; return ARGV[a] end
@@ -99,4 +105,5 @@ for _, checkpoint in ipairs(checkpoints) do
     redis.call('SET', checkpoint.key, checkpoint.json)
   end
 end
+if committed then redis.call('SET', committed, '1', 'EX', remember) end
 return n_events
