@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+use super::peer_health::{PeerHealth, PingVerdict};
 use super::region::{RegionMsg, region_group};
 use super::wire::{
     self, AuditAnswer, AuditBatch, HandOffAnswer, HandOffBatch, ReleaseAnswer, ReleaseRequest, TenantAnswer,
@@ -68,13 +69,8 @@ struct Peer {
     cluster_addr: Mutex<String>,
     in_flight: Semaphore,
     region: Mutex<Option<ActorRef<RegionMsg>>>,
-    missed_pings: std::sync::atomic::AtomicU32,
-    /// When the next dial may happen, and the delay after that (doubling up to a cap).
-    dial: Mutex<(Instant, Duration)>,
+    health: Mutex<PeerHealth>,
 }
-
-const FIRST_REDIAL: Duration = Duration::from_millis(100);
-const MAX_REDIAL: Duration = Duration::from_secs(5);
 
 pub struct Links {
     me: NodeId,
@@ -133,8 +129,7 @@ impl Links {
                     cluster_addr: Mutex::new(addr.clone()),
                     in_flight: Semaphore::new(self.config.max_in_flight),
                     region: Mutex::new(None),
-                    missed_pings: Default::default(),
-                    dial: Mutex::new((Instant::now(), FIRST_REDIAL)),
+                    health: Mutex::new(PeerHealth::new(Instant::now())),
                 })
             });
             let mut known = lock(&peer.cluster_addr);
@@ -224,28 +219,16 @@ impl Links {
             region.call(|reply| RegionMsg::Ping(0, reply), Some(self.config.heartbeat)).await,
             Ok(CallResult::Success(_))
         );
-        if answered {
-            peer.missed_pings.store(0, std::sync::atomic::Ordering::Relaxed);
-            *lock(&peer.dial) = (Instant::now(), FIRST_REDIAL);
-            return;
-        }
-        let missed = peer.missed_pings.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if missed >= self.config.missed_pings {
-            tracing::warn!(peer = %node, missed, "cluster link missed its heartbeats; dropping it");
-            peer.missed_pings.store(0, std::sync::atomic::Ordering::Relaxed);
+        if lock(&peer.health).pinged(Instant::now(), answered, self.config.missed_pings) == PingVerdict::Dead {
+            tracing::warn!(peer = %node, missed = self.config.missed_pings, "cluster link missed its heartbeats; dropping it");
             *lock(&peer.region) = None;
             self.close_sessions_with(node).await;
         }
     }
 
     async fn dial(&self, node: &NodeId, peer: &Peer) {
-        {
-            let mut dial = lock(&peer.dial);
-            if Instant::now() < dial.0 {
-                return;
-            }
-            let delay = dial.1;
-            *dial = (Instant::now() + delay, (delay * 2).min(MAX_REDIAL));
+        if !lock(&peer.health).dial_due(Instant::now()) {
+            return;
         }
         let addr = lock(&peer.cluster_addr).clone();
         match ractor_cluster::client_connect(&self.node_server, addr.as_str()).await {

@@ -1,6 +1,7 @@
 //! The node-to-node transport over ractor_cluster: framing ([`wire`]), the actor peers talk to
-//! ([`region`]) and the links to peers ([`links`]).
+//! ([`region`]) and the links to peers ([`links`], whose decisions are `peer_health`'s).
 
 pub mod links;
+mod peer_health;
 pub mod region;
 pub mod wire;
