@@ -24,7 +24,7 @@ use crate::server_tools::ServerTools;
 use crate::store::{Store, StoreError, UsageDelta};
 use crate::supervisor::SupervisorMsg;
 use crate::tenant::TenantPatch;
-use crate::tenant_core::{PatchError, Proposal, TenantCore};
+use crate::tenant_core::{Feature, PatchError, Proposal, TenantCore};
 use crate::tenant_oauth::TenantOAuth;
 use crate::tenant_servers::TenantServers;
 use crate::token_endpoint::{RefreshFailure, RefreshedTokens, TokenEndpoint};
@@ -226,8 +226,8 @@ async fn handle_io(
             }
         }
         TenantMsg::StoreCredential(integration, credential, reply) => {
-            if !state.core.snapshot(now).features.oauth {
-                let _ = reply.send(Err(TenantError::FeatureDisabled("oauth".into())));
+            if let Err(feature) = state.core.gate(Feature::OAuth) {
+                let _ = reply.send(Err(TenantError::FeatureDisabled(feature.into())));
                 return;
             }
             let tenant = state.core.record().id.clone();
@@ -244,14 +244,13 @@ async fn handle_io(
             state.oauth.refreshed(&state.env, &tenant, &myself, integration, generation, answer).await;
         }
         TenantMsg::CreateServer(request, clashes, reply) => {
-            if !state.core.snapshot(now).features.custom_servers {
-                let _ = reply.send(Err(TenantError::FeatureDisabled("customServers".into())));
+            if let Err(feature) = state.core.gate(Feature::CustomServers) {
+                let _ = reply.send(Err(TenantError::FeatureDisabled(feature.into())));
                 return;
             }
             let tenant = state.core.record().id.clone();
-            let limits = state.core.snapshot(now).limits;
             let env = state.env.clone();
-            let created = state.servers.create(&env, &tenant, &myself, &limits, request, clashes).await;
+            let created = state.servers.create(&env, &tenant, &myself, &state.core, request, clashes).await;
             let count = state.servers.count();
             state.core.record_custom_servers(now, count);
             let _ = reply.send(created);

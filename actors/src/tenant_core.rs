@@ -14,7 +14,14 @@ use crate::api_key::KeyHash;
 use crate::auth::check_access;
 use crate::hand_off::TenantHandOff;
 use crate::policy::Policy;
-use crate::quotas::{Quota, Quotas};
+use crate::quotas::{Quota, QuotaExceeded, Quotas};
+
+/// A feature a tenant's plan or record may switch off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    OAuth,
+    CustomServers,
+}
 use crate::rate_windows::{RateWindows, WindowLimits};
 use crate::store::Checkpoint;
 use crate::tenant::{Features, Limits, TenantPatch, TenantRecord};
@@ -206,6 +213,21 @@ impl TenantCore {
     pub fn flush(&mut self) -> Flush {
         let checkpoint = std::mem::take(&mut self.windows_dirty).then(|| Checkpoint { windows: self.windows.counts() });
         Flush { usage: std::mem::take(&mut self.unflushed), checkpoint }
+    }
+
+    /// Whether the tenant may use `feature` now: `Err` names it (as the API spells it).
+    pub fn gate(&self, feature: Feature) -> Result<(), &'static str> {
+        let (allowed, name) = match feature {
+            Feature::OAuth => (self.features.oauth, "oauth"),
+            Feature::CustomServers => (self.features.custom_servers, "customServers"),
+        };
+        if allowed { Ok(()) } else { Err(name) }
+    }
+
+    /// Whether one more custom server fits the tenant's quota, with `used` of them now.
+    pub fn room_for_custom_server(&self, used: u64) -> Result<(), QuotaExceeded> {
+        let limit = self.limits.max_custom_servers;
+        if used < limit { Ok(()) } else { Err(QuotaExceeded { quota: Quota::CustomServers, limit, used }) }
     }
 
     /// The live state a new owner continues from (see [`TenantHandOff`]).

@@ -175,3 +175,16 @@ fn a_new_owner_continues_from_the_hand_off_with_the_same_windows_and_usage() {
     let next_month = now() + Duration::seconds(60);
     assert!(TenantCore::from_hand_off(policy(true), hand_off, next_month).is_none());
 }
+
+#[test]
+fn features_and_the_custom_server_quota_are_decided_by_the_core() {
+    let mut record = record();
+    record.features.oauth = Some(false);
+    let c = TenantCore::new(policy(true), record, None, UsageCounters::default(), now()).unwrap();
+    assert_eq!(c.gate(Feature::OAuth), Err("oauth"));
+    assert_eq!(c.gate(Feature::CustomServers), Ok(()));
+    // The policy allows one custom server.
+    assert_eq!(c.room_for_custom_server(0), Ok(()));
+    let exceeded = c.room_for_custom_server(1).unwrap_err();
+    assert_eq!((exceeded.quota, exceeded.limit, exceeded.used), (Quota::CustomServers, 1, 1));
+}

@@ -17,10 +17,10 @@ use crate::deployer::{DeployerEventKind, ServerName, ServerSource, SourceKind};
 use crate::deployments::{
     Deployments, Effect, Input, Rejection, Report, ServerRecord, ServerRequest, ServerStatus, record_changes,
 };
-use crate::quotas::{Quota, QuotaExceeded};
 use crate::store::StoreError;
-use crate::tenant::{Limits, TenantId};
+use crate::tenant::TenantId;
 use crate::tenant_actor::{TenantEnv, TenantError, TenantMsg};
+use crate::tenant_core::TenantCore;
 
 /// The store collection of a tenant's servers.
 pub fn collection(tenant: &TenantId) -> String {
@@ -109,20 +109,13 @@ impl TenantServers {
         env: &TenantEnv,
         tenant: &TenantId,
         myself: &ActorRef<TenantMsg>,
-        limits: &Limits,
+        core: &TenantCore,
         request: ServerRequest,
         clashes_with_integration: bool,
     ) -> Result<ServerRecord, TenantError> {
         let server = request.validate().map_err(|error| TenantError::InvalidServer(error.to_string()))?;
         let name = server.name.clone();
-        let used = self.deployments.quota_count();
-        if used >= limits.max_custom_servers {
-            return Err(TenantError::Quota(QuotaExceeded {
-                quota: Quota::CustomServers,
-                limit: limits.max_custom_servers,
-                used,
-            }));
-        }
+        core.room_for_custom_server(self.deployments.quota_count()).map_err(TenantError::Quota)?;
         let now = env.clock.now();
         let deployment_id = format!("dep_{}", uuid_like(tenant, &name, now));
         self.apply(env, tenant, myself, now, Input::Create { server, deployment_id, clashes_with_integration }).await?;
