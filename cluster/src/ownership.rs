@@ -320,6 +320,12 @@ impl ShardOwnership {
     }
 
     fn due_asks(&mut self, now_ms: i64) -> Vec<OwnershipEffect> {
+        // Without a lease nothing could be served anyway: asking and activating start again
+        // once the table vouches for this node (else an outage of the table would make the
+        // node forget and acquire its shards over and over).
+        if now_ms >= self.lease_until_ms {
+            return Vec::new();
+        }
         let epoch = self.map.epoch();
         let unanswered = self.config.unanswered_ms;
         self.awaiting
@@ -333,7 +339,7 @@ impl ShardOwnership {
     }
 
     fn activate_if_due(&mut self, now_ms: i64) -> Vec<OwnershipEffect> {
-        if !self.awaiting.is_empty() || now_ms < self.takeover_not_before_ms {
+        if !self.awaiting.is_empty() || now_ms < self.takeover_not_before_ms || now_ms >= self.lease_until_ms {
             return Vec::new();
         }
         let mut newly = false;

@@ -465,6 +465,10 @@ impl ShardRouter {
     async fn ask_release(self: Arc<Self>, peer: NodeId, epoch: u64) {
         let Some(links) = self.links.clone() else { return };
         let ownership = self.table.snapshot();
+        if ownership.epoch() != epoch {
+            // A newer view came meanwhile; its own asks are on their way.
+            return;
+        }
         let request = ReleaseRequest { from: ownership.me().clone(), epoch, view: Some(ownership.fingerprint()) };
         let input = match links.release(&peer, &request).await {
             Ok(ReleaseAnswer::Released) => OwnershipInput::Confirmed { peer, epoch },

@@ -1,0 +1,134 @@
+//! What a run reports: on success its counts (so tests can tell what a scenario went through),
+//! on a broken invariant the step, the time and the last events, with the command that replays it.
+
+use std::fmt;
+
+use connectors_cluster::shard_map::ShardId;
+
+/// Counts of what happened during a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub processes_started: u64,
+    pub crashes: u64,
+    pub freezes: u64,
+    pub views_installed: u64,
+    pub confirmations: u64,
+    pub confirmations_dropped: u64,
+    pub messages_lost: u64,
+    pub release_failures: u64,
+    pub removals_committed: u64,
+    pub superseded: u64,
+    pub drains_handed_off: u64,
+    pub drains_timed_out: u64,
+    pub left: u64,
+    pub table_resets: u64,
+    /// Release asks answered `Conflict` (one epoch, two views), counted at both ends.
+    pub view_conflicts: u64,
+    /// Full checks of invariant 1 (every shard of every live process).
+    pub exclusivity_checks: u64,
+}
+
+/// A process began serving the shards it had been acquiring (an `AllActive` effect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub at_ms: i64,
+    /// `n1#0`: node id and incarnation.
+    pub process: String,
+    pub epoch: u64,
+    pub shards: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub steps: u64,
+    pub quiet_since_ms: i64,
+    /// When every shard was served by exactly one node of one agreed view.
+    pub converged_at_ms: i64,
+    pub final_epoch: u64,
+    pub counters: Counters,
+    pub activations: Vec<Activation>,
+    /// The last events, as many as `SimConfig::trace_lines`.
+    pub trace: Vec<String>,
+}
+
+impl Report {
+    /// When a process of node `node` (`n3`) first began serving shards.
+    pub fn first_activation_of(&self, node: &str) -> Option<i64> {
+        self.activations
+            .iter()
+            .find(|activation| activation.process.split('#').next() == Some(node))
+            .map(|activation| activation.at_ms)
+    }
+}
+
+/// One process serving a shard, as a violation shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub process: String,
+    pub epoch: u64,
+    pub clock_ms: i64,
+    pub lease_until_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broken {
+    /// Invariant 1: two nodes admit for one shard at the same instant.
+    TwoActive { shard: ShardId, first: Holder, second: Holder },
+    /// Invariant 5: after the faults stopped, the cluster did not serve every shard in time.
+    NotLive { quiet_since_ms: i64, state: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub broken: Broken,
+    pub step: u64,
+    pub at_ms: i64,
+    pub scenario: String,
+    pub replay: String,
+    pub trace: Vec<String>,
+}
+
+impl Violation {
+    pub fn is_two_active(&self) -> bool {
+        matches!(self.broken, Broken::TwoActive { .. })
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (view epoch {}, its clock {} ms, lease until {} ms)",
+            self.process, self.epoch, self.clock_ms, self.lease_until_ms
+        )
+    }
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Broken::TwoActive { shard, first, second } => {
+                write!(f, "invariant 1 broken: shard {shard} is Active on two nodes at once:\n  {first}\n  {second}")
+            }
+            Broken::NotLive { quiet_since_ms, state } => {
+                write!(
+                    f,
+                    "invariant 5 broken: faults stopped at {quiet_since_ms} ms but the cluster is not serving every shard:\n  {state}"
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.broken)?;
+        writeln!(f, "at step {} (t = {} ms) of scenario: {}", self.step, self.at_ms, self.scenario)?;
+        writeln!(f, "replay: {}", self.replay)?;
+        writeln!(f, "last events:")?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
