@@ -103,6 +103,11 @@ impl TenantDirectory {
         }
     }
 
+    /// The supervisor has stopped (the node is shutting down).
+    pub fn stopped(&self) -> bool {
+        self.supervisor.get_status() == ActorStatus::Stopped
+    }
+
     /// Number of tenant actors alive on this node.
     pub fn active(&self) -> usize {
         self.actors.len()

@@ -177,7 +177,7 @@ impl ClusterNode {
                     let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
                     match self.store.remove_members(&ids, expected_epoch).await {
                         Ok(true) => {
-                            tracing::warn!(nodes = ?names, epoch = expected_epoch + 1, "removed nodes that stopped heartbeating");
+                            tracing::info!(nodes = ?names, epoch = expected_epoch + 1, "removed nodes that left or stopped heartbeating");
                             queue.push_back(MembershipEffect::ReadTable);
                         }
                         Ok(false) => {}

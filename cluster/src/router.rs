@@ -418,6 +418,8 @@ impl ShardRouter {
                 }
                 OwnershipInput::Released { epoch }
             }
+            // Shutting down: the actors are stopped already, there is nothing left to release.
+            Err(_) if self.directory.stopped() => return,
             Err(error) => {
                 tracing::warn!(epoch, %error, "cannot release moved tenants yet; retrying");
                 OwnershipInput::ReleaseFailed { epoch }
