@@ -53,15 +53,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connectors_actors::tenant::TenantId;
-use connectors_cluster::shard_map::{NodeId, SHARDS, ShardMap};
+use connectors_cluster::shard_map::SHARDS;
 use serde_json::{Value, json};
 
-use crate::gateway::{self, Gateway, Options, process_cpu, system_busy};
+use crate::gateway::{self, Gateway, process_cpu, system_busy};
+use crate::group::{Group, Site};
 use crate::load::{self, LoadResult, Target};
 use crate::redis_server::RedisServer;
 use crate::stats::Latencies;
-use crate::tenants::{self, active_actors, get_json, register, sequential, tenant_id};
+use crate::tenants::{self, active_actors, register, sequential, tenant_id};
+use crate::verdict;
 
 /// The remote hop should add less than this at p50 (ms).
 const HOP_GOAL_MS: f64 = 0.2;
@@ -162,58 +163,6 @@ const COUNTER: usize = 1;
 const SOLO: usize = 2;
 const THREE: usize = 3;
 
-/// Gateway processes sharing one Redis key prefix: a cluster, or the Redis-counter node.
-struct Group {
-    label: &'static str,
-    /// Cluster node ids; empty for the Redis-counter node (not a cluster).
-    ids: Vec<NodeId>,
-    nodes: Vec<Gateway>,
-    /// The registered tenants' keys, by tenant index.
-    keys: Vec<String>,
-}
-
-impl Group {
-    fn spawn(
-        binary: &std::path::Path,
-        redis_url: &str,
-        cookie: &str,
-        label: &'static str,
-        prefix: &str,
-        names: &[&str],
-        cluster: bool,
-    ) -> Result<Self, String> {
-        let admin_key = gateway::new_admin_key();
-        let master_key = gateway::new_master_key()?;
-        let mut group = Group { label, ids: Vec::new(), nodes: Vec::new(), keys: Vec::new() };
-        for name in names {
-            let mut env = vec![
-                ("REDIS_URL", redis_url.to_string()),
-                ("REDIS_TENANT_PREFIX", prefix.to_string()),
-                ("CONNECTORS_MASTER_KEY", master_key.clone()),
-            ];
-            if cluster {
-                env.push(("CONNECTORS_NODE_ID", name.to_string()));
-                env.push(("CONNECTORS_CLUSTER_LISTEN", gateway::free_addr()?.to_string()));
-                env.push(("CONNECTORS_CLUSTER_COOKIE", cookie.to_string()));
-                group.ids.push(NodeId::from(*name));
-            } else {
-                env.push(("RATE_LIMIT_STORE", "redis".to_string()));
-            }
-            let options = Options { name: name.to_string(), admin_key: admin_key.clone(), env };
-            group.nodes.push(Gateway::spawn_with(binary, options)?);
-        }
-        Ok(group)
-    }
-
-    fn pids(&self) -> Vec<u32> {
-        self.nodes.iter().map(Gateway::pid).collect()
-    }
-
-    fn map(&self) -> ShardMap {
-        ShardMap::new(0, self.ids.iter().cloned())
-    }
-}
-
 /// What one scenario sends where.
 struct Plan {
     scenario: Scenario,
@@ -273,22 +222,14 @@ pub(crate) fn run(args: &ClusterArgs) -> Result<bool, String> {
     let redis_pid = gateway::child_pid_named("redis-server").ok_or("cannot find the redis-server process")?;
     println!("bench: redis-server pid {redis_pid} on {}", redis.url());
     let runtime = load::client_runtime(args.client_threads)?;
-    let cookie = format!("bench-cookie-{}", std::process::id());
-    let url = redis.url();
+    let site = Site { binary, redis_url: redis.url(), cookie: format!("bench-cookie-{}", std::process::id()) };
     let mut groups = Vec::new();
     let spawned = (|| {
-        groups.push(Group::spawn(&binary, &url, &cookie, "2-node cluster", "bench2:", &["bench-a", "bench-b"], true)?);
-        groups.push(Group::spawn(&binary, &url, &cookie, "Redis-counter node", "benchrc:", &["bench-counter"], false)?);
-        groups.push(Group::spawn(&binary, &url, &cookie, "1-node cluster", "bench1:", &["bench-solo"], true)?);
-        groups.push(Group::spawn(
-            &binary,
-            &url,
-            &cookie,
-            "3-node cluster",
-            "bench3:",
-            &["bench-3a", "bench-3b", "bench-3c"],
-            true,
-        )?);
+        groups.push(Group::spawn(&site, "2-node cluster", "bench2:", &["bench-a", "bench-b"], true, "")?);
+        groups.push(Group::spawn(&site, "Redis-counter node", "benchrc:", &["bench-counter"], false, "")?);
+        groups.push(Group::spawn(&site, "1-node cluster", "bench1:", &["bench-solo"], true, "")?);
+        let three = ["bench-3a", "bench-3b", "bench-3c"];
+        groups.push(Group::spawn(&site, "3-node cluster", "bench3:", &three, true, "")?);
         Ok::<_, String>(())
     })();
     let outcome = match spawned {
@@ -302,7 +243,7 @@ pub(crate) fn run(args: &ClusterArgs) -> Result<bool, String> {
         .map(|n| format!("--- last log lines of {} ---\n{}", n.name, n.log_tail()))
         .collect();
     let (shutdown, clean) =
-        gateway::stop_all(groups.into_iter().flat_map(|g| g.nodes).collect(), Duration::from_secs(30));
+        gateway::stop_all(&mut groups.into_iter().flat_map(|g| g.nodes).collect::<Vec<_>>(), Duration::from_secs(30));
     drop(redis);
     drop(runtime);
     let mut report = match outcome {
@@ -332,7 +273,7 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
         }
     }
     for group in groups.iter().filter(|g| !g.ids.is_empty()) {
-        report.ownership.extend(converge(group).await?);
+        report.ownership.extend(group.converge(START_TIMEOUT).await?);
         println!("bench: {} ready: {}", group.label, describe_ownership(&report.ownership, group.label));
     }
     println!("bench: {} gateway processes ready", groups.iter().map(|g| g.nodes.len()).sum::<usize>());
@@ -341,7 +282,7 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
     for group in groups.iter_mut() {
         let node = &group.nodes[0];
         let started = Instant::now();
-        let (keys, _) = register(node.addr, &node.admin_key, args.tenants, args.register_concurrency).await?;
+        let (keys, _) = register(&[node.addr], &node.admin_key, args.tenants, args.register_concurrency).await?;
         let seconds = started.elapsed().as_secs_f64();
         println!(
             "bench: {}: registered {} tenants in {seconds:.2} s ({:.0}/s)",
@@ -354,16 +295,11 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
     }
 
     // Who owns what, by the real placement code.
-    let ids: Vec<TenantId> = (0..args.tenants)
-        .map(|i| TenantId::parse(&tenant_id(i)).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()?;
-    let two = &groups[TWO];
-    let map2 = two.map();
-    let owned_by = |map: &ShardMap, node: &NodeId| -> Vec<usize> {
-        (0..ids.len()).filter(|&i| map.owner_of(&ids[i]) == Some(node)).collect()
-    };
-    let local = owned_by(&map2, &two.ids[0]);
-    let remote = owned_by(&map2, &two.ids[1]);
+    let owners2 = groups[TWO].owners(args.tenants)?;
+    let owned_by =
+        |owners: &[usize], node: usize| -> Vec<usize> { (0..owners.len()).filter(|&i| owners[i] == node).collect() };
+    let local = owned_by(&owners2, 0);
+    let remote = owned_by(&owners2, 1);
     if local.is_empty() || remote.is_empty() {
         return Err(format!(
             "{} tenants owned by bench-a, {} by bench-b: need some of each",
@@ -371,7 +307,7 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
             remote.len()
         ));
     }
-    let map3 = groups[THREE].map();
+    let owners3 = groups[THREE].owners(args.tenants)?;
     let plans: Vec<Plan> = Scenario::ALL
         .iter()
         .map(|&scenario| {
@@ -388,7 +324,8 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
                 Scenario::OneNode => (vec![requests(&group.nodes[0], &all)], all.len(), 0.0),
                 Scenario::ThreeNodes => {
                     let targets: Vec<Target> = group.nodes.iter().map(|node| requests(node, &all)).collect();
-                    let foreign: usize = group.ids.iter().map(|id| all.len() - owned_by(&map3, id).len()).sum();
+                    let foreign: usize =
+                        (0..group.ids.len()).map(|node| all.len() - owned_by(&owners3, node).len()).sum();
                     (targets, all.len(), foreign as f64 / (all.len() * group.ids.len()) as f64)
                 }
             };
@@ -495,46 +432,6 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
     Ok(report)
 }
 
-/// Waits until every node of the cluster is ready, sees every member in one epoch, and owns
-/// exactly the shards [`ShardMap`] gives it; returns (group, node, owned, computed, epoch) rows.
-async fn converge(group: &Group) -> Result<Vec<(String, String, u64, usize, u64)>, String> {
-    let map = group.map();
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let mut rows = Vec::new();
-        let mut problem = None;
-        for (node, id) in group.nodes.iter().zip(&group.ids) {
-            let (status, view) = get_json(node.addr, "/api/v1/admin/cluster", Some(&node.admin_key)).await?;
-            let (ready, _) = get_json(node.addr, "/readyz", None).await?;
-            let members = view["nodes"].as_array().map_or(0, Vec::len);
-            let owned = view["shards"]["owned"].as_u64().unwrap_or(0);
-            let expected = map.count_owned_by(id);
-            if status != 200 || ready != 200 || members != group.ids.len() || owned != expected as u64 {
-                problem.get_or_insert(format!(
-                    "{}: cluster view {status}, readyz {ready}, {members} members, owns {owned} shards (computed {expected}): {view}",
-                    node.name
-                ));
-            }
-            rows.push((
-                group.label.to_string(),
-                node.name.clone(),
-                owned,
-                expected,
-                view["epoch"].as_u64().unwrap_or(0),
-            ));
-        }
-        let same_epoch = rows.iter().all(|r| r.4 == rows[0].4);
-        match problem {
-            None if same_epoch => return Ok(rows),
-            _ if Instant::now() > deadline => {
-                let why = problem.unwrap_or_else(|| format!("nodes disagree on the epoch: {rows:?}"));
-                return Err(format!("{} did not converge within {START_TIMEOUT:?}: {why}", group.label));
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
 fn describe_ownership(rows: &[(String, String, u64, usize, u64)], group: &str) -> String {
     let parts: Vec<String> = rows
         .iter()
@@ -542,10 +439,6 @@ fn describe_ownership(rows: &[(String, String, u64, usize, u64)], group: &str) -
         .map(|r| format!("{} owns {} shards (ShardMap: {}), epoch {}", r.1, r.2, r.3, r.4))
         .collect();
     parts.join("; ")
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "FAIL" }
 }
 
 /// Figures of one scenario over all its rounds.

@@ -113,6 +113,8 @@ pub(crate) struct Options {
     pub(crate) admin_key: String,
     /// Extra environment (Redis URL, node id, ...).
     pub(crate) env: Vec<(&'static str, String)>,
+    /// YAML appended to the bench config (e.g. a `cluster:` section); may be empty.
+    pub(crate) extra_config: &'static str,
 }
 
 /// The running gateway. Killed (SIGKILL) on drop if [`Gateway::stop`] was not called.
@@ -121,52 +123,52 @@ pub(crate) struct Gateway {
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
     pub(crate) admin_key: String,
+    binary: PathBuf,
+    env: Vec<(&'static str, String)>,
     dir: TempDir,
 }
 
 impl Gateway {
     /// A standalone gateway with the embedded store.
     pub(crate) fn spawn(binary: &Path) -> Result<Self, String> {
-        Self::spawn_with(binary, Options { name: "gateway".into(), admin_key: new_admin_key(), env: Vec::new() })
+        let options = Options { name: "gateway".into(), admin_key: new_admin_key(), env: Vec::new(), extra_config: "" };
+        Self::spawn_with(binary, options)
     }
 
     pub(crate) fn spawn_with(binary: &Path, options: Options) -> Result<Self, String> {
         let dir =
             tempfile::Builder::new().prefix("connectors-bench-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let config = dir.path().join("bench.yaml");
-        fs::write(&config, CONFIG).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-        let log = fs::File::create(dir.path().join("gateway.log")).map_err(|e| format!("gateway log: {e}"))?;
+        fs::write(&config, format!("{CONFIG}{}", options.extra_config))
+            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         let addr = free_addr()?;
-        let mut command = Command::new(binary);
-        command
-            .arg("serve")
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(&config)
-            .env("ADMIN_API_KEY", &options.admin_key);
-        for name in MODE_VARIABLES {
-            command.env_remove(name);
+        let child = launch(binary, addr, dir.path(), &options.admin_key, &options.env)?;
+        let Options { name, admin_key, env, .. } = options;
+        Ok(Self { child, name, addr, admin_key, binary: binary.to_path_buf(), env, dir })
+    }
+
+    /// Starts the gateway again after it exited: the same ports, data dir, config and
+    /// environment (its log goes on in the same file).
+    pub(crate) fn restart(&mut self) -> Result<(), String> {
+        if let Ok(None) = self.child.try_wait() {
+            return Err(format!("{} (pid {}) is still running: cannot start it again", self.name, self.pid()));
         }
-        command.envs(options.env.iter().map(|(name, value)| (name, value)));
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        Ok(Self { child, name: options.name, addr, admin_key: options.admin_key, dir })
+        self.child = launch(&self.binary, self.addr, self.dir.path(), &self.admin_key, &self.env)?;
+        Ok(())
     }
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Everything the gateway wrote to stdout and stderr (over all its starts).
+    pub(crate) fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
     /// The last lines the gateway wrote (for error messages).
     pub(crate) fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
@@ -212,7 +214,7 @@ impl Gateway {
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and how long shutdown took.
-    pub(crate) fn stop(self, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
+    pub(crate) fn stop(mut self, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
         let started = self.terminate()?;
         self.wait_exit(started, timeout)
     }
@@ -228,25 +230,98 @@ impl Gateway {
     }
 
     /// Waits for the exit after [`Gateway::terminate`] (killed on drop when it does not come).
-    pub(crate) fn wait_exit(mut self, started: Instant, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
+    pub(crate) fn wait_exit(&mut self, started: Instant, timeout: Duration) -> Result<(ExitStatus, Duration), String> {
         loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Ok((status, started.elapsed())),
-                Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
-                Ok(None) => return Err(format!("{} did not exit within {timeout:?} of SIGTERM (killed)", self.name)),
-                Err(error) => return Err(format!("waiting for {}: {error}", self.name)),
+            match self.exit_after(started, timeout) {
+                Some(outcome) => return outcome,
+                None => std::thread::sleep(Duration::from_millis(20)),
             }
         }
     }
+
+    /// [`Gateway::wait_exit`] for async code (polls without blocking the runtime's thread).
+    pub(crate) async fn exited(
+        &mut self,
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<(ExitStatus, Duration), String> {
+        loop {
+            match self.exit_after(started, timeout) {
+                Some(outcome) => return outcome,
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// The exit status and the time since `started` once the process has exited, an error once
+    /// `timeout` has passed without it, `None` while it still runs (does not wait).
+    pub(crate) fn exit_after(
+        &mut self,
+        started: Instant,
+        timeout: Duration,
+    ) -> Option<Result<(ExitStatus, Duration), String>> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(Ok((status, started.elapsed()))),
+            Ok(None) if started.elapsed() < timeout => None,
+            Ok(None) => Some(Err(format!("{} did not exit within {timeout:?} of SIGTERM (killed)", self.name))),
+            Err(error) => Some(Err(format!("waiting for {}: {error}", self.name))),
+        }
+    }
+
+    /// The exit status once the process has exited (`None` while it runs).
+    pub(crate) fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
 }
 
-/// Stops gateways together: SIGTERM to all first, then waits for each. One line per gateway;
-/// `true` when every one exited with status 0.
-pub(crate) fn stop_all(gateways: Vec<Gateway>, timeout: Duration) -> (Vec<String>, bool) {
+/// Starts `connectors serve` on `addr` with the config, data dir and log file in `dir`; the log
+/// file (stdout and stderr) is appended to.
+fn launch(
+    binary: &Path,
+    addr: SocketAddr,
+    dir: &Path,
+    admin_key: &str,
+    env: &[(&'static str, String)],
+) -> Result<Child, String> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("gateway.log"))
+        .map_err(|e| format!("gateway log: {e}"))?;
+    let mut command = Command::new(binary);
+    command
+        .arg("serve")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(dir.join("bench.yaml"))
+        .env("ADMIN_API_KEY", admin_key);
+    for name in MODE_VARIABLES {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().map(|(name, value)| (name, value)));
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))
+}
+
+/// Stops gateways together: SIGTERM to all first, then waits for each (their logs stay readable
+/// until they are dropped). One line per gateway; `true` when every one exited with status 0.
+pub(crate) fn stop_all(gateways: &mut [Gateway], timeout: Duration) -> (Vec<String>, bool) {
     let mut lines = Vec::new();
     let mut clean = true;
     let mut waiting = Vec::new();
-    for gateway in gateways {
+    for gateway in gateways.iter_mut() {
+        if let Some(status) = gateway.exit_status() {
+            clean &= status.success();
+            lines.push(format!("{}: had already exited ({status})", gateway.name));
+            continue;
+        }
         match gateway.terminate() {
             Ok(started) => waiting.push((gateway, started)),
             Err(message) => {
@@ -257,8 +332,9 @@ pub(crate) fn stop_all(gateways: Vec<Gateway>, timeout: Duration) -> (Vec<String
     }
     for (gateway, started) in waiting {
         let name = gateway.name.clone();
+        let outcome = gateway.wait_exit(started, timeout);
         let tail = gateway.log_tail();
-        match gateway.wait_exit(started, timeout) {
+        match outcome {
             Ok((status, took)) => {
                 clean &= status.success();
                 lines.push(format!("{name}: SIGTERM -> {status} after {} ms", took.as_millis()));
@@ -300,15 +376,24 @@ gateway:
 
 /// The pid of a child of this process whose name (`comm`) starts with `name`.
 pub(crate) fn child_pid_named(name: &str) -> Option<u32> {
+    children().into_iter().find_map(|(pid, comm)| comm.starts_with(name).then_some(pid))
+}
+
+/// The running children of this process: (pid, name).
+fn children() -> Vec<(u32, String)> {
     let me = std::process::id();
-    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
-        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-        // After the name: state (field 3), then the parent pid (field 4).
-        let ppid: u32 = stat[close + 2..].split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == me && stat[open + 1..close].starts_with(name)).then_some(pid)
-    })
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+            // After the name: state (field 3), then the parent pid (field 4).
+            let ppid: u32 = stat[close + 2..].split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == me).then(|| (pid, stat[open + 1..close].to_string()))
+        })
+        .collect()
 }
 
 /// CPU time (user + system) of each thread of a process, by thread name, in seconds.
@@ -330,11 +415,24 @@ pub(crate) fn thread_cpu(pid: u32) -> HashMap<String, f64> {
 
 /// Total CPU seconds of a process (all threads, including exited ones).
 pub(crate) fn process_cpu(pid: u32) -> f64 {
+    cpu_ticks(pid, false) / clock_ticks()
+}
+
+/// CPU seconds of this process and of its children, running or exited (once reaped, a child's
+/// time is added to its parent's): the whole benchmark, gateways and Redis included.
+pub(crate) fn family_cpu() -> f64 {
+    let running: f64 = children().iter().map(|(pid, _)| cpu_ticks(*pid, true)).sum();
+    (cpu_ticks(std::process::id(), true) + running) / clock_ticks()
+}
+
+/// User + system clock ticks of a process, with those of its reaped children when `reaped`.
+fn cpu_ticks(pid: u32, reaped: bool) -> f64 {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
     let Some(close) = stat.rfind(')') else { return 0.0 };
     let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
     let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (get(14) + get(15)) / clock_ticks()
+    // utime, stime (fields 14, 15), cutime, cstime (16, 17).
+    get(14) + get(15) + if reaped { get(16) + get(17) } else { 0.0 }
 }
 
 fn clock_ticks() -> f64 {

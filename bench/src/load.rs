@@ -3,10 +3,13 @@
 //! warm-up) are counted and their latencies, timed per request with `Instant`, kept. The
 //! connections go to one server, or are dealt round robin over several ([`spread`]).
 //! [`steady`] paces the same connections to a fixed total rate instead, to measure latency
-//! below saturation.
+//! below saturation. [`record`] runs closed-loop connections over the nodes of a [`Rotation`]
+//! (a load balancer) until stopped and keeps every request's times and status, for windows
+//! (before, during, after an event) cut afterwards.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::http1::Conn;
@@ -189,4 +192,162 @@ async fn worker(
         }
     }
     result
+}
+
+/// What a load balancer does: nodes in rotation, each request to the next one in turn. A node
+/// taken out ([`Rotation::remove`]) gets no new request, and is given up once the requests it
+/// was sent are answered; its connections are reopened when it is back.
+pub(crate) struct Rotation {
+    /// One per node (slot): its address and its requests (one per tenant).
+    targets: Vec<Target>,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    in_rotation: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Bumped when the node is taken out: connections opened before are not used again.
+    generation: AtomicU64,
+}
+
+impl Rotation {
+    /// Every target in rotation.
+    pub(crate) fn new(targets: Vec<Target>) -> Arc<Self> {
+        let slots: Vec<Slot> = targets.iter().map(|_| Slot::default()).collect();
+        for slot in &slots {
+            slot.in_rotation.store(true, Ordering::SeqCst);
+        }
+        Arc::new(Self { targets, slots, next: AtomicUsize::new(0) })
+    }
+
+    /// Takes the node in `slot` out of rotation and waits (up to `timeout`) until it has
+    /// answered the requests it was sent.
+    pub(crate) async fn remove(&self, slot: usize, timeout: Duration) -> Result<(), String> {
+        self.slots[slot].in_rotation.store(false, Ordering::SeqCst);
+        self.slots[slot].generation.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        while self.slots[slot].in_flight.load(Ordering::SeqCst) > 0 {
+            if Instant::now() > deadline {
+                return Err(format!("node slot {slot} still has requests in flight after {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
+    /// Puts the node in `slot` back in rotation.
+    pub(crate) fn add(&self, slot: usize) {
+        self.slots[slot].in_rotation.store(true, Ordering::SeqCst);
+    }
+
+    /// The next node in rotation, counted in flight (the caller must call `done`).
+    fn pick(&self) -> Option<usize> {
+        for _ in 0..self.slots.len() {
+            let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+            // Counted before the check: `remove` clears the flag before it reads the count.
+            self.slots[slot].in_flight.fetch_add(1, Ordering::SeqCst);
+            if self.slots[slot].in_rotation.load(Ordering::SeqCst) {
+                return Some(slot);
+            }
+            self.done(slot);
+        }
+        None
+    }
+
+    fn done(&self, slot: usize) {
+        self.slots[slot].in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One request of a [`record`]ed run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    pub(crate) sent: Instant,
+    pub(crate) done: Instant,
+    /// The HTTP status; 0 for a connection error (no answer).
+    pub(crate) status: u16,
+    /// The node (rotation slot) it was sent to.
+    pub(crate) slot: usize,
+    /// The index of the request in that target's list (the tenant).
+    pub(crate) request: usize,
+}
+
+impl Sample {
+    pub(crate) fn latency(&self) -> Duration {
+        self.done - self.sent
+    }
+}
+
+/// A closed-loop load running until [`Recording::finish`], every request recorded with its
+/// times, so that windows (before, during, after an event) can be cut afterwards.
+pub(crate) struct Recording {
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<Vec<Sample>>>,
+    pub(crate) started: Instant,
+}
+
+/// Starts `connections` closed-loop workers sending to the nodes of `rotation` in turn: each
+/// request goes to the next node in rotation, and worker `i` uses the requests `i`, `i + C`, ...
+/// (round robin over the tenants) of whichever node it sends to.
+pub(crate) fn record(rotation: &Arc<Rotation>, connections: usize) -> Recording {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = (0..connections)
+        .map(|index| tokio::spawn(recording_worker(rotation.clone(), stop.clone(), index, connections.max(1))))
+        .collect();
+    Recording { stop, workers, started: Instant::now() }
+}
+
+impl Recording {
+    /// Stops the workers (each after its request in flight) and returns every sample.
+    pub(crate) async fn finish(self) -> Result<Vec<Sample>, String> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut samples = Vec::new();
+        for worker in self.workers {
+            samples.extend(worker.await.map_err(|e| format!("load worker failed: {e}"))?);
+        }
+        samples.sort_by_key(|s| s.sent);
+        Ok(samples)
+    }
+}
+
+async fn recording_worker(
+    rotation: Arc<Rotation>,
+    stop: Arc<AtomicBool>,
+    mut next: usize,
+    stride: usize,
+) -> Vec<Sample> {
+    let mut samples = Vec::with_capacity(64 * 1024);
+    // This worker's connection to each node, with the generation it was opened in.
+    let mut conns: Vec<Option<(u64, Conn)>> = rotation.targets.iter().map(|_| None).collect();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(slot) = rotation.pick() else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let target = &rotation.targets[slot];
+        let request = next % target.requests.len();
+        next += stride;
+        let generation = rotation.slots[slot].generation.load(Ordering::SeqCst);
+        let sent = Instant::now();
+        if !matches!(&conns[slot], Some((g, _)) if *g == generation) {
+            conns[slot] = Conn::connect(target.addr).await.ok().map(|conn| (generation, conn));
+        }
+        let status = match conns[slot].as_mut() {
+            Some((_, conn)) => conn.status(&target.requests[request]).await.unwrap_or(0),
+            None => 0,
+        };
+        rotation.done(slot);
+        let done = Instant::now();
+        if status == 0 {
+            conns[slot] = None;
+        }
+        samples.push(Sample { sent, done, status, slot, request });
+        if status == 0 {
+            // The node is gone or refused the connection: do not spin on it.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    samples
 }

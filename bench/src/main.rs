@@ -42,9 +42,16 @@
 //! the gateway discovers 500, then 4,076 real tools (seal-tools) from the example MCP server, and
 //! `POST /api/v1/tools/select` is measured against the same `Selector` called in-process
 //! (throughput, p50/p99, CPU per query, the ratios; build `mcp-example-server` in release too).
+//!
+//! `cargo run --release -p bench -- handoff` is the hand-off benchmark (module [`handoff`]): in a
+//! 2-node cluster, the time from SIGTERM until the other node serves the drained node's 10,000
+//! active tenants and the latency of the requests held meanwhile; in a 3-node cluster, the
+//! throughput during a rolling restart against steady throughput (under a minute).
 
 mod cluster;
 mod gateway;
+mod group;
+mod handoff;
 mod http1;
 mod load;
 #[path = "../../tests/common/redis_server.rs"]
@@ -97,6 +104,9 @@ enum Mode {
     /// `tools/select` over HTTP against the selection engine in-process, with 500 and 4,076
     /// tools discovered from the example MCP server.
     Tools(tools::ToolsArgs),
+    /// Shards changing hands: a node's active tenants handed off on SIGTERM under load (time,
+    /// held requests' latency), and a 3-node rolling restart's throughput against steady.
+    Handoff(handoff::HandoffArgs),
 }
 
 /// Flags of the single-node benchmark.
@@ -147,6 +157,7 @@ fn main() -> ExitCode {
         None => run(&cli.single),
         Some(Mode::Cluster(args)) => cluster::run(args),
         Some(Mode::Tools(args)) => tools::run(args),
+        Some(Mode::Handoff(args)) => handoff::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -250,7 +261,7 @@ async fn scenario(args: &Args, gw: &mut Gateway, bare_threads: usize) -> Result<
         args.tenants, args.register_concurrency
     );
     let started = Instant::now();
-    let (keys, latency) = register(addr, &gw.admin_key, args.tenants, args.register_concurrency).await?;
+    let (keys, latency) = register(&[addr], &gw.admin_key, args.tenants, args.register_concurrency).await?;
     report.register_seconds = started.elapsed().as_secs_f64();
     report.register_latency = latency;
     report.registered = keys.len();

@@ -34,17 +34,22 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str, admin_key: Option<&st
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
-/// Registers `count` tenants with `concurrency` keep-alive connections; returns their keys.
+/// Registers `count` tenants with `concurrency` keep-alive connections, dealt round robin over
+/// `addrs` (the nodes of one cluster, or one gateway); returns their keys.
 pub(crate) async fn register(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     admin_key: &str,
     count: usize,
     concurrency: usize,
 ) -> Result<(Vec<String>, Latencies), String> {
+    if addrs.is_empty() {
+        return Err("no gateway to register tenants with".into());
+    }
     let next = Arc::new(AtomicUsize::new(0));
     let bearer = format!("Bearer {admin_key}");
     let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
+    for task in 0..concurrency.max(1) {
+        let addr = addrs[task % addrs.len()];
         let next = next.clone();
         let bearer = bearer.clone();
         tasks.push(tokio::spawn(async move {
@@ -104,8 +109,28 @@ pub(crate) async fn sequential(addr: SocketAddr, requests: &[Vec<u8>]) -> Result
     Ok(latency)
 }
 
-/// The `connectors_tenant_actors_active` gauge.
-pub(crate) async fn active_actors(addr: SocketAddr) -> Result<u64, String> {
+/// Sends the requests over `concurrency` connections, each one at a time (the requests are
+/// dealt to the connections in turn); all must answer 200. The latencies of every request.
+pub(crate) async fn concurrent(
+    addr: SocketAddr,
+    requests: &[Vec<u8>],
+    concurrency: usize,
+) -> Result<Latencies, String> {
+    let concurrency = concurrency.clamp(1, requests.len().max(1));
+    let mut tasks = Vec::with_capacity(concurrency);
+    for k in 0..concurrency {
+        let mine: Vec<Vec<u8>> = requests.iter().skip(k).step_by(concurrency).cloned().collect();
+        tasks.push(tokio::spawn(async move { sequential(addr, &mine).await }));
+    }
+    let mut latency = Latencies::default();
+    for task in tasks {
+        latency.extend(task.await.map_err(|e| format!("request task: {e}"))??);
+    }
+    Ok(latency)
+}
+
+/// The text of `GET /metrics`.
+pub(crate) async fn metrics_text(addr: SocketAddr) -> Result<String, String> {
     let mut conn = Conn::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
     let (status, body) = conn
         .send(&http1::request("GET", addr, "/metrics", &[], None))
@@ -114,10 +139,20 @@ pub(crate) async fn active_actors(addr: SocketAddr) -> Result<u64, String> {
     if status != 200 {
         return Err(format!("GET /metrics answered {status}"));
     }
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|line| line.strip_prefix("connectors_tenant_actors_active "))
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of the sample `series` (the name with its labels exactly as rendered, e.g.
+/// `connectors_requests_held_total{outcome="held"}`) in a `/metrics` text.
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
+/// The `connectors_tenant_actors_active` gauge.
+pub(crate) async fn active_actors(addr: SocketAddr) -> Result<u64, String> {
+    metric(&metrics_text(addr).await?, "connectors_tenant_actors_active")
         .map(|v| v as u64)
         .ok_or_else(|| "no connectors_tenant_actors_active gauge in /metrics".into())
 }

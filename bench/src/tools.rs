@@ -337,7 +337,7 @@ async fn measure(
     queries: &Arc<Vec<String>>,
 ) -> Result<SizeReport, String> {
     let addr = gw.addr;
-    let (keys, _) = register(addr, &gw.admin_key, 1, 1).await?;
+    let (keys, _) = register(&[addr], &gw.admin_key, 1, 1).await?;
     let (tenant, key) = (tenant_id(0), keys[0].clone());
 
     // The integrations, one at a time: each is a `tools/list` of the example server.
