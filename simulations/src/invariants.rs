@@ -54,7 +54,7 @@ impl World {
         }
     }
 
-    /// Invariant 5: converged, still converging, or out of time.
+    /// Invariant 3: converged, still converging, or out of time.
     pub(crate) fn check_liveness(&mut self, since: i64, serving: &[Option<ProcessId>]) -> Result<(), Box<Violation>> {
         let Some(state) = self.unconverged(serving) else {
             self.converged();

@@ -14,6 +14,7 @@ mod rng;
 mod scenario;
 mod strategies;
 mod table;
+mod tenants;
 mod trace;
 mod world;
 

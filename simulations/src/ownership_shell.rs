@@ -38,6 +38,7 @@ impl World {
 
     /// Feeds a view and keeps the placement it came from (for the invariant checks).
     pub(crate) fn feed_ownership_view(&mut self, process: ProcessId, input: OwnershipInput, placement: Arc<Placement>) {
+        self.forget_hand_offs(process);
         let state = &mut self.processes[process.0];
         let now = state.clock(self.now);
         let epoch_before = state.ownership.epoch();
@@ -72,6 +73,7 @@ impl World {
                     let label = state.label.clone();
                     self.note(format_args!("{label} serves all its shards of epoch {epoch} ({shards} active)"));
                     self.activations.push(Activation { at_ms: self.now, process: label, epoch, shards });
+                    self.activate_handed_over(process);
                 }
             }
         }
@@ -113,6 +115,7 @@ impl World {
             self.feed_ownership(process, OwnershipInput::ReleaseFailed { epoch });
             self.keep_ticking_fast(process);
         } else {
+            self.release_tenants(process);
             self.feed_ownership(process, OwnershipInput::Released { epoch });
         }
     }

@@ -97,6 +97,8 @@ pub(crate) struct Process {
     pub(crate) drain_deadline: Option<i64>,
     /// `leave()` was called (or it was superseded): no more heartbeats.
     pub(crate) leaving: bool,
+    /// Its tenant actors' state (simulated tenant load).
+    pub(crate) tenants: crate::tenants::ProcessTenants,
 }
 
 impl Process {
@@ -132,6 +134,7 @@ impl Process {
             draining: false,
             drain_deadline: None,
             leaving: false,
+            tenants: Default::default(),
         }
     }
 

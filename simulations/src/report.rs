@@ -26,6 +26,19 @@ pub struct Counters {
     pub view_conflicts: u64,
     /// Full checks of invariant 1 (every shard of every live process).
     pub exclusivity_checks: u64,
+    /// Client requests (tenant load) sent, admitted by a tenant core, and refused by one.
+    pub requests: u64,
+    pub admitted: u64,
+    pub rate_limited: u64,
+    /// Tenant cores started from the store, and from a previous owner's hand-off.
+    pub cores_from_store: u64,
+    pub cores_from_hand_off: u64,
+    /// Hand-offs shipped at a release, kept by the new owner, and refused by it.
+    pub hand_offs_shipped: u64,
+    pub hand_offs_kept: u64,
+    pub hand_offs_refused: u64,
+    /// Checkpoint writes that took counts away from the store (finding 10).
+    pub checkpoint_regressions: u64,
 }
 
 /// A process began serving the shards it had been acquiring (an `AllActive` effect).
@@ -74,8 +87,20 @@ pub struct Holder {
 pub enum Broken {
     /// Invariant 1: two nodes admit for one shard at the same instant.
     TwoActive { shard: ShardId, first: Holder, second: Holder },
-    /// Invariant 5: after the faults stopped, the cluster did not serve every shard in time.
+    /// Invariant 3: after the faults stopped, the cluster did not serve every shard in time.
     NotLive { quiet_since_ms: i64, state: String },
+    /// Invariant 2: a tenant admitted more requests in one minute window than its limit allows
+    /// (plus what crashed nodes admitted since their last checkpoint).
+    OverLimit {
+        tenant: String,
+        window_start: String,
+        admitted: u64,
+        limit: u64,
+        crash_allowance: u64,
+        takeover_allowance: u64,
+        regression_allowance: u64,
+        by: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,10 +135,27 @@ impl fmt::Display for Broken {
             Broken::TwoActive { shard, first, second } => {
                 write!(f, "invariant 1 broken: shard {shard} is Active on two nodes at once:\n  {first}\n  {second}")
             }
+            Broken::OverLimit {
+                tenant,
+                window_start,
+                admitted,
+                limit,
+                crash_allowance,
+                takeover_allowance,
+                regression_allowance,
+                by,
+            } => {
+                write!(
+                    f,
+                    "invariant 2 broken: tenant {tenant} admitted {admitted} requests in the minute from {window_start} \
+                     (limit {limit}, crash allowance {crash_allowance}, takeover allowance {takeover_allowance}, \
+                     stale checkpoint allowance {regression_allowance}); the last by {by}"
+                )
+            }
             Broken::NotLive { quiet_since_ms, state } => {
                 write!(
                     f,
-                    "invariant 5 broken: faults stopped at {quiet_since_ms} ms but the cluster is not serving every shard:\n  {state}"
+                    "invariant 3 broken: faults stopped at {quiet_since_ms} ms but the cluster is not serving every shard:\n  {state}"
                 )
             }
         }

@@ -41,6 +41,14 @@ pub struct SimConfig {
     /// After the faults stop, every shard must be served within this long.
     pub liveness_bound_ms: i64,
     pub trace_lines: usize,
+    /// Clients send a request for a random tenant to a random process this often (0: no
+    /// tenant load).
+    pub tenant_request_ms: i64,
+    /// The tenant actors' tick (`gateway.tickMillis`): checkpoints are written this often.
+    pub tenant_tick_ms: i64,
+    /// Invariant 2 allows for the counts a stale checkpoint write took away from the store
+    /// (README.md, finding 10, open). Off: such a run breaks invariant 2.
+    pub allow_checkpoint_regressions: bool,
 }
 
 impl Default for SimConfig {
@@ -58,6 +66,9 @@ impl Default for SimConfig {
             sweep_ms: 250,
             liveness_bound_ms: 4 * membership.failure_timeout_ms + 5_000,
             trace_lines: 80,
+            tenant_request_ms: 20,
+            tenant_tick_ms: 1_000,
+            allow_checkpoint_regressions: true,
         }
     }
 }
@@ -121,6 +132,18 @@ pub(crate) enum Event {
     Supervise {
         node: u8,
     },
+    /// A client request for a random tenant reaches a random process.
+    TenantRequest,
+    /// The tenant actors of every running process write their checkpoints.
+    TenantTick,
+    /// A released tenant's hand-off reaches whatever listens at `machine`.
+    HandOffArrive {
+        to: NodeId,
+        machine: String,
+        epoch: u64,
+        tenant: usize,
+        hand_off: Box<connectors_actors::hand_off::TenantHandOff>,
+    },
 }
 
 impl Event {
@@ -140,7 +163,10 @@ impl Event {
             | Event::TableArrive { .. }
             | Event::AskArrive { .. }
             | Event::Unfreeze { .. }
-            | Event::Supervise { .. } => None,
+            | Event::Supervise { .. }
+            | Event::TenantRequest
+            | Event::TenantTick
+            | Event::HandOffArrive { .. } => None,
         }
     }
 }
@@ -202,6 +228,7 @@ pub(crate) struct World {
     /// can invariant 1 become false (between inputs, time only ends leases).
     pub(crate) may_grow: bool,
     converged_at: Option<i64>,
+    pub(crate) tenants: crate::tenants::Tenants,
 }
 
 impl World {
@@ -228,6 +255,7 @@ impl World {
             activations: Vec::new(),
             may_grow: false,
             converged_at: None,
+            tenants: crate::tenants::Tenants::new(scenario.seed),
         };
         for node in 0..scenario.nodes {
             world.start(node, false);
@@ -237,6 +265,11 @@ impl World {
         }
         world.schedule(scenario.quiet_from_ms, Event::QuietStart);
         world.schedule(config.sweep_ms, Event::Sweep);
+        world.tenants.allow_regressions = config.allow_checkpoint_regressions;
+        if config.tenant_request_ms > 0 {
+            world.schedule(config.tenant_request_ms, Event::TenantRequest);
+            world.schedule(config.tenant_tick_ms, Event::TenantTick);
+        }
         world
     }
 
@@ -322,6 +355,11 @@ impl World {
             Event::DrainStart { process } => self.drain(process),
             Event::DrainPoll { process } => self.drain_poll(process),
             Event::Unfreeze { process } => self.unfreeze(process),
+            Event::TenantRequest => self.tenant_request()?,
+            Event::TenantTick => self.tenant_tick(),
+            Event::HandOffArrive { to, machine, epoch, tenant, hand_off } => {
+                self.hand_off_arrive(to, machine, epoch, tenant, hand_off)
+            }
             Event::Supervise { node } => {
                 if !self.node_alive(node) {
                     self.note(format_args!("supervisor starts n{node} again"));
@@ -410,6 +448,7 @@ impl World {
         for process in self.processes_of(node) {
             self.counters.crashes += 1;
             self.processes[process.0].life = Life::Gone;
+            self.lose_tenants(process);
         }
     }
 
@@ -554,6 +593,7 @@ impl World {
 
     /// The process ends (left, or superseded by a newer incarnation).
     pub(crate) fn exit(&mut self, process: ProcessId, superseded: bool) {
+        self.write_out_tenants(process);
         let state = &mut self.processes[process.0];
         state.life = Life::Gone;
         let label = state.label.clone();

@@ -6,7 +6,9 @@
 //! production state machines (README.md, "Findings"); they pass since those were fixed, and keep
 //! them fixed.
 
-use connectors_simulations::{Chaos, Fault, Report, Scenario, Shell, run, scenario_from_seed_with};
+use connectors_simulations::{
+    Broken, Chaos, Fault, Report, Scenario, Shell, SimConfig, run, run_with, scenario_from_seed_with,
+};
 
 fn served(scenario: Scenario) -> Report {
     run(&scenario).unwrap_or_else(|violation| panic!("{violation}"))
@@ -128,6 +130,28 @@ fn a_rolling_restart_of_every_node() {
     assert!(report.converged_at_ms <= 30_000, "served everything before the faults stopped");
 }
 
+/// Invariant 2 under load: a rolling drain moves every tenant twice or more (by hand-off or
+/// from the store), across a minute boundary (at 15 s), and no tenant is admitted beyond its
+/// per-minute limit.
+#[test]
+fn a_rolling_drain_under_client_load_keeps_every_tenant_within_its_limit() {
+    for seed in 1..6 {
+        let mut scenario = Scenario::new(seed, 4).quiet_from(40_000);
+        for node in 0..4u8 {
+            let drain_at = 4_000 + i64::from(node) * 8_000;
+            scenario = scenario
+                .at(drain_at, Fault::Drain { node })
+                .at(drain_at + 4_000, Fault::Start { node, new_machine: false });
+        }
+        let report = served(scenario);
+        let counters = report.counters;
+        assert_eq!(counters.drains_handed_off, 4, "{counters:?}");
+        assert!(counters.hand_offs_shipped > 0 && counters.hand_offs_kept > 0, "{counters:?}");
+        assert!(counters.cores_from_hand_off > 0, "{counters:?}");
+        assert!(counters.rate_limited > 0, "the limits were reached: {counters:?}");
+    }
+}
+
 #[test]
 fn flaky_links_and_failing_releases() {
     let chaos = Chaos { drop_permille: 200, duplicate_permille: 200, extra_delay_ms: 300 };
@@ -245,4 +269,19 @@ fn a_table_outage_does_not_make_nodes_reacquire_over_and_over() {
     // Each node serves its shards once after joining and once after the outage.
     let activations = report.activations.len();
     assert!(activations <= 6, "{activations} activations, from {:?}", &report.activations[..activations.min(12)]);
+}
+
+/// Finding 10 (open): a process paused past its lease resumes, releases the tenants whose shards
+/// it lost meanwhile, and writes their stale checkpoints over the newer ones of the owner that
+/// served them in between (the store keeps the last write). The next owner starts from the
+/// older counts and admits beyond the limit. Invariant 2 allows for those counts by default
+/// (`checkpoint_regressions` counts such writes); checked strictly, this run breaks it.
+#[test]
+fn a_resumed_node_writing_stale_checkpoints_lets_a_tenant_exceed_its_limit() {
+    let scenario: Scenario = "seed=10 nodes=3 quiet=15000 | 5000 table-flush | 5600 freeze n1 5000".parse().unwrap();
+    let report = served(scenario.clone());
+    assert!(report.counters.checkpoint_regressions > 0, "{:?}", report.counters);
+    let strict = SimConfig { allow_checkpoint_regressions: false, ..SimConfig::default() };
+    let violation = run_with(&scenario, strict).expect_err("the stale checkpoint lets the tenant exceed its limit");
+    assert!(matches!(violation.broken, Broken::OverLimit { regression_allowance: 0, .. }), "{violation}");
 }

@@ -1,0 +1,438 @@
+//! Tenant load: the production `TenantCore` of a few tenants, run by whichever process serves
+//! their shard, across releases, hand-offs, checkpoints and crashes, and invariant 2.
+//!
+//! As the supervisor and the router do: a request is admitted only by a process whose shard for
+//! the tenant is `Active` (`ShardOwnership::state`, its own clock), with a core started on first
+//! use from a hand-off kept for it, else from the store's checkpoint. Every tick each running
+//! process writes its cores' checkpoints to the store. A release (`ReleaseUnowned` carried out)
+//! writes out and drops every core whose shard is not `Active`, and ships its hand-off to the
+//! shard's owner in the releasing process's map; the receiver keeps it only if its shard is still
+//! `Acquiring` at the batch's epoch and it has no core for the tenant. A new view forgets the kept
+//! hand-offs; `AllActive` starts the cores of those kept. An exit writes every core out; a crash
+//! loses what its cores admitted since their last checkpoint (the crash bound).
+//!
+//! 2. Limits: for each tenant and each minute window (as the admitting core counts it), the
+//!    requests admitted by every process together never exceed the limit plus what crashed
+//!    processes had admitted in it since their last checkpoint (the crash bound), plus what live
+//!    processes that lost the tenant without a release (paused, cut off) had admitted and not
+//!    checkpointed when another process started it (the takeover bound: README.md, finding 9),
+//!    plus, unless `SimConfig::allow_checkpoint_regressions` is off, what stale checkpoint writes
+//!    took away from the store (finding 10, open). Checked after every admission.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use connectors_actors::admission::AdmissionRequest;
+use connectors_actors::hand_off::TenantHandOff;
+use connectors_actors::policy::{Plan, Policy};
+use connectors_actors::store::Checkpoint;
+use connectors_actors::tenant::{
+    FeatureOverrides, Features, LimitOverrides, Limits, Security, TenantId, TenantRecord, TenantStatus,
+};
+use connectors_actors::tenant_core::TenantCore;
+use connectors_actors::usage::UsageCounters;
+use connectors_cluster::ownership::ShardState;
+use connectors_cluster::shard_map::{NodeId, ShardId, shard_of};
+
+use crate::network::Send;
+use crate::process::{Life, ProcessId};
+use crate::report::{Broken, Violation};
+use crate::rng::SimRng;
+use crate::world::{Event, World};
+
+/// How many tenants the clients use.
+pub(crate) const TENANTS: usize = 8;
+/// Requests per minute each tenant may make (hour and day limits do not bind).
+pub(crate) const PER_MINUTE: u64 = 20;
+
+/// Virtual time 0 on a clock without offset: 15 s before a minute, hour, day and month boundary.
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 3, 31, 23, 59, 45).single().expect("a valid instant")
+}
+
+/// A process's clock reading as the `now` its tenant cores are given.
+fn instant(clock_ms: i64) -> DateTime<Utc> {
+    base() + chrono::Duration::milliseconds(clock_ms)
+}
+
+/// The tenants, the store's checkpoints of them, and the admissions counted for invariant 2.
+pub(crate) struct Tenants {
+    policy: Arc<Policy>,
+    records: Vec<TenantRecord>,
+    shards: Vec<ShardId>,
+    store: Vec<Option<Checkpoint>>,
+    /// (tenant, minute window start in epoch s) → requests admitted in it, by every process.
+    admitted: BTreeMap<(usize, i64), u64>,
+    /// The same, admitted by processes that crashed before a checkpoint held them.
+    crash_allowance: BTreeMap<(usize, i64), u64>,
+    /// Counts a checkpoint write took away from the store: a process writing out a core older
+    /// than what another owner wrote since (last writer wins), README.md, finding 10.
+    regression_allowance: BTreeMap<(usize, i64), u64>,
+    /// Whether invariant 2 allows for those (`SimConfig::allow_checkpoint_regressions`).
+    pub(crate) allow_regressions: bool,
+    /// The same, admitted by live processes that lost the tenant without a release (paused, cut
+    /// off from the table: their lease ran out) and not yet checkpointed when another process
+    /// started the tenant: lost to the new owner just as a crash's are (README.md, finding 9).
+    takeover_allowance: BTreeMap<(usize, i64), u64>,
+    /// Its own stream, so the tenant load leaves the cluster's random draws as they were.
+    rng: SimRng,
+}
+
+impl Tenants {
+    pub(crate) fn new(seed: u64) -> Self {
+        let limits = Limits {
+            requests_per_minute: PER_MINUTE,
+            requests_per_hour: 1_000_000,
+            requests_per_day: 1_000_000,
+            max_custom_servers: 1,
+            max_tool_invocations: 1_000_000,
+            max_storage_mb: 10,
+        };
+        let policy = Arc::new(Policy {
+            default_limits: limits,
+            default_features: Features { custom_servers: true, oauth: true, advanced_analytics: false },
+            plans: BTreeMap::from([(
+                "free".to_string(),
+                Plan { limits: LimitOverrides::default(), features: FeatureOverrides::default() },
+            )]),
+            default_plan: "free".into(),
+            rate_limits_enabled: true,
+        });
+        let records: Vec<TenantRecord> = (0..TENANTS)
+            .map(|index| TenantRecord {
+                id: TenantId::parse(&format!("tenant-{index}")).expect("a valid id"),
+                name: format!("Tenant {index}"),
+                email: None,
+                plan: "free".into(),
+                status: TenantStatus::Active,
+                limits: LimitOverrides::default(),
+                features: FeatureOverrides::default(),
+                security: Security::default(),
+                created_at: base(),
+                updated_at: base(),
+                keys: Vec::new(),
+            })
+            .collect();
+        let shards = records.iter().map(|record| shard_of(&record.id)).collect();
+        Self {
+            policy,
+            records,
+            shards,
+            store: vec![None; TENANTS],
+            admitted: BTreeMap::new(),
+            crash_allowance: BTreeMap::new(),
+            takeover_allowance: BTreeMap::new(),
+            regression_allowance: BTreeMap::new(),
+            allow_regressions: true,
+            rng: SimRng::new(seed ^ 0x7E5A_47D0_11AD_0FF5),
+        }
+    }
+}
+
+impl Tenants {
+    /// Writes a checkpoint, as the store does (it replaces the last one). Says whether that took
+    /// counts of the minute window away, and keeps how many.
+    fn save(&mut self, tenant: usize, checkpoint: Checkpoint) -> bool {
+        let new = checkpoint.windows[0];
+        let lost = match self.store[tenant].map(|old| old.windows[0]) {
+            Some(old) if old.start > new.start => Some((old.start, old.count)),
+            Some(old) if old.start == new.start && old.count > new.count => Some((old.start, old.count - new.count)),
+            _ => None,
+        };
+        self.store[tenant] = Some(checkpoint);
+        if let Some((window, lost)) = lost {
+            *self.regression_allowance.entry((tenant, window)).or_default() += lost;
+        }
+        lost.is_some()
+    }
+}
+
+/// One process's tenant actors: their cores, the hand-offs kept for them, and what each core
+/// admitted per minute window since its last checkpoint.
+#[derive(Default)]
+pub(crate) struct ProcessTenants {
+    cores: BTreeMap<usize, TenantCore>,
+    arrivals: BTreeMap<usize, TenantHandOff>,
+    unflushed: BTreeMap<(usize, i64), u64>,
+}
+
+impl ProcessTenants {
+    fn checkpointed(&mut self, tenant: usize) {
+        self.unflushed.retain(|(t, _), _| *t != tenant);
+    }
+}
+
+/// A request that passes every check but the rate windows (no key required, no quota).
+fn request() -> AdmissionRequest {
+    AdmissionRequest {
+        key: None,
+        key_required: false,
+        client_ip: IpAddr::from([10, 0, 0, 1]),
+        charge: None,
+        selection: false,
+    }
+}
+
+impl World {
+    /// A client sends a request for a random tenant to a random running process.
+    pub(crate) fn tenant_request(&mut self) -> Result<(), Box<Violation>> {
+        self.after(self.config.tenant_request_ms, Event::TenantRequest);
+        let running: Vec<usize> =
+            (0..self.processes.len()).filter(|&p| self.processes[p].life == Life::Running).collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        let tenant = self.tenants.rng.between(0, TENANTS as i64 - 1) as usize;
+        let process = running[self.tenants.rng.between(0, running.len() as i64 - 1) as usize];
+        self.counters.requests += 1;
+        let tenants = &mut self.tenants;
+        let state = &mut self.processes[process];
+        let clock = state.clock(self.now);
+        if state.ownership.state(tenants.shards[tenant], clock) != ShardState::Active {
+            return Ok(());
+        }
+        let now = instant(clock);
+        let mut started = false;
+        let core = match state.tenants.cores.entry(tenant) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let handed = state.tenants.arrivals.remove(&tenant).and_then(|hand_off| {
+                    TenantCore::from_hand_off(tenants.policy.clone(), hand_off, now).map(|core| core.expect("valid"))
+                });
+                let core = match handed {
+                    Some(core) => {
+                        self.counters.cores_from_hand_off += 1;
+                        core
+                    }
+                    None => {
+                        self.counters.cores_from_store += 1;
+                        let record = tenants.records[tenant].clone();
+                        let checkpoint = tenants.store[tenant];
+                        TenantCore::new(tenants.policy.clone(), record, checkpoint, UsageCounters::default(), now)
+                            .expect("a valid record")
+                    }
+                };
+                started = true;
+                let (label, checkpoint) = (state.label.clone(), tenants.store[tenant].map(|c| c.windows[0]));
+                self.trace.record(
+                    self.step,
+                    self.now,
+                    format_args!("{label} starts tenant-{tenant} (store checkpoint minute {checkpoint:?})"),
+                );
+                entry.insert(core)
+            }
+        };
+        let admission = core.admit(now, &request());
+        if started {
+            self.taken_over(ProcessId(process), tenant);
+        }
+        let tenants = &mut self.tenants;
+        let state = &mut self.processes[process];
+        if admission.verdict.is_err() {
+            self.counters.rate_limited += 1;
+            return Ok(());
+        }
+        self.counters.admitted += 1;
+        let minute = admission.rate.expect("rate limits are on").windows[0];
+        let window = minute.reset - 60;
+        *state.tenants.unflushed.entry((tenant, window)).or_default() += 1;
+        let admitted = tenants.admitted.entry((tenant, window)).or_default();
+        *admitted += 1;
+        let admitted = *admitted;
+        let allowance = tenants.crash_allowance.get(&(tenant, window)).copied().unwrap_or(0);
+        let takeover_allowance = tenants.takeover_allowance.get(&(tenant, window)).copied().unwrap_or(0);
+        let regressed = tenants.regression_allowance.get(&(tenant, window)).copied().unwrap_or(0);
+        let regressed = if tenants.allow_regressions { regressed } else { 0 };
+        if admitted > PER_MINUTE + allowance + takeover_allowance + regressed {
+            let by = format!("{} at its clock {} ms (view epoch {})", state.label, clock, state.ownership.epoch());
+            let broken = Broken::OverLimit {
+                tenant: tenants.records[tenant].id.as_str().to_string(),
+                window_start: chrono::DateTime::from_timestamp(window, 0)
+                    .map_or(window.to_string(), |t| t.to_rfc3339()),
+                admitted,
+                limit: PER_MINUTE,
+                crash_allowance: allowance,
+                takeover_allowance,
+                regression_allowance: regressed,
+                by,
+            };
+            return Err(self.violation(broken));
+        }
+        Ok(())
+    }
+
+    /// The tenant actors' tick: every running process writes its cores' checkpoints.
+    pub(crate) fn tenant_tick(&mut self) {
+        self.after(self.config.tenant_tick_ms, Event::TenantTick);
+        for state in self.processes.iter_mut().filter(|p| p.life == Life::Running) {
+            let tenants = &mut state.tenants;
+            for (&tenant, core) in tenants.cores.iter_mut() {
+                if let Some(checkpoint) = core.flush().checkpoint {
+                    self.counters.checkpoint_regressions += u64::from(self.tenants.save(tenant, checkpoint));
+                    self.trace.record(
+                        self.step,
+                        self.now,
+                        format_args!("{} writes tenant-{tenant}'s checkpoint {:?}", state.label, checkpoint.windows[0]),
+                    );
+                    tenants.unflushed.retain(|(t, _), _| *t != tenant);
+                }
+            }
+        }
+    }
+
+    /// `release_unowned` and `ship`: every core whose shard is not `Active` is written out and
+    /// dropped, and its hand-off sent to the shard's owner in this process's map.
+    pub(crate) fn release_tenants(&mut self, process: ProcessId) {
+        let state = &mut self.processes[process.0];
+        let clock = state.clock(self.now);
+        let now = instant(clock);
+        let shards = self.tenants.shards.clone();
+        let unowned: Vec<usize> = state
+            .tenants
+            .cores
+            .keys()
+            .copied()
+            .filter(|&t| state.ownership.state(shards[t], clock) != ShardState::Active)
+            .collect();
+        let epoch = state.ownership.epoch();
+        let mut sends = Vec::new();
+        for tenant in unowned {
+            let mut core = state.tenants.cores.remove(&tenant).expect("listed");
+            if let Some(checkpoint) = core.flush().checkpoint {
+                self.counters.checkpoint_regressions += u64::from(self.tenants.save(tenant, checkpoint));
+            }
+            state.tenants.checkpointed(tenant);
+            let hand_off = core.hand_off(now);
+            let label = state.label.clone();
+            self.trace.record(self.step, self.now, format_args!("{label} releases tenant-{tenant} (epoch {epoch})"));
+            let owner = state.ownership.map().owner(shards[tenant]).cloned();
+            let Some(owner) = owner.filter(|owner| *owner != state.id) else { continue };
+            let Some(machine) = state.links.get(&owner).cloned() else { continue };
+            sends.push((owner, machine, tenant, hand_off));
+        }
+        let from = state.machine.clone();
+        for (to, machine, tenant, hand_off) in sends {
+            self.counters.hand_offs_shipped += 1;
+            match self.network.send(&mut self.tenants.rng, &from, &machine) {
+                Send::Delivered(delays) => {
+                    for delay in delays {
+                        let event = Event::HandOffArrive {
+                            to: to.clone(),
+                            machine: machine.clone(),
+                            epoch,
+                            tenant,
+                            hand_off: Box::new(hand_off.clone()),
+                        };
+                        self.after(delay, event);
+                    }
+                }
+                Send::Lost | Send::Failed { .. } => self.counters.messages_lost += 1,
+            }
+        }
+    }
+
+    /// The router's `hand_off` handler: kept only for a shard still `Acquiring` in that view.
+    pub(crate) fn hand_off_arrive(
+        &mut self,
+        to: NodeId,
+        machine: String,
+        epoch: u64,
+        tenant: usize,
+        hand_off: Box<TenantHandOff>,
+    ) {
+        let target = (0..self.processes.len())
+            .find(|&p| self.processes[p].alive() && self.processes[p].machine == machine && self.processes[p].id == to);
+        let Some(target) = target else { return };
+        let state = &mut self.processes[target];
+        if let Life::Frozen { .. } = state.life {
+            state.deferred.push(Event::HandOffArrive { to, machine, epoch, tenant, hand_off });
+            return;
+        }
+        let clock = state.clock(self.now);
+        let acquiring = state.ownership.epoch() == epoch
+            && state.ownership.state(self.tenants.shards[tenant], clock) == ShardState::Acquiring;
+        if acquiring && !state.tenants.cores.contains_key(&tenant) {
+            self.counters.hand_offs_kept += 1;
+            state.tenants.arrivals.insert(tenant, *hand_off);
+        } else {
+            self.counters.hand_offs_refused += 1;
+        }
+    }
+
+    /// `forget_hand_offs`: a new view is being installed.
+    pub(crate) fn forget_hand_offs(&mut self, process: ProcessId) {
+        self.processes[process.0].tenants.arrivals.clear();
+    }
+
+    /// `activate_handed_over` at `AllActive`: the kept hand-offs become cores (if served here).
+    pub(crate) fn activate_handed_over(&mut self, process: ProcessId) {
+        let state = &mut self.processes[process.0];
+        let clock = state.clock(self.now);
+        let now = instant(clock);
+        let arrivals = std::mem::take(&mut state.tenants.arrivals);
+        let mut started = Vec::new();
+        for (tenant, hand_off) in arrivals {
+            if state.ownership.state(self.tenants.shards[tenant], clock) != ShardState::Active
+                || state.tenants.cores.contains_key(&tenant)
+            {
+                state.tenants.arrivals.insert(tenant, hand_off);
+                continue;
+            }
+            let core = match TenantCore::from_hand_off(self.tenants.policy.clone(), hand_off, now) {
+                Some(core) => {
+                    self.counters.cores_from_hand_off += 1;
+                    core.expect("a valid record")
+                }
+                None => {
+                    self.counters.cores_from_store += 1;
+                    let record = self.tenants.records[tenant].clone();
+                    let checkpoint = self.tenants.store[tenant];
+                    TenantCore::new(self.tenants.policy.clone(), record, checkpoint, UsageCounters::default(), now)
+                        .expect("a valid record")
+                }
+            };
+            state.tenants.cores.insert(tenant, core);
+            started.push(tenant);
+        }
+        for tenant in started {
+            self.taken_over(process, tenant);
+        }
+    }
+
+    /// `process` started `tenant`'s core: what the others admitted and had not checkpointed is
+    /// lost to it (they lost the tenant without a release: paused, or cut off from the table).
+    fn taken_over(&mut self, process: ProcessId, tenant: usize) {
+        for (index, state) in self.processes.iter_mut().enumerate() {
+            if index == process.0 {
+                continue;
+            }
+            let lost: Vec<((usize, i64), u64)> =
+                state.tenants.unflushed.iter().filter(|((t, _), _)| *t == tenant).map(|(k, v)| (*k, *v)).collect();
+            for (key, count) in lost {
+                *self.tenants.takeover_allowance.entry(key).or_default() += count;
+            }
+            state.tenants.checkpointed(tenant);
+        }
+    }
+
+    /// A graceful exit: every actor stops and writes its state out.
+    pub(crate) fn write_out_tenants(&mut self, process: ProcessId) {
+        let state = &mut self.processes[process.0];
+        for (tenant, mut core) in std::mem::take(&mut state.tenants.cores) {
+            if let Some(checkpoint) = core.flush().checkpoint {
+                self.counters.checkpoint_regressions += u64::from(self.tenants.save(tenant, checkpoint));
+            }
+        }
+        state.tenants = Default::default();
+    }
+
+    /// A crash: what the cores admitted since their last checkpoint is lost (the crash bound).
+    pub(crate) fn lose_tenants(&mut self, process: ProcessId) {
+        let state = std::mem::take(&mut self.processes[process.0].tenants);
+        for (key, count) in state.unflushed {
+            *self.tenants.crash_allowance.entry(key).or_default() += count;
+        }
+    }
+}
