@@ -51,6 +51,13 @@ pub struct WindowCount {
     pub count: u64,
 }
 
+impl WindowCount {
+    /// Of two counts of a window, the one of the later instance, or the larger of one instance.
+    pub fn latest(self, other: WindowCount) -> WindowCount {
+        std::cmp::max_by_key(self, other, |window| (window.start, window.count))
+    }
+}
+
 /// The state of one window as seen by a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowStatus {

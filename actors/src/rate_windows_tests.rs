@@ -143,3 +143,23 @@ proptest! {
         }
     }
 }
+
+fn window_count() -> impl Strategy<Value = WindowCount> {
+    (0i64..4, 0u64..5).prop_map(|(start, count)| WindowCount { start: T0 + start * 60, count })
+}
+
+proptest! {
+    /// Checkpoints written in any order, twice or late, leave the store with the same counts:
+    /// `latest` is a join (commutative, associative, idempotent) and never lowers a count.
+    #[test]
+    fn latest_window_counts_merge_in_any_order(a in window_count(), b in window_count(), c in window_count()) {
+        prop_assert_eq!(a.latest(b), b.latest(a));
+        prop_assert_eq!(a.latest(b).latest(c), a.latest(b.latest(c)));
+        prop_assert_eq!(a.latest(a), a);
+        let merged = a.latest(b);
+        prop_assert!(merged.start >= a.start && merged.start >= b.start);
+        if a.start == b.start {
+            prop_assert_eq!(merged.count, a.count.max(b.count));
+        }
+    }
+}

@@ -35,6 +35,18 @@ pub struct Checkpoint {
     pub windows: [WindowCount; 3],
 }
 
+impl Checkpoint {
+    /// What the store keeps when this checkpoint is written over `stored`: per window, the later
+    /// window, and of one window the larger count. A node that lost a tenant without releasing it
+    /// (paused past its lease) may write its stale counts after the next owner wrote newer ones;
+    /// they must not lower the store's, or the owner after that admits beyond the limit. Counts
+    /// only fall when a window ends, and a tenant deleted loses its checkpoint.
+    pub fn merged_over(self, stored: Option<&Checkpoint>) -> Checkpoint {
+        let Some(stored) = stored else { return self };
+        Checkpoint { windows: std::array::from_fn(|i| self.windows[i].latest(stored.windows[i])) }
+    }
+}
+
 /// Usage to add to one tenant's counters for one day (and so to that day's month).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageDelta {

@@ -438,15 +438,21 @@ fn add_counters<K: Key + 'static>(
     Ok(())
 }
 
-/// Saves checkpoints of tenants that exist now; a late checkpoint of a deleted tenant must not
-/// hand its old windows to a tenant created later under the same id.
+/// Saves checkpoints of tenants that exist now, merged over the stored ones
+/// ([`Checkpoint::merged_over`]); a late checkpoint of a deleted tenant must not hand its old
+/// windows to a tenant created later under the same id.
 fn save_checkpoints(txn: &WriteTransaction, checkpoints: &[(TenantId, Checkpoint)]) -> Result<(), StoreError> {
     let tenants = txn.open_table(TENANTS).backend()?;
     let mut saved = txn.open_table(CHECKPOINTS).backend()?;
     for (id, checkpoint) in checkpoints {
-        if tenants.get(id.as_str()).backend()?.is_some() {
-            saved.insert(id.as_str(), to_json(checkpoint)?.as_slice()).backend()?;
+        if tenants.get(id.as_str()).backend()?.is_none() {
+            continue;
         }
+        // An unreadable stored checkpoint is replaced rather than failing the whole batch.
+        let stored: Option<Checkpoint> =
+            saved.get(id.as_str()).backend()?.and_then(|stored| serde_json::from_slice(stored.value()).ok());
+        let merged = checkpoint.merged_over(stored.as_ref());
+        saved.insert(id.as_str(), to_json(&merged)?.as_slice()).backend()?;
     }
     Ok(())
 }

@@ -274,7 +274,10 @@ impl Store for RedisStore {
             }
         }
         for (id, checkpoint) in &batch.checkpoints {
-            invocation.key(self.keys.tenant(id)).key(self.keys.checkpoint(id)).arg(to_json(checkpoint)?);
+            invocation.key(self.keys.tenant(id)).key(self.keys.checkpoint(id));
+            for window in checkpoint.windows {
+                invocation.arg(window.start).arg(window.count);
+            }
         }
         // Last: the key that marks the batch applied (a retry after a lost answer is a no-op).
         match batch.id {

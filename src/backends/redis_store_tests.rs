@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use connectors_actors::audit::{AuditEvent, AuditResult};
+use connectors_actors::rate_windows::WindowCount;
 use connectors_actors::store::UsageDelta;
 use connectors_actors::tenant::{StoredKey, TenantStatus};
 use redis::AsyncCommands;
@@ -218,6 +219,43 @@ async fn unreadable_data_is_reported_as_corrupt() {
     let _: () = redis.set(store.keys.tenant_index(), "not a sorted set").await.unwrap();
     assert!(corrupt(store.create_tenant(&tenant("acme")).await));
     assert_eq!(store.tenant(&id("acme")).await.unwrap(), None, "the refused create wrote nothing");
+}
+
+/// The script merges checkpoints itself (`Checkpoint::merged_over`) and writes the JSON the
+/// adapter reads: real epoch seconds and large counts come back exactly; an unreadable stored
+/// checkpoint is replaced, one of the wrong type refuses the batch.
+#[tokio::test]
+async fn the_script_writes_merged_checkpoints_as_the_adapter_reads_them() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), PREFIX).await.unwrap();
+    let mut redis = raw(&server).await;
+    store.create_tenant(&tenant("acme")).await.unwrap();
+    let save =
+        |checkpoint: Checkpoint| Arc::new(Batch { checkpoints: vec![(id("acme"), checkpoint)], ..Default::default() });
+    let windows = |minute: i64, count: u64| Checkpoint {
+        windows: [
+            WindowCount { start: minute, count },
+            WindowCount { start: minute - minute % 3600, count: count + 1 },
+            WindowCount { start: minute - minute % 86_400, count: 1 << 40 },
+        ],
+    };
+
+    let _: () = redis.set(store.keys.checkpoint(&id("acme")), "{not json").await.unwrap();
+    store.commit(save(windows(1_798_761_660, 7))).await.unwrap();
+    assert_eq!(store.checkpoint(&id("acme")).await.unwrap(), Some(windows(1_798_761_660, 7)));
+    store.commit(save(windows(1_798_761_600, 2))).await.unwrap();
+    assert_eq!(store.checkpoint(&id("acme")).await.unwrap(), Some(windows(1_798_761_660, 7)), "an older minute");
+
+    let _: () = redis.del(store.keys.checkpoint(&id("acme"))).await.unwrap();
+    let _: () = redis.hset(store.keys.checkpoint(&id("acme")), "count", 1).await.unwrap();
+    let batch = Batch {
+        audit: vec![audit_event("acme", "r1")],
+        checkpoints: vec![(id("acme"), windows(1_798_761_720, 1))],
+        ..Default::default()
+    };
+    let result = store.commit(Arc::new(batch)).await;
+    assert!(matches!(&result, Err(StoreError::Corrupt(message)) if message.contains("checkpoint")), "{result:?}");
+    assert_eq!(store.audit(&id("acme"), &all_events()).await.unwrap().events, vec![], "nothing of the batch written");
 }
 
 #[test]

@@ -41,6 +41,7 @@ macro_rules! store_contract_tests {
             tenant_pages_see_every_match_once_with_totals,
             commits_sum_usage_by_day_and_by_month,
             checkpoints_are_saved_only_for_existing_tenants,
+            a_stale_checkpoint_never_lowers_the_counts,
             audit_pages_never_repeat_or_skip_equal_timestamps,
             audit_filters_by_time_and_action_across_pages,
             meta_round_trips,
@@ -395,6 +396,46 @@ pub async fn checkpoints_are_saved_only_for_existing_tenants(fixture: &dyn Fixtu
 
     store.create_tenant(&active("ghost", vec![])).await.unwrap();
     assert_eq!(store.checkpoint(&id("ghost")).await.unwrap(), None, "a new tenant inherits no windows");
+}
+
+/// A node that lost a tenant without releasing it (paused past its lease) may write its old
+/// counts after the next owner wrote newer ones: the store keeps the later window, and of one
+/// window the larger count, or the owner after that would admit beyond the limit.
+pub async fn a_stale_checkpoint_never_lowers_the_counts(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    store.create_tenant(&active("acme", vec![])).await.unwrap();
+    let save = |checkpoint: Checkpoint| Batch { checkpoints: vec![(id("acme"), checkpoint)], ..Default::default() };
+
+    store.commit(Arc::new(save(checkpoint(5)))).await.unwrap();
+    store.commit(Arc::new(save(checkpoint(3)))).await.unwrap();
+    assert_eq!(store.checkpoint(&id("acme")).await.unwrap(), Some(checkpoint(5)), "a lower count of one window");
+
+    let next_minute = Checkpoint {
+        windows: [
+            WindowCount { start: 120, count: 1 },
+            WindowCount { start: 3600, count: 4 },
+            WindowCount { start: 0, count: 6 },
+        ],
+    };
+    store.commit(Arc::new(save(next_minute))).await.unwrap();
+    let expected = Checkpoint {
+        windows: [
+            WindowCount { start: 120, count: 1 },
+            WindowCount { start: 3600, count: 5 },
+            WindowCount { start: 0, count: 6 },
+        ],
+    };
+    assert_eq!(store.checkpoint(&id("acme")).await.unwrap(), Some(expected), "per window: later, else larger");
+
+    store.commit(Arc::new(save(checkpoint(9)))).await.unwrap();
+    let expected = Checkpoint {
+        windows: [
+            WindowCount { start: 120, count: 1 },
+            WindowCount { start: 3600, count: 9 },
+            WindowCount { start: 0, count: 9 },
+        ],
+    };
+    assert_eq!(store.checkpoint(&id("acme")).await.unwrap(), Some(expected), "an ended window never comes back");
 }
 
 pub async fn audit_pages_never_repeat_or_skip_equal_timestamps(fixture: &dyn Fixture) {

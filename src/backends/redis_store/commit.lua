@@ -1,4 +1,6 @@
--- Commits one batch: appends audit events, adds usage, saves checkpoints of existing tenants.
+-- Commits one batch: appends audit events, adds usage, saves checkpoints of existing tenants
+-- merged over the stored ones (per window the later instance, of one instance the larger count:
+-- `Checkpoint::merged_over`), so a stale checkpoint never lowers the counts.
 -- Everything is read and checked before the first write, because a script that fails half way
 -- keeps what it wrote; once writing starts, nothing it does can fail on our data.
 --
@@ -8,7 +10,7 @@
 --   ARGV: event count, delta count, checkpoint count, the gauge field (merged with max);
 --         per event: 8-byte time prefix followed by the encoded event;
 --         per delta: day score, day member, gauge value, pair count, then (field, increment) pairs;
---         per checkpoint: its JSON;
+--         per checkpoint: start and count of its minute, hour and day windows (six numbers);
 --         last: how many seconds to remember the batch as applied, 0 when it has no id; with an id,
 --         the last KEY marks the batch applied, and a batch found marked is not applied again
 --         (its commit is retried when the answer to the first was lost).
@@ -49,7 +51,11 @@ for i = 1, n_deltas do
 end
 local checkpoints = {}
 for i = 1, n_checkpoints do
-  checkpoints[i] = { record = next_key(), key = next_key(), json = next_arg() }
+  local checkpoint = { record = next_key(), key = next_key(), windows = {} }
+  for w = 1, 3 do
+    checkpoint.windows[w] = { start = tonumber(next_arg()), count = tonumber(next_arg()) }
+  end
+  checkpoints[i] = checkpoint
 end
 
 -- Check.
@@ -59,6 +65,9 @@ if n_events > 0 then
 end
 for _, event in ipairs(events) do
   if not has_type(event.log, 'zset') then return corrupt(event.log .. ' is not a sorted set') end
+end
+for _, checkpoint in ipairs(checkpoints) do
+  if not has_type(checkpoint.key, 'string') then return corrupt(checkpoint.key .. ' is not a string') end
 end
 for _, delta in ipairs(deltas) do
   if not has_type(delta.days, 'zset') then return corrupt(delta.days .. ' is not a sorted set') end
@@ -98,11 +107,32 @@ for _, delta in ipairs(deltas) do
     end
   end
 end
+-- The stored windows, or nil when there are none or they are unreadable (then replaced).
+local function stored_windows(key)
+  local json = redis.call('GET', key)
+  if not json then return nil end
+  local ok, decoded = pcall(cjson.decode, json)
+  if not ok or type(decoded) ~= 'table' or type(decoded.windows) ~= 'table' then return nil end
+  return decoded.windows
+end
+local function later(stored, new)
+  if type(stored) ~= 'table' or type(stored.start) ~= 'number' or type(stored.count) ~= 'number' then
+    return new
+  end
+  if stored.start > new.start or (stored.start == new.start and stored.count > new.count) then return stored end
+  return new
+end
 -- A late checkpoint of a deleted tenant must not hand its windows to a tenant created later
--- under the same id.
+-- under the same id. Written as `Checkpoint` serializes to JSON.
 for _, checkpoint in ipairs(checkpoints) do
   if redis.call('EXISTS', checkpoint.record) == 1 then
-    redis.call('SET', checkpoint.key, checkpoint.json)
+    local stored = stored_windows(checkpoint.key) or {}
+    local windows = {}
+    for w, new in ipairs(checkpoint.windows) do
+      local kept = later(stored[w], new)
+      windows[w] = string.format('{"start":%d,"count":%d}', kept.start, kept.count)
+    end
+    redis.call('SET', checkpoint.key, '{"windows":[' .. table.concat(windows, ',') .. ']}')
   end
 end
 if committed then redis.call('SET', committed, '1', 'EX', remember) end
