@@ -9,13 +9,15 @@ mod common;
 mod redis_server;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use cluster_common::{COOKIE, Cluster, start_node, start_node_at, wait_converged};
+use cluster_common::{COOKIE, Cluster, start_node, start_node_as, start_node_at, wait_converged};
 use common::{Gateway, eventually, metric};
+use redis_server::RedisServer;
 use connectors_actors::tenant::TenantId;
 use connectors_cluster::shard_map::{NodeId, ShardMap};
 use reqwest::Method;
@@ -338,6 +340,44 @@ async fn a_rolling_restart_under_load_answers_every_request_and_counts_every_adm
     check_usage(&cluster.nodes[0], &tenants, &admitted).await;
 }
 
+/// A rolling upgrade from the baseline release (`.ci/baseline-rev`, the last version that
+/// landed; `.ci/run` builds it and sets `CONNECTORS_BASELINE_BIN`) to this build: the two
+/// versions serve side by side while the nodes are replaced one by one, with the checks of the
+/// rolling restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_upgrade_from_the_baseline_release_answers_every_request_and_counts_every_admission() {
+    let Some(baseline) = std::env::var_os("CONNECTORS_BASELINE_BIN").map(PathBuf::from) else {
+        eprintln!("skipped: CONNECTORS_BASELINE_BIN is not set (.ci/run builds the baseline release)");
+        return;
+    };
+    let redis = RedisServer::start_persistent();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(start_node_as(&baseline, &redis, &format!("node-{i}"), COOKIE).await);
+    }
+    let mut cluster = Cluster { redis, nodes };
+    cluster.wait_converged(3, READY_TIMEOUT).await;
+    let tenants = tenants_for_load(&cluster.nodes, "upgrade").await;
+    let rotation = Rotation::new(3);
+    for (slot, node) in cluster.nodes.iter().enumerate() {
+        rotation.add(slot, node);
+    }
+    let load = Load::start(&rotation, &tenants);
+    tokio::time::sleep(STEP_LOAD).await;
+    for slot in 0..3 {
+        stop_out_of_rotation(&rotation, slot, &mut cluster.nodes[slot]).await;
+        cluster.nodes[slot].start_again_as(Path::new(env!("CARGO_BIN_EXE_connectors"))).await;
+        cluster.nodes[slot].wait_ready(READY_TIMEOUT).await;
+        eprintln!("node slot {slot} runs this build");
+        rotation.add(slot, &cluster.nodes[slot]);
+        tokio::time::sleep(STEP_LOAD).await;
+    }
+    cluster.wait_converged(3, READY_TIMEOUT).await;
+    let outcomes = load.finish().await;
+    let admitted = check_answers(&outcomes, &tenants);
+    check_usage(&cluster.nodes[0], &tenants, &admitted).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_out_and_in_under_load_answers_every_request_and_counts_every_admission() {
     let mut cluster = Cluster::start(2).await;
@@ -558,7 +598,7 @@ fn ids_owned_by(owner: &str, prefix: &str, count: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_from_redis_stops_admitting_before_its_shards_move() {
-    let redis = redis_server::RedisServer::start_persistent();
+    let redis = RedisServer::start_persistent();
     let proxy = CuttableProxy::start(redis.port()).await;
     let nodes = vec![
         start_node(&redis, "node-0", COOKIE).await,
@@ -752,7 +792,7 @@ async fn a_node_cut_off_from_redis_stops_admitting_before_its_shards_move() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_whose_reply_is_lost_is_applied_once() {
-    let redis = redis_server::RedisServer::start_persistent();
+    let redis = RedisServer::start_persistent();
     let proxy = CuttableProxy::start(redis.port()).await;
     let url = proxy.url();
     let node = Gateway::start(

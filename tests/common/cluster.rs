@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -38,16 +39,25 @@ pub(crate) async fn start_node(redis: &RedisServer, name: &str, cookie: &str) ->
 
 /// Like [`start_node`], with the Redis URL given (e.g. through a proxy) and extra environment.
 pub(crate) async fn start_node_at(redis_url: &str, name: &str, cookie: &str, extra_env: &[(&str, &str)]) -> Gateway {
-    let listen = "127.0.0.1:0".to_string();
-    let mut env = vec![
-        ("REDIS_URL", redis_url),
-        ("CONNECTORS_NODE_ID", name),
-        ("CONNECTORS_CLUSTER_LISTEN", listen.as_str()),
-        ("CONNECTORS_CLUSTER_COOKIE", cookie),
-        ("CONNECTORS_MASTER_KEY", MASTER_KEY),
-    ];
+    let mut env = node_env(redis_url, name, cookie);
     env.extend_from_slice(extra_env);
     Gateway::start(CLUSTER_CONFIG, &env).await
+}
+
+/// Like [`start_node`], running `binary` (another build of the gateway).
+pub(crate) async fn start_node_as(binary: &Path, redis: &RedisServer, name: &str, cookie: &str) -> Gateway {
+    let redis_url = redis.url();
+    Gateway::start_as(binary, CLUSTER_CONFIG, &node_env(&redis_url, name, cookie)).await
+}
+
+fn node_env<'a>(redis_url: &'a str, name: &'a str, cookie: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("REDIS_URL", redis_url),
+        ("CONNECTORS_NODE_ID", name),
+        ("CONNECTORS_CLUSTER_LISTEN", "127.0.0.1:0"),
+        ("CONNECTORS_CLUSTER_COOKIE", cookie),
+        ("CONNECTORS_MASTER_KEY", MASTER_KEY),
+    ]
 }
 
 /// Every node given is ready and sees the same `size` nodes, all `up`, in the same epoch, and

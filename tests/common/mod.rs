@@ -291,6 +291,8 @@ pub(crate) struct Gateway {
     admin_key_env: Option<String>,
     /// The key admin requests carry.
     admin_key: String,
+    /// The program run: this build's `connectors` unless another build was chosen.
+    binary: PathBuf,
 }
 
 impl Gateway {
@@ -306,6 +308,15 @@ impl Gateway {
         extra_env: &[(&str, &str)],
         admin_key: Option<&str>,
     ) -> Gateway {
+        Self::launch(Path::new(BIN), config_yaml, extra_env, admin_key).await
+    }
+
+    /// Like [`Gateway::start`], running `binary` (another build of the gateway).
+    pub(crate) async fn start_as(binary: &Path, config_yaml: &str, extra_env: &[(&str, &str)]) -> Gateway {
+        Self::launch(binary, config_yaml, extra_env, Some(ADMIN_KEY)).await
+    }
+
+    async fn launch(binary: &Path, config_yaml: &str, extra_env: &[(&str, &str)], admin_key: Option<&str>) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         let config_path = dir.path().join("config.yaml");
@@ -320,6 +331,7 @@ impl Gateway {
             client,
             admin_key_env: admin_key.map(str::to_string),
             admin_key: admin_key.unwrap_or("<unknown>").to_string(),
+            binary: binary.to_path_buf(),
         };
         gateway.spawn().await;
         gateway
@@ -331,7 +343,7 @@ impl Gateway {
         let log = |name: &str| {
             OpenOptions::new().create(true).append(true).open(self.dir.path().join(name)).expect("log file")
         };
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&self.binary);
         command
             .arg("serve")
             .arg("--listen")
@@ -696,6 +708,12 @@ impl Gateway {
     /// Starts the process again after [`Gateway::stop_graceful`], same data dir and config
     /// (on a new port).
     pub(crate) async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
+    /// Like [`Gateway::start_again`], running `binary` (another build of the gateway).
+    pub(crate) async fn start_again_as(&mut self, binary: &Path) {
+        self.binary = binary.to_path_buf();
         self.spawn().await;
     }
 }
