@@ -672,7 +672,7 @@ impl RegionHandler for ShardRouter {
     }
 
     async fn hand_off(&self, payload: Vec<u8>) -> Vec<u8> {
-        let answer = match wire::decode::<HandOffBatch>(&payload) {
+        let answer = match wire::decode_hand_offs(&payload) {
             Ok(batch) => {
                 // The sender moved to the view first: read it too before deciding.
                 self.catch_up(batch.epoch).await;

@@ -159,7 +159,7 @@ impl Links {
     }
 
     pub async fn hand_off(&self, node: &NodeId, batch: &HandOffBatch) -> Result<HandOffAnswer, LinkError> {
-        self.request(node, batch, RegionMsg::HandOff).await
+        self.request_encoded(node, wire::encode_hand_offs(batch), RegionMsg::HandOff).await
     }
 
     async fn request<Q, A>(
@@ -172,10 +172,18 @@ impl Links {
         Q: Serialize,
         A: DeserializeOwned,
     {
+        self.request_encoded(node, wire::encode(question), variant).await
+    }
+
+    async fn request_encoded<A: DeserializeOwned>(
+        &self,
+        node: &NodeId,
+        payload: Vec<u8>,
+        variant: fn(Vec<u8>, ractor::RpcReplyPort<Vec<u8>>) -> RegionMsg,
+    ) -> Result<A, LinkError> {
         let peer = self.peers.get(node).map(|p| p.clone()).ok_or_else(|| LinkError::NotConnected(node.clone()))?;
         let region = self.region(node, &peer)?;
         let _permit = peer.in_flight.try_acquire().map_err(|_| LinkError::Overloaded(node.clone()))?;
-        let payload = wire::encode(question);
         match region.call(|reply| variant(payload, reply), Some(self.config.deadline)).await {
             Ok(CallResult::Success(bytes)) => {
                 wire::decode(&bytes).map_err(|error| LinkError::Wire { node: node.clone(), error })

@@ -4,13 +4,17 @@
 //! old and new nodes interoperate during a rolling upgrade: a field added in a newer version is
 //! ignored by older readers and defaults for newer ones. A reader refuses versions it does not
 //! know instead of misreading them.
+//!
+//! Hand-offs, the one bulk payload (thousands of tenants in a drain), are written compactly
+//! instead: version [`HAND_OFF_COMPACT_VERSION`], postcard. A node of a version that does not
+//! read it keeps nothing and its tenants start from the store; version 1 (JSON) is still read.
 
 use std::sync::Arc;
 
 use connectors_actors::admission::{Admission, TenantSnapshot};
 use connectors_actors::audit::AuditEvent;
 use connectors_actors::hand_off::TenantHandOff;
-use connectors_actors::rate_windows::RateStatus;
+use connectors_actors::rate_windows::{RateStatus, WindowCount};
 use connectors_actors::supervisor::DirectoryError;
 use connectors_actors::tenant::{Features, Limits, TenantId, TenantRecord};
 use connectors_actors::tenant_call::{TenantCall, TenantReply};
@@ -149,6 +153,65 @@ pub enum ReleaseAnswer {
 pub struct HandOffBatch {
     pub epoch: u64,
     pub tenants: Vec<TenantHandOff>,
+}
+
+/// The payload version of a compact [`HandOffBatch`] ([`encode_hand_offs`]): apart from the
+/// versions of JSON payloads, which count up from 1, so that no reader takes one for the other.
+pub const HAND_OFF_COMPACT_VERSION: u16 = 0x0100;
+
+/// A [`HandOffBatch`] as postcard writes it: numbers as varints and no field names. The tenant
+/// record stays JSON inside, because its optional fields are left out when empty, which only a
+/// self-describing format can read back.
+#[derive(Serialize, Deserialize)]
+struct CompactHandOffBatch {
+    epoch: u64,
+    tenants: Vec<CompactHandOff>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CompactHandOff {
+    record: Vec<u8>,
+    windows: [WindowCount; 3],
+    month: Month,
+    usage: UsageCounters,
+}
+
+/// A hand-off batch in the compact form.
+pub fn encode_hand_offs(batch: &HandOffBatch) -> Vec<u8> {
+    let tenants = batch
+        .tenants
+        .iter()
+        .map(|tenant| CompactHandOff {
+            // Serializing a record to JSON cannot fail (string keys, no non-finite floats).
+            record: serde_json::to_vec(&tenant.record).unwrap_or_default(),
+            windows: tenant.windows,
+            month: tenant.month,
+            usage: tenant.usage,
+        })
+        .collect();
+    let compact = CompactHandOffBatch { epoch: batch.epoch, tenants };
+    let header = || HAND_OFF_COMPACT_VERSION.to_be_bytes().to_vec();
+    // Extending a Vec cannot fail.
+    postcard::to_extend(&compact, header()).unwrap_or_else(|_| header())
+}
+
+/// A hand-off batch in either form: compact, or JSON (version 1, from older nodes).
+pub fn decode_hand_offs(bytes: &[u8]) -> Result<HandOffBatch, WireError> {
+    let (version, body) = bytes.split_first_chunk::<2>().ok_or(WireError::Truncated)?;
+    if u16::from_be_bytes(*version) != HAND_OFF_COMPACT_VERSION {
+        return decode(bytes);
+    }
+    let undecodable = |error: &dyn std::fmt::Display| WireError::Undecodable(error.to_string());
+    let compact: CompactHandOffBatch = postcard::from_bytes(body).map_err(|e| undecodable(&e))?;
+    let tenants = compact
+        .tenants
+        .into_iter()
+        .map(|tenant| {
+            let record = serde_json::from_slice(&tenant.record).map_err(|e| undecodable(&e))?;
+            Ok(TenantHandOff { record, windows: tenant.windows, month: tenant.month, usage: tenant.usage })
+        })
+        .collect::<Result<_, WireError>>()?;
+    Ok(HandOffBatch { epoch: compact.epoch, tenants })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,6 +365,50 @@ mod tests {
     fn a_record_left_out_but_not_held_is_refused_not_invented() {
         let answer = TenantAnswer::to_sender(Ok(admitted(record("Acme"))), Some(record("Acme").fingerprint()));
         assert!(matches!(answer.into_reply(None), Err(Refusal::Unavailable(_))));
+    }
+
+    fn hand_offs(count: u64) -> HandOffBatch {
+        let now = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        let tenants = (0..count)
+            .map(|i| TenantHandOff {
+                record: record(&format!("Tenant {i}")),
+                windows: [
+                    WindowCount { start: 1_790_000_000, count: i },
+                    WindowCount { start: 1_789_999_200, count: 40 * i },
+                    WindowCount { start: 1_789_948_800, count: 900 * i },
+                ],
+                month: Month::of(now),
+                usage: UsageCounters { requests: 1_000 + i, api_calls: 990 + i, rate_limited: 10, ..Default::default() },
+            })
+            .collect();
+        HandOffBatch { epoch: 12, tenants }
+    }
+
+    #[test]
+    fn hand_offs_travel_compactly_and_older_json_ones_still_decode() {
+        let batch = hand_offs(50);
+        let compact = encode_hand_offs(&batch);
+        assert_eq!(compact[..2], HAND_OFF_COMPACT_VERSION.to_be_bytes());
+        let decoded = decode_hand_offs(&compact).unwrap();
+        assert_eq!((decoded.epoch, &decoded.tenants), (12, &batch.tenants));
+
+        // What a node of version 1 sends is read as before.
+        let json = encode(&batch);
+        let decoded = decode_hand_offs(&json).unwrap();
+        assert_eq!((decoded.epoch, &decoded.tenants), (12, &batch.tenants));
+        assert!(compact.len() * 10 < json.len() * 7, "compact {} bytes, JSON {} bytes", compact.len(), json.len());
+    }
+
+    #[test]
+    fn a_damaged_compact_hand_off_is_refused_not_misread() {
+        let compact = encode_hand_offs(&hand_offs(3));
+        for cut in [3, compact.len() / 2, compact.len() - 1] {
+            assert!(matches!(decode_hand_offs(&compact[..cut]), Err(WireError::Undecodable(_))), "cut at {cut}");
+        }
+        assert_eq!(decode_hand_offs(&[0]).err(), Some(WireError::Truncated));
+        let mut newer = compact.clone();
+        newer[..2].copy_from_slice(&(HAND_OFF_COMPACT_VERSION + 1).to_be_bytes());
+        assert_eq!(decode_hand_offs(&newer).err(), Some(WireError::UnsupportedVersion(HAND_OFF_COMPACT_VERSION + 1)));
     }
 
     #[test]
