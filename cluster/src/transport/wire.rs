@@ -378,7 +378,12 @@ mod tests {
                     WindowCount { start: 1_789_948_800, count: 900 * i },
                 ],
                 month: Month::of(now),
-                usage: UsageCounters { requests: 1_000 + i, api_calls: 990 + i, rate_limited: 10, ..Default::default() },
+                usage: UsageCounters {
+                    requests: 1_000 + i,
+                    api_calls: 990 + i,
+                    rate_limited: 10,
+                    ..Default::default()
+                },
             })
             .collect();
         HandOffBatch { epoch: 12, tenants }
