@@ -37,8 +37,8 @@ pub struct Counters {
     pub hand_offs_shipped: u64,
     pub hand_offs_kept: u64,
     pub hand_offs_refused: u64,
-    /// Checkpoint writes that took counts away from the store (finding 10).
-    pub checkpoint_regressions: u64,
+    /// Stale checkpoint writes whose lower counts the store's merge kept out (finding 10).
+    pub stale_checkpoints_kept_out: u64,
 }
 
 /// A process began serving the shards it had been acquiring (an `AllActive` effect).
@@ -98,7 +98,6 @@ pub enum Broken {
         limit: u64,
         crash_allowance: u64,
         takeover_allowance: u64,
-        regression_allowance: u64,
         by: String,
     },
 }
@@ -135,21 +134,12 @@ impl fmt::Display for Broken {
             Broken::TwoActive { shard, first, second } => {
                 write!(f, "invariant 1 broken: shard {shard} is Active on two nodes at once:\n  {first}\n  {second}")
             }
-            Broken::OverLimit {
-                tenant,
-                window_start,
-                admitted,
-                limit,
-                crash_allowance,
-                takeover_allowance,
-                regression_allowance,
-                by,
-            } => {
+            Broken::OverLimit { tenant, window_start, admitted, limit, crash_allowance, takeover_allowance, by } => {
                 write!(
                     f,
                     "invariant 2 broken: tenant {tenant} admitted {admitted} requests in the minute from {window_start} \
-                     (limit {limit}, crash allowance {crash_allowance}, takeover allowance {takeover_allowance}, \
-                     stale checkpoint allowance {regression_allowance}); the last by {by}"
+                     (limit {limit}, crash allowance {crash_allowance}, takeover allowance {takeover_allowance}); \
+                     the last by {by}"
                 )
             }
             Broken::NotLive { quiet_since_ms, state } => {

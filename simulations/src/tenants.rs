@@ -15,9 +15,8 @@
 //!    requests admitted by every process together never exceed the limit plus what crashed
 //!    processes had admitted in it since their last checkpoint (the crash bound), plus what live
 //!    processes that lost the tenant without a release (paused, cut off) had admitted and not
-//!    checkpointed when another process started it (the takeover bound: README.md, finding 9),
-//!    plus, unless `SimConfig::allow_checkpoint_regressions` is off, what stale checkpoint writes
-//!    took away from the store (finding 10, open). Checked after every admission.
+//!    checkpointed when another process started it (the takeover bound: README.md, finding 9).
+//!    Checked after every admission.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -67,11 +66,6 @@ pub(crate) struct Tenants {
     admitted: BTreeMap<(usize, i64), u64>,
     /// The same, admitted by processes that crashed before a checkpoint held them.
     crash_allowance: BTreeMap<(usize, i64), u64>,
-    /// Counts a checkpoint write took away from the store: a process writing out a core older
-    /// than what another owner wrote since (last writer wins), README.md, finding 10.
-    regression_allowance: BTreeMap<(usize, i64), u64>,
-    /// Whether invariant 2 allows for those (`SimConfig::allow_checkpoint_regressions`).
-    pub(crate) allow_regressions: bool,
     /// The same, admitted by live processes that lost the tenant without a release (paused, cut
     /// off from the table: their lease ran out) and not yet checkpointed when another process
     /// started the tenant: lost to the new owner just as a crash's are (README.md, finding 9).
@@ -124,28 +118,18 @@ impl Tenants {
             admitted: BTreeMap::new(),
             crash_allowance: BTreeMap::new(),
             takeover_allowance: BTreeMap::new(),
-            regression_allowance: BTreeMap::new(),
-            allow_regressions: true,
             rng: SimRng::new(seed ^ 0x7E5A_47D0_11AD_0FF5),
         }
     }
 }
 
 impl Tenants {
-    /// Writes a checkpoint, as the store does (it replaces the last one). Says whether that took
-    /// counts of the minute window away, and keeps how many.
+    /// Writes a checkpoint as the store does: merged over the stored one (finding 10). Says
+    /// whether the merge kept counts the checkpoint would have lowered (a stale write).
     fn save(&mut self, tenant: usize, checkpoint: Checkpoint) -> bool {
-        let new = checkpoint.windows[0];
-        let lost = match self.store[tenant].map(|old| old.windows[0]) {
-            Some(old) if old.start > new.start => Some((old.start, old.count)),
-            Some(old) if old.start == new.start && old.count > new.count => Some((old.start, old.count - new.count)),
-            _ => None,
-        };
-        self.store[tenant] = Some(checkpoint);
-        if let Some((window, lost)) = lost {
-            *self.regression_allowance.entry((tenant, window)).or_default() += lost;
-        }
-        lost.is_some()
+        let merged = checkpoint.merged_over(self.store[tenant].as_ref());
+        self.store[tenant] = Some(merged);
+        merged != checkpoint
     }
 }
 
@@ -243,9 +227,7 @@ impl World {
         let admitted = *admitted;
         let allowance = tenants.crash_allowance.get(&(tenant, window)).copied().unwrap_or(0);
         let takeover_allowance = tenants.takeover_allowance.get(&(tenant, window)).copied().unwrap_or(0);
-        let regressed = tenants.regression_allowance.get(&(tenant, window)).copied().unwrap_or(0);
-        let regressed = if tenants.allow_regressions { regressed } else { 0 };
-        if admitted > PER_MINUTE + allowance + takeover_allowance + regressed {
+        if admitted > PER_MINUTE + allowance + takeover_allowance {
             let by = format!("{} at its clock {} ms (view epoch {})", state.label, clock, state.ownership.epoch());
             let broken = Broken::OverLimit {
                 tenant: tenants.records[tenant].id.as_str().to_string(),
@@ -255,7 +237,6 @@ impl World {
                 limit: PER_MINUTE,
                 crash_allowance: allowance,
                 takeover_allowance,
-                regression_allowance: regressed,
                 by,
             };
             return Err(self.violation(broken));
@@ -270,7 +251,7 @@ impl World {
             let tenants = &mut state.tenants;
             for (&tenant, core) in tenants.cores.iter_mut() {
                 if let Some(checkpoint) = core.flush().checkpoint {
-                    self.counters.checkpoint_regressions += u64::from(self.tenants.save(tenant, checkpoint));
+                    self.counters.stale_checkpoints_kept_out += u64::from(self.tenants.save(tenant, checkpoint));
                     self.trace.record(
                         self.step,
                         self.now,
@@ -301,7 +282,7 @@ impl World {
         for tenant in unowned {
             let mut core = state.tenants.cores.remove(&tenant).expect("listed");
             if let Some(checkpoint) = core.flush().checkpoint {
-                self.counters.checkpoint_regressions += u64::from(self.tenants.save(tenant, checkpoint));
+                self.counters.stale_checkpoints_kept_out += u64::from(self.tenants.save(tenant, checkpoint));
             }
             state.tenants.checkpointed(tenant);
             let hand_off = core.hand_off(now);
@@ -422,7 +403,7 @@ impl World {
         let state = &mut self.processes[process.0];
         for (tenant, mut core) in std::mem::take(&mut state.tenants.cores) {
             if let Some(checkpoint) = core.flush().checkpoint {
-                self.counters.checkpoint_regressions += u64::from(self.tenants.save(tenant, checkpoint));
+                self.counters.stale_checkpoints_kept_out += u64::from(self.tenants.save(tenant, checkpoint));
             }
         }
         state.tenants = Default::default();

@@ -46,9 +46,6 @@ pub struct SimConfig {
     pub tenant_request_ms: i64,
     /// The tenant actors' tick (`gateway.tickMillis`): checkpoints are written this often.
     pub tenant_tick_ms: i64,
-    /// Invariant 2 allows for the counts a stale checkpoint write took away from the store
-    /// (README.md, finding 10, open). Off: such a run breaks invariant 2.
-    pub allow_checkpoint_regressions: bool,
 }
 
 impl Default for SimConfig {
@@ -68,7 +65,6 @@ impl Default for SimConfig {
             trace_lines: 80,
             tenant_request_ms: 20,
             tenant_tick_ms: 1_000,
-            allow_checkpoint_regressions: true,
         }
     }
 }
@@ -265,7 +261,6 @@ impl World {
         }
         world.schedule(scenario.quiet_from_ms, Event::QuietStart);
         world.schedule(config.sweep_ms, Event::Sweep);
-        world.tenants.allow_regressions = config.allow_checkpoint_regressions;
         if config.tenant_request_ms > 0 {
             world.schedule(config.tenant_request_ms, Event::TenantRequest);
             world.schedule(config.tenant_tick_ms, Event::TenantTick);
