@@ -40,7 +40,7 @@ fn render(view: &Value) -> String {
         .iter()
         .filter(|node| node["status"] == "up")
         .filter_map(|node| node["id"].as_str())
-        .map(|id| NodeId::from(id));
+        .map(NodeId::from);
     let placement = ShardMap::new(epoch, owners);
     let mut out = String::new();
     let _ = writeln!(
@@ -48,7 +48,7 @@ fn render(view: &Value) -> String {
         "asked node: {}   view epoch: {epoch}   shards: {SHARDS}",
         view["nodeId"].as_str().unwrap_or("?")
     );
-    let _ = writeln!(out, "{:<24} {:<9} {:>6}  {:<22} {}", "NODE", "STATUS", "SHARDS", "HTTP", "CLUSTER");
+    let _ = writeln!(out, "{:<24} {:<9} {:>6}  {:<22} CLUSTER", "NODE", "STATUS", "SHARDS", "HTTP");
     for node in &nodes {
         let id = node["id"].as_str().unwrap_or("?");
         let _ = writeln!(

@@ -508,6 +508,7 @@ async fn drive_ownership(router: std::sync::Weak<ShardRouter>) {
     }
 }
 
+#[expect(clippy::large_enum_variant, reason = "a return value that lives briefly; boxing would allocate per request")]
 enum Forwarded {
     Answer(Result<TenantReply, RouteError>),
     /// The owner in this node's view does not serve the tenant (yet); nothing was admitted.
