@@ -1,6 +1,7 @@
 //! End to end, a node draining on SIGTERM hands its tenants to the node that owns them next with
 //! their live state: rate windows and usage continue exactly, and an OAuth refresh that is out
-//! ends with the rotated token stored and the refresh token sent once.
+//! ends with the rotated token stored and the refresh token sent once. And a refresh another
+//! process started (a node that resumed after losing the tenant) is never sent again.
 
 mod common;
 #[path = "common/redis_server.rs"]
@@ -187,4 +188,47 @@ async fn a_refresh_in_flight_during_a_hand_off_ends_with_the_rotated_token_store
     // node-0 now owns the tenant and holds the rotated token: its next refresh would send it.
     let view = stays.admin(Method::GET, "/cluster", None).await.json();
     assert_eq!(view["shards"]["owned"], 1024, "{view}");
+}
+
+/// A node paused past its lease may resume holding the actor of a tenant another node serves
+/// now, and mark the tenant's credential `Refreshing` just before that owner's refresh comes
+/// due. The owner must not send the refresh token a second time: it finds the credential as
+/// the other process left it and follows it (`needs_reauth`), and the provider sees nothing.
+#[tokio::test]
+async fn a_refresh_another_process_started_is_never_sent_again() {
+    use connectors::backends::redis_secret_store::RedisSecretStore;
+    use connectors::backends::sealed_secrets::MasterKey;
+    use connectors_actors::secret_store::{CredentialStatus, OAuthCredential, SecretStore};
+
+    let redis = RedisServer::start_persistent();
+    let (provider, endpoint) = provider().await;
+    let owner = node(&redis, "node-0").await;
+    owner.wait_ready(Duration::from_secs(20)).await;
+    owner.create_tenant(json!({"id": "paused-twin", "name": "Paused twin"})).await;
+    // Due in four seconds (refreshes start 300 s before expiry).
+    let expires = Utc::now() + chrono::Duration::seconds(304);
+    let stored = json!({
+        "accessToken": "at-1-initial-secret",
+        "refreshToken": "rt-1-initial-secret",
+        "expiresAt": expires.to_rfc3339(),
+        "tokenEndpoint": endpoint,
+        "clientId": "gateway-client",
+    });
+    owner.admin(Method::PUT, "/tenants/paused-twin/oauth/github", Some(stored)).await.expect(200);
+
+    // The resumed process: the same secret store, the same master key.
+    let master = MasterKey::from_env_value(MASTER_KEY).unwrap();
+    let secrets = RedisSecretStore::connect(&redis.url(), "connectors:", master).await.unwrap();
+    let tenant = TenantId::parse("paused-twin").unwrap();
+    let read = secrets.get(&tenant, "github").await.unwrap().expect("the credential is stored");
+    let marked = OAuthCredential { status: CredentialStatus::Refreshing, ..read.clone() };
+    assert!(secrets.replace(&tenant, "github", &read, &marked).await.unwrap());
+
+    let followed = eventually("the owner to follow the stored refresh", Duration::from_secs(15), || async {
+        let credential = credential(&owner, "paused-twin").await;
+        if credential["status"] == "needs_reauth" { Ok(credential) } else { Err(credential.to_string()) }
+    })
+    .await;
+    assert!(followed["lastRefreshAt"].is_null(), "{followed}");
+    assert_eq!(provider.lock().unwrap().seen, Vec::<String>::new(), "the refresh token was sent");
 }

@@ -104,6 +104,19 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Stores (or replaces) the credential of `tenant` for `integration`, atomically.
     async fn put(&self, tenant: &TenantId, integration: &str, credential: &OAuthCredential) -> Result<(), SecretError>;
 
+    /// Replaces the credential of `tenant` for `integration` only if the stored one is still
+    /// `expected` (compare-and-set); answers whether it did. Every read-modify-write of a
+    /// credential goes through it, so a node that lost the tenant (paused past its lease) cannot
+    /// write over what the next owner wrote meanwhile, nor start a refresh the next owner already
+    /// sent. Atomic in every adapter but Vault's KV version 1, which has no check-and-set.
+    async fn replace(
+        &self,
+        tenant: &TenantId,
+        integration: &str,
+        expected: &OAuthCredential,
+        credential: &OAuthCredential,
+    ) -> Result<bool, SecretError>;
+
     async fn get(&self, tenant: &TenantId, integration: &str) -> Result<Option<OAuthCredential>, SecretError>;
 
     /// Every credential of `tenant`, by integration name in ascending order.

@@ -6,6 +6,15 @@
 //! of the success. A crash between the two leaves `Refreshing` behind, which the next activation
 //! turns into `NeedsReauth` instead of sending a possibly consumed token again. The provider is
 //! called from a task of its own, so the actor keeps admitting requests meanwhile.
+//!
+//! Every write of a credential read before is a compare-and-set ([`SecretStore::replace`]): a
+//! node that lost the tenant while it was paused may still hold its actor for a moment when it
+//! resumes, and must neither write over what the next owner stored nor send a token the next
+//! owner is refreshing. A refresh starts only from the credential exactly as the schedule knows
+//! it (`Active`, same generation); anything else stored is adopted as if restored, so a
+//! `Refreshing` written by another node becomes `NeedsReauth` here instead of a second send.
+//!
+//! [`SecretStore::replace`]: crate::secret_store::SecretStore::replace
 
 use std::collections::HashSet;
 
@@ -151,8 +160,10 @@ impl TenantOAuth {
                     audit(env, tenant, &integration, AuditResult::Success, "refreshed", now).await;
                     Input::RefreshSucceeded { integration: integration.clone(), generation, expires_at, new_generation }
                 }
-                // The credential was replaced or removed meanwhile: this answer is stale.
+                // The credential was replaced, removed or changed by another node meanwhile: this
+                // answer is stale; the schedule follows what is stored now.
                 Ok(None) => {
+                    self.adopt_stored(env, tenant, myself, now, &integration).await;
                     self.settle_if_idle();
                     return;
                 }
@@ -203,6 +214,7 @@ impl TenantOAuth {
         if old.refresh_generation != generation {
             return Ok(None);
         }
+        let expected = old.clone();
         let new_generation = if tokens.refresh_token.is_some() { generation + 1 } else { generation };
         let updated = OAuthCredential {
             access_token: tokens.access_token,
@@ -214,7 +226,9 @@ impl TenantOAuth {
             refresh_generation: new_generation,
             ..old
         };
-        env.secrets.put(tenant, integration, &updated).await?;
+        if !env.secrets.replace(tenant, integration, &expected, &updated).await? {
+            return Ok(None);
+        }
         Ok(Some((updated.expires_at, new_generation)))
     }
 
@@ -240,17 +254,48 @@ impl TenantOAuth {
 
     async fn persist_status(&self, env: &TenantEnv, tenant: &TenantId, integration: &str, status: CredentialStatus) {
         let result = async {
-            if let Some(mut credential) = env.secrets.get(tenant, integration).await?
-                && credential.status != status
-            {
-                credential.status = status;
-                env.secrets.put(tenant, integration, &credential).await?;
+            let Some(stored) = env.secrets.get(tenant, integration).await? else { return Ok(true) };
+            if stored.status == status {
+                return Ok(true);
             }
-            Ok::<_, SecretError>(())
+            let changed = OAuthCredential { status, ..stored.clone() };
+            env.secrets.replace(tenant, integration, &stored, &changed).await
         };
-        if let Err(error) = result.await {
-            tracing::error!(%tenant, %integration, %error, "cannot persist a credential's status");
+        match result.await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(%tenant, %integration, "a credential changed while its status was written; left as stored")
+            }
+            Err(error) => tracing::error!(%tenant, %integration, %error, "cannot persist a credential's status"),
         }
+    }
+
+    /// Feeds the schedule the credential as stored now, as after a restart: what another node or
+    /// an admin wrote meanwhile wins over what this schedule believed.
+    async fn adopt_stored(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+        now: DateTime<Utc>,
+        integration: &str,
+    ) {
+        let input = match env.secrets.get(tenant, integration).await {
+            Ok(Some(credential)) => Input::Restored {
+                integration: integration.to_string(),
+                expires_at: credential.expires_at,
+                refreshable: credential.refreshable(),
+                generation: credential.refresh_generation,
+                status: credential.status,
+            },
+            Ok(None) => Input::Removed { integration: integration.to_string() },
+            Err(error) => {
+                tracing::error!(%tenant, %integration, %error, "cannot read a credential back; its refresh waits for the next start");
+                return;
+            }
+        };
+        let effects = self.schedule.handle(now, input);
+        Box::pin(self.carry_out(env, tenant, myself, now, effects)).await;
     }
 
     async fn start_refresh(
@@ -263,18 +308,24 @@ impl TenantOAuth {
         generation: u64,
     ) {
         let marked = async {
-            let Some(mut credential) = env.secrets.get(tenant, &integration).await? else { return Ok(None) };
-            if credential.refresh_generation != generation {
+            let Some(stored) = env.secrets.get(tenant, &integration).await? else { return Ok(None) };
+            // Only from the credential as the schedule knows it: a `Refreshing` stored by another
+            // node may already be with the provider.
+            if stored.refresh_generation != generation || stored.status != CredentialStatus::Active {
                 return Ok(None);
             }
             // Written ahead: from here on the token may be consumed.
-            credential.status = CredentialStatus::Refreshing;
-            env.secrets.put(tenant, &integration, &credential).await?;
-            Ok::<_, SecretError>(Some(credential))
+            let marked = OAuthCredential { status: CredentialStatus::Refreshing, ..stored.clone() };
+            let won = env.secrets.replace(tenant, &integration, &stored, &marked).await?;
+            Ok::<_, SecretError>(won.then_some(marked))
         };
         let credential = match marked.await {
             Ok(Some(credential)) => credential,
-            Ok(None) => return,
+            Ok(None) => {
+                tracing::info!(%tenant, %integration, generation, "the stored credential is not the one due for refresh; following it");
+                self.adopt_stored(env, tenant, myself, now, &integration).await;
+                return;
+            }
             Err(error) => {
                 // Not sent: the token is intact, so this is worth a retry.
                 tracing::error!(%tenant, %integration, %error, "cannot mark a refresh as started; retrying later");

@@ -141,6 +141,33 @@ impl SecretStore for FileSecretStore {
         .await
     }
 
+    async fn replace(
+        &self,
+        tenant: &TenantId,
+        integration: &str,
+        expected: &OAuthCredential,
+        credential: &OAuthCredential,
+    ) -> Result<bool, SecretError> {
+        let (tenant, integration, expected) = (tenant.clone(), integration.to_string(), expected.clone());
+        let encoded = encode_credential(credential)?;
+        // One write transaction: redb runs them one at a time, so the check and the write are one step.
+        self.write(move |txn, master| {
+            let mut credentials = txn.open_table(CREDENTIALS).backend()?;
+            let Some(row) = credentials.get((tenant.as_str(), integration.as_str())).backend()? else {
+                return Ok(false);
+            };
+            let data_key = data_key_in(&txn.open_table(TENANT_KEYS).backend()?, master, &tenant)?;
+            if data_key.open_credential(&tenant, &integration, row.value())? != expected {
+                return Ok(false);
+            }
+            drop(row);
+            let sealed = data_key.seal_credential(&tenant, &integration, &encoded);
+            credentials.insert((tenant.as_str(), integration.as_str()), sealed.as_slice()).backend()?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn get(&self, tenant: &TenantId, integration: &str) -> Result<Option<OAuthCredential>, SecretError> {
         let (tenant, integration) = (tenant.clone(), integration.to_string());
         self.read(move |txn, master| {
@@ -234,7 +261,15 @@ impl SecretStore for FileSecretStore {
 
 /// The unwrapped data key of `tenant`, which must exist because the tenant has a credential.
 fn tenant_key(txn: &ReadTransaction, master: &MasterCipher, tenant: &TenantId) -> Result<DataKey, SecretError> {
-    let keys = txn.open_table(TENANT_KEYS).backend()?;
+    data_key_in(&txn.open_table(TENANT_KEYS).backend()?, master, tenant)
+}
+
+/// The data key of `tenant` in the `TENANT_KEYS` table `keys` (of a read or a write transaction).
+fn data_key_in(
+    keys: &impl ReadableTable<&'static str, &'static [u8]>,
+    master: &MasterCipher,
+    tenant: &TenantId,
+) -> Result<DataKey, SecretError> {
     let Some(wrapped) = keys.get(tenant.as_str()).backend()? else {
         return Err(SecretError::Tampered(format!("tenant `{tenant}` has credentials but no data key")));
     };
@@ -298,6 +333,11 @@ mod tests {
     }
 
     secret_store_contract::secret_store_contract_tests!(FileFixture::new());
+
+    #[tokio::test]
+    async fn racing_replaces_from_one_expectation_let_exactly_one_win() {
+        secret_store_contract::racing_replaces_from_one_expectation_let_exactly_one_win(&FileFixture::new()).await;
+    }
 
     /// Overwrites the sealed credential row of (`tenant`, `integration`), bypassing the store.
     fn write_row(store: &FileSecretStore, tenant: &str, integration: &str, value: &[u8]) {

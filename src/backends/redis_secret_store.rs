@@ -43,7 +43,9 @@ use super::sealed_secrets::{DataKey, MasterCipher, MasterKey, encode_credential}
 /// Stores a sealed credential if the tenant's data key is still the one it was sealed with.
 /// KEYS: tenant key, credential hash, tenant index. ARGV: `new` (the key was just made and must
 /// not exist yet) or `same` (it must still be stored as given), wrapped data key, tenant id,
-/// integration, sealed credential. Returns 1, or 0 when the data key changed (nothing written).
+/// integration, sealed credential, and optionally the sealed credential that must still be
+/// stored (a compare-and-set: sealing draws a fresh nonce, so equal bytes are the very same
+/// write). Returns 1, 0 when the data key changed, or 2 when the credential did (nothing written).
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -62,6 +64,9 @@ if ARGV[1] == 'new' then
   redis.call('SET', tenant_key, ARGV[2])
 elseif current ~= ARGV[2] then
   return 0
+end
+if ARGV[6] and redis.call('HGET', creds, ARGV[4]) ~= ARGV[6] then
+  return 2
 end
 redis.call('HSET', creds, ARGV[4], ARGV[5])
 redis.call('ZADD', index, 0, ARGV[3])
@@ -170,6 +175,21 @@ impl RedisSecretStore {
             .map_err(|err| self.failure(err))
     }
 
+    /// One sealed credential and the tenant's wrapped data key, read together.
+    async fn sealed_one(
+        &self,
+        tenant: &TenantId,
+        integration: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), SecretError> {
+        redis::pipe()
+            .atomic()
+            .hget(self.keys.credentials(tenant), integration)
+            .get(self.keys.tenant_key(tenant))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|err| self.failure(err))
+    }
+
     fn data_key(&self, tenant: &TenantId, wrapped: Option<Vec<u8>>) -> Result<DataKey, SecretError> {
         let wrapped = wrapped
             .ok_or_else(|| SecretError::Tampered(format!("tenant `{tenant}` has credentials but no data key")))?;
@@ -214,14 +234,40 @@ impl SecretStore for RedisSecretStore {
         )))
     }
 
-    async fn get(&self, tenant: &TenantId, integration: &str) -> Result<Option<OAuthCredential>, SecretError> {
-        let (sealed, wrapped): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
-            .atomic()
-            .hget(self.keys.credentials(tenant), integration)
-            .get(self.keys.tenant_key(tenant))
-            .query_async(&mut self.conn())
+    async fn replace(
+        &self,
+        tenant: &TenantId,
+        integration: &str,
+        expected: &OAuthCredential,
+        credential: &OAuthCredential,
+    ) -> Result<bool, SecretError> {
+        let encoded = encode_credential(credential)?;
+        let (Some(stored), Some(wrapped)) = self.sealed_one(tenant, integration).await? else { return Ok(false) };
+        let data_key = self.master.unwrap_data_key(tenant, &wrapped)?;
+        if data_key.open_credential(tenant, integration, &stored)? != *expected {
+            return Ok(false);
+        }
+        let sealed = data_key.seal_credential(tenant, integration, &encoded);
+        let written: i64 = PUT
+            .key(self.keys.tenant_key(tenant))
+            .key(self.keys.credentials(tenant))
+            .key(self.keys.tenant_index())
+            .arg("same")
+            .arg(wrapped)
+            .arg(tenant.as_str())
+            .arg(integration)
+            .arg(sealed)
+            .arg(stored)
+            .invoke_async(&mut self.conn())
             .await
             .map_err(|err| self.failure(err))?;
+        // 0 (another data key: the tenant's credentials were deleted since) and 2 (another
+        // credential) both mean that `expected` is no longer what is stored.
+        Ok(written == 1)
+    }
+
+    async fn get(&self, tenant: &TenantId, integration: &str) -> Result<Option<OAuthCredential>, SecretError> {
+        let (sealed, wrapped) = self.sealed_one(tenant, integration).await?;
         let Some(sealed) = sealed else { return Ok(None) };
         self.data_key(tenant, wrapped)?.open_credential(tenant, integration, &sealed).map(Some)
     }
@@ -356,6 +402,11 @@ mod tests {
     }
 
     secret_store_contract::secret_store_contract_tests!(RedisFixture::new());
+
+    #[tokio::test]
+    async fn racing_replaces_from_one_expectation_let_exactly_one_win() {
+        secret_store_contract::racing_replaces_from_one_expectation_let_exactly_one_win(&RedisFixture::new()).await;
+    }
 
     async fn raw(server: &RedisServer) -> MultiplexedConnection {
         redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()

@@ -29,6 +29,7 @@ macro_rules! secret_store_contract_tests {
         $crate::backends::secret_store_contract::secret_store_contract_tests!(@cases $fixture;
             credentials_round_trip_exactly,
             put_replaces_the_credential,
+            replace_writes_only_over_the_expected_credential,
             tenants_never_see_each_others_credentials,
             delete_removes_one_integration,
             delete_tenant_removes_everything_and_the_tenant_can_start_again,
@@ -119,6 +120,48 @@ pub async fn credentials_round_trip_exactly(fixture: &dyn Fixture) {
     assert_eq!(store.get(&acme, "github").await.unwrap(), Some(full("one")));
     assert_eq!(store.get(&acme, "linear").await.unwrap(), Some(minimal("two")));
     assert_eq!(store.get(&acme, "slack").await.unwrap(), None);
+}
+
+pub async fn replace_writes_only_over_the_expected_credential(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let (acme, globex) = (id("acme"), id("globex"));
+    assert!(!store.replace(&acme, "github", &full("a"), &full("b")).await.unwrap(), "nothing to replace");
+    assert_eq!(store.get(&acme, "github").await.unwrap(), None, "a failed replace writes nothing");
+
+    store.put(&acme, "github", &full("a")).await.unwrap();
+    store.put(&globex, "github", &full("a")).await.unwrap();
+    assert!(!store.replace(&acme, "github", &minimal("a"), &full("b")).await.unwrap());
+    assert_eq!(store.get(&acme, "github").await.unwrap(), Some(full("a")), "another credential is stored");
+
+    assert!(store.replace(&acme, "github", &full("a"), &full("b")).await.unwrap());
+    assert_eq!(store.get(&acme, "github").await.unwrap(), Some(full("b")));
+    assert!(!store.replace(&acme, "github", &full("a"), &full("c")).await.unwrap(), "a stale expectation");
+    assert_eq!(store.get(&acme, "github").await.unwrap(), Some(full("b")));
+    assert_eq!(store.get(&globex, "github").await.unwrap(), Some(full("a")), "other tenants are untouched");
+}
+
+/// For adapters whose `replace` is atomic (all but Vault's KV version 1): of replaces racing from
+/// the same expectation, exactly one wins, and what is stored is the winner's.
+pub async fn racing_replaces_from_one_expectation_let_exactly_one_win(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let acme = id("acme");
+    store.put(&acme, "github", &full("start")).await.unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, acme) = (store.clone(), acme.clone());
+            tokio::spawn(async move {
+                let won = store.replace(&acme, "github", &full("start"), &full(&format!("racer-{i}"))).await.unwrap();
+                won.then_some(i)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        winners.extend(racer.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let stored = store.get(&acme, "github").await.unwrap();
+    assert_eq!(stored, Some(full(&format!("racer-{}", winners[0]))));
 }
 
 pub async fn put_replaces_the_credential(fixture: &dyn Fixture) {

@@ -199,6 +199,12 @@ impl Vault {
                 let Some(data) = body.get("data").filter(|data| data.is_object()) else {
                     return error(StatusCode::BAD_REQUEST, "no data provided");
                 };
+                let current = self.kv.get(path).map_or(0, Vec::len) as u64;
+                if let Some(cas) = body.pointer("/options/cas").and_then(Value::as_u64)
+                    && cas != current
+                {
+                    return error(StatusCode::BAD_REQUEST, "check-and-set parameter did not match the current version");
+                }
                 self.write(path, data.clone());
                 ok(version_metadata(self.kv[path].len()))
             }

@@ -44,6 +44,7 @@ use rustify::endpoint::Endpoint;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use vaultrs::api::kv1::requests::GetSecretRequest;
+use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
 use vaultrs::api::transit::KeyType;
 use vaultrs::api::transit::requests::{
     CreateKeyRequest, DecryptDataRequest, EncryptDataRequest, UpdateKeyConfigurationRequest,
@@ -208,10 +209,24 @@ impl VaultSecretStore {
 
     /// The data of the secret at `path`, `None` if there is none.
     async fn kv_read(&self, path: &str) -> Result<Option<Map<String, Value>>, ClientError> {
-        let mount = &self.config.kv_mount;
+        Ok(self.kv_read_versioned(path).await?.map(|(data, _)| data))
+    }
+
+    /// The data of the secret at `path` and, on KV version 2, its version (for a check-and-set).
+    async fn kv_read_versioned(&self, path: &str) -> Result<Option<(Map<String, Value>, Option<u64>)>, ClientError> {
         let read = match self.config.kv_version {
-            KvVersion::V1 => self.kv1_read(path).await,
-            KvVersion::V2 => kv2::read(&self.client, mount, path).await,
+            KvVersion::V1 => self.kv1_read(path).await.map(|data| (data, None)),
+            KvVersion::V2 => {
+                let endpoint = ReadSecretRequest::builder()
+                    .mount(&self.config.kv_mount)
+                    .path(path)
+                    .build()
+                    .expect("mount and path are the request's only required fields");
+                vaultrs::api::exec_with_result(&self.client, endpoint).await.and_then(|read| match read.data {
+                    Value::Object(data) => Ok((data, Some(read.metadata.version))),
+                    _ => Err(ClientError::ResponseDataEmptyError),
+                })
+            }
         };
         not_found_as_none(read)
     }
@@ -367,6 +382,36 @@ impl SecretStore for VaultSecretStore {
         let path = self.secret_path(tenant, integration)?;
         let data = self.seal(tenant, integration, credential).await?;
         self.kv_write(&path, &data).await.map_err(self.failed(&format!("writing `{path}`")))
+    }
+
+    async fn replace(
+        &self,
+        tenant: &TenantId,
+        integration: &str,
+        expected: &OAuthCredential,
+        credential: &OAuthCredential,
+    ) -> Result<bool, SecretError> {
+        let path = self.secret_path(tenant, integration)?;
+        let read = self.kv_read_versioned(&path).await.map_err(self.failed(&format!("reading `{path}`")))?;
+        let Some((data, version)) = read else { return Ok(false) };
+        if self.open(tenant, integration, data).await? != *expected {
+            return Ok(false);
+        }
+        let data = self.seal(tenant, integration, credential).await?;
+        let writing = format!("writing `{path}`");
+        let Some(version) = version else {
+            // KV version 1 has no check-and-set: a write between the read and this one is lost.
+            return self.kv_write(&path, &data).await.map(|()| true).map_err(self.failed(&writing));
+        };
+        let cas = u32::try_from(version)
+            .map_err(|_| SecretError::Backend(format!("`{path}` has more versions than a check-and-set can name")))?;
+        let options = SetSecretRequestOptions { cas };
+        match kv2::set_with_options(&self.client, &self.config.kv_mount, &path, &data, options).await {
+            Ok(_) => Ok(true),
+            // Vault answers 400 when `cas` is no longer the secret's current version.
+            Err(err) if status(&err) == Some(400) => Ok(false),
+            Err(err) => Err(self.failed(&writing)(err)),
+        }
     }
 
     async fn get(&self, tenant: &TenantId, integration: &str) -> Result<Option<OAuthCredential>, SecretError> {
@@ -569,6 +614,14 @@ mod tests {
             Some(fixture) => fixture,
             None => return,
         };
+    }
+
+    #[tokio::test]
+    async fn kv2_racing_replaces_from_one_expectation_let_exactly_one_win() {
+        for separate_keys in [false, true] {
+            let fixture = FakeFixture::new(KvVersion::V2, separate_keys);
+            secret_store_contract::racing_replaces_from_one_expectation_let_exactly_one_win(&fixture).await;
+        }
     }
 
     const SECRETS: [&str; 3] = ["gho_access-token-plaintext", "ghr_refresh-token-plaintext", "client-secret-plaintext"];
