@@ -36,11 +36,8 @@ pub async fn run(args: &ClusterStatusArgs) -> Result<String, String> {
 fn render(view: &Value) -> String {
     let epoch = view["epoch"].as_u64().unwrap_or(0);
     let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
-    let owners = nodes
-        .iter()
-        .filter(|node| node["status"] == "up")
-        .filter_map(|node| node["id"].as_str())
-        .map(NodeId::from);
+    let owners =
+        nodes.iter().filter(|node| node["status"] == "up").filter_map(|node| node["id"].as_str()).map(NodeId::from);
     let placement = ShardMap::new(epoch, owners);
     let mut out = String::new();
     let _ = writeln!(

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use cluster_common::{COOKIE, Cluster, start_node, start_node_as, start_node_at, wait_converged};
 use common::{Gateway, eventually, metric};
-use redis_server::RedisServer;
 use connectors_actors::tenant::TenantId;
 use connectors_cluster::shard_map::{NodeId, ShardMap};
+use redis_server::RedisServer;
 use reqwest::Method;
 
 /// A strict tenant's requests a minute: the clients exhaust it within a second.
