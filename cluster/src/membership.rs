@@ -10,11 +10,17 @@
 //!
 //! Decisions:
 //! - Join: the first tick writes our record as `Joining` with an epoch bump; once a failure timeout
-//!   has passed since a read first showed it (counted again after any gap in the reads), a tick
-//!   writes it as `Up` (another bump) and the view that shows it hands the node its shards. The wait is what makes a fresh process safe: any member it has
-//!   never seen (one whose record a reset of the table lost, or an earlier incarnation of itself)
-//!   has run out of lease by then, while the table it watched during the wait names every member
-//!   it must ask to release.
+//!   has passed since a read first showed it, a tick writes it as `Up` (another bump) and the view
+//!   that shows it hands the node its shards. The wait is what makes a fresh process safe: any
+//!   member it has never seen (one whose record a reset of the table lost, or an earlier
+//!   incarnation of itself) has run out of lease by then, while the table it watched during the
+//!   wait names every member it must ask to release.
+//! - Watching: only time between reads counts as watching the table. When the table is
+//!   unreachable, or no read came for a lease (this node was paused, or cut off), the join's wait
+//!   and every member's silence count again from the next read: meanwhile a member may have
+//!   heartbeated into writes a failover then lost, or joined, served and been lost with a reset
+//!   of the table, unseen. For the latter, after such a gap in the reads, shards acquired in
+//!   views installed within a failure timeout wait until then, as for a departure not watched.
 //! - A view is the table at one epoch, verbatim (statuses, addresses), and changes only when the epoch
 //!   grows. Every node that read epoch `e` therefore holds the same view `e` and the same shard map; a
 //!   member found dead stays in the view until its removal is committed (a new epoch) and read back.
@@ -246,11 +252,14 @@ pub struct Membership {
     superseded: bool,
     /// The table went backwards since our last accepted read: rejoin above `latest_epoch`.
     reset: bool,
-    /// Shards coming from members that left without being watched dead wait until then.
+    /// Shards coming from members that left without being watched dead (or came and went while
+    /// we read nothing) wait until then.
     takeover_not_before_ms: i64,
     /// When a `Joining` node becomes `Up`: one failure timeout after the first read that showed
-    /// it joining, counted again after the table was unreachable.
+    /// it joining, counted again after the table was unreachable or the reads stopped.
     up_after_ms: Option<i64>,
+    /// When (our clock) the latest table read came back.
+    last_read_ms: Option<i64>,
 }
 
 impl Membership {
@@ -271,6 +280,7 @@ impl Membership {
             reset: false,
             takeover_not_before_ms: i64::MIN,
             up_after_ms: None,
+            last_read_ms: None,
         }
     }
 
@@ -282,8 +292,7 @@ impl Membership {
                 self.reachable = false;
                 // Nobody could heartbeat while the table was down: once it is back, every member
                 // gets a full timeout to write again before it counts as dead.
-                self.seen.clear();
-                self.up_after_ms = None;
+                self.watch_anew();
                 Vec::new()
             }
         }
@@ -316,8 +325,8 @@ impl Membership {
     }
 
     /// Shards this node acquires in its current view may be activated no earlier than this (our
-    /// clock, ms), for any previous owner that left the view without being watched dead may admit
-    /// until its lease runs out.
+    /// clock, ms), for any previous owner that left the view without being watched dead (or that
+    /// came and went while this node read nothing) may admit until its lease runs out.
     pub fn takeover_not_before_ms(&self) -> i64 {
         self.takeover_not_before_ms
     }
@@ -356,7 +365,10 @@ impl Membership {
         if self.superseded || self.me.status == NodeStatus::Down {
             return Vec::new();
         }
-        if self.me.status == NodeStatus::Joining && self.up_after_ms.is_some_and(|up_after| now_ms >= up_after) {
+        if self.me.status == NodeStatus::Joining
+            && self.up_after_ms.is_some_and(|up_after| now_ms >= up_after)
+            && self.watching(now_ms)
+        {
             self.me.status = NodeStatus::Up;
         }
         self.me.heartbeat_ms = now_ms;
@@ -380,8 +392,26 @@ impl Membership {
         self.reset = true;
     }
 
+    /// Whether the latest read is at most a lease old (see the module's notes on watching).
+    fn watching(&self, now_ms: i64) -> bool {
+        self.last_read_ms.is_some_and(|last| now_ms.saturating_sub(last) <= self.lease_ms())
+    }
+
+    /// Forget what the reads showed so far: the silence of each member and the time our join
+    /// has waited count again from the next read.
+    fn watch_anew(&mut self) {
+        self.seen.clear();
+        self.up_after_ms = None;
+    }
+
     fn table_read(&mut self, now_ms: i64, table: MembershipTable) -> Vec<MembershipEffect> {
         self.reachable = true;
+        if !self.watching(now_ms) {
+            self.watch_anew();
+            // A member that came and went unseen may still admit until its lease runs out.
+            self.takeover_not_before_ms = self.takeover_not_before_ms.max(now_ms + self.config.failure_timeout_ms);
+        }
+        self.last_read_ms = Some(now_ms);
         if self.latest_epoch.is_some_and(|latest| table.epoch < latest) {
             // Views never go back; our next heartbeat rejoins above the epochs seen.
             self.reset = true;

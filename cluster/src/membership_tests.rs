@@ -57,12 +57,14 @@ fn remove(names: &[&str], expected_epoch: u64) -> MembershipEffect {
     MembershipEffect::RemoveMembers { ids: names.iter().map(|&name| id(name)).collect(), expected_epoch }
 }
 
-/// A node that wrote itself `Joining` and read it back (epoch 0) one failure timeout before 1_000:
-/// its next tick at 1_000 or later writes it `Up`.
+/// A node that wrote itself `Joining`, read it back (epoch 0) one failure timeout before 1_000 and
+/// at every heartbeat since: its next tick at 1_000 writes it `Up`.
 fn ready_to_join() -> Membership {
     let mut membership = membership();
     membership.handle(1_000 - TIMEOUT_MS, MembershipInput::Tick);
-    membership.handle(1_000 - TIMEOUT_MS, table(0, vec![me_in_table(NodeStatus::Joining, 1_000 - TIMEOUT_MS)]));
+    for now in (1_000 - TIMEOUT_MS..1_000).step_by(INTERVAL_MS as usize) {
+        membership.handle(now, table(0, vec![me_in_table(NodeStatus::Joining, now)]));
+    }
     membership
 }
 
@@ -72,6 +74,21 @@ fn joined() -> Membership {
     membership.handle(1_000, MembershipInput::Tick);
     membership.handle(1_000, table(1, vec![me_in_table(NodeStatus::Up, 1_000)]));
     membership
+}
+
+/// Reads `members(now)` at `epoch` once a heartbeat interval from `from` to `until` (both
+/// included), as a live node keeps watching the table; the effects of all those reads.
+fn read_every_interval(
+    membership: &mut Membership,
+    epoch: u64,
+    from: i64,
+    until: i64,
+    members: impl Fn(i64) -> Vec<MemberRecord>,
+) -> Vec<MembershipEffect> {
+    (from..=until)
+        .step_by(INTERVAL_MS as usize)
+        .flat_map(|now| membership.handle(now, table(epoch, members(now))))
+        .collect()
 }
 
 // Joining and heartbeats
@@ -92,6 +109,7 @@ fn the_first_tick_writes_joining_and_up_follows_one_failure_timeout_later() {
     assert_eq!(membership.lease_until_ms(), i64::MIN, "and has no lease to admit with");
     // The wait counts from the read that showed us joining (at 1_010), not from the write.
     let up = 1_010 + TIMEOUT_MS;
+    read_every_interval(&mut membership, 3, 2_010, up - 1, |now| vec![me_in_table(NodeStatus::Joining, now)]);
     let before_up = up - 1;
     assert_eq!(
         membership.handle(before_up, MembershipInput::Tick)[0],
@@ -123,13 +141,32 @@ fn a_joining_node_cut_off_from_the_table_waits_again_once_it_is_back() {
     membership.handle(1_010, table(1, vec![me_in_table(NodeStatus::Joining, 1_000)]));
     membership.handle(2_000, MembershipInput::TableUnreachable);
     // It watched nothing while cut off: a whole failure timeout again from the next read.
-    membership.handle(4_000, table(1, vec![me_in_table(NodeStatus::Joining, 1_000)]));
+    let up = 4_000 + TIMEOUT_MS;
+    read_every_interval(&mut membership, 1, 4_000, up - 1, |now| vec![me_in_table(NodeStatus::Joining, now)]);
     let first_deadline = 1_010 + TIMEOUT_MS;
     assert_eq!(
         membership.handle(first_deadline, MembershipInput::Tick)[0],
         write_self(NodeStatus::Joining, first_deadline, false)
     );
-    let up = 4_000 + TIMEOUT_MS;
+    assert_eq!(membership.handle(up, MembershipInput::Tick)[0], write_self(NodeStatus::Up, up, true));
+}
+
+#[test]
+fn a_joining_node_paused_through_its_wait_waits_again_before_going_up() {
+    let mut membership = membership();
+    membership.handle(1_000, MembershipInput::Tick);
+    membership.handle(1_010, table(1, vec![me_in_table(NodeStatus::Joining, 1_000)]));
+    // Paused until 20_000: meanwhile a member may have joined, served and been lost with a reset
+    // of the table, still admitting under its lease. The tick after the pause decides on no read.
+    assert_eq!(membership.handle(20_000, MembershipInput::Tick)[0], write_self(NodeStatus::Joining, 20_000, false));
+    membership.handle(20_010, table(1, vec![me_in_table(NodeStatus::Joining, 20_000)]));
+    let mut now = 20_010;
+    while now < 20_010 + TIMEOUT_MS - INTERVAL_MS {
+        now += INTERVAL_MS;
+        assert_eq!(membership.handle(now, MembershipInput::Tick)[0], write_self(NodeStatus::Joining, now, false));
+        membership.handle(now, table(1, vec![me_in_table(NodeStatus::Joining, now)]));
+    }
+    let up = 20_010 + TIMEOUT_MS;
     assert_eq!(membership.handle(up, MembershipInput::Tick)[0], write_self(NodeStatus::Up, up, true));
 }
 
@@ -225,7 +262,8 @@ fn a_dead_member_is_proposed_for_removal_once_per_epoch() {
     let members = |now| vec![me_in_table(NodeStatus::Up, now), peer("beta", 1_000), peer("gamma", now)];
     membership.handle(1_000, table(2, members(1_000)));
     // beta has not heartbeated since 1_000: stale by its timestamp and unchanged for as long.
-    assert_eq!(membership.handle(6_000, table(2, members(6_000))), vec![], "exactly the timeout is not older");
+    let effects = read_every_interval(&mut membership, 2, 2_000, 6_000, members);
+    assert_eq!(effects, vec![], "exactly the timeout is not older");
     assert_eq!(membership.handle(6_001, table(2, members(6_001))), vec![remove(&["beta"], 2)]);
     assert_eq!(membership.handle(7_000, table(2, members(7_000))), vec![], "already proposed at epoch 2");
     // The compare-and-set lost to a join at epoch 3: propose again against 3.
@@ -245,7 +283,7 @@ fn members_going_stale_later_in_the_same_epoch_are_proposed_on_their_own() {
     let mut membership = joined();
     let members = |beta, gamma| vec![me_in_table(NodeStatus::Up, 0), peer("beta", beta), peer("gamma", gamma)];
     membership.handle(1_000, table(2, members(1_000, 1_000)));
-    membership.handle(2_000, table(2, members(1_000, 2_000)));
+    assert_eq!(read_every_interval(&mut membership, 2, 2_000, 6_000, |_| members(1_000, 2_000)), vec![]);
     assert_eq!(membership.handle(6_500, table(2, members(1_000, 2_000))), vec![remove(&["beta"], 2)]);
     assert_eq!(membership.handle(7_500, table(2, members(1_000, 2_000))), vec![remove(&["gamma"], 2)]);
 }
@@ -257,6 +295,7 @@ fn a_fresh_node_watches_for_a_timeout_before_removing_anyone() {
     let members = vec![me_in_table(NodeStatus::Up, 100_000), peer("ghost", 1_000)];
     let effects = membership.handle(100_000, table(9, members.clone()));
     assert!(matches!(&effects[..], [MembershipEffect::ViewChanged(_)]), "no removal on first sight: {effects:?}");
+    assert_eq!(read_every_interval(&mut membership, 9, 101_000, 105_000, |_| members.clone()), vec![]);
     assert_eq!(membership.handle(105_001, table(9, members)), vec![remove(&["ghost"], 9)]);
 }
 
@@ -276,9 +315,7 @@ fn a_heartbeat_from_the_future_counts_as_fresh() {
     let mut membership = joined();
     // beta's clock was a minute ahead of ours when it died at our 1_000.
     let members = vec![me_in_table(NodeStatus::Up, 0), peer("beta", 61_000)];
-    for now in [1_000, 20_000, 66_000] {
-        assert_eq!(membership.handle(now, table(1, members.clone())), vec![], "at {now}");
-    }
+    assert_eq!(read_every_interval(&mut membership, 1, 1_000, 66_000, |_| members.clone()), vec![]);
     assert_eq!(membership.handle(66_001, table(1, members)), vec![remove(&["beta"], 1)]);
 }
 
@@ -286,8 +323,8 @@ fn a_heartbeat_from_the_future_counts_as_fresh() {
 fn our_own_stale_record_is_never_proposed() {
     let mut membership = joined();
     let members = vec![me_in_table(NodeStatus::Up, 1_000), peer("beta", 1_000)];
-    membership.handle(1_000, table(1, members.clone()));
-    assert_eq!(membership.handle(50_000, table(1, members)), vec![remove(&["beta"], 1)]);
+    let effects = read_every_interval(&mut membership, 1, 1_000, 50_000, |_| members.clone());
+    assert_eq!(effects, vec![remove(&["beta"], 1)]);
 }
 
 // Reachability and draining
@@ -315,8 +352,10 @@ fn after_an_outage_of_the_table_every_member_gets_a_full_timeout_to_heartbeat_ag
     let effects = membership.handle(back, table(2, vec![me_in_table(NodeStatus::Up, 1_000), peer("beta", 1_000)]));
     assert!(!effects.iter().any(|e| matches!(e, MembershipEffect::RemoveMembers { .. })), "{effects:?}");
     // Still silent a full timeout after the table came back: now it is dead.
-    let effects = membership
-        .handle(back + TIMEOUT_MS + 1, table(2, vec![me_in_table(NodeStatus::Up, back), peer("beta", 1_000)]));
+    let members = |now| vec![me_in_table(NodeStatus::Up, now), peer("beta", 1_000)];
+    let effects = read_every_interval(&mut membership, 2, back + INTERVAL_MS, back + TIMEOUT_MS, members);
+    assert!(!effects.iter().any(|e| matches!(e, MembershipEffect::RemoveMembers { .. })), "{effects:?}");
+    let effects = membership.handle(back + TIMEOUT_MS + 1, table(2, members(back + TIMEOUT_MS + 1)));
     assert!(effects.contains(&remove(&["beta"], 2)), "{effects:?}");
 }
 
@@ -502,6 +541,35 @@ fn a_pause_is_not_watching_a_member_that_vanished_meanwhile() {
     // Paused until 20_000; beta's record is gone then (the table was reset while we slept). That
     // we last saw it long ago does not mean we watched it go silent: it may have heartbeated since.
     membership.handle(20_000, table(3, vec![me_in_table(NodeStatus::Up, 20_000)]));
+    assert_eq!(membership.takeover_not_before_ms(), 20_000 + TIMEOUT_MS);
+}
+
+#[test]
+fn a_pause_is_not_watching_a_member_stay_silent() {
+    let mut membership = joined();
+    let members = |now, beta| vec![me_in_table(NodeStatus::Up, now), peer("beta", beta)];
+    for now in [1_500, 2_000] {
+        membership.handle(now, table(2, members(now, now)));
+    }
+    // Paused until 9_000; a failover lost beta's heartbeats since 2_000 (and the removal of us
+    // it may have made), so the table looks as we left it. beta heartbeated in the gap, unseen:
+    // its silence counts from this read on.
+    assert_eq!(membership.handle(9_000, table(2, members(9_000, 2_000))), vec![]);
+    let effects = read_every_interval(&mut membership, 2, 10_000, 14_000, |now| members(now, 2_000));
+    assert_eq!(effects, vec![]);
+    assert_eq!(membership.handle(14_001, table(2, members(14_001, 2_000))), vec![remove(&["beta"], 2)]);
+}
+
+#[test]
+fn after_a_pause_shards_wait_for_members_that_came_and_went_unseen() {
+    let mut membership = joined();
+    // Paused until 20_000, alone in view 1. Meanwhile others joined, took our shards and served
+    // them, and a failover lost every record since our join: the table went back.
+    assert_eq!(membership.handle(20_000, table(0, vec![])), vec![]);
+    let rejoin = membership.handle(20_100, MembershipInput::Tick);
+    assert!(matches!(rejoin[0], MembershipEffect::WriteSelf { bump_epoch: true, min_epoch: 2, .. }), "{rejoin:?}");
+    let effects = membership.handle(20_110, table(2, vec![me_in_table(NodeStatus::Up, 20_100)]));
+    assert!(matches!(effects[..], [MembershipEffect::ViewChanged(_)]));
     assert_eq!(membership.takeover_not_before_ms(), 20_000 + TIMEOUT_MS);
 }
 

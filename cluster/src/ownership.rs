@@ -15,8 +15,9 @@
 //! needs the node's own lease ([`ShardOwnership::state`]): cut off from the membership table, a
 //! node stops admitting before the others may take its shards.
 //!
-//! A node whose lease ran out forgets what it served: it acquires its shards again, asking every
-//! member, before it serves them (it cannot know which views it missed).
+//! A node whose lease ran out forgets what it served and which peers had confirmed: it acquires
+//! its shards again, asking every member, before it serves them (it cannot know which views it
+//! missed).
 //!
 //! A node that gives shards up owes their new owners its confirmation; [`ShardOwnership::handed_off`]
 //! tells a draining node when it has nobody left to answer and may leave.
@@ -252,14 +253,19 @@ impl ShardOwnership {
 
     /// Once the lease has run out, this node cannot know what the others did meanwhile (they
     /// may have removed it and served its shards in views it never saw): it serves nothing it
-    /// has not acquired again, from every member of its view, whatever the next view says.
+    /// has not acquired again, from every member of its view, whatever the next view says. The
+    /// confirmations it had count no more either: a peer that confirmed may have moved on to
+    /// such a view since.
     fn forget_if_unleased(&mut self, now_ms: i64) {
-        if now_ms < self.lease_until_ms || !self.active.iter().any(|active| *active) {
+        if now_ms < self.lease_until_ms {
             return;
         }
-        self.active.iter_mut().for_each(|active| *active = false);
-        self.awaiting =
-            self.members.iter().filter(|peer| **peer != self.me).map(|peer| (peer.clone(), now_ms)).collect();
+        self.active.fill(false);
+        if self.acquiring() {
+            for peer in self.members.iter().filter(|peer| **peer != self.me) {
+                self.awaiting.entry(peer.clone()).or_insert(now_ms);
+            }
+        }
     }
 
     /// Nothing is served here and every new owner of what was has had its confirmation: a

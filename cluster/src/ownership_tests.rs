@@ -232,6 +232,27 @@ fn a_node_whose_lease_ran_out_acquires_its_shards_again_before_serving_them() {
     );
 }
 
+/// Paused while it waited out the takeover time, every peer having confirmed: the peers may
+/// have removed it and served its shards meanwhile, and a failover of the table may give it
+/// its lease back under the same view.
+#[test]
+fn a_node_whose_lease_ran_out_counts_no_confirmation_it_had() {
+    let mut b = owner("b");
+    b.handle(NOW, OwnershipInput::Lease { until_ms: NOW + 100 });
+    b.handle(NOW, view_with(3, &["a", "b"], &["a", "b"], NOW + 50));
+    confirmed(&mut b, "a", 3);
+    assert_eq!(shards_in(&b, ShardState::Active), 0, "the takeover time has not come");
+    let later = NOW + 5_000;
+    assert!(b.handle(later, OwnershipInput::Lease { until_ms: later + 100 }).is_empty());
+    assert_eq!(b.handle(later, OwnershipInput::Tick), vec![OwnershipEffect::AskRelease { peer: node("a"), epoch: 3 }]);
+    assert_eq!(shards_in(&b, ShardState::Active), 0);
+    let owned = b.map().count_owned_by(&node("b"));
+    assert_eq!(
+        b.handle(later, OwnershipInput::Confirmed { peer: node("a"), epoch: 3 }),
+        vec![OwnershipEffect::AllActive { epoch: 3, shards: owned }]
+    );
+}
+
 #[test]
 fn a_failed_release_is_tried_again_after_a_pause() {
     let config = OwnershipConfig::default();
