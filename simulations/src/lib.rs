@@ -3,6 +3,7 @@
 //! membership table, network and clock, injects faults, and checks the cluster's invariants
 //! after every event. A run is a pure function of its [`Scenario`]; see README.md.
 
+mod credentials;
 mod invariants;
 mod membership_shell;
 mod network;

@@ -114,6 +114,9 @@ impl World {
             }
             self.feed_ownership(process, OwnershipInput::ReleaseFailed { epoch });
             self.keep_ticking_fast(process);
+        } else if self.refreshes_unsettled(process) {
+            // `release_unowned` lets every refresh out finish first (`TenantMsg::Settle`).
+            self.after(crate::credentials::SETTLE_POLL_MS, Event::ReleaseDone { process, epoch });
         } else {
             self.release_tenants(process);
             self.feed_ownership(process, OwnershipInput::Released { epoch });

@@ -37,6 +37,15 @@ pub struct Counters {
     pub hand_offs_shipped: u64,
     pub hand_offs_kept: u64,
     pub hand_offs_refused: u64,
+    /// OAuth refreshes sent to the provider, and answered with new tokens (invariant 4).
+    pub refreshes_sent: u64,
+    pub refreshes_succeeded: u64,
+    /// Times an actor found the stored credential other than it expected and adopted it instead
+    /// of writing or sending (the fix of finding 13 at work).
+    pub credentials_adopted: u64,
+    /// Looks of a release at its actors that found a refresh still out (`TenantMsg::Settle`),
+    /// one every 5 ms of waiting.
+    pub releases_settling: u64,
     /// Stale checkpoint writes whose lower counts the store's merge kept out (finding 10).
     pub stale_checkpoints_kept_out: u64,
 }
@@ -89,6 +98,9 @@ pub enum Broken {
     TwoActive { shard: ShardId, first: Holder, second: Holder },
     /// Invariant 3: after the faults stopped, the cluster did not serve every shard in time.
     NotLive { quiet_since_ms: i64, state: String },
+    /// Invariant 4: a refresh token the provider had consumed (answered with new tokens) was
+    /// sent to it again.
+    RefreshTokenReused { tenant: String, generation: u64, first_by: String, first_at_ms: i64, again_by: String },
     /// Invariant 2: a tenant admitted more requests in one minute window than its limit allows
     /// (plus what crashed nodes admitted since their last checkpoint).
     OverLimit {
@@ -140,6 +152,13 @@ impl fmt::Display for Broken {
                     "invariant 2 broken: tenant {tenant} admitted {admitted} requests in the minute from {window_start} \
                      (limit {limit}, crash allowance {crash_allowance}, takeover allowance {takeover_allowance}); \
                      the last by {by}"
+                )
+            }
+            Broken::RefreshTokenReused { tenant, generation, first_by, first_at_ms, again_by } => {
+                write!(
+                    f,
+                    "invariant 4 broken: {tenant}'s refresh token generation {generation} reached the provider again \
+                     from {again_by}, after the provider consumed it (sent by {first_by}, received at {first_at_ms} ms)"
                 )
             }
             Broken::NotLive { quiet_since_ms, state } => {

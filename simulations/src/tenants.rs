@@ -288,6 +288,7 @@ impl World {
             let hand_off = core.hand_off(now);
             let label = state.label.clone();
             self.trace.record(self.step, self.now, format_args!("{label} releases tenant-{tenant} (epoch {epoch})"));
+            self.credentials.stop(process, tenant);
             let owner = state.ownership.map().owner(shards[tenant]).cloned();
             let Some(owner) = owner.filter(|owner| *owner != state.id) else { continue };
             let Some(machine) = state.links.get(&owner).cloned() else { continue };
@@ -385,6 +386,7 @@ impl World {
     /// `process` started `tenant`'s core: what the others admitted and had not checkpointed is
     /// lost to it (they lost the tenant without a release: paused, or cut off from the table).
     fn taken_over(&mut self, process: ProcessId, tenant: usize) {
+        self.start_credentials(process, tenant);
         for (index, state) in self.processes.iter_mut().enumerate() {
             if index == process.0 {
                 continue;
@@ -400,6 +402,7 @@ impl World {
 
     /// A graceful exit: every actor stops and writes its state out.
     pub(crate) fn write_out_tenants(&mut self, process: ProcessId) {
+        self.credentials.drop_process(process);
         let state = &mut self.processes[process.0];
         for (tenant, mut core) in std::mem::take(&mut state.tenants.cores) {
             if let Some(checkpoint) = core.flush().checkpoint {
@@ -411,6 +414,7 @@ impl World {
 
     /// A crash: what the cores admitted since their last checkpoint is lost (the crash bound).
     pub(crate) fn lose_tenants(&mut self, process: ProcessId) {
+        self.credentials.drop_process(process);
         let state = std::mem::take(&mut self.processes[process.0].tenants);
         for (key, count) in state.unflushed {
             *self.tenants.crash_allowance.entry(key).or_default() += count;

@@ -140,12 +140,15 @@ pub(crate) enum Event {
         tenant: usize,
         hand_off: Box<connectors_actors::hand_off::TenantHandOff>,
     },
+    /// The OAuth refresh layer (`credentials.rs`).
+    Credential(crate::credentials::CredentialEvent),
 }
 
 impl Event {
     /// The process that must be running to handle it (others are handled whatever happens).
     fn process(&self) -> Option<ProcessId> {
         match self {
+            Event::Credential(event) => event.process(),
             Event::MembershipTick { process, .. }
             | Event::OwnershipTick { process, .. }
             | Event::TableAnswer { process, .. }
@@ -225,6 +228,7 @@ pub(crate) struct World {
     pub(crate) may_grow: bool,
     converged_at: Option<i64>,
     pub(crate) tenants: crate::tenants::Tenants,
+    pub(crate) credentials: crate::credentials::Credentials,
 }
 
 impl World {
@@ -252,6 +256,7 @@ impl World {
             may_grow: false,
             converged_at: None,
             tenants: crate::tenants::Tenants::new(scenario.seed),
+            credentials: crate::credentials::Credentials::new(scenario.seed),
         };
         for node in 0..scenario.nodes {
             world.start(node, false);
@@ -352,6 +357,7 @@ impl World {
             Event::Unfreeze { process } => self.unfreeze(process),
             Event::TenantRequest => self.tenant_request()?,
             Event::TenantTick => self.tenant_tick(),
+            Event::Credential(event) => self.credential_event(event)?,
             Event::HandOffArrive { to, machine, epoch, tenant, hand_off } => {
                 self.hand_off_arrive(to, machine, epoch, tenant, hand_off)
             }
