@@ -40,6 +40,8 @@ pub struct Counters {
     /// OAuth refreshes sent to the provider, and answered with new tokens (invariant 4).
     pub refreshes_sent: u64,
     pub refreshes_succeeded: u64,
+    /// Tool invocations admitted (charged to the monthly quota).
+    pub invocations_admitted: u64,
     /// Times an actor found the stored credential other than it expected and adopted it instead
     /// of writing or sending (the fix of finding 13 at work).
     pub credentials_adopted: u64,
@@ -96,6 +98,21 @@ pub struct Holder {
 pub enum Broken {
     /// Invariant 1: two nodes admit for one shard at the same instant.
     TwoActive { shard: ShardId, first: Holder, second: Holder },
+    /// Invariant 6: a tenant admitted more tool invocations in a month than its quota allows
+    /// (plus what crashed processes, and processes that lost the tenant without a release, had
+    /// not committed).
+    OverQuota {
+        tenant: String,
+        month: String,
+        admitted: u64,
+        quota: u64,
+        crash_allowance: u64,
+        takeover_allowance: u64,
+        by: String,
+    },
+    /// Invariant 5: the API calls committed, not yet flushed and lost to crashes do not add up to
+    /// those admitted (usage lost or counted twice).
+    UsageMiscounted { tenant: String, admitted: u64, committed: u64, pending: u64, lost: u64 },
     /// Invariant 3: after the faults stopped, the cluster did not serve every shard in time.
     NotLive { quiet_since_ms: i64, state: String },
     /// Invariant 4: a refresh token the provider had consumed (answered with new tokens) was
@@ -152,6 +169,20 @@ impl fmt::Display for Broken {
                     "invariant 2 broken: tenant {tenant} admitted {admitted} requests in the minute from {window_start} \
                      (limit {limit}, crash allowance {crash_allowance}, takeover allowance {takeover_allowance}); \
                      the last by {by}"
+                )
+            }
+            Broken::OverQuota { tenant, month, admitted, quota, crash_allowance, takeover_allowance, by } => {
+                write!(
+                    f,
+                    "invariant 6 broken: tenant {tenant} admitted {admitted} tool invocations in {month} (quota \
+                     {quota}, crash allowance {crash_allowance}, takeover allowance {takeover_allowance}); the last by {by}"
+                )
+            }
+            Broken::UsageMiscounted { tenant, admitted, committed, pending, lost } => {
+                write!(
+                    f,
+                    "invariant 5 broken: tenant {tenant} was admitted {admitted} API calls, but {committed} are \
+                     committed, {pending} wait in live cores and {lost} were lost to crashes"
                 )
             }
             Broken::RefreshTokenReused { tenant, generation, first_by, first_at_ms, again_by } => {

@@ -17,6 +17,18 @@
 //!    processes that lost the tenant without a release (paused, cut off) had admitted and not
 //!    checkpointed when another process started it (the takeover bound: README.md, finding 9).
 //!    Checked after every admission.
+//!
+//! Usage and quotas, as the recorder and the store keep them: a third of the requests are tool
+//! invocations, charged to a monthly quota; every flush (tick, release, exit) commits the core's
+//! usage deltas to the store, which sums them per month; a core started from the store gets the
+//! month's committed usage. Checked after every admission and every flush:
+//!
+//! 5. Usage: for each tenant, the API calls committed, plus those admitted and not yet flushed by
+//!    the live cores, plus those a crash lost, equal the API calls admitted: none is lost (beyond
+//!    the crash bound) or counted twice, across hand-offs, takeovers and releases.
+//! 6. Quotas: tool invocations admitted in a month never exceed the quota plus the crash bound
+//!    plus what cores that lost the tenant without a release had not committed when another
+//!    process started it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -26,12 +38,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use connectors_actors::admission::AdmissionRequest;
 use connectors_actors::hand_off::TenantHandOff;
 use connectors_actors::policy::{Plan, Policy};
+use connectors_actors::quotas::Quota;
 use connectors_actors::store::Checkpoint;
 use connectors_actors::tenant::{
     FeatureOverrides, Features, LimitOverrides, Limits, Security, TenantId, TenantRecord, TenantStatus,
 };
-use connectors_actors::tenant_core::TenantCore;
-use connectors_actors::usage::UsageCounters;
+use connectors_actors::tenant_core::{Flush, TenantCore};
+use connectors_actors::usage::{Month, UsageCounters};
 use connectors_cluster::ownership::ShardState;
 use connectors_cluster::shard_map::{NodeId, ShardId, shard_of};
 
@@ -45,6 +58,10 @@ use crate::world::{Event, World};
 pub(crate) const TENANTS: usize = 8;
 /// Requests per minute each tenant may make (hour and day limits do not bind).
 pub(crate) const PER_MINUTE: u64 = 20;
+/// Tool invocations each tenant may make per calendar month.
+const INVOCATIONS_PER_MONTH: u64 = 5;
+/// One request in this many is a tool invocation.
+const INVOCATION_EVERY: i64 = 3;
 
 /// Virtual time 0 on a clock without offset: 15 s before a minute, hour, day and month boundary.
 fn base() -> DateTime<Utc> {
@@ -72,6 +89,15 @@ pub(crate) struct Tenants {
     takeover_allowance: BTreeMap<(usize, i64), u64>,
     /// Its own stream, so the tenant load leaves the cluster's random draws as they were.
     rng: SimRng,
+    /// Usage as the store sums it, per tenant and month.
+    committed: BTreeMap<(usize, Month), UsageCounters>,
+    /// API calls admitted per tenant (by any core), and those a crash lost before a flush.
+    calls_admitted: Vec<u64>,
+    calls_lost: Vec<u64>,
+    /// Tool invocations admitted per tenant and month, and the quota's allowances (see 6.).
+    invocations: BTreeMap<(usize, Month), u64>,
+    invocations_lost: BTreeMap<(usize, Month), u64>,
+    invocations_taken_over: BTreeMap<(usize, Month), u64>,
 }
 
 impl Tenants {
@@ -81,7 +107,7 @@ impl Tenants {
             requests_per_hour: 1_000_000,
             requests_per_day: 1_000_000,
             max_custom_servers: 1,
-            max_tool_invocations: 1_000_000,
+            max_tool_invocations: INVOCATIONS_PER_MONTH,
             max_storage_mb: 10,
         };
         let policy = Arc::new(Policy {
@@ -119,6 +145,12 @@ impl Tenants {
             crash_allowance: BTreeMap::new(),
             takeover_allowance: BTreeMap::new(),
             rng: SimRng::new(seed ^ 0x7E5A_47D0_11AD_0FF5),
+            committed: BTreeMap::new(),
+            calls_admitted: vec![0; TENANTS],
+            calls_lost: vec![0; TENANTS],
+            invocations: BTreeMap::new(),
+            invocations_lost: BTreeMap::new(),
+            invocations_taken_over: BTreeMap::new(),
         }
     }
 }
@@ -126,6 +158,30 @@ impl Tenants {
 impl Tenants {
     /// Writes a checkpoint as the store does: merged over the stored one (finding 10). Says
     /// whether the merge kept counts the checkpoint would have lowered (a stale write).
+    /// The usage the store holds for the tenant's month.
+    fn month_usage(&self, tenant: usize, month: Month) -> UsageCounters {
+        self.committed.get(&(tenant, month)).copied().unwrap_or_default()
+    }
+
+    /// A core started from what the store holds: the checkpoint and the month's usage.
+    fn core_from_store(&self, tenant: usize, now: DateTime<Utc>) -> TenantCore {
+        let usage = self.month_usage(tenant, Month::of(now));
+        TenantCore::new(self.policy.clone(), self.records[tenant].clone(), self.store[tenant], usage, now)
+            .expect("a valid record")
+    }
+
+    /// Commits a core's flush as the recorder does: its usage deltas summed into the store's
+    /// months, its checkpoint merged over the stored one. Says whether the merge kept stale
+    /// counts out.
+    fn commit(&mut self, tenant: usize, flush: Flush, pending: &mut Pending) -> bool {
+        for (day, counters) in &flush.usage {
+            self.committed.entry((tenant, Month::containing(*day))).or_default().add(counters);
+        }
+        pending.calls.remove(&tenant);
+        pending.invocations.retain(|(t, _), _| *t != tenant);
+        flush.checkpoint.is_some_and(|checkpoint| self.save(tenant, checkpoint))
+    }
+
     fn save(&mut self, tenant: usize, checkpoint: Checkpoint) -> bool {
         let merged = checkpoint.merged_over(self.store[tenant].as_ref());
         self.store[tenant] = Some(merged);
@@ -134,12 +190,22 @@ impl Tenants {
 }
 
 /// One process's tenant actors: their cores, the hand-offs kept for them, and what each core
-/// admitted per minute window since its last checkpoint.
+/// admitted per minute window since its last checkpoint, and since its last flush (API calls;
+/// tool invocations per month).
 #[derive(Default)]
 pub(crate) struct ProcessTenants {
     cores: BTreeMap<usize, TenantCore>,
     arrivals: BTreeMap<usize, TenantHandOff>,
     unflushed: BTreeMap<(usize, i64), u64>,
+    pending: Pending,
+}
+
+/// What a process's cores admitted and have not flushed yet: API calls per tenant, tool
+/// invocations per tenant and month.
+#[derive(Default)]
+struct Pending {
+    calls: BTreeMap<usize, u64>,
+    invocations: BTreeMap<(usize, Month), u64>,
 }
 
 impl ProcessTenants {
@@ -148,13 +214,14 @@ impl ProcessTenants {
     }
 }
 
-/// A request that passes every check but the rate windows (no key required, no quota).
-fn request() -> AdmissionRequest {
+/// A request that passes every check but the rate windows and, if `invocation`, the quota of
+/// tool invocations (no key required).
+fn request(invocation: bool) -> AdmissionRequest {
     AdmissionRequest {
         key: None,
         key_required: false,
         client_ip: IpAddr::from([10, 0, 0, 1]),
-        charge: None,
+        charge: invocation.then_some(Quota::ToolInvocations),
         selection: false,
     }
 }
@@ -170,6 +237,7 @@ impl World {
         }
         let tenant = self.tenants.rng.between(0, TENANTS as i64 - 1) as usize;
         let process = running[self.tenants.rng.between(0, running.len() as i64 - 1) as usize];
+        let invocation = self.tenants.rng.between(1, INVOCATION_EVERY) == 1;
         self.counters.requests += 1;
         let tenants = &mut self.tenants;
         let state = &mut self.processes[process];
@@ -192,10 +260,7 @@ impl World {
                     }
                     None => {
                         self.counters.cores_from_store += 1;
-                        let record = tenants.records[tenant].clone();
-                        let checkpoint = tenants.store[tenant];
-                        TenantCore::new(tenants.policy.clone(), record, checkpoint, UsageCounters::default(), now)
-                            .expect("a valid record")
+                        tenants.core_from_store(tenant, now)
                     }
                 };
                 started = true;
@@ -208,7 +273,7 @@ impl World {
                 entry.insert(core)
             }
         };
-        let admission = core.admit(now, &request());
+        let admission = core.admit(now, &request(invocation));
         if started {
             self.taken_over(ProcessId(process), tenant);
         }
@@ -219,6 +284,34 @@ impl World {
             return Ok(());
         }
         self.counters.admitted += 1;
+        *state.tenants.pending.calls.entry(tenant).or_default() += 1;
+        tenants.calls_admitted[tenant] += 1;
+        if invocation {
+            self.counters.invocations_admitted += 1;
+            let month = Month::of(now);
+            *state.tenants.pending.invocations.entry((tenant, month)).or_default() += 1;
+            let admitted = tenants.invocations.entry((tenant, month)).or_default();
+            *admitted += 1;
+            let admitted = *admitted;
+            let lost = tenants.invocations_lost.get(&(tenant, month)).copied().unwrap_or(0);
+            let taken_over = tenants.invocations_taken_over.get(&(tenant, month)).copied().unwrap_or(0);
+            if admitted > INVOCATIONS_PER_MONTH + lost + taken_over {
+                let by = format!("{} at its clock {} ms (view epoch {})", state.label, clock, state.ownership.epoch());
+                let broken = Broken::OverQuota {
+                    tenant: tenants.records[tenant].id.as_str().to_string(),
+                    month: format!("{}-{:02}", month.year, month.month),
+                    admitted,
+                    quota: INVOCATIONS_PER_MONTH,
+                    crash_allowance: lost,
+                    takeover_allowance: taken_over,
+                    by,
+                };
+                return Err(self.violation(broken));
+            }
+        }
+        self.check_usage()?;
+        let tenants = &mut self.tenants;
+        let state = &mut self.processes[process];
         let minute = admission.rate.expect("rate limits are on").windows[0];
         let window = minute.reset - 60;
         *state.tenants.unflushed.entry((tenant, window)).or_default() += 1;
@@ -244,14 +337,44 @@ impl World {
         Ok(())
     }
 
+    /// Invariant 5 for every tenant: committed + not yet flushed + lost to crashes = admitted.
+    fn check_usage(&mut self) -> Result<(), Box<Violation>> {
+        for tenant in 0..TENANTS {
+            let committed: u64 = self
+                .tenants
+                .committed
+                .range((tenant, Month { year: i32::MIN, month: 0 })..)
+                .take_while(|((t, _), _)| *t == tenant)
+                .map(|(_, usage)| usage.api_calls)
+                .sum();
+            let pending: u64 =
+                self.processes.iter().map(|p| p.tenants.pending.calls.get(&tenant).copied().unwrap_or(0)).sum();
+            let (lost, admitted) = (self.tenants.calls_lost[tenant], self.tenants.calls_admitted[tenant]);
+            if committed + pending + lost != admitted {
+                let broken = Broken::UsageMiscounted {
+                    tenant: self.tenants.records[tenant].id.as_str().to_string(),
+                    admitted,
+                    committed,
+                    pending,
+                    lost,
+                };
+                return Err(self.violation(broken));
+            }
+        }
+        Ok(())
+    }
+
     /// The tenant actors' tick: every running process writes its cores' checkpoints.
     pub(crate) fn tenant_tick(&mut self) {
         self.after(self.config.tenant_tick_ms, Event::TenantTick);
         for state in self.processes.iter_mut().filter(|p| p.life == Life::Running) {
             let tenants = &mut state.tenants;
             for (&tenant, core) in tenants.cores.iter_mut() {
-                if let Some(checkpoint) = core.flush().checkpoint {
-                    self.counters.stale_checkpoints_kept_out += u64::from(self.tenants.save(tenant, checkpoint));
+                let flush = core.flush();
+                let checkpoint = flush.checkpoint;
+                self.counters.stale_checkpoints_kept_out +=
+                    u64::from(self.tenants.commit(tenant, flush, &mut tenants.pending));
+                if let Some(checkpoint) = checkpoint {
                     self.trace.record(
                         self.step,
                         self.now,
@@ -281,9 +404,9 @@ impl World {
         let mut sends = Vec::new();
         for tenant in unowned {
             let mut core = state.tenants.cores.remove(&tenant).expect("listed");
-            if let Some(checkpoint) = core.flush().checkpoint {
-                self.counters.stale_checkpoints_kept_out += u64::from(self.tenants.save(tenant, checkpoint));
-            }
+            let flush = core.flush();
+            self.counters.stale_checkpoints_kept_out +=
+                u64::from(self.tenants.commit(tenant, flush, &mut state.tenants.pending));
             state.tenants.checkpointed(tenant);
             let hand_off = core.hand_off(now);
             let label = state.label.clone();
@@ -369,10 +492,7 @@ impl World {
                 }
                 None => {
                     self.counters.cores_from_store += 1;
-                    let record = self.tenants.records[tenant].clone();
-                    let checkpoint = self.tenants.store[tenant];
-                    TenantCore::new(self.tenants.policy.clone(), record, checkpoint, UsageCounters::default(), now)
-                        .expect("a valid record")
+                    self.tenants.core_from_store(tenant, now)
                 }
             };
             state.tenants.cores.insert(tenant, core);
@@ -396,6 +516,16 @@ impl World {
             for (key, count) in lost {
                 *self.tenants.takeover_allowance.entry(key).or_default() += count;
             }
+            // Not lost: committed when that process releases the tenant, but the new core's quota
+            // starts without them.
+            for (&key, &count) in
+                state.tenants.pending.invocations.range((tenant, Month { year: i32::MIN, month: 0 })..)
+            {
+                if key.0 != tenant {
+                    break;
+                }
+                *self.tenants.invocations_taken_over.entry(key).or_default() += count;
+            }
             state.tenants.checkpointed(tenant);
         }
     }
@@ -405,9 +535,9 @@ impl World {
         self.credentials.drop_process(process);
         let state = &mut self.processes[process.0];
         for (tenant, mut core) in std::mem::take(&mut state.tenants.cores) {
-            if let Some(checkpoint) = core.flush().checkpoint {
-                self.counters.stale_checkpoints_kept_out += u64::from(self.tenants.save(tenant, checkpoint));
-            }
+            let flush = core.flush();
+            self.counters.stale_checkpoints_kept_out +=
+                u64::from(self.tenants.commit(tenant, flush, &mut state.tenants.pending));
         }
         state.tenants = Default::default();
     }
@@ -418,6 +548,12 @@ impl World {
         let state = std::mem::take(&mut self.processes[process.0].tenants);
         for (key, count) in state.unflushed {
             *self.tenants.crash_allowance.entry(key).or_default() += count;
+        }
+        for (tenant, calls) in state.pending.calls {
+            self.tenants.calls_lost[tenant] += calls;
+        }
+        for (key, count) in state.pending.invocations {
+            *self.tenants.invocations_lost.entry(key).or_default() += count;
         }
     }
 }

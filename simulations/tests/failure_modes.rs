@@ -147,6 +147,7 @@ fn a_rolling_drain_under_client_load_keeps_every_tenant_within_its_limit() {
         assert!(counters.hand_offs_shipped > 0 && counters.hand_offs_kept > 0, "{counters:?}");
         assert!(counters.cores_from_hand_off > 0, "{counters:?}");
         assert!(counters.rate_limited > 0, "the limits were reached: {counters:?}");
+        assert!(counters.invocations_admitted > 0, "tool invocations were charged: {counters:?}");
     }
 }
 
