@@ -41,13 +41,19 @@
 //!   minus one heartbeat interval ([`Membership::lease_until_ms`]). The others remove a member only
 //!   after watching its heartbeat stay unchanged for a whole failure timeout of their own time, so a
 //!   node cut off from the table stops admitting at least one interval before anyone takes its shards.
+//!   That holds for the heartbeat a peer watched, not for one we write after its read and before
+//!   its removal (a compare-and-set on the epoch, which heartbeats do not bump) lands. So once our
+//!   heartbeat as last read is over a failure timeout old (a pause, a cut, slow writes), our
+//!   writes bump the epoch, which fails such a removal, and only a read that shows one of them
+//!   renews the lease.
 //! - Incarnations: a restarted node (or a second process given the same node id) writes a record
 //!   with a newer `started_ms`. The newest incarnation wins; an older one that reads it is
 //!   [`Membership::is_superseded`]: it stops heartbeating and its lease runs out.
 //! - A table whose epoch went backwards (Redis flushed, or failed over to a replica that lost the
 //!   last writes) is a reset, not a slow answer: the node's lease is not renewed by it, and its next
 //!   heartbeat rejoins with a bump to an epoch above every one it has seen, so views keep moving
-//!   forward and every member is re-announced.
+//!   forward and every member is re-announced. So is a table at our view's epoch with another
+//!   member set ([`View::fingerprint`]): a reset whose epoch came back up to ours.
 //! - Shards of a member that left the view without having been watched dead by this node (a table
 //!   reset lost its record, it was replaced by a newer incarnation before anyone saw it stop, or this
 //!   node has no earlier view at all) may still be admitted by that member until its lease runs
@@ -130,6 +136,16 @@ impl View {
 
     pub fn member(&self, id: &NodeId) -> Option<&MemberRecord> {
         self.members.iter().find(|member| member.id == *id)
+    }
+
+    /// Whether `members` (as read) are this view's members, each the same incarnation with the
+    /// same status: what [`View::fingerprint`] names besides the epoch.
+    fn same_members(&self, members: &[MemberRecord]) -> bool {
+        members.len() == self.members.len()
+            && members.iter().all(|member| {
+                self.member(&member.id)
+                    .is_some_and(|ours| ours.same_incarnation(member) && ours.status == member.status)
+            })
     }
 
     /// Names this view beyond its epoch: after a reset of the table (a failover that lost a
@@ -260,6 +276,14 @@ pub struct Membership {
     up_after_ms: Option<i64>,
     /// When (our clock) the latest table read came back.
     last_read_ms: Option<i64>,
+    /// Our incarnation's heartbeat in the latest read that showed our record.
+    own_heartbeat_seen_ms: Option<i64>,
+    /// Our heartbeat went unseen for over a failure timeout: a peer may have watched it stay
+    /// unchanged and sent our removal, which may still land. Our writes bump the epoch (which
+    /// fails such a removal) until a read shows one of them, and the lease waits for that read.
+    rebump: bool,
+    /// The heartbeat of the first write that bumped the epoch for `rebump`.
+    rebump_heartbeat_ms: Option<i64>,
 }
 
 impl Membership {
@@ -281,6 +305,9 @@ impl Membership {
             takeover_not_before_ms: i64::MIN,
             up_after_ms: None,
             last_read_ms: None,
+            own_heartbeat_seen_ms: None,
+            rebump: false,
+            rebump_heartbeat_ms: None,
         }
     }
 
@@ -372,15 +399,21 @@ impl Membership {
             self.me.status = NodeStatus::Up;
         }
         self.me.heartbeat_ms = now_ms;
+        if self.me.status != NodeStatus::Joining && self.heartbeat_unseen_too_long(now_ms) {
+            self.rebump = true;
+        }
         vec![self.write_self(), MembershipEffect::ReadTable]
     }
 
     /// Our record, with a bump unless the latest table already shows us with this status.
-    fn write_self(&self) -> MembershipEffect {
+    fn write_self(&mut self) -> MembershipEffect {
         let reset = self.reset && self.latest_epoch.is_some();
+        if self.rebump {
+            self.rebump_heartbeat_ms.get_or_insert(self.me.heartbeat_ms);
+        }
         MembershipEffect::WriteSelf {
             record: self.me.clone(),
-            bump_epoch: reset || self.status_in_table != Some(self.me.status),
+            bump_epoch: reset || self.rebump || self.status_in_table != Some(self.me.status),
             min_epoch: if reset { self.latest_epoch.map_or(0, |latest| latest + 1) } else { 0 },
         }
     }
@@ -390,6 +423,12 @@ impl Membership {
     /// every node a view no other can be confused with.
     pub fn view_conflict(&mut self) {
         self.reset = true;
+    }
+
+    /// Whether our heartbeat in the table, as last read, is over a failure timeout old at `now_ms`:
+    /// a peer may have watched it unchanged that long (see `rebump`).
+    fn heartbeat_unseen_too_long(&self, now_ms: i64) -> bool {
+        self.own_heartbeat_seen_ms.is_some_and(|seen| now_ms.saturating_sub(seen) > self.config.failure_timeout_ms)
     }
 
     /// Whether the latest read is at most a lease old (see the module's notes on watching).
@@ -412,8 +451,26 @@ impl Membership {
             self.takeover_not_before_ms = self.takeover_not_before_ms.max(now_ms + self.config.failure_timeout_ms);
         }
         self.last_read_ms = Some(now_ms);
+        // A newer incarnation of our node id supersedes us whatever the epoch of the read that
+        // shows it: a read after a reset may be the only one that does (a second reset can lose
+        // its record, and our rejoin would then write over it).
+        let newer_self = table.members.iter().any(|member| member.id == self.me.id && member.newer_than(&self.me));
+        if newer_self && !self.superseded {
+            self.superseded = true;
+            self.lease_until_ms = i64::MIN;
+        }
         if self.latest_epoch.is_some_and(|latest| table.epoch < latest) {
             // Views never go back; our next heartbeat rejoins above the epochs seen.
+            self.reset = true;
+            return Vec::new();
+        }
+        if let Some(view) = &self.view
+            && table.epoch == view.epoch
+            && !view.same_members(&table.members)
+        {
+            // The same epoch with another member set: the table was reset and its epoch came back
+            // to ours (a failover to a replica that lost our bump, then another node's bump). It
+            // renews nothing, and our next heartbeat rejoins above it, as after any reset.
             self.reset = true;
             return Vec::new();
         }
@@ -421,18 +478,32 @@ impl Membership {
             self.reset = false;
         }
         self.latest_epoch = Some(table.epoch);
-        let newer_self = table.members.iter().any(|member| member.id == self.me.id && member.newer_than(&self.me));
-        if newer_self && !self.superseded {
-            self.superseded = true;
-            self.lease_until_ms = i64::MIN;
-        }
         let mine = table.members.iter().find(|member| member.same_incarnation(&self.me));
         self.status_in_table = mine.map(|member| member.status);
         if self.me.status == NodeStatus::Joining && self.status_in_table == Some(NodeStatus::Joining) {
             self.up_after_ms.get_or_insert(now_ms + self.config.failure_timeout_ms);
         }
+        if let Some(mine) = mine {
+            // A peer decides a removal on a read that showed our previous heartbeat unchanged for
+            // a failure timeout; had that read come just before this heartbeat landed, the removal
+            // lands after it (the epoch is the same): this heartbeat vouches for nothing. Only one
+            // written with a bump does, for such a removal then fails.
+            let heartbeat = mine.heartbeat_ms;
+            if self.me.status != NodeStatus::Joining
+                && heartbeat != self.own_heartbeat_seen_ms.unwrap_or(heartbeat)
+                && self.heartbeat_unseen_too_long(now_ms)
+            {
+                self.rebump = true;
+            }
+            if self.rebump && self.rebump_heartbeat_ms.is_some_and(|bumped| heartbeat >= bumped) {
+                self.rebump = false;
+                self.rebump_heartbeat_ms = None;
+            }
+            self.own_heartbeat_seen_ms = Some(heartbeat);
+        }
         if let Some(mine) = mine
             && !self.superseded
+            && !self.rebump
             && matches!(mine.status, NodeStatus::Up | NodeStatus::Draining)
             && self.me.status != NodeStatus::Down
         {

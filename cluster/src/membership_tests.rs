@@ -315,16 +315,18 @@ fn a_heartbeat_from_the_future_counts_as_fresh() {
     let mut membership = joined();
     // beta's clock was a minute ahead of ours when it died at our 1_000.
     let members = vec![me_in_table(NodeStatus::Up, 0), peer("beta", 61_000)];
-    assert_eq!(read_every_interval(&mut membership, 1, 1_000, 66_000, |_| members.clone()), vec![]);
-    assert_eq!(membership.handle(66_001, table(1, members)), vec![remove(&["beta"], 1)]);
+    membership.handle(1_000, table(2, members.clone()));
+    assert_eq!(read_every_interval(&mut membership, 2, 1_000, 66_000, |_| members.clone()), vec![]);
+    assert_eq!(membership.handle(66_001, table(2, members)), vec![remove(&["beta"], 2)]);
 }
 
 #[test]
 fn our_own_stale_record_is_never_proposed() {
     let mut membership = joined();
     let members = vec![me_in_table(NodeStatus::Up, 1_000), peer("beta", 1_000)];
-    let effects = read_every_interval(&mut membership, 1, 1_000, 50_000, |_| members.clone());
-    assert_eq!(effects, vec![remove(&["beta"], 1)]);
+    membership.handle(1_000, table(2, members.clone()));
+    let effects = read_every_interval(&mut membership, 2, 1_000, 50_000, |_| members.clone());
+    assert_eq!(effects, vec![remove(&["beta"], 2)]);
 }
 
 // Reachability and draining
@@ -722,13 +724,15 @@ fn a_paused_node_is_removed_and_rejoins_with_a_bump() {
         cluster.tick_all(now);
     }
     assert_eq!(cluster.view_of(0).map(|view| view.members.len()), Some(1));
-    // b wakes up: its heartbeat must not resurrect its record silently; it rejoins with a bump.
+    assert!(cluster.nodes[1].0.lease_until_ms() < now, "b's lease ran out before it was removed");
+    // b wakes up: its heartbeat must not resurrect its record silently; it rejoins with a bump
+    // (its heartbeat went unseen for over a failure timeout, so its first write bumps).
     cluster.nodes[1].1 = true;
     now += INTERVAL_MS;
+    let removed_at = cluster.table.epoch;
     cluster.run(1, now, MembershipInput::Tick);
-    assert!(!cluster.nodes[1].0.is_joined());
-    assert_eq!(cluster.view_of(1).map(|view| view.members.len()), Some(1), "b sees it was removed");
-    assert!(cluster.nodes[1].0.lease_until_ms() < now, "and its lease ran out before it was removed");
+    assert_eq!(cluster.table.epoch, removed_at + 1);
+    assert_eq!(cluster.view_of(1).map(|view| view.members.len()), Some(2), "b is back");
     // b's rejoin lands after a's read in the first round; a sees it in the second.
     for _ in 0..2 {
         now += INTERVAL_MS;
@@ -985,4 +989,69 @@ proptest! {
     fn invariants_hold_for_any_inputs(steps in prop::collection::vec((0i64..4_000, any_step()), 1..60)) {
         check_run(steps)?;
     }
+}
+
+#[test]
+fn a_read_at_our_epoch_with_another_member_set_is_a_reset_we_rejoin_above() {
+    // Our view 7 holds us alone (we rejoined after a flush); a failover went back to epoch 6 and
+    // another node's bump made a different epoch 7.
+    let mut membership = joined();
+    membership.handle(2_000, MembershipInput::Tick);
+    membership.handle(2_010, table(7, vec![me_in_table(NodeStatus::Up, 2_000)]));
+    let lease = membership.lease_until_ms();
+    let other_seven = vec![me_in_table(NodeStatus::Up, 2_500), peer("alpha", 2_500)];
+    assert_eq!(membership.handle(2_510, table(7, other_seven)), vec![]);
+    assert_eq!(membership.lease_until_ms(), lease, "it renews nothing");
+    assert_eq!(membership.view().map(|view| view.members.len()), Some(1));
+    let effects = membership.handle(3_000, MembershipInput::Tick);
+    assert_eq!(
+        effects[0],
+        MembershipEffect::WriteSelf { record: me_in_table(NodeStatus::Up, 3_000), bump_epoch: true, min_epoch: 8 }
+    );
+    let effects = membership.handle(3_010, table(8, vec![me_in_table(NodeStatus::Up, 3_000), peer("alpha", 3_000)]));
+    assert!(matches!(effects[..], [MembershipEffect::ViewChanged(ref view)] if view.epoch == 8));
+    // Heartbeats at one epoch are no reset.
+    assert_eq!(membership.handle(4_000, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 4_000, false));
+    let effects = membership.handle(4_010, table(8, vec![me_in_table(NodeStatus::Up, 4_000), peer("alpha", 3_900)]));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(membership.lease_until_ms(), 4_000 + TIMEOUT_MS - INTERVAL_MS);
+}
+
+#[test]
+fn a_heartbeat_unseen_for_a_failure_timeout_renews_the_lease_only_once_a_bump_lands() {
+    let mut membership = joined();
+    membership.handle(2_000, MembershipInput::Tick);
+    membership.handle(2_010, table(2, vec![me_in_table(NodeStatus::Up, 2_000), peer("alpha", 2_000)]));
+    // Paused until 7_500: alpha may have watched our heartbeat 2_000 stay unchanged for a failure
+    // timeout and sent our removal (if epoch 2), which may land after our next heartbeat. The
+    // tick after the pause bumps the epoch, which fails that removal.
+    assert_eq!(membership.handle(7_500, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 7_500, true));
+    membership.handle(7_510, table(3, vec![me_in_table(NodeStatus::Up, 7_500), peer("alpha", 7_400)]));
+    assert_eq!(membership.lease_until_ms(), 7_500 + TIMEOUT_MS - INTERVAL_MS);
+    assert_eq!(membership.handle(8_000, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 8_000, false));
+    // The same gap, seen only by the read (a slow answer): no renewal until a bump lands.
+    let lease = membership.lease_until_ms();
+    membership.handle(13_100, table(3, vec![me_in_table(NodeStatus::Up, 8_000), peer("alpha", 13_000)]));
+    assert_eq!(membership.lease_until_ms(), lease, "our heartbeat 8_000 may be followed by our removal");
+    assert_eq!(membership.handle(13_200, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 13_200, true));
+    membership.handle(13_210, table(3, vec![me_in_table(NodeStatus::Up, 8_000), peer("alpha", 13_000)]));
+    assert_eq!(membership.lease_until_ms(), lease, "the bump has not landed yet");
+    assert_eq!(membership.handle(13_700, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 13_700, true));
+    membership.handle(13_710, table(4, vec![me_in_table(NodeStatus::Up, 13_200), peer("alpha", 13_500)]));
+    assert_eq!(membership.lease_until_ms(), 13_200 + TIMEOUT_MS - INTERVAL_MS);
+    assert_eq!(membership.handle(14_200, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 14_200, false));
+}
+
+#[test]
+fn a_newer_incarnation_in_a_table_that_went_backwards_supersedes_us() {
+    let mut membership = joined();
+    membership.handle(2_000, MembershipInput::Tick);
+    membership.handle(2_010, table(7, vec![me_in_table(NodeStatus::Up, 2_000)]));
+    // Redis was flushed, and a newer incarnation of our node id joined the empty table. A second
+    // flush may lose its record before our next read: this read is the one that shows it.
+    let newer = record("me", NodeStatus::Joining, 2_400, STARTED_MS + 1);
+    assert_eq!(membership.handle(2_500, table(1, vec![newer])), vec![]);
+    assert!(membership.is_superseded());
+    assert_eq!(membership.lease_until_ms(), i64::MIN);
+    assert_eq!(membership.handle(3_000, MembershipInput::Tick), vec![], "no rejoin over it");
 }
