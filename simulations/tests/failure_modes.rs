@@ -336,3 +336,45 @@ fn a_resumed_node_never_sends_a_refresh_token_the_new_owner_used() {
 fn a_node_cut_from_the_table_never_refreshes_beside_the_new_owner() {
     never_reuses_a_refresh_token("seed=2 nodes=3 quiet=20000 | 6000 cut-table n1 on");
 }
+
+/// Finding 14: after a flush and a failover one epoch named two member sets, and a node holding
+/// the one with itself alone never learnt of the other (its reads showed its own epoch): it asked
+/// nobody and served all 1024 shards beside the others.
+#[test]
+fn a_read_at_the_views_epoch_with_other_members_is_a_reset() {
+    served_whatever_the_seed(
+        "seed=15962419733428431476 nodes=3 skew=4296 quiet=12165 | 5119 cut-table n0 on | 7370 freeze n1 928 \
+         | 7700 table-flush | 8401 table-failover 10",
+    );
+}
+
+/// Finding 15: a node back from a pause heartbeated; a peer that had watched its old heartbeat
+/// for a failure timeout removed it a moment later at the same epoch, after the node had read
+/// its new heartbeat, renewed its lease and gathered confirmations at the old view.
+#[test]
+fn a_node_back_from_a_pause_is_not_removed_under_a_renewed_lease() {
+    served_whatever_the_seed(
+        "seed=16885420673842668603 nodes=3 quiet=17187 | 11703 freeze n0 6497 | 12395 chaos 121 45 106",
+    );
+}
+
+/// Finding 15, the open case of finding 11: a failover back to the paused node's own view
+/// installed no view, so the takeover wait never reached its ownership; the bump after the pause
+/// installs one.
+#[test]
+fn a_node_paused_alone_in_its_view_waits_after_a_failover_back_to_it() {
+    served_whatever_the_seed(
+        "seed=3 nodes=3 quiet=16000 | 5000 table-flush | 5800 freeze n1 5400 | 11000 table-failover 22",
+    );
+}
+
+/// Finding 16: a node saw its newer incarnation only in a read that went backwards (after a
+/// flush), which it ignored; a second flush lost that record, and the older incarnation rejoined
+/// and served beside the newer one.
+#[test]
+fn an_older_incarnation_that_saw_the_newer_after_a_flush_never_rejoins_beside_it() {
+    served_whatever_the_seed(
+        "seed=7376155345851896730 nodes=3 quiet=12230 | 156 drain n0 | 4356 drain n1 | 8716 table-flush \
+         | 8748 start n2 new-machine | 11216 table-flush",
+    );
+}
