@@ -28,7 +28,8 @@
 //!    the crash bound) or counted twice, across hand-offs, takeovers and releases.
 //! 6. Quotas: tool invocations admitted in a month never exceed the quota plus the crash bound
 //!    plus what cores that lost the tenant without a release had not committed when another
-//!    process started it.
+//!    process started it, plus what was admitted in the month before a core whose clock was
+//!    behind rolled into it (it starts the month from zero: README.md, finding 17, open).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -98,6 +99,7 @@ pub(crate) struct Tenants {
     invocations: BTreeMap<(usize, Month), u64>,
     invocations_lost: BTreeMap<(usize, Month), u64>,
     invocations_taken_over: BTreeMap<(usize, Month), u64>,
+    invocations_before_rollover: BTreeMap<(usize, Month), u64>,
 }
 
 impl Tenants {
@@ -151,6 +153,7 @@ impl Tenants {
             invocations: BTreeMap::new(),
             invocations_lost: BTreeMap::new(),
             invocations_taken_over: BTreeMap::new(),
+            invocations_before_rollover: BTreeMap::new(),
         }
     }
 }
@@ -198,6 +201,9 @@ pub(crate) struct ProcessTenants {
     arrivals: BTreeMap<usize, TenantHandOff>,
     unflushed: BTreeMap<(usize, i64), u64>,
     pending: Pending,
+    /// The month each core's quota counts (it rolls over at the core's first admission in the
+    /// next month).
+    quota_months: BTreeMap<usize, Month>,
 }
 
 /// What a process's cores admitted and have not flushed yet: API calls per tenant, tool
@@ -264,6 +270,7 @@ impl World {
                     }
                 };
                 started = true;
+                state.tenants.quota_months.insert(tenant, Month::of(now));
                 let (label, checkpoint) = (state.label.clone(), tenants.store[tenant].map(|c| c.windows[0]));
                 self.trace.record(
                     self.step,
@@ -286,15 +293,21 @@ impl World {
         self.counters.admitted += 1;
         *state.tenants.pending.calls.entry(tenant).or_default() += 1;
         tenants.calls_admitted[tenant] += 1;
+        let month = Month::of(now);
+        if state.tenants.quota_months.insert(tenant, month).is_some_and(|counted| counted < month) {
+            // The core rolled into `month` from zero: what others admitted in it is not counted.
+            let before = tenants.invocations.get(&(tenant, month)).copied().unwrap_or(0);
+            *tenants.invocations_before_rollover.entry((tenant, month)).or_default() += before;
+        }
         if invocation {
             self.counters.invocations_admitted += 1;
-            let month = Month::of(now);
             *state.tenants.pending.invocations.entry((tenant, month)).or_default() += 1;
             let admitted = tenants.invocations.entry((tenant, month)).or_default();
             *admitted += 1;
             let admitted = *admitted;
             let lost = tenants.invocations_lost.get(&(tenant, month)).copied().unwrap_or(0);
-            let taken_over = tenants.invocations_taken_over.get(&(tenant, month)).copied().unwrap_or(0);
+            let taken_over = tenants.invocations_taken_over.get(&(tenant, month)).copied().unwrap_or(0)
+                + tenants.invocations_before_rollover.get(&(tenant, month)).copied().unwrap_or(0);
             if admitted > INVOCATIONS_PER_MONTH + lost + taken_over {
                 let by = format!("{} at its clock {} ms (view epoch {})", state.label, clock, state.ownership.epoch());
                 let broken = Broken::OverQuota {
@@ -409,6 +422,11 @@ impl World {
                 u64::from(self.tenants.commit(tenant, flush, &mut state.tenants.pending));
             state.tenants.checkpointed(tenant);
             let hand_off = core.hand_off(now);
+            if state.tenants.quota_months.get(&tenant).is_some_and(|counted| *counted < hand_off.month) {
+                // The hand-off starts the new month from zero, as a rollover does.
+                let before = self.tenants.invocations.get(&(tenant, hand_off.month)).copied().unwrap_or(0);
+                *self.tenants.invocations_before_rollover.entry((tenant, hand_off.month)).or_default() += before;
+            }
             let label = state.label.clone();
             self.trace.record(self.step, self.now, format_args!("{label} releases tenant-{tenant} (epoch {epoch})"));
             self.credentials.stop(process, tenant);
@@ -496,6 +514,7 @@ impl World {
                 }
             };
             state.tenants.cores.insert(tenant, core);
+            state.tenants.quota_months.insert(tenant, Month::of(now));
             started.push(tenant);
         }
         for tenant in started {
