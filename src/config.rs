@@ -26,6 +26,10 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// The longest lead of a refresh before expiry: longer is a mistake (no provider's access token
+/// lives that long), and the time arithmetic stays far from its bounds.
+const MAX_REFRESH_BEFORE_SECONDS: u64 = 30 * 24 * 3600;
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
@@ -492,6 +496,12 @@ impl Config {
         }
         let positive =
             |key: &str, value: u64| if value == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(value) };
+        if oauth.refresh_before_seconds > MAX_REFRESH_BEFORE_SECONDS {
+            return Err(invalid(
+                "oauth.refreshBeforeSeconds",
+                format!("must be at most {MAX_REFRESH_BEFORE_SECONDS} (30 days)"),
+            ));
+        }
         Ok(Self {
             identity: IdentityRules { multi_tenant: mt.enabled, require_api_key: mt.require_api_key, fallback },
             tenant_id_header,

@@ -104,6 +104,10 @@ fn oauth_refresh_lead_comes_from_the_file_or_the_environment() {
     let bad = FakeEnv(HashMap::from([("OAUTH_REFRESH_BEFORE_SECONDS", "soon")]));
     assert!(Config::from_yaml("", &bad).unwrap_err().to_string().contains("OAUTH_REFRESH_BEFORE_SECONDS"));
     assert!(error_text("oauth:\n  tokenTimeoutSeconds: 0\n").contains("oauth.tokenTimeoutSeconds"));
+    let unbounded = error_text("oauth:\n  refreshBeforeSeconds: 18446744073709551615\n");
+    assert!(unbounded.contains("oauth.refreshBeforeSeconds") && unbounded.contains("at most"), "{unbounded}");
+    let from_env = FakeEnv(HashMap::from([("OAUTH_REFRESH_BEFORE_SECONDS", "2592001")]));
+    assert!(Config::from_yaml("", &from_env).unwrap_err().to_string().contains("oauth.refreshBeforeSeconds"));
 }
 
 #[test]

@@ -26,6 +26,8 @@ struct Provider {
     calls: Vec<(HashMap<String, String>, Option<String>)>,
     /// Answer this many calls with 503 first.
     unavailable: u32,
+    /// The `expires_in` of its answers (3600 when 0).
+    expires_in: u64,
 }
 
 type Shared = Arc<Mutex<Provider>>;
@@ -50,7 +52,8 @@ async fn token(
     p.issued += 1;
     let n = p.issued + 1;
     p.valid = format!("rt-{n}-rotated-secret");
-    let body = json!({"access_token": format!("at-{n}-fresh-secret"), "token_type": "Bearer", "expires_in": 3600, "refresh_token": p.valid});
+    let expires_in = if p.expires_in == 0 { 3600 } else { p.expires_in };
+    let body = json!({"access_token": format!("at-{n}-fresh-secret"), "token_type": "Bearer", "expires_in": expires_in, "refresh_token": p.valid});
     (StatusCode::OK, axum::Json(body))
 }
 
@@ -139,6 +142,27 @@ async fn a_credential_is_refreshed_once_before_expiry_and_its_refresh_token_rota
         assert!(!gw.stdout_text().contains(secret) && !gw.stderr_text().contains(secret), "{secret} in the log");
         assert!(!serde_json::to_string(&events).unwrap().contains(secret), "{secret} in the audit log");
     }
+}
+
+/// A provider's `expires_in` past the calendar's end is a token without expiry: stored, never a
+/// crash of the tenant's actor.
+#[tokio::test]
+async fn an_expiry_past_the_end_of_the_calendar_is_stored_as_none() {
+    let (p, url) = provider("rt-1-initial-secret").await;
+    p.lock().unwrap().expires_in = 1_000_000_000_000_000;
+    let gw = Gateway::start(FAST, &[]).await;
+    gw.create_tenant(json!({"id": "acme", "name": "Acme"})).await;
+    gw.admin(Method::PUT, "/tenants/acme/oauth/github", Some(due_in(1, &url, "rt-1-initial-secret"))).await.expect(200);
+
+    let refreshed = eventually("the refreshed credential", Duration::from_secs(15), || async {
+        let c = credential(&gw, "acme", "github").await;
+        if c["lastRefreshAt"].is_string() { Ok(c) } else { Err(c.to_string()) }
+    })
+    .await;
+    assert_eq!(refreshed["status"], "active", "{refreshed}");
+    assert!(refreshed["expiresAt"].is_null(), "{refreshed}");
+    assert!(!gw.stderr_text().contains("panicked"), "{}", gw.stderr_text());
+    assert_eq!(calls(&p), 1);
 }
 
 #[tokio::test]

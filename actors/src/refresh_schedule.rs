@@ -200,7 +200,7 @@ impl RefreshSchedule {
                         // A provider whose tokens live shorter than `refresh_before` would otherwise
                         // be asked again at once, forever: wait half of the new lifetime instead.
                         let halfway = now + (end - now) / 2;
-                        (end - refresh_before).max(halfway)
+                        end.checked_sub_signed(refresh_before).unwrap_or(DateTime::<Utc>::MIN_UTC).max(halfway)
                     });
                     entry.phase = Phase::Idle;
                     effects.push(set_status(&integration, CredentialStatus::Active));
@@ -234,7 +234,10 @@ impl RefreshSchedule {
     }
 
     fn refresh_at(&self, expires_at: Option<DateTime<Utc>>, refreshable: bool) -> Option<DateTime<Utc>> {
-        expires_at.filter(|_| refreshable).map(|end| end - self.refresh_before)
+        // An expiry too early to subtract from is due at once (not a panic).
+        expires_at
+            .filter(|_| refreshable)
+            .map(|end| end.checked_sub_signed(self.refresh_before).unwrap_or(DateTime::<Utc>::MIN_UTC))
     }
 
     /// The entry whose refresh of `generation` is in flight; answers for anything else are stale.

@@ -662,3 +662,24 @@ proptest! {
         }
     }
 }
+
+/// Expiries at either end of the calendar are scheduled, never a panic: one too early to
+/// subtract the lead from has expired, one far in the future waits, and a refresh may answer one.
+#[test]
+fn expiries_at_the_ends_of_the_calendar_do_not_panic() {
+    let mut s = RefreshSchedule::new(Duration::days(30));
+    let earliest = DateTime::<Utc>::MIN_UTC + Duration::seconds(1);
+    let expired = Effect::SetStatus { integration: "early".into(), status: CredentialStatus::Expired };
+    assert_eq!(s.handle(at(0), stored("early", Some(earliest), true, 0)), vec![expired]);
+    assert!(s.handle(at(0), stored("late", Some(DateTime::<Utc>::MAX_UTC), true, 0)).is_empty());
+    assert_eq!(s.handle(at(0), stored("soon", Some(at(10)), true, 0)), vec![start("soon", 0)]);
+    let succeeded = Input::RefreshSucceeded {
+        integration: "soon".into(),
+        generation: 0,
+        expires_at: Some(DateTime::<Utc>::MAX_UTC),
+        new_generation: 1,
+    };
+    s.handle(at(1), succeeded);
+    assert_eq!(s.status("soon"), Some(CredentialStatus::Active));
+    assert!(s.next_deadline().is_some_and(|due| due > at(1)));
+}

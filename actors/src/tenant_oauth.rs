@@ -219,7 +219,8 @@ impl TenantOAuth {
         let updated = OAuthCredential {
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token.or(old.refresh_token),
-            expires_at: tokens.expires_in.map(|lifetime| now + lifetime),
+            // A lifetime past the calendar's end (a provider's `expires_in` of 10^15 s) is none.
+            expires_at: tokens.expires_in.and_then(|lifetime| now.checked_add_signed(lifetime)),
             scopes: if tokens.scopes.is_empty() { old.scopes } else { tokens.scopes },
             status: CredentialStatus::Active,
             last_refresh_at: Some(now),

@@ -121,14 +121,15 @@ pub fn peer_addr(parts: &Parts) -> Option<IpAddr> {
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its left
-/// were written by the client and cannot be believed).
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &IpAllowList) -> IpAddr {
+/// were written by the client and cannot be believed). `forwarded_for` holds the header's lines
+/// in the order received: several lines are one list (RFC 9110 §5.3), and a proxy that adds a
+/// line of its own after the client's must still be read last.
+pub fn client_ip(peer: IpAddr, forwarded_for: &[&str], trusted: &IpAllowList) -> IpAddr {
     if trusted.is_empty() || !trusted.allows(peer) {
         return peer;
     }
-    let Some(header) = forwarded_for else { return peer };
     let mut client = peer;
-    for entry in header.rsplit(',') {
+    for entry in forwarded_for.iter().rev().flat_map(|line| line.rsplit(',')) {
         match entry.trim().parse::<IpAddr>() {
             Ok(ip) => {
                 client = ip;
@@ -153,12 +154,24 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let trusted = IpAllowList::parse(&["10.0.0.0/8"]).unwrap();
-        let xff = Some("198.51.100.1, 203.0.113.5, 10.0.0.2");
+        let xff = &["198.51.100.1, 203.0.113.5, 10.0.0.2"][..];
         assert_eq!(client_ip(ip("10.0.0.1"), xff, &trusted), ip("203.0.113.5"));
         assert_eq!(client_ip(ip("192.0.2.9"), xff, &trusted), ip("192.0.2.9"));
-        assert_eq!(client_ip(ip("10.0.0.1"), None, &trusted), ip("10.0.0.1"));
-        assert_eq!(client_ip(ip("10.0.0.1"), Some("garbage"), &trusted), ip("10.0.0.1"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &[], &trusted), ip("10.0.0.1"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &["garbage"], &trusted), ip("10.0.0.1"));
         assert_eq!(client_ip(ip("10.0.0.1"), xff, &IpAllowList::default()), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn forwarded_for_over_several_lines_is_one_list_read_from_the_last_line() {
+        let trusted = IpAllowList::parse(&["10.0.0.0/8"]).unwrap();
+        // The client sent its own line; the proxy appended the address it saw as a new line.
+        let lines = ["203.0.113.66", "198.51.100.7"];
+        assert_eq!(client_ip(ip("10.0.0.1"), &lines, &trusted), ip("198.51.100.7"));
+        let through_two_proxies = ["203.0.113.66, 198.51.100.7", "10.0.0.5"];
+        assert_eq!(client_ip(ip("10.0.0.1"), &through_two_proxies, &trusted), ip("198.51.100.7"));
+        // A line that is not text stops the walk where it is, as garbage does.
+        assert_eq!(client_ip(ip("10.0.0.1"), &["198.51.100.7", "?"], &trusted), ip("10.0.0.1"));
     }
 
     #[test]

@@ -43,7 +43,10 @@ impl Caller {
         let headers = &parts.headers;
         let text = |name: &axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         let peer = peer_addr(parts).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-        let forwarded = text(&axum::http::header::HeaderName::from_static("x-forwarded-for"));
+        // Every line of the header, in order; a line that is not text reads as an entry that
+        // is not an address.
+        let forwarded: Vec<&str> =
+            headers.get_all("x-forwarded-for").iter().map(|line| line.to_str().unwrap_or("?")).collect();
         let tenant_header = match text(&gateway.config.tenant_id_header).filter(|v| !v.is_empty()) {
             Some(value) if gateway.config.identity.multi_tenant => Some(
                 TenantId::parse(value)
@@ -57,7 +60,7 @@ impl Caller {
         });
         Ok(Self {
             request_id: parts.extensions.get::<RequestId>().map(|id| id.as_str().to_string()).unwrap_or_default(),
-            ip: client_ip(peer, forwarded, &gateway.config.trusted_proxies),
+            ip: client_ip(peer, &forwarded, &gateway.config.trusted_proxies),
             user_agent: text(&axum::http::header::USER_AGENT).map(str::to_string),
             started: Instant::now(),
             started_at: gateway.clock.now(),
