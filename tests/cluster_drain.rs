@@ -32,6 +32,8 @@ struct Provider {
     valid: String,
     /// Refresh tokens sent to it, in order.
     seen: Vec<String>,
+    /// Answer 503 (consuming nothing), as a provider in trouble does.
+    unavailable: bool,
 }
 
 type Shared = Arc<Mutex<Provider>>;
@@ -45,6 +47,10 @@ async fn token(
     provider.lock().unwrap().seen.push(sent.clone());
     tokio::time::sleep(PROVIDER_DELAY).await;
     let mut p = provider.lock().unwrap();
+    if p.unavailable {
+        let body = axum::Json(json!({"error": "temporarily_unavailable"}));
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
     if sent != p.valid {
         return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
     }
@@ -54,7 +60,8 @@ async fn token(
 }
 
 async fn provider() -> (Shared, String) {
-    let shared: Shared = Arc::new(Mutex::new(Provider { valid: "rt-1-initial-secret".into(), seen: Vec::new() }));
+    let shared: Shared =
+        Arc::new(Mutex::new(Provider { valid: "rt-1-initial-secret".into(), seen: Vec::new(), unavailable: false }));
     let app = axum::Router::new().route("/token", post(token)).with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/token", listener.local_addr().unwrap());
@@ -231,4 +238,53 @@ async fn a_refresh_another_process_started_is_never_sent_again() {
     .await;
     assert!(followed["lastRefreshAt"].is_null(), "{followed}");
     assert_eq!(provider.lock().unwrap().seen, Vec::<String>::new(), "the refresh token was sent");
+}
+
+/// While the owner's refresh is out, another process (one that resumed after losing the tenant)
+/// writes its own `Refreshing`. When the owner's attempt then fails transiently, it must not turn
+/// that `Refreshing` back to `Active` (its retry would send the token again): it leaves it, and
+/// at its retry follows it to `needs_reauth`. The provider sees the token once.
+#[tokio::test]
+async fn a_refresh_another_process_marked_is_never_turned_back_to_active() {
+    use connectors::backends::redis_secret_store::RedisSecretStore;
+    use connectors::backends::sealed_secrets::MasterKey;
+    use connectors_actors::secret_store::SecretStore;
+
+    let redis = RedisServer::start_persistent();
+    let (provider, endpoint) = provider().await;
+    provider.lock().unwrap().unavailable = true;
+    let owner = node(&redis, "node-0").await;
+    owner.wait_ready(Duration::from_secs(20)).await;
+    owner.create_tenant(json!({"id": "twice-marked", "name": "Twice marked"})).await;
+    let expires = Utc::now() + chrono::Duration::seconds(301);
+    let stored = json!({
+        "accessToken": "at-1-initial-secret",
+        "refreshToken": "rt-1-initial-secret",
+        "expiresAt": expires.to_rfc3339(),
+        "tokenEndpoint": endpoint,
+        "clientId": "gateway-client",
+    });
+    owner.admin(Method::PUT, "/tenants/twice-marked/oauth/github", Some(stored)).await.expect(200);
+    eventually("the owner's refresh to reach the provider", Duration::from_secs(15), || async {
+        let seen = provider.lock().unwrap().seen.len();
+        if seen == 1 { Ok(()) } else { Err(format!("{seen} calls")) }
+    })
+    .await;
+
+    // The other process marks the credential as its own while the provider thinks.
+    let master = MasterKey::from_env_value(MASTER_KEY).unwrap();
+    let secrets = RedisSecretStore::connect(&redis.url(), "connectors:", master).await.unwrap();
+    let tenant = TenantId::parse("twice-marked").unwrap();
+    let read = secrets.get(&tenant, "github").await.unwrap().expect("the credential is stored");
+    assert_eq!(read.status, connectors_actors::secret_store::CredentialStatus::Refreshing);
+    let theirs = connectors_actors::secret_store::OAuthCredential { last_refresh_at: Some(Utc::now()), ..read.clone() };
+    assert!(secrets.replace(&tenant, "github", &read, &theirs).await.unwrap());
+
+    let followed = eventually("the owner to follow the other's refresh", Duration::from_secs(15), || async {
+        let credential = credential(&owner, "twice-marked").await;
+        if credential["status"] == "needs_reauth" { Ok(credential) } else { Err(credential.to_string()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(provider.lock().unwrap().seen, ["rt-1-initial-secret"], "the refresh token went out again: {followed}");
 }

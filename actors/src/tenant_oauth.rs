@@ -16,7 +16,7 @@
 //!
 //! [`SecretStore::replace`]: crate::secret_store::SecretStore::replace
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use ractor::ActorRef;
@@ -35,11 +35,19 @@ pub struct TenantOAuth {
     in_flight: HashSet<String>,
     /// Who waits for the refreshes out to settle (a hand-off of the tenant to another node).
     settle_waiters: Vec<ractor::RpcReplyPort<()>>,
+    /// The credential as this actor marked it `Refreshing`, per integration, until the refresh's
+    /// answer is carried out: only that mark may be turned back to `Active` by this actor.
+    marked: HashMap<String, OAuthCredential>,
 }
 
 impl TenantOAuth {
     pub fn new(refresh_before: chrono::Duration) -> Self {
-        Self { schedule: RefreshSchedule::new(refresh_before), in_flight: HashSet::new(), settle_waiters: Vec::new() }
+        Self {
+            schedule: RefreshSchedule::new(refresh_before),
+            in_flight: HashSet::new(),
+            settle_waiters: Vec::new(),
+            marked: HashMap::new(),
+        }
     }
 
     /// Answers `reply` once no refresh is out: a refresh token sent to the provider must have its
@@ -128,6 +136,7 @@ impl TenantOAuth {
     ) -> Result<bool, SecretError> {
         let removed = env.secrets.delete(tenant, &integration).await?;
         self.in_flight.remove(&integration);
+        self.marked.remove(&integration);
         self.settle_if_idle();
         self.schedule.handle(env.clock.now(), Input::Removed { integration });
         Ok(removed)
@@ -163,6 +172,7 @@ impl TenantOAuth {
                 // The credential was replaced, removed or changed by another node meanwhile: this
                 // answer is stale; the schedule follows what is stored now.
                 Ok(None) => {
+                    self.marked.remove(&integration);
                     self.adopt_stored(env, tenant, myself, now, &integration).await;
                     self.settle_if_idle();
                     return;
@@ -196,6 +206,7 @@ impl TenantOAuth {
         if let Some(status) = self.schedule.status(&integration) {
             self.persist_status(env, tenant, &integration, status).await;
         }
+        self.marked.remove(&integration);
         self.settle_if_idle();
     }
 
@@ -259,13 +270,21 @@ impl TenantOAuth {
             if stored.status == status {
                 return Ok(true);
             }
+            // Another process's `Refreshing` may be with the provider: turning it `Active` would
+            // let the token go out again. Only our own mark is ours to take back.
+            if stored.status == CredentialStatus::Refreshing
+                && status == CredentialStatus::Active
+                && self.marked.get(integration) != Some(&stored)
+            {
+                return Ok(false);
+            }
             let changed = OAuthCredential { status, ..stored.clone() };
             env.secrets.replace(tenant, integration, &stored, &changed).await
         };
         match result.await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::info!(%tenant, %integration, "a credential changed while its status was written; left as stored")
+                tracing::info!(%tenant, %integration, "a credential's status left as stored: it changed meanwhile, or another process's refresh is out")
             }
             Err(error) => tracing::error!(%tenant, %integration, %error, "cannot persist a credential's status"),
         }
@@ -338,6 +357,7 @@ impl TenantOAuth {
             }
         };
         self.in_flight.insert(integration.clone());
+        self.marked.insert(integration.clone(), credential.clone());
         let tokens = env.tokens.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
