@@ -120,6 +120,8 @@ enum Op {
     Answer { generation: u64, answer: Answer },
     /// `adopt_stored`: get, feed `Restored` with what is stored.
     Adopt,
+    /// The refresh's answer is carried out: its mark is no longer this actor's to take back.
+    Unmark,
     /// `store`: get, put the new credential (a new refresh token: the next generation), feed
     /// `Stored`.
     Grant { token: u64, lifetime_ms: i64 },
@@ -138,6 +140,8 @@ struct Actor {
     in_flight: bool,
     /// Its release waits for it to settle: it starts nothing new.
     stopping: bool,
+    /// The credential as it marked it `Refreshing` (`TenantOAuth::marked`).
+    marked: Option<Credential>,
 }
 
 /// Who sent a token the provider consumed, and when.
@@ -223,6 +227,7 @@ impl World {
             stepping: false,
             in_flight: false,
             stopping: false,
+            marked: None,
         };
         credentials.actors.insert((process, tenant), actor);
         if credentials.ticking.insert(process) {
@@ -354,10 +359,18 @@ impl World {
                     next.extend(actor.schedule.handle(now, Input::Tick).into_iter().map(op_of));
                 }
             }
+            Op::Unmark => actor.marked = None,
             Op::SetStatus(status) => match actor.phase {
                 0 => {
                     actor.read = Some(stored);
-                    done = stored.status == status;
+                    // Another process's `Refreshing` is not turned back to `Active`.
+                    let foreign = stored.status == CredentialStatus::Refreshing
+                        && status == CredentialStatus::Active
+                        && actor.marked != Some(stored);
+                    done = stored.status == status || foreign;
+                    if foreign {
+                        notes.push(format!("{label} leaves tenant-{tenant}'s Refreshing of another process as it is"));
+                    }
                 }
                 _ => {
                     let read = actor.read.expect("read in phase 0");
@@ -390,7 +403,9 @@ impl World {
                 1 => {
                     let read = actor.read.expect("read in phase 0");
                     if stored == read {
-                        credentials.store[tenant] = Credential { status: CredentialStatus::Refreshing, ..read };
+                        let marked = Credential { status: CredentialStatus::Refreshing, ..read };
+                        credentials.store[tenant] = marked;
+                        actor.marked = Some(marked);
                         notes.push(format!("{label} marks tenant-{tenant}'s generation {generation} Refreshing"));
                         done = false;
                     } else {
@@ -414,6 +429,7 @@ impl World {
                     let input = Input::RefreshFailed { integration: INTEGRATION.into(), generation, kind, jitter };
                     next.extend(actor.schedule.handle(now, input).into_iter().map(op_of));
                     next.extend(actor.schedule.status(INTEGRATION).map(Op::SetStatus));
+                    next.push(Op::Unmark);
                 }
                 (Answer::Tokens { .. }, 0) => {
                     actor.in_flight = false;
@@ -422,12 +438,14 @@ impl World {
                     if done {
                         notes.push(format!("{label}: tenant-{tenant}'s new tokens are stale (generation replaced)"));
                         next.push(Op::Adopt);
+                        next.push(Op::Unmark);
                         adopted = true;
                     }
                 }
                 (Answer::Tokens { .. }, _) if stored != actor.read.expect("read in phase 0") => {
                     notes.push(format!("{label}: tenant-{tenant}'s credential changed since read: new tokens dropped"));
                     next.push(Op::Adopt);
+                    next.push(Op::Unmark);
                     adopted = true;
                 }
                 (Answer::Tokens { token, lifetime_ms }, _) => {
@@ -444,6 +462,7 @@ impl World {
                     };
                     next.extend(actor.schedule.handle(now, input).into_iter().map(op_of));
                     next.extend(actor.schedule.status(INTEGRATION).map(Op::SetStatus));
+                    next.push(Op::Unmark);
                 }
             },
             Op::Grant { token, lifetime_ms } => match actor.phase {

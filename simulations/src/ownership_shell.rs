@@ -106,6 +106,14 @@ impl World {
     }
 
     pub(crate) fn release_done(&mut self, process: ProcessId, epoch: u64) {
+        if self.refreshes_unsettled(process) {
+            // `release_unowned` lets every refresh out finish first (`TenantMsg::Settle`).
+            self.after(crate::credentials::SETTLE_POLL_MS, Event::ReleaseDone { process, epoch });
+            return;
+        }
+        // `release_unowned` takes every unowned actor out of the directory and stops it (its
+        // state written out) whether or not the release then succeeds; only a success ships.
+        self.release_tenants(process, !self.release_failures);
         if self.release_failures {
             self.counters.release_failures += 1;
             let state = &mut self.processes[process.0];
@@ -114,11 +122,7 @@ impl World {
             }
             self.feed_ownership(process, OwnershipInput::ReleaseFailed { epoch });
             self.keep_ticking_fast(process);
-        } else if self.refreshes_unsettled(process) {
-            // `release_unowned` lets every refresh out finish first (`TenantMsg::Settle`).
-            self.after(crate::credentials::SETTLE_POLL_MS, Event::ReleaseDone { process, epoch });
         } else {
-            self.release_tenants(process);
             self.feed_ownership(process, OwnershipInput::Released { epoch });
         }
     }

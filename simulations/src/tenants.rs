@@ -399,9 +399,10 @@ impl World {
         }
     }
 
-    /// `release_unowned` and `ship`: every core whose shard is not `Active` is written out and
-    /// dropped, and its hand-off sent to the shard's owner in this process's map.
-    pub(crate) fn release_tenants(&mut self, process: ProcessId) {
+    /// `release_unowned` and, if `ship` (the release succeeded), `ship`: every core whose shard is
+    /// not `Active` is written out and dropped, and its hand-off sent to the shard's owner in
+    /// this process's map.
+    pub(crate) fn release_tenants(&mut self, process: ProcessId, ship: bool) {
         let state = &mut self.processes[process.0];
         let clock = state.clock(self.now);
         let now = instant(clock);
@@ -431,7 +432,7 @@ impl World {
             self.trace.record(self.step, self.now, format_args!("{label} releases tenant-{tenant} (epoch {epoch})"));
             self.credentials.stop(process, tenant);
             let owner = state.ownership.map().owner(shards[tenant]).cloned();
-            let Some(owner) = owner.filter(|owner| *owner != state.id) else { continue };
+            let Some(owner) = owner.filter(|owner| ship && *owner != state.id) else { continue };
             let Some(machine) = state.links.get(&owner).cloned() else { continue };
             sends.push((owner, machine, tenant, hand_off));
         }
