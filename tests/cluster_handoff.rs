@@ -692,6 +692,17 @@ async fn a_node_cut_off_from_redis_stops_admitting_before_its_shards_move() {
     .await;
     let ready = cluster.nodes[2].get("/readyz").await;
     assert_eq!(ready.status, 503, "node-2 is not ready while cut off: {}", ready.text);
+    // Its lease lost, node-2 wrote its tenants' actors out: none of what they held can reach a
+    // new owner as a hand-off once it is back (the store merges what they wrote).
+    eventually("node-2 to write its tenant actors out", Duration::from_secs(10), || async {
+        let metrics = cluster.nodes[2].get("/metrics").await;
+        if metrics.text.contains("connectors_tenant_actors_active 0\n") {
+            Ok(())
+        } else {
+            Err(metrics.text.lines().filter(|line| line.contains("tenant_actors")).collect::<Vec<_>>().join("; "))
+        }
+    })
+    .await;
     // Node-2 keeps being asked for a while: it must not admit again while cut off.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);

@@ -128,6 +128,21 @@ impl TenantDirectory {
         }
     }
 
+    /// Takes every tenant actor out of the directory at once (no request reaches them from
+    /// now on) and has the supervisor stop them, each writing its state out, without handing
+    /// their state to anyone; hand-offs kept are dropped. For a node whose lease ran out: what
+    /// its actors hold may be older than what another node served meanwhile, and the store
+    /// merges it where a hand-off would be taken as it is. Activations and releases queue
+    /// behind the write-out.
+    pub fn write_out_all(&self) {
+        let actors: Vec<(TenantId, ActorRef<TenantMsg>)> =
+            self.actors.iter().map(|entry| (entry.key().clone(), entry.value().clone())).collect();
+        for (id, actor) in &actors {
+            self.actors.remove_if(id, |_, current| current.get_id() == actor.get_id());
+        }
+        let _ = self.supervisor.cast(SupervisorMsg::WriteOut(actors));
+    }
+
     /// Keeps hand-offs from a previous owner for tenants of shards this node is acquiring:
     /// `accept` says which (checked by the supervisor, in turn with activations, so that no
     /// tenant already activated from the store gets an older state later). Answers how many
@@ -185,6 +200,9 @@ pub enum SupervisorMsg {
     Arrived(Vec<TenantHandOff>, Box<dyn Fn(&TenantId) -> bool + Send>, RpcReplyPort<usize>),
     ForgetArrivals,
     ActivateArrivals,
+    /// Stop these actors (taken out of the directory), writing their state out, with no
+    /// hand-off; drop the hand-offs kept (see [`TenantDirectory::write_out_all`]).
+    WriteOut(Vec<(TenantId, ActorRef<TenantMsg>)>),
 }
 
 pub struct TenantSupervisor;
@@ -323,33 +341,7 @@ impl TenantSupervisor {
             .filter(|entry| !state.gate.owns(entry.key()))
             .map(|entry| (entry.key().clone(), entry.value().clone()))
             .collect();
-        let mut stopping = tokio::task::JoinSet::new();
-        for (id, actor) in &unowned {
-            state.directory.actors.remove_if(id, |_, current| current.get_id() == actor.get_id());
-            let (actor, timeout) = (actor.clone(), state.directory.call_timeout);
-            // All at once: a hand-off of many tenants costs one round of stops, not one per tenant.
-            let id = id.clone();
-            stopping.spawn(async move {
-                // A refresh out is let finish, so its rotated token is stored before the move.
-                let _ = actor.call(TenantMsg::Settle, Some(timeout)).await;
-                let hand_off = match actor.call(TenantMsg::HandOff, Some(timeout)).await {
-                    Ok(CallResult::Success(hand_off)) => Some(hand_off),
-                    _ => None,
-                };
-                // Each writes its state out to the recorder (again) as it stops.
-                let _ = actor.stop_and_wait(Some("released".into()), Some(timeout)).await;
-                let stopped = actor.get_status() == ActorStatus::Stopped;
-                (hand_off, (!stopped).then_some((id, actor)))
-            });
-        }
-        let mut hand_offs = Vec::with_capacity(unowned.len());
-        while let Some(stopped) = stopping.join_next().await {
-            if let Ok((hand_off, stuck)) = stopped {
-                hand_offs.extend(hand_off);
-                state.stuck.extend(stuck);
-            }
-        }
-        state.stuck.retain(|(_, actor)| actor.get_status() != ActorStatus::Stopped);
+        let hand_offs = Self::stop(state, unowned, true).await;
         if let Some((id, _)) = state.stuck.first() {
             return Err(ReleaseError(format!(
                 "the actor of tenant `{id}` (and {} more) has not stopped yet",
@@ -361,6 +353,62 @@ impl TenantSupervisor {
         // Committed before the new owners hear of the release: the store is their fallback.
         state.env.recorder.flush().await.map_err(|e| ReleaseError(e.to_string()))?;
         Ok(hand_offs)
+    }
+
+    /// Takes the actors out of the directory and stops them, each writing its state out as it
+    /// stops; with their hand-offs if `hand_off`. Those that do not stop by their deadline are
+    /// kept in `stuck`: no release completes until they have.
+    async fn stop(
+        state: &mut SupervisorState,
+        actors: Vec<(TenantId, ActorRef<TenantMsg>)>,
+        hand_off: bool,
+    ) -> Vec<TenantHandOff> {
+        let mut stopping = tokio::task::JoinSet::new();
+        for (id, actor) in &actors {
+            state.directory.actors.remove_if(id, |_, current| current.get_id() == actor.get_id());
+            let (actor, timeout) = (actor.clone(), state.directory.call_timeout);
+            // All at once: a hand-off of many tenants costs one round of stops, not one per tenant.
+            let id = id.clone();
+            stopping.spawn(async move {
+                // A refresh out is let finish, so its rotated token is stored before the move.
+                let _ = actor.call(TenantMsg::Settle, Some(timeout)).await;
+                let hand_off = match hand_off {
+                    true => match actor.call(TenantMsg::HandOff, Some(timeout)).await {
+                        Ok(CallResult::Success(hand_off)) => Some(hand_off),
+                        _ => None,
+                    },
+                    false => None,
+                };
+                // Each writes its state out to the recorder (again) as it stops.
+                let _ = actor.stop_and_wait(Some("released".into()), Some(timeout)).await;
+                let stopped = actor.get_status() == ActorStatus::Stopped;
+                (hand_off, (!stopped).then_some((id, actor)))
+            });
+        }
+        let mut hand_offs = Vec::with_capacity(actors.len());
+        while let Some(stopped) = stopping.join_next().await {
+            if let Ok((hand_off, stuck)) = stopped {
+                hand_offs.extend(hand_off);
+                state.stuck.extend(stuck);
+            }
+        }
+        state.stuck.retain(|(_, actor)| actor.get_status() != ActorStatus::Stopped);
+        hand_offs
+    }
+
+    /// A node whose lease ran out: its actors are written out, not handed over.
+    async fn write_out(state: &mut SupervisorState, actors: Vec<(TenantId, ActorRef<TenantMsg>)>) {
+        let count = actors.len();
+        Self::stop(state, actors, false).await;
+        state.arrivals.clear();
+        match state.env.recorder.flush().await {
+            Ok(()) => tracing::info!(tenants = count, "lease lost: tenant state written out for whoever serves next"),
+            Err(error) => tracing::warn!(
+                tenants = count,
+                %error,
+                "lease lost: tenant state stays queued in the recorder; the next owner flushes it first"
+            ),
+        }
     }
 
     fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<TenantId> {
@@ -458,6 +506,7 @@ impl Actor for TenantSupervisor {
                 let _ = reply.send(state.arrivals.len().saturating_sub(before));
             }
             SupervisorMsg::ForgetArrivals => state.arrivals.clear(),
+            SupervisorMsg::WriteOut(actors) => Self::write_out(state, actors).await,
             SupervisorMsg::ActivateArrivals => {
                 let ids: Vec<TenantId> = state.arrivals.keys().cloned().collect();
                 for id in ids {

@@ -17,7 +17,8 @@
 //!
 //! A node whose lease ran out forgets what it served and which peers had confirmed: it acquires
 //! its shards again, asking every member, before it serves them (it cannot know which views it
-//! missed).
+//! missed), and its tenants' state is written out, never handed over: the others may have moved
+//! past it meanwhile.
 //!
 //! A node that gives shards up owes their new owners its confirmation; [`ShardOwnership::handed_off`]
 //! tells a draining node when it has nobody left to answer and may leave.
@@ -73,6 +74,11 @@ pub enum OwnershipEffect {
     AskRelease { peer: NodeId, epoch: u64 },
     /// Every shard this node owns in view `epoch` is now served here.
     AllActive { epoch: u64, shards: usize },
+    /// The lease ran out: the others may have served this node's tenants since (it cannot know).
+    /// Its tenant actors are out of date: write their state out (the store merges it) and stop
+    /// them without handing it to anyone, and drop hand-offs kept, so that whoever serves a
+    /// tenant next starts from the store.
+    LeaseLost,
 }
 
 /// Whether a shard may be served by this node right now.
@@ -105,6 +111,8 @@ pub struct ShardOwnership {
     /// New owners of shards this node served, that have not had its confirmation yet.
     owed: BTreeSet<NodeId>,
     lease_until_ms: i64,
+    /// The lease was valid at the last input (so that its end is reported once).
+    leased: bool,
     fingerprint: u64,
 }
 
@@ -133,6 +141,7 @@ impl ShardOwnership {
             release_retry_at: None,
             owed: BTreeSet::new(),
             lease_until_ms: i64::MIN,
+            leased: false,
             fingerprint: 0,
         }
     }
@@ -181,7 +190,12 @@ impl ShardOwnership {
     }
 
     pub fn handle(&mut self, now_ms: i64, input: OwnershipInput) -> Vec<OwnershipEffect> {
-        self.forget_if_unleased(now_ms);
+        let mut effects = self.forget_if_unleased(now_ms);
+        effects.extend(self.handle_input(now_ms, input));
+        effects
+    }
+
+    fn handle_input(&mut self, now_ms: i64, input: OwnershipInput) -> Vec<OwnershipEffect> {
         match input {
             OwnershipInput::View { map, members, takeover_not_before_ms, fingerprint } => {
                 self.fingerprint = fingerprint;
@@ -218,6 +232,7 @@ impl ShardOwnership {
             }
             OwnershipInput::Lease { until_ms } => {
                 self.lease_until_ms = until_ms;
+                self.leased = now_ms < until_ms;
                 Vec::new()
             }
             OwnershipInput::Tick => {
@@ -255,10 +270,10 @@ impl ShardOwnership {
     /// may have removed it and served its shards in views it never saw): it serves nothing it
     /// has not acquired again, from every member of its view, whatever the next view says. The
     /// confirmations it had count no more either: a peer that confirmed may have moved on to
-    /// such a view since.
-    fn forget_if_unleased(&mut self, now_ms: i64) {
+    /// such a view since. Reports the lease's end once ([`OwnershipEffect::LeaseLost`]).
+    fn forget_if_unleased(&mut self, now_ms: i64) -> Vec<OwnershipEffect> {
         if now_ms < self.lease_until_ms {
-            return;
+            return Vec::new();
         }
         self.active.fill(false);
         if self.acquiring() {
@@ -266,6 +281,7 @@ impl ShardOwnership {
                 self.awaiting.entry(peer.clone()).or_insert(now_ms);
             }
         }
+        if std::mem::replace(&mut self.leased, false) { vec![OwnershipEffect::LeaseLost] } else { Vec::new() }
     }
 
     /// Nothing is served here and every new owner of what was has had its confirmation: a

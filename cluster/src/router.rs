@@ -399,6 +399,14 @@ impl ShardRouter {
                     let router = self.clone();
                     tokio::spawn(async move { router.ask_release(peer, epoch).await });
                 }
+                OwnershipEffect::LeaseLost => {
+                    tracing::warn!(
+                        active = self.directory.active(),
+                        "lease lost (no membership read for too long): writing tenant actors out, serving nothing until the shards are acquired again"
+                    );
+                    // At once, before any release or activation the effects that follow queue.
+                    self.directory.write_out_all();
+                }
                 OwnershipEffect::AllActive { epoch, shards } => {
                     tracing::info!(epoch, shards, "serving every shard this node owns");
                     self.directory.activate_handed_over();

@@ -237,15 +237,14 @@ impl World {
         self.kick(process, tenant);
     }
 
-    /// `release_unowned` waits (`TenantMsg::Settle`) until no actor it stops has a refresh out
-    /// or a store operation under way; those actors start nothing new meanwhile.
-    pub(crate) fn refreshes_unsettled(&mut self, process: ProcessId) -> bool {
-        let state = &self.processes[process.0];
-        let clock = state.clock(self.now);
+    /// `release_unowned` and a lease's write-out wait (`TenantMsg::Settle`) until no actor they
+    /// stop (`stopping` says which tenants') has a refresh out or a store operation under way;
+    /// those actors start nothing new meanwhile.
+    pub(crate) fn refreshes_unsettled(&mut self, process: ProcessId, stopping: impl Fn(usize) -> bool) -> bool {
         let mut unsettled = false;
         for ((p, tenant), actor) in self.credentials.actors.range_mut((process, 0)..=(process, usize::MAX)) {
             debug_assert_eq!(*p, process);
-            actor.stopping = state.ownership.state(self.credentials.shards[*tenant], clock) != ShardState::Active;
+            actor.stopping = stopping(*tenant);
             unsettled |= actor.stopping && (actor.in_flight || actor.stepping || !actor.ops.is_empty());
         }
         if unsettled {

@@ -75,6 +75,7 @@ impl World {
                     self.activations.push(Activation { at_ms: self.now, process: label, epoch, shards });
                     self.activate_handed_over(process);
                 }
+                OwnershipEffect::LeaseLost => self.lease_lost(process),
             }
         }
     }
@@ -106,8 +107,7 @@ impl World {
     }
 
     pub(crate) fn release_done(&mut self, process: ProcessId, epoch: u64) {
-        if self.refreshes_unsettled(process) {
-            // `release_unowned` lets every refresh out finish first (`TenantMsg::Settle`).
+        if self.release_must_wait(process) {
             self.after(crate::credentials::SETTLE_POLL_MS, Event::ReleaseDone { process, epoch });
             return;
         }

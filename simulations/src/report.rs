@@ -50,6 +50,8 @@ pub struct Counters {
     pub releases_settling: u64,
     /// Stale checkpoint writes whose lower counts the store's merge kept out (finding 10).
     pub stale_checkpoints_kept_out: u64,
+    /// Cores a lost lease wrote out without a hand-off (finding 19).
+    pub cores_written_out_unleased: u64,
 }
 
 /// A process began serving the shards it had been acquiring (an `AllActive` effect).

@@ -198,6 +198,10 @@ impl Tenants {
 #[derive(Default)]
 pub(crate) struct ProcessTenants {
     cores: BTreeMap<usize, TenantCore>,
+    /// Cores a lost lease took out of the directory, until the supervisor has written them out
+    /// (`TenantDirectory::write_out_all`): no request reaches them, and activations and releases
+    /// wait behind.
+    writing_out: BTreeMap<usize, TenantCore>,
     arrivals: BTreeMap<usize, TenantHandOff>,
     unflushed: BTreeMap<(usize, i64), u64>,
     pending: Pending,
@@ -248,7 +252,10 @@ impl World {
         let tenants = &mut self.tenants;
         let state = &mut self.processes[process];
         let clock = state.clock(self.now);
-        if state.ownership.state(tenants.shards[tenant], clock) != ShardState::Active {
+        if state.ownership.state(tenants.shards[tenant], clock) != ShardState::Active
+            || state.tenants.writing_out.contains_key(&tenant)
+        {
+            // Not served here; or its activation waits behind the write-out (held, in production).
             return Ok(());
         }
         let now = instant(clock);
@@ -500,6 +507,7 @@ impl World {
         for (tenant, hand_off) in arrivals {
             if state.ownership.state(self.tenants.shards[tenant], clock) != ShardState::Active
                 || state.tenants.cores.contains_key(&tenant)
+                || state.tenants.writing_out.contains_key(&tenant)
             {
                 state.tenants.arrivals.insert(tenant, hand_off);
                 continue;
@@ -550,11 +558,61 @@ impl World {
         }
     }
 
+    /// `LeaseLost` carried out (`TenantDirectory::write_out_all`): every core leaves the
+    /// directory at once, to be written out without a hand-off (finding 19); the kept hand-offs
+    /// are dropped.
+    pub(crate) fn lease_lost(&mut self, process: ProcessId) {
+        let state = &mut self.processes[process.0];
+        let cores = std::mem::take(&mut state.tenants.cores);
+        let label = state.label.clone();
+        self.trace.record(
+            self.step,
+            self.now,
+            format_args!("{label} lost its lease: writes out tenants {:?}", cores.keys().collect::<Vec<_>>()),
+        );
+        state.tenants.writing_out.extend(cores);
+        state.tenants.arrivals.clear();
+        let delay = self.rng.between(self.config.release_ms.0, self.config.release_ms.1);
+        self.after(delay, Event::WrittenOut { process });
+    }
+
+    /// The supervisor stops the cores a lost lease took out, once their refreshes settled.
+    pub(crate) fn written_out(&mut self, process: ProcessId) {
+        let writing_out: Vec<usize> = self.processes[process.0].tenants.writing_out.keys().copied().collect();
+        if self.refreshes_unsettled(process, |tenant| writing_out.contains(&tenant)) {
+            self.after(crate::credentials::SETTLE_POLL_MS, Event::WrittenOut { process });
+            return;
+        }
+        let state = &mut self.processes[process.0];
+        for (tenant, mut core) in std::mem::take(&mut state.tenants.writing_out) {
+            let flush = core.flush();
+            self.counters.stale_checkpoints_kept_out +=
+                u64::from(self.tenants.commit(tenant, flush, &mut state.tenants.pending));
+            state.tenants.checkpointed(tenant);
+            self.credentials.stop(process, tenant);
+            self.counters.cores_written_out_unleased += 1;
+        }
+    }
+
+    /// A release queued behind a write-out waits for it, and then for the refreshes out of the
+    /// actors it stops.
+    pub(crate) fn release_must_wait(&mut self, process: ProcessId) -> bool {
+        let state = &self.processes[process.0];
+        if !state.tenants.writing_out.is_empty() {
+            return true;
+        }
+        let clock = state.clock(self.now);
+        let not_active: Vec<bool> =
+            self.tenants.shards.iter().map(|shard| state.ownership.state(*shard, clock) != ShardState::Active).collect();
+        self.refreshes_unsettled(process, |tenant| not_active[tenant])
+    }
+
     /// A graceful exit: every actor stops and writes its state out.
     pub(crate) fn write_out_tenants(&mut self, process: ProcessId) {
         self.credentials.drop_process(process);
         let state = &mut self.processes[process.0];
-        for (tenant, mut core) in std::mem::take(&mut state.tenants.cores) {
+        let writing_out = std::mem::take(&mut state.tenants.writing_out);
+        for (tenant, mut core) in std::mem::take(&mut state.tenants.cores).into_iter().chain(writing_out) {
             let flush = core.flush();
             self.counters.stale_checkpoints_kept_out +=
                 u64::from(self.tenants.commit(tenant, flush, &mut state.tenants.pending));

@@ -97,6 +97,10 @@ pub(crate) enum Event {
         process: ProcessId,
         epoch: u64,
     },
+    /// The supervisor has stopped the actors a lost lease took out of the directory.
+    WrittenOut {
+        process: ProcessId,
+    },
     /// An `AskRelease` reaches whatever listens at `machine`.
     AskArrive {
         asker: ProcessId,
@@ -153,6 +157,7 @@ impl Event {
             | Event::OwnershipTick { process, .. }
             | Event::TableAnswer { process, .. }
             | Event::ReleaseDone { process, .. }
+            | Event::WrittenOut { process }
             | Event::DrainStart { process }
             | Event::DrainPoll { process } => Some(*process),
             Event::AnswerArrive { asker, .. } => Some(*asker),
@@ -346,6 +351,7 @@ impl World {
             Event::TableArrive { process, task, op } => self.table_arrive(process, task, op),
             Event::TableAnswer { process, task, answer } => self.table_answer(process, task, answer),
             Event::ReleaseDone { process, epoch } => self.release_done(process, epoch),
+            Event::WrittenOut { process } => self.written_out(process),
             Event::AskArrive { asker, from, to, machine, epoch, fingerprint } => {
                 self.ask_arrive(Ask { asker, from, to, machine, epoch, fingerprint })
             }

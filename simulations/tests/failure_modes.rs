@@ -281,6 +281,24 @@ fn a_resumed_node_writing_stale_checkpoints_does_not_lower_the_counts() {
     assert!(report.counters.stale_checkpoints_kept_out > 0, "{:?}", report.counters);
 }
 
+/// Finding 19: n0 was paused past its lease while it served tenant-0; n3 started the tenant from
+/// the store, admitted and released it. Resumed, n0 released the core it still held and shipped
+/// its hand-off (old counts) to n3, acquiring the shard again, which continued from it past the
+/// month's quota. A lost lease now writes every core out (merged by the store) without a
+/// hand-off (`OwnershipEffect::LeaseLost`).
+#[test]
+fn a_node_that_lost_its_lease_never_hands_off_what_it_held() {
+    let found: Scenario =
+        "seed=5777934082413928894 nodes=4 skew=2000 quiet=12047 | 4702 freeze n0 5416 | 4946 crash n1 | 8208 drain n0"
+            .parse()
+            .unwrap();
+    let mut written_out = 0;
+    for seed in std::iter::once(found.seed).chain(1..20) {
+        written_out += served(Scenario { seed, ..found.clone() }).counters.cores_written_out_unleased;
+    }
+    assert!(written_out > 0, "the pause makes n0 lose its lease while it holds tenants");
+}
+
 /// Finding 11: a pause counted as watching the table: a joining node's wait ran out while it was
 /// paused, silence across a pause looked like death, and members that came and went meanwhile
 /// were never waited for.
@@ -316,25 +334,32 @@ fn a_node_whose_lease_ran_out_asks_again_for_the_confirmations_it_had() {
 /// a get-then-put): both sent one refresh token generation to the provider. Every write of a
 /// read credential is now a compare-and-set, and a refresh starts only from the generation due,
 /// `Active`; otherwise the actor adopts what is stored. Invariant 4 holds for 40 seeds of each.
-fn never_reuses_a_refresh_token(text: &str) {
+/// Answers the counters summed over the seeds.
+fn never_reuses_a_refresh_token(text: &str) -> (u64, u64) {
     let found: Scenario = text.parse().expect("a scenario");
-    let mut adopted = 0;
+    let (mut adopted, mut written_out) = (0, 0);
     for seed in std::iter::once(found.seed).chain(1..40) {
         let report = served(Scenario { seed, ..found.clone() });
         assert!(report.counters.refreshes_succeeded > 0, "seed {seed}: refreshes happen");
         adopted += report.counters.credentials_adopted;
+        written_out += report.counters.cores_written_out_unleased;
     }
+    (adopted, written_out)
+}
+
+/// A paused actor runs before its node notices the lease is gone.
+#[test]
+fn a_resumed_node_never_sends_a_refresh_token_the_new_owner_used() {
+    let (adopted, _) = never_reuses_a_refresh_token("seed=0 nodes=3 quiet=20000 | 8000 freeze n1 5000");
     assert!(adopted > 0, "the scenario makes actors meet credentials other nodes wrote");
 }
 
-#[test]
-fn a_resumed_node_never_sends_a_refresh_token_the_new_owner_used() {
-    never_reuses_a_refresh_token("seed=0 nodes=3 quiet=20000 | 8000 freeze n1 5000");
-}
-
+/// A node cut off from the table writes its actors out once its lease runs out (finding 19),
+/// before another node takes its tenants over.
 #[test]
 fn a_node_cut_from_the_table_never_refreshes_beside_the_new_owner() {
-    never_reuses_a_refresh_token("seed=2 nodes=3 quiet=20000 | 6000 cut-table n1 on");
+    let (_, written_out) = never_reuses_a_refresh_token("seed=2 nodes=3 quiet=20000 | 6000 cut-table n1 on");
+    assert!(written_out > 0, "the cut-off node's actors are written out");
 }
 
 /// Finding 14: after a flush and a failover one epoch named two member sets, and a node holding
