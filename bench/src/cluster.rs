@@ -1,4 +1,4 @@
-//! `bench cluster`: the cluster benchmark (issue 3, "Performance"), side by side in one run.
+//! `bench cluster`: the cluster benchmark (README, "Cluster benchmark"), side by side in one run.
 //!
 //! ```text
 //! cargo build --release -p connectors -p bench
@@ -511,7 +511,7 @@ impl Report {
         let line = "-".repeat(118);
         println!();
         println!("{}", "=".repeat(118));
-        println!("Connectors Gateway cluster benchmark (issue 3)");
+        println!("Connectors Gateway cluster benchmark");
         println!("{}", "=".repeat(118));
         println!(
             "machine: {} cores | load generator: {} thread(s), raw HTTP/1.1 keep-alive, {} connections | one redis-server on loopback",

@@ -36,9 +36,9 @@
 //! remote hop (a 2-node cluster, ownership computed with `ShardMap` and checked against
 //! `/api/v1/admin/cluster`), the Redis-counter mode (`RATE_LIMIT_STORE=redis`), and a 3-node
 //! cluster against a 1-node one; throughput, p50/p99, non-200 counts and the ratios against the
-//! goals of issue 3 (about 2 1/2 minutes with its defaults).
+//! goals in the README's "Cluster benchmark" (about 2 1/2 minutes with its defaults).
 //!
-//! `cargo run --release -p bench -- tools` is the `tools/select` benchmark (module [`tools`], issue 5):
+//! `cargo run --release -p bench -- tools` is the `tools/select` benchmark (module [`tools`]):
 //! the gateway discovers 500, then 4,076 real tools (seal-tools) from the example MCP server, and
 //! `POST /api/v1/tools/select` is measured against the same `Selector` called in-process
 //! (throughput, p50/p99, CPU per query, the ratios; build `mcp-example-server` in release too).

@@ -1,5 +1,5 @@
 //! `bench tools`: `POST /api/v1/tools/select` over HTTP against the same selection engine called
-//! in-process (issue 5, "Benchmark"), with 500 and with every tool of the seal-tools catalog
+//! in-process (README, "Tool selection benchmark"), with 500 and with every tool of the seal-tools catalog
 //! (4,076), side by side in one run.
 //!
 //! ```text
@@ -58,7 +58,7 @@ const MAX_TOOLS: usize = 10;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ToolsArgs {
-    /// The tool catalog (`catalog.jsonl` of ../shared/tool-retrieval); default: seal-tools.
+    /// The tool catalog (`catalog.jsonl` of eval/tool-retrieval); default: seal-tools.
     #[arg(long)]
     catalog: Option<PathBuf>,
     /// The queries (`queries.jsonl`, only `query` is used); default: seal-tools'.
@@ -149,7 +149,7 @@ impl SizeReport {
 }
 
 fn shared_data(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tool-retrieval/seal-tools").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/tool-retrieval/seal-tools").join(file)
 }
 
 pub(crate) fn run(args: &ToolsArgs) -> Result<bool, String> {

@@ -1,5 +1,5 @@
 //! `connectors eval-selection`: runs the real selection engine in-process on a labelled query set
-//! (the format of ../shared/tool-retrieval) and reports recall@5, nDCG@10 (binary gains), MRR and
+//! (the format of eval/tool-retrieval) and reports recall@5, nDCG@10 (binary gains), MRR and
 //! latency. History is replayed as one tenant through [`Selector::record_served`], the learning
 //! path of the gateway, into an in-memory embedded tool graph.
 

@@ -1,4 +1,4 @@
-//! `--catalog FILE`: tools read from a catalog in the format of ../shared/tool-retrieval
+//! `--catalog FILE`: tools read from a catalog in the format of eval/tool-retrieval
 //! (`catalog.jsonl`, one JSON object a line with `name`, `integration`, `description` and
 //! `inputSchema`), listed by `tools/list` instead of the example tools so that a client can
 //! discover hundreds or thousands of real tool descriptions (the benchmark of `tools/select`).

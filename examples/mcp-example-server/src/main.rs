@@ -3,7 +3,7 @@
 //! Run with: `cargo run -p mcp-example-server -- --stdio`
 //! or:       `cargo run -p mcp-example-server -- --http 127.0.0.1:8931` (MCP at `http://127.0.0.1:8931/mcp`)
 //!
-//! With `--catalog FILE` (a `catalog.jsonl` of ../shared/tool-retrieval) `tools/list` gives that
+//! With `--catalog FILE` (a `catalog.jsonl` of eval/tool-retrieval) `tools/list` gives that
 //! catalog's tools instead of the example tools (listed only, not callable); over HTTP `/mcp` lists
 //! them all and `/mcp/<integration>` those of one `integration`. The benchmark of `tools/select`
 //! uses it to have the gateway discover thousands of real tools.

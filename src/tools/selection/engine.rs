@@ -49,7 +49,7 @@ pub struct Selection {
 }
 
 /// The knobs of ranking. The defaults were chosen on the development sets of
-/// ../shared/tool-retrieval (see the README's "Tool selection").
+/// eval/tool-retrieval (see the README's "Tool selection").
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tuning {
     /// Field weights of a tool document.
