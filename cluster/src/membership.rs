@@ -38,9 +38,12 @@
 //!   so views never go back.
 //! - An unreachable table changes the view in nothing, but the node's *lease* runs out: a node
 //!   admits only while the table's copy of its own heartbeat is younger than the failure timeout
-//!   minus one heartbeat interval ([`Membership::lease_until_ms`]). The others remove a member only
-//!   after watching its heartbeat stay unchanged for a whole failure timeout of their own time, so a
-//!   node cut off from the table stops admitting at least one interval before anyone takes its shards.
+//!   minus one heartbeat interval ([`Membership::lease_until_ms`]), counting from the older of its
+//!   last two heartbeats read back: a failover can lose the latest before any peer read it, and
+//!   the peers then count from the one before (they read every interval). The others remove a
+//!   member only after watching its heartbeat stay unchanged for a whole failure timeout of their
+//!   own time, so a node cut off from the table stops admitting at least one interval before
+//!   anyone takes its shards.
 //!   That holds for the heartbeat a peer watched, not for one we write after its read and before
 //!   its removal (a compare-and-set on the epoch, which heartbeats do not bump) lands. So once our
 //!   heartbeat as last read is over a failure timeout old (a pause, a cut, slow writes), our
@@ -187,8 +190,9 @@ pub enum BadMembershipConfig {
 }
 
 /// The failure timeout spans at least this many heartbeat intervals, so a live member that misses
-/// one or two heartbeats (a slow write, a brief blip) is not removed.
-const MIN_HEARTBEATS_PER_TIMEOUT: i64 = 3;
+/// one or two heartbeats (a slow write, a brief blip) is not removed, and a lease (counted from
+/// our heartbeat before the latest, less an interval of margin) outlasts the next read.
+const MIN_HEARTBEATS_PER_TIMEOUT: i64 = 4;
 
 impl MembershipConfig {
     /// For the configuration loader: the values that cannot work.
@@ -278,6 +282,8 @@ pub struct Membership {
     last_read_ms: Option<i64>,
     /// Our incarnation's heartbeat in the latest read that showed our record.
     own_heartbeat_seen_ms: Option<i64>,
+    /// The one such reads showed before it (they change at each of our heartbeats).
+    own_heartbeat_before_ms: Option<i64>,
     /// Our heartbeat went unseen for over a failure timeout: a peer may have watched it stay
     /// unchanged and sent our removal, which may still land. Our writes bump the epoch (which
     /// fails such a removal) until a read shows one of them, and the lease waits for that read.
@@ -306,6 +312,7 @@ impl Membership {
             up_after_ms: None,
             last_read_ms: None,
             own_heartbeat_seen_ms: None,
+            own_heartbeat_before_ms: None,
             rebump: false,
             rebump_heartbeat_ms: None,
         }
@@ -499,15 +506,23 @@ impl Membership {
                 self.rebump = false;
                 self.rebump_heartbeat_ms = None;
             }
-            self.own_heartbeat_seen_ms = Some(heartbeat);
+            if self.own_heartbeat_seen_ms != Some(heartbeat) {
+                self.own_heartbeat_before_ms = self.own_heartbeat_seen_ms.replace(heartbeat);
+            }
         }
+        // A failover can lose the heartbeat this read shows before any peer read it; the peers
+        // then count our silence from the one before, which they did read (they read every
+        // interval). So the lease runs from the older of the two, and a table that went back to
+        // an older heartbeat of ours shortens it.
+        let vouched = self.own_heartbeat_before_ms.zip(self.own_heartbeat_seen_ms).map(|(before, seen)| before.min(seen));
         if let Some(mine) = mine
+            && let Some(vouched) = vouched
             && !self.superseded
             && !self.rebump
             && matches!(mine.status, NodeStatus::Up | NodeStatus::Draining)
             && self.me.status != NodeStatus::Down
         {
-            self.lease_until_ms = self.lease_until_ms.max(mine.heartbeat_ms.saturating_add(self.lease_ms()));
+            self.lease_until_ms = self.lease_until_ms.max(vouched.saturating_add(self.lease_ms()));
         }
         let unwatched_departure = self.unwatched_departure(&table.members);
         self.watch_heartbeats(now_ms, &table.members);

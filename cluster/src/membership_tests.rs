@@ -118,7 +118,8 @@ fn the_first_tick_writes_joining_and_up_follows_one_failure_timeout_later() {
     assert_eq!(membership.handle(up, MembershipInput::Tick)[0], write_self(NodeStatus::Up, up, true));
     membership.handle(up + 10, table(4, vec![me_in_table(NodeStatus::Up, up)]));
     assert!(membership.is_joined());
-    assert_eq!(membership.lease_until_ms(), up + TIMEOUT_MS - INTERVAL_MS);
+    // The lease runs from our heartbeat before the latest (read at 5_010).
+    assert_eq!(membership.lease_until_ms(), 5_010 + TIMEOUT_MS - INTERVAL_MS);
 }
 
 #[test]
@@ -409,12 +410,12 @@ fn records_use_the_documented_json_names() {
 #[test]
 fn config_check_rejects_timeouts_a_late_heartbeat_would_trip() {
     assert_eq!(CONFIG.check(), Ok(()));
-    let short = MembershipConfig { heartbeat_interval_ms: 1_000, failure_timeout_ms: 2_999 };
-    assert_eq!(short.check(), Err(BadMembershipConfig::FailureTimeout { timeout_ms: 2_999, interval_ms: 1_000 }));
+    let short = MembershipConfig { heartbeat_interval_ms: 1_000, failure_timeout_ms: 3_999 };
+    assert_eq!(short.check(), Err(BadMembershipConfig::FailureTimeout { timeout_ms: 3_999, interval_ms: 1_000 }));
     let message = short.check().map_err(|error| error.to_string());
     assert_eq!(
         message,
-        Err("failure timeout (2999 ms) must be at least 3 heartbeat intervals (1000 ms), or one late heartbeat evicts a live node".to_string())
+        Err("failure timeout (3999 ms) must be at least 4 heartbeat intervals (1000 ms), or one late heartbeat evicts a live node".to_string())
     );
     let zero = MembershipConfig { heartbeat_interval_ms: 0, failure_timeout_ms: 5_000 };
     assert_eq!(zero.check(), Err(BadMembershipConfig::HeartbeatInterval(0)));
@@ -425,17 +426,50 @@ fn config_check_rejects_timeouts_a_late_heartbeat_would_trip() {
 #[test]
 fn the_lease_runs_from_the_heartbeat_the_table_holds_and_lapses_without_reads() {
     let mut membership = joined();
+    membership.handle(2_000, MembershipInput::Tick);
+    membership.handle(2_010, table(1, vec![me_in_table(NodeStatus::Up, 2_000)]));
+    // From our heartbeat before the latest: a failover may lose the latest before a peer read it.
     assert_eq!(membership.lease_until_ms(), 1_000 + TIMEOUT_MS - INTERVAL_MS);
     // The table is unreachable: nothing renews the lease, whatever the ticks write.
-    membership.handle(2_000, MembershipInput::Tick);
-    membership.handle(2_010, MembershipInput::TableUnreachable);
-    assert_eq!(membership.lease_until_ms(), 1_000 + TIMEOUT_MS - INTERVAL_MS);
-    // A read that shows an older heartbeat of ours (our write was lost) does not extend it.
     membership.handle(3_000, MembershipInput::Tick);
-    membership.handle(3_010, table(1, vec![me_in_table(NodeStatus::Up, 1_000)]));
+    membership.handle(3_010, MembershipInput::TableUnreachable);
     assert_eq!(membership.lease_until_ms(), 1_000 + TIMEOUT_MS - INTERVAL_MS);
-    membership.handle(4_010, table(1, vec![me_in_table(NodeStatus::Up, 4_000)]));
-    assert_eq!(membership.lease_until_ms(), 4_000 + TIMEOUT_MS - INTERVAL_MS);
+    // A read that shows an older heartbeat of ours (a failover lost our writes) does not extend
+    // it, nor does the next one: the heartbeat before it is the old one.
+    membership.handle(4_000, MembershipInput::Tick);
+    membership.handle(4_010, table(1, vec![me_in_table(NodeStatus::Up, 1_000)]));
+    assert_eq!(membership.lease_until_ms(), 1_000 + TIMEOUT_MS - INTERVAL_MS);
+    membership.handle(5_010, table(1, vec![me_in_table(NodeStatus::Up, 5_000)]));
+    assert_eq!(membership.lease_until_ms(), 1_000 + TIMEOUT_MS - INTERVAL_MS);
+    membership.handle(6_010, table(1, vec![me_in_table(NodeStatus::Up, 6_000)]));
+    assert_eq!(membership.lease_until_ms(), 5_000 + TIMEOUT_MS - INTERVAL_MS);
+}
+
+/// Finding 20 of the simulator: a failover can lose our latest heartbeat before any peer read
+/// it; the peer then counts our silence from the one before. Our lease runs from that one too.
+#[test]
+fn a_heartbeat_a_failover_lost_before_any_peer_read_it_does_not_outlast_our_removal() {
+    let mut membership = joined();
+    membership.handle(2_000, MembershipInput::Tick);
+    membership.handle(2_010, table(1, vec![me_in_table(NodeStatus::Up, 2_000)]));
+    // Paused until 4_500 (less than a failure timeout): we write 4_500 and read it back.
+    membership.handle(4_500, MembershipInput::Tick);
+    membership.handle(4_510, table(1, vec![me_in_table(NodeStatus::Up, 4_500)]));
+    // A failover loses 4_500 before the peer reads it: the peer sees 2_000 from 2_020 on.
+    let mut peer = Membership::new(record("peer", NodeStatus::Up, 0, 0), CONFIG);
+    let ours = me_in_table(NodeStatus::Up, 2_000);
+    let removal = (2_020..20_000)
+        .step_by(50)
+        .find(|now| {
+            let effects = peer.handle(*now, table(1, vec![ours.clone(), peer_record(*now)]));
+            effects.iter().any(|effect| matches!(effect, MembershipEffect::RemoveMembers { .. }))
+        })
+        .expect("the peer removes a silent member");
+    assert!(
+        membership.lease_until_ms() < removal,
+        "our lease runs until {}, the peer removes us at {removal}",
+        membership.lease_until_ms()
+    );
 }
 
 #[test]
@@ -1014,7 +1048,7 @@ fn a_read_at_our_epoch_with_another_member_set_is_a_reset_we_rejoin_above() {
     assert_eq!(membership.handle(4_000, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 4_000, false));
     let effects = membership.handle(4_010, table(8, vec![me_in_table(NodeStatus::Up, 4_000), peer("alpha", 3_900)]));
     assert!(effects.is_empty(), "{effects:?}");
-    assert_eq!(membership.lease_until_ms(), 4_000 + TIMEOUT_MS - INTERVAL_MS);
+    assert_eq!(membership.lease_until_ms(), 3_000 + TIMEOUT_MS - INTERVAL_MS);
 }
 
 #[test]
@@ -1027,8 +1061,10 @@ fn a_heartbeat_unseen_for_a_failure_timeout_renews_the_lease_only_once_a_bump_la
     // tick after the pause bumps the epoch, which fails that removal.
     assert_eq!(membership.handle(7_500, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 7_500, true));
     membership.handle(7_510, table(3, vec![me_in_table(NodeStatus::Up, 7_500), peer("alpha", 7_400)]));
-    assert_eq!(membership.lease_until_ms(), 7_500 + TIMEOUT_MS - INTERVAL_MS);
+    assert!(membership.lease_until_ms() < 7_510, "the heartbeat before, 2_000, vouches for the lease");
     assert_eq!(membership.handle(8_000, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 8_000, false));
+    membership.handle(8_010, table(3, vec![me_in_table(NodeStatus::Up, 8_000), peer("alpha", 7_900)]));
+    assert_eq!(membership.lease_until_ms(), 7_500 + TIMEOUT_MS - INTERVAL_MS);
     // The same gap, seen only by the read (a slow answer): no renewal until a bump lands.
     let lease = membership.lease_until_ms();
     membership.handle(13_100, table(3, vec![me_in_table(NodeStatus::Up, 8_000), peer("alpha", 13_000)]));
@@ -1038,8 +1074,11 @@ fn a_heartbeat_unseen_for_a_failure_timeout_renews_the_lease_only_once_a_bump_la
     assert_eq!(membership.lease_until_ms(), lease, "the bump has not landed yet");
     assert_eq!(membership.handle(13_700, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 13_700, true));
     membership.handle(13_710, table(4, vec![me_in_table(NodeStatus::Up, 13_200), peer("alpha", 13_500)]));
-    assert_eq!(membership.lease_until_ms(), 13_200 + TIMEOUT_MS - INTERVAL_MS);
+    assert_eq!(membership.lease_until_ms(), 8_000 + TIMEOUT_MS - INTERVAL_MS, "from the heartbeat before the bump");
+    assert!(membership.lease_until_ms() < 13_710, "which is past");
     assert_eq!(membership.handle(14_200, MembershipInput::Tick)[0], write_self(NodeStatus::Up, 14_200, false));
+    membership.handle(14_210, table(4, vec![me_in_table(NodeStatus::Up, 14_200), peer("alpha", 14_000)]));
+    assert_eq!(membership.lease_until_ms(), 13_200 + TIMEOUT_MS - INTERVAL_MS);
 }
 
 #[test]

@@ -403,3 +403,23 @@ fn an_older_incarnation_that_saw_the_newer_after_a_flush_never_rejoins_beside_it
          | 8748 start n2 new-machine | 11216 table-flush",
     );
 }
+
+/// Finding 20: a node paused for less than a failure timeout heartbeated and renewed its lease;
+/// a failover then lost that heartbeat before any peer had read it, and the peers, which had
+/// watched the heartbeat from before the pause since before it, removed the node and served its
+/// shards under its lease. The lease now runs from the older of our last two heartbeats.
+#[test]
+fn a_failover_that_loses_a_heartbeat_no_peer_read_does_not_split_a_shard() {
+    for found in [
+        "seed=4411003654398241868 nodes=4 skew=137 quiet=16614 | 3117 freeze n1 3830 | 13538 freeze n1 2564 \
+         | 16210 table-failover 3",
+        "seed=10139627401969588391 nodes=5 skew=3400 quiet=12822 | 2121 cut-table n3 on \
+         | 2327 restart n3 new-machine | 3078 cut-table n0 off | 4809 start n3 new-machine | 5160 freeze n4 2502 \
+         | 7933 table-failover 17 | 12437 crash n1",
+        "seed=12150125727964216093 nodes=4 skew=0 quiet=11992 | 102 isolate n4 on | 629 isolate n1 off \
+         | 3396 isolate n1 off | 3746 freeze n1 2400 | 6372 table-failover 9 | 6788 cut-table n1 on \
+         | 11792 table-flush | 11802 start n1 same-machine",
+    ] {
+        served_whatever_the_seed(found);
+    }
+}
