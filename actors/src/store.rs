@@ -27,6 +27,9 @@ pub enum StoreError {
     Backend(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// A compare-and-set found the entry changed since it was read (another node wrote it).
+    #[error("{0} changed since it was read; retry")]
+    Changed(String),
 }
 
 /// The rate-window counts of a tenant as last saved.
@@ -159,6 +162,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes one entry; `false` if there was none.
     async fn delete_entry(&self, collection: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Writes entry `name` of `collection` as `value` (or removes it when `None`) only if it
+    /// still holds `expected` (`None`: absent), atomically; answers whether it wrote. How an
+    /// actor whose view may be stale (another node served the tenant meanwhile) keeps from
+    /// writing over what it never saw.
+    async fn replace_entry(
+        &self,
+        collection: &str,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
 
     /// Every entry of `collection`, by name in ascending order.
     async fn entries(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;

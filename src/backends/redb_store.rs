@@ -18,6 +18,7 @@
 //! | `usage_days` | (tenant id, days since 0001-01-01) | [`UsageCounters`] |
 //! | `usage_months` | (tenant id, `YYYYMM`) | [`UsageCounters`] |
 //! | `meta` | key | bytes, the gateway's own small values |
+//! | `entries` | (collection, entry name) | bytes, opaque to the store |
 //! | `sequences` | name | `u64`, the last number handed out (`audit`) |
 //!
 //! The audit key orders a tenant's log by time, and the store-assigned sequence number keeps
@@ -352,6 +353,40 @@ impl Store for RedbStore {
             let mut entries = txn.open_table(ENTRIES).backend()?;
             let removed = entries.remove((collection.as_str(), name.as_str())).backend()?.is_some();
             Ok(removed)
+        })
+        .await
+    }
+
+    async fn replace_entry(
+        &self,
+        collection: &str,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let (collection, name) = (collection.to_string(), name.to_string());
+        let (expected, value) = (expected.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec));
+        // One write transaction: redb runs one writer at a time, so nothing lands between the
+        // read and the write. A mismatch returns before writing and commits an empty change.
+        self.write(move |txn| {
+            let mut entries = txn.open_table(ENTRIES).backend()?;
+            let key = (collection.as_str(), name.as_str());
+            let held = entries.get(key).backend()?;
+            let matches = held.as_ref().map(|held| held.value()) == expected.as_deref();
+            // The guard borrows the table, which the write below needs.
+            drop(held);
+            if !matches {
+                return Ok(false);
+            }
+            match value {
+                Some(value) => {
+                    entries.insert(key, value.as_slice()).backend()?;
+                }
+                None => {
+                    entries.remove(key).backend()?;
+                }
+            }
+            Ok(true)
         })
         .await
     }

@@ -21,6 +21,7 @@
 //! | `usage:<id>:day:<YYYY-MM-DD>` | hash | [`UsageCounters`], one integer field per counter |
 //! | `usage:<id>:month:<YYYY-MM>` | hash | the same, for the month |
 //! | `meta:<key>` | string | bytes, the gateway's own small values |
+//! | `entries:<collection>` | hash | entry name → bytes, opaque to the store (`put_entry`, `replace_entry`) |
 //! | `commit:<batch id hex>` | string, expires after a day | marks a recorder batch applied, so a retry after a lost answer applies nothing |
 //!
 //! An audit member starts with its 16-byte position: the timestamp in µs (big-endian, sign bit
@@ -61,6 +62,7 @@ static DELETE_TENANT: LazyLock<Script> = LazyLock::new(|| Script::new(include_st
 const COMMITTED_TTL_SECONDS: u64 = 86_400;
 
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/commit.lua")));
+static REPLACE_ENTRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/replace_entry.lua")));
 
 /// The usage counter merged with `max` rather than added (see [`UsageCounters::add`]); its name
 /// as serde writes it, which is the hash field name.
@@ -397,6 +399,23 @@ impl Store for RedisStore {
         let removed: i64 =
             self.conn().hdel(self.keys.entries(collection), name).await.map_err(|err| self.redis.failure(err))?;
         Ok(removed > 0)
+    }
+
+    async fn replace_entry(
+        &self,
+        collection: &str,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        // The argument layout is the one replace_entry.lua reads; see its header.
+        let flag = |given: Option<&[u8]>| if given.is_some() { "1" } else { "0" };
+        let mut invocation = REPLACE_ENTRY.prepare_invoke();
+        invocation.key(self.keys.entries(collection)).arg(name);
+        invocation.arg(flag(expected)).arg(expected.unwrap_or_default());
+        invocation.arg(flag(value)).arg(value.unwrap_or_default());
+        let written: i64 = invocation.invoke_async(&mut self.conn()).await.map_err(|err| self.redis.failure(err))?;
+        Ok(written == 1)
     }
 
     async fn entries(&self, collection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {

@@ -2,9 +2,10 @@
 //!
 //! This file decides the observable behaviour the rest of the gateway may rely on (atomic tenant
 //! and key-index changes, pagination that never repeats or skips, usage sums by day and month,
-//! checkpoints only for live tenants, durability across reopening). It knows no adapter: an
-//! adapter's test module implements [`Fixture`] and expands [`store_contract_tests!`], which
-//! makes one named `#[tokio::test]` per case below.
+//! checkpoints only for live tenants, entries replaced only over what the writer expected,
+//! durability across reopening). It knows no adapter: an adapter's test module implements
+//! [`Fixture`] and expands [`store_contract_tests!`], which makes one named `#[tokio::test]` per
+//! case below.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -46,6 +47,8 @@ macro_rules! store_contract_tests {
             audit_filters_by_time_and_action_across_pages,
             meta_round_trips,
             entries_are_kept_per_collection_in_name_order,
+            replace_entry_writes_only_over_the_expected_value,
+            racing_entry_replaces_from_one_expectation_let_exactly_one_win,
             everything_committed_survives_reopening,
         );
     };
@@ -537,6 +540,78 @@ pub async fn entries_are_kept_per_collection_in_name_order(fixture: &dyn Fixture
     assert!(store.delete_entry("integrations", "github").await.unwrap());
     assert!(!store.delete_entry("integrations", "github").await.unwrap());
     assert_eq!(store.entries("integrations").await.unwrap(), vec![("slack".to_string(), b"s2".to_vec())]);
+}
+
+/// The entries of a collection as [`Store::entries`] lists them.
+fn listed(entries: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+    entries.iter().map(|(name, value)| (name.to_string(), value.to_vec())).collect()
+}
+
+pub async fn replace_entry_writes_only_over_the_expected_value(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let servers = "servers:acme";
+    store.put_entry("servers:globex", "github", b"v1").await.unwrap();
+
+    // Creating: only while the entry is absent.
+    assert!(!store.replace_entry(servers, "github", Some(b"v1"), Some(b"v2")).await.unwrap(), "nothing to replace");
+    assert_eq!(store.entries(servers).await.unwrap(), vec![]);
+    assert!(store.replace_entry(servers, "github", None, Some(b"v1")).await.unwrap());
+    assert!(!store.replace_entry(servers, "github", None, Some(b"other")).await.unwrap(), "it exists now");
+    assert_eq!(store.entries(servers).await.unwrap(), listed(&[("github", b"v1")]));
+
+    // Replacing: only over the expected bytes, exactly.
+    for stale in [b"v0".as_slice(), b"", b"v1\0", b"V1"] {
+        assert!(!store.replace_entry(servers, "github", Some(stale), Some(b"v2")).await.unwrap(), "{stale:?}");
+        assert!(!store.replace_entry(servers, "github", Some(stale), None).await.unwrap(), "{stale:?}");
+    }
+    assert_eq!(store.entries(servers).await.unwrap(), listed(&[("github", b"v1")]), "a mismatch changes nothing");
+    assert!(store.replace_entry(servers, "github", Some(b"v1"), Some(&[0, 255])).await.unwrap());
+    assert!(!store.replace_entry(servers, "github", Some(b"v1"), Some(b"v3")).await.unwrap(), "v1 is gone");
+    assert!(store.replace_entry(servers, "slack", None, Some(b"")).await.unwrap(), "an empty value is a value");
+    assert!(!store.replace_entry(servers, "slack", None, Some(b"s")).await.unwrap(), "an empty value is not absence");
+    assert_eq!(store.entries(servers).await.unwrap(), listed(&[("github", &[0, 255]), ("slack", b"")]));
+
+    // Removing: only when the expectation holds.
+    assert!(!store.replace_entry(servers, "github", None, None).await.unwrap(), "it is not absent");
+    assert!(!store.replace_entry(servers, "github", Some(b"v1"), None).await.unwrap());
+    assert_eq!(store.entries(servers).await.unwrap(), listed(&[("github", &[0, 255]), ("slack", b"")]));
+    assert!(store.replace_entry(servers, "github", Some(&[0, 255]), None).await.unwrap());
+    assert!(store.replace_entry(servers, "slack", Some(b""), None).await.unwrap());
+    assert_eq!(store.entries(servers).await.unwrap(), vec![]);
+    assert!(!store.delete_entry(servers, "github").await.unwrap(), "removed for good");
+    assert!(store.replace_entry(servers, "github", None, None).await.unwrap(), "absent, as expected: nothing to do");
+    assert_eq!(store.entries(servers).await.unwrap(), vec![]);
+
+    // Another collection with an entry of the same name is untouched throughout.
+    assert_eq!(store.entries("servers:globex").await.unwrap(), listed(&[("github", b"v1")]));
+}
+
+/// Of replaces racing from the same expectation (an absent entry, then a value), exactly one
+/// wins, and what is stored is the winner's.
+pub async fn racing_entry_replaces_from_one_expectation_let_exactly_one_win(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let mut expected: Option<Vec<u8>> = None;
+    for round in 0..2 {
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, expected) = (store.clone(), expected.clone());
+                tokio::spawn(async move {
+                    let value = format!("round-{round}-racer-{i}");
+                    let new = Some(value.as_bytes());
+                    let won = store.replace_entry("servers:acme", "github", expected.as_deref(), new).await.unwrap();
+                    won.then_some(value)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for racer in racers {
+            winners.extend(racer.await.unwrap());
+        }
+        assert_eq!(winners.len(), 1, "round {round}, winners: {winners:?}");
+        let winner = winners.pop().unwrap().into_bytes();
+        assert_eq!(store.entries("servers:acme").await.unwrap(), vec![("github".to_string(), winner.clone())]);
+        expected = Some(winner);
+    }
 }
 
 pub async fn everything_committed_survives_reopening(fixture: &dyn Fixture) {

@@ -94,7 +94,9 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Conflict(id) => Self::conflict(format!("tenant `{id}` already exists")),
             StoreError::NotFound(id) => Self::not_found(format!("tenant `{id}` not found")),
-            other @ (StoreError::Backend(_) | StoreError::Corrupt(_)) => Self::unavailable(other),
+            other @ (StoreError::Backend(_) | StoreError::Corrupt(_) | StoreError::Changed(_)) => {
+                Self::unavailable(other)
+            }
         }
     }
 }
