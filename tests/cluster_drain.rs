@@ -1,7 +1,8 @@
 //! End to end, a node draining on SIGTERM hands its tenants to the node that owns them next with
 //! their live state: rate windows and usage continue exactly, and an OAuth refresh that is out
-//! ends with the rotated token stored and the refresh token sent once. And a refresh another
-//! process started (a node that resumed after losing the tenant) is never sent again.
+//! ends with the rotated token stored and the refresh token sent once. And what another process
+//! did (a node that resumed after losing the tenant) is never undone: a refresh it started is
+//! never sent again, a custom server it deleted is never written back.
 
 mod common;
 #[path = "common/redis_server.rs"]
@@ -287,4 +288,56 @@ async fn a_refresh_another_process_marked_is_never_turned_back_to_active() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(provider.lock().unwrap().seen, ["rt-1-initial-secret"], "the refresh token went out again: {followed}");
+}
+
+/// A node paused past its lease may resume holding the actor of a tenant whose custom servers
+/// another node changed meanwhile. Its next write of the records must not undo that node's work:
+/// here the other node deleted server `orphan` (acknowledged to the tenant there), and this
+/// node's retries of the server's tool discovery would write it back. It finds the entry changed
+/// since it read it, reloads what is stored, and the server stays deleted.
+#[tokio::test]
+async fn a_server_another_process_deleted_is_never_written_back() {
+    use connectors::backends::redis_store::RedisStore;
+    use connectors_actors::store::Store;
+
+    let redis = RedisServer::start_persistent();
+    let owner = node(&redis, "node-0").await;
+    owner.wait_ready(Duration::from_secs(20)).await;
+    let (_, key) = owner.create_tenant(json!({"id": "twin-servers", "name": "Twin servers", "plan": "pro"})).await;
+    // Nothing listens there: every discovery fails, is written down, and is retried.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let body =
+        json!({"name": "orphan", "category": "x", "source": {"type": "http", "url": format!("http://{closed}/mcp")}});
+    let servers =
+        || owner.request(Method::POST, "/api/v1/mcp/servers").header("X-Tenant-ID", "twin-servers").bearer_auth(&key);
+    let created = common::send(servers().json(&body)).await;
+    assert_eq!(created.status, 202, "{}", created.text);
+
+    // The other process: the same store.
+    let store = RedisStore::connect(&redis.url(), "connectors:").await.unwrap();
+    let collection = "servers:twin-servers";
+    eventually("a failed discovery to be written", Duration::from_secs(10), || async {
+        let entries = store.entries(collection).await.unwrap();
+        let record: Option<Value> =
+            entries.iter().find(|(name, _)| name == "orphan").map(|(_, bytes)| serde_json::from_slice(bytes).unwrap());
+        match record {
+            Some(record) if !record["error"].is_null() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(store.delete_entry(collection, "orphan").await.unwrap());
+
+    let get = || {
+        owner.request(Method::GET, "/api/v1/mcp/servers/orphan").header("X-Tenant-ID", "twin-servers").bearer_auth(&key)
+    };
+    eventually("the node to reload the deleted server", Duration::from_secs(20), || async {
+        let response = common::send(get()).await;
+        if response.status == 404 { Ok(()) } else { Err(format!("{} {}", response.status, response.text)) }
+    })
+    .await;
+    // Its retries are over: the store keeps the deletion.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let entries = store.entries(collection).await.unwrap();
+    assert!(entries.iter().all(|(name, _)| name != "orphan"), "written back: {entries:?}");
 }

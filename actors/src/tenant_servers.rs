@@ -5,9 +5,15 @@
 //!
 //! Write-ahead: every [`Effect::Persist`] is written before the effects after it; a failed write
 //! puts the state from before the input back (a request is answered with the error, a report is
-//! fed again a moment later). Deploy and Stop calls of one tenant run one at a time, in order, on
+//! fed again a moment later). Fenced: each entry is written only if the store still holds what
+//! this actor last read or wrote there ([`Store::replace_entry`](crate::store::Store::replace_entry));
+//! otherwise another node served the tenant meanwhile (this one was paused, or cut off, and has
+//! not stopped yet), and the actor reloads what is stored before its next input instead of
+//! undoing that node's work. Deploy and Stop calls of one tenant run one at a time, in order, on
 //! a worker task; discoveries run on tasks of their own. Both answer with messages to the actor,
 //! which keeps admitting requests meanwhile.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use ractor::ActorRef;
@@ -41,13 +47,23 @@ pub struct TenantServers {
     deployments: Deployments,
     /// What the store holds, as last written.
     persisted: Vec<ServerRecord>,
+    /// Each entry's bytes as this actor last read or wrote them: what a write expects to replace.
+    stored: BTreeMap<String, Vec<u8>>,
+    /// A write found the store changed: reload before the next input.
+    stale: bool,
     worker: Option<mpsc::UnboundedSender<Job>>,
 }
 
 impl TenantServers {
     pub fn new(env: &TenantEnv) -> Self {
         let supported = SourceKind::ALL.into_iter().filter(|kind| env.deployer.supports(*kind));
-        Self { deployments: Deployments::new(env.deploy_retry.clone(), supported), persisted: Vec::new(), worker: None }
+        Self {
+            deployments: Deployments::new(env.deploy_retry.clone(), supported),
+            persisted: Vec::new(),
+            stored: BTreeMap::new(),
+            stale: false,
+            worker: None,
+        }
     }
 
     pub fn is_busy(&self) -> bool {
@@ -78,29 +94,34 @@ impl TenantServers {
     /// Loads the persisted records and resumes interrupted work (after start, activation or a
     /// crash): ready servers' tools are offered again.
     pub async fn restore(&mut self, env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>) {
-        let entries = match env.store.entries(&collection(tenant)).await {
-            Ok(entries) => entries,
-            Err(error) => {
-                tracing::error!(%tenant, %error, "cannot load custom servers; they resume at the next activation");
-                return;
-            }
-        };
+        forward_deployer_events(env, tenant, myself);
+        if let Err(error) = self.reload(env, tenant, myself).await {
+            tracing::error!(%tenant, %error, "cannot load custom servers; they resume at the next activation");
+        }
+    }
+
+    /// Reads the records the store holds and resumes from them (`Input::Restored`).
+    async fn reload(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+    ) -> Result<(), TenantError> {
+        let entries = env.store.entries(&collection(tenant)).await?;
         let mut records = Vec::new();
-        for (name, bytes) in entries {
-            match serde_json::from_slice::<ServerRecord>(&bytes) {
+        for (name, bytes) in &entries {
+            match serde_json::from_slice::<ServerRecord>(bytes) {
                 Ok(record) => records.push(record),
                 Err(error) => tracing::error!(%tenant, server = %name, %error, "unreadable server record; skipped"),
             }
         }
-        forward_deployer_events(env, tenant, myself);
-        if records.is_empty() {
-            return;
+        self.stored = entries.into_iter().collect();
+        self.stale = false;
+        if records.is_empty() && self.persisted.is_empty() {
+            return Ok(());
         }
         self.persisted = records.clone();
-        let now = env.clock.now();
-        if let Err(error) = self.apply(env, tenant, myself, now, Input::Restored { records }).await {
-            tracing::error!(%tenant, %error, "cannot resume custom servers");
-        }
+        self.run(env, tenant, myself, env.clock.now(), Input::Restored { records }).await
     }
 
     /// A new server: validated, within quota, persisted as `pending`, then started.
@@ -204,8 +225,24 @@ impl TenantServers {
         Ok(())
     }
 
-    /// Applies `input` and carries out its effects in order; see the module's doc.
+    /// Applies `input` and carries out its effects in order; see the module's doc. After a write
+    /// found the store changed, what is stored is reloaded first.
     async fn apply(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+        now: DateTime<Utc>,
+        input: Input,
+    ) -> Result<(), TenantError> {
+        if self.stale {
+            tracing::warn!(%tenant, "custom servers changed on another node; reloading them");
+            self.reload(env, tenant, myself).await?;
+        }
+        self.run(env, tenant, myself, now, input).await
+    }
+
+    async fn run(
         &mut self,
         env: &TenantEnv,
         tenant: &TenantId,
@@ -220,6 +257,7 @@ impl TenantServers {
                 Effect::Persist(after) => {
                     if let Err(error) = self.persist(env, tenant, after).await {
                         self.deployments = saved;
+                        self.stale |= matches!(error, StoreError::Changed(_));
                         return Err(error.into());
                     }
                 }
@@ -253,12 +291,21 @@ impl TenantServers {
             env.store.put_entry(SERVER_TENANTS, tenant.as_str(), b"").await?;
         }
         let (written, deleted) = record_changes(&self.persisted, &after);
-        for record in written {
-            let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Backend(e.to_string()))?;
-            env.store.put_entry(&collection, record.name.as_str(), &bytes).await?;
-        }
-        for name in deleted {
-            env.store.delete_entry(&collection, name.as_str()).await?;
+        let changes = written
+            .into_iter()
+            .map(|record| Ok((record.name.as_str(), Some(serde_json::to_vec(record)?))))
+            .chain(deleted.into_iter().map(|name| Ok((name.as_str(), None))))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        for (name, bytes) in changes {
+            let expected = self.stored.get(name).map(Vec::as_slice);
+            if !env.store.replace_entry(&collection, name, expected, bytes.as_deref()).await? {
+                return Err(StoreError::Changed(format!("custom server `{name}` of tenant `{tenant}`")));
+            }
+            match bytes {
+                Some(bytes) => self.stored.insert(name.to_owned(), bytes),
+                None => self.stored.remove(name),
+            };
         }
         if after.is_empty() && !self.persisted.is_empty() {
             env.store.delete_entry(SERVER_TENANTS, tenant.as_str()).await?;

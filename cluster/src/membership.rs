@@ -514,7 +514,8 @@ impl Membership {
         // then count our silence from the one before, which they did read (they read every
         // interval). So the lease runs from the older of the two, and a table that went back to
         // an older heartbeat of ours shortens it.
-        let vouched = self.own_heartbeat_before_ms.zip(self.own_heartbeat_seen_ms).map(|(before, seen)| before.min(seen));
+        let vouched =
+            self.own_heartbeat_before_ms.zip(self.own_heartbeat_seen_ms).map(|(before, seen)| before.min(seen));
         if let Some(mine) = mine
             && let Some(vouched) = vouched
             && !self.superseded

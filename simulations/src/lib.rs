@@ -13,6 +13,7 @@ mod process;
 mod report;
 mod rng;
 mod scenario;
+mod servers;
 mod strategies;
 mod table;
 mod tenants;

@@ -52,6 +52,11 @@ pub struct Counters {
     pub stale_checkpoints_kept_out: u64,
     /// Cores a lost lease wrote out without a hand-off (finding 19).
     pub cores_written_out_unleased: u64,
+    /// Custom-server requests acknowledged to the tenant, and instances the deployer started.
+    pub server_requests_acknowledged: u64,
+    pub deploys: u64,
+    /// Writes of server records refused because the store changed since the actor's last look.
+    pub stale_server_writes_refused: u64,
 }
 
 /// A process began serving the shards it had been acquiring (an `AllActive` effect).
@@ -120,6 +125,9 @@ pub enum Broken {
     /// Invariant 4: a refresh token the provider had consumed (answered with new tokens) was
     /// sent to it again.
     RefreshTokenReused { tenant: String, generation: u64, first_by: String, first_at_ms: i64, again_by: String },
+    /// Invariant 7: a write of a tenant's server records undid a create or delete the tenant saw
+    /// acknowledged.
+    RequestUndone { tenant: String, server: String, acknowledged: String, stored: String, by: String },
     /// Invariant 2: a tenant admitted more requests in one minute window than its limit allows
     /// (plus what crashed nodes admitted since their last checkpoint).
     OverLimit {
@@ -192,6 +200,13 @@ impl fmt::Display for Broken {
                     f,
                     "invariant 4 broken: {tenant}'s refresh token generation {generation} reached the provider again \
                      from {again_by}, after the provider consumed it (sent by {first_by}, received at {first_at_ms} ms)"
+                )
+            }
+            Broken::RequestUndone { tenant, server, acknowledged, stored, by } => {
+                write!(
+                    f,
+                    "invariant 7 broken: {tenant}'s {acknowledged} of server `{server}` was acknowledged, and a write \
+                     by {by} left the store holding {stored}"
                 )
             }
             Broken::NotLive { quiet_since_ms, state } => {

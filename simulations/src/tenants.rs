@@ -438,6 +438,7 @@ impl World {
             let label = state.label.clone();
             self.trace.record(self.step, self.now, format_args!("{label} releases tenant-{tenant} (epoch {epoch})"));
             self.credentials.stop(process, tenant);
+            self.servers.stop(process, tenant);
             let owner = state.ownership.map().owner(shards[tenant]).cloned();
             let Some(owner) = owner.filter(|owner| ship && *owner != state.id) else { continue };
             let Some(machine) = state.links.get(&owner).cloned() else { continue };
@@ -535,6 +536,7 @@ impl World {
     /// lost to it (they lost the tenant without a release: paused, or cut off from the table).
     fn taken_over(&mut self, process: ProcessId, tenant: usize) {
         self.start_credentials(process, tenant);
+        self.start_servers(process, tenant);
         for (index, state) in self.processes.iter_mut().enumerate() {
             if index == process.0 {
                 continue;
@@ -590,6 +592,7 @@ impl World {
                 u64::from(self.tenants.commit(tenant, flush, &mut state.tenants.pending));
             state.tenants.checkpointed(tenant);
             self.credentials.stop(process, tenant);
+            self.servers.stop(process, tenant);
             self.counters.cores_written_out_unleased += 1;
         }
     }
@@ -602,14 +605,19 @@ impl World {
             return true;
         }
         let clock = state.clock(self.now);
-        let not_active: Vec<bool> =
-            self.tenants.shards.iter().map(|shard| state.ownership.state(*shard, clock) != ShardState::Active).collect();
+        let not_active: Vec<bool> = self
+            .tenants
+            .shards
+            .iter()
+            .map(|shard| state.ownership.state(*shard, clock) != ShardState::Active)
+            .collect();
         self.refreshes_unsettled(process, |tenant| not_active[tenant])
     }
 
     /// A graceful exit: every actor stops and writes its state out.
     pub(crate) fn write_out_tenants(&mut self, process: ProcessId) {
         self.credentials.drop_process(process);
+        self.servers.drop_process(process);
         let state = &mut self.processes[process.0];
         let writing_out = std::mem::take(&mut state.tenants.writing_out);
         for (tenant, mut core) in std::mem::take(&mut state.tenants.cores).into_iter().chain(writing_out) {
@@ -623,6 +631,7 @@ impl World {
     /// A crash: what the cores admitted since their last checkpoint is lost (the crash bound).
     pub(crate) fn lose_tenants(&mut self, process: ProcessId) {
         self.credentials.drop_process(process);
+        self.servers.drop_process(process);
         let state = std::mem::take(&mut self.processes[process.0].tenants);
         for (key, count) in state.unflushed {
             *self.tenants.crash_allowance.entry(key).or_default() += count;

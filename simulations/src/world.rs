@@ -146,6 +146,8 @@ pub(crate) enum Event {
     },
     /// The OAuth refresh layer (`credentials.rs`).
     Credential(crate::credentials::CredentialEvent),
+    /// The custom-server layer (`servers.rs`).
+    Server(crate::servers::ServerEvent),
 }
 
 impl Event {
@@ -153,6 +155,7 @@ impl Event {
     fn process(&self) -> Option<ProcessId> {
         match self {
             Event::Credential(event) => event.process(),
+            Event::Server(event) => event.process(),
             Event::MembershipTick { process, .. }
             | Event::OwnershipTick { process, .. }
             | Event::TableAnswer { process, .. }
@@ -234,6 +237,7 @@ pub(crate) struct World {
     converged_at: Option<i64>,
     pub(crate) tenants: crate::tenants::Tenants,
     pub(crate) credentials: crate::credentials::Credentials,
+    pub(crate) servers: crate::servers::Servers,
 }
 
 impl World {
@@ -262,6 +266,7 @@ impl World {
             converged_at: None,
             tenants: crate::tenants::Tenants::new(scenario.seed),
             credentials: crate::credentials::Credentials::new(scenario.seed),
+            servers: crate::servers::Servers::new(scenario.seed),
         };
         for node in 0..scenario.nodes {
             world.start(node, false);
@@ -274,6 +279,7 @@ impl World {
         if config.tenant_request_ms > 0 {
             world.schedule(config.tenant_request_ms, Event::TenantRequest);
             world.schedule(config.tenant_tick_ms, Event::TenantTick);
+            world.start_server_requests();
         }
         world
     }
@@ -364,6 +370,7 @@ impl World {
             Event::TenantRequest => self.tenant_request()?,
             Event::TenantTick => self.tenant_tick(),
             Event::Credential(event) => self.credential_event(event)?,
+            Event::Server(event) => self.server_event(event)?,
             Event::HandOffArrive { to, machine, epoch, tenant, hand_off } => {
                 self.hand_off_arrive(to, machine, epoch, tenant, hand_off)
             }
