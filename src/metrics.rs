@@ -74,7 +74,7 @@ impl Metrics {
         self.tenants.remove(tenant);
     }
 
-    pub fn render(&self, actors_active: usize, actor_restarts: u64) -> String {
+    pub fn render(&self, actors_active: usize, actor_restarts: u64, tenants_degraded: u64) -> String {
         let mut rows: Vec<(TenantId, [u64; 5])> = self
             .tenants
             .iter()
@@ -108,6 +108,10 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP connectors_tenant_actor_restarts_total Tenant actors restarted after a crash.\n# TYPE connectors_tenant_actor_restarts_total counter\nconnectors_tenant_actor_restarts_total {actor_restarts}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP connectors_tenants_degraded Tenants refused for a while because their actor kept crashing.\n# TYPE connectors_tenants_degraded gauge\nconnectors_tenants_degraded {tenants_degraded}"
         );
         out
     }
@@ -166,13 +170,13 @@ mod tests {
         m.count(&acme, Outcome::Admitted);
         m.count(&acme, Outcome::RateLimited);
         m.count(&acme, Outcome::Denied);
-        let text = m.render(1, 2);
+        let text = m.render(1, 2, 0);
         assert!(text.contains("connectors_tenant_requests_total{tenant=\"acme\"} 3"));
         assert!(text.contains("connectors_tenant_rate_limited_total{tenant=\"acme\"} 1"));
         assert!(text.contains("connectors_tenant_denied_total{tenant=\"acme\"} 1"));
         assert!(text.contains("connectors_tenant_actors_active 1"));
         assert!(text.contains("connectors_tenant_actor_restarts_total 2"));
         m.forget(&acme);
-        assert!(!m.render(0, 0).contains("acme"));
+        assert!(!m.render(0, 0, 0).contains("acme"));
     }
 }

@@ -144,6 +144,40 @@ async fn a_crashed_tenant_actor_is_restarted_with_its_checkpointed_state() {
     gw.wait_usage_api_calls("fragile", 5).await;
 }
 
+/// A tenant whose actor crashes at every turn is restarted with back-off and, after five crashes
+/// within a minute, refused as degraded (503 with the reason and `Retry-After`) rather than
+/// restarted in a loop; other tenants are not affected.
+#[tokio::test]
+async fn a_tenant_actor_that_keeps_crashing_is_refused_as_degraded_not_restarted_in_a_loop() {
+    let gw = Gateway::start(FAST, &[("CONNECTORS_FAULT_INJECTION", "1")]).await;
+    let key = gw.create_limited("poison", 1_000).await;
+    let other = gw.create_limited("healthy", 1_000).await;
+    let started = std::time::Instant::now();
+    let mut crashes = 0;
+    let refused = loop {
+        assert!(started.elapsed() < Duration::from_secs(20), "never degraded after {crashes} crashes");
+        let response = gw.tenant_get(Some("poison"), Some(&key)).await;
+        if response.status == 503 && response.text.contains("degraded") {
+            break response;
+        }
+        if gw.admin(Method::POST, "/tenants/poison/crash", None).await.status == 202 {
+            crashes += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(crashes, 5, "degraded at the fifth crash within a minute");
+    refused.expect_error(503, "unavailable");
+    let retry_after = refused.header_u64("retry-after");
+    assert!((1..=30).contains(&retry_after), "Retry-After {retry_after}");
+    assert!(refused.text.contains("crashed 5 times"), "{}", refused.text);
+    // No restart loop: one restart per crash at most, while the back-off holds it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(gauge(&gw, "connectors_tenant_actor_restarts_total").await <= 5.0);
+    assert_eq!(gauge(&gw, "connectors_tenants_degraded").await, 1.0);
+    gw.tenant_get(Some("poison"), Some(&key)).await.expect_error(503, "unavailable");
+    gw.tenant_get(Some("healthy"), Some(&other)).await.expect(200);
+}
+
 #[tokio::test]
 async fn graceful_restart_keeps_tenants_keys_limits_usage_audit_and_windows() {
     let mut gw = Gateway::start(FAST, &[]).await;

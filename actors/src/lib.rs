@@ -14,6 +14,7 @@ pub mod api_key;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod crash_backoff;
 pub mod deployer;
 pub mod deployments;
 pub mod hand_off;

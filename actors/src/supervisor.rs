@@ -8,6 +8,10 @@
 //!
 //! The edge reaches actors through [`TenantDirectory::call`], which looks the actor up without
 //! going through the supervisor and retries once the actor it found has just stopped.
+//!
+//! A tenant whose actor keeps crashing (or failing to start) is restarted with back-off and,
+//! after repeated crashes, refused as *degraded* for a while ([`CrashBackoff`]), so that one
+//! tenant's poison state cannot spin a core.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use ractor_cluster_derive::RactorMessage;
 
+use crate::crash_backoff::{AfterCrash, CrashBackoff, CrashPolicy};
 use crate::hand_off::TenantHandOff;
 use crate::store::StoreError;
 use crate::tenant::TenantId;
@@ -37,6 +42,34 @@ pub enum DirectoryError {
     /// The tenant belongs to a shard this node does not own (now): it must not be activated here.
     #[error("tenant `{0}` is not owned by this node")]
     NotOwner(TenantId),
+    /// The tenant's actor crashed and waits before it starts again; `degraded` after repeated
+    /// crashes.
+    #[error("{}", restarting_reason(.tenant, *.crashes, *.degraded, .until))]
+    Restarting { tenant: TenantId, crashes: usize, degraded: bool, until: DateTime<Utc> },
+}
+
+fn restarting_reason(tenant: &TenantId, crashes: usize, degraded: bool, until: &DateTime<Utc>) -> String {
+    let at = until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if degraded {
+        format!(
+            "tenant `{tenant}` is degraded: its actor crashed {crashes} times within a minute; it is tried again at {at}"
+        )
+    } else {
+        format!("tenant `{tenant}` is restarting after {crashes} crashes; it starts again at {at}")
+    }
+}
+
+impl DirectoryError {
+    /// Seconds until the tenant may be asked again, for a refusal that says so.
+    pub fn retry_after_secs(&self, now: DateTime<Utc>) -> Option<u64> {
+        match self {
+            DirectoryError::Restarting { until, .. } => {
+                let millis = u64::try_from((*until - now).num_milliseconds()).unwrap_or(0);
+                Some(millis.div_ceil(1_000).max(1))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +88,7 @@ pub struct TenantDirectory {
     supervisor: ActorRef<SupervisorMsg>,
     call_timeout: Duration,
     restarts: AtomicU64,
+    degraded: AtomicU64,
 }
 
 impl TenantDirectory {
@@ -116,6 +150,11 @@ impl TenantDirectory {
     /// Tenant actors restarted after a crash since start.
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Tenants refused as degraded (their actor kept crashing), as of the supervisor's last tick.
+    pub fn degraded(&self) -> u64 {
+        self.degraded.load(Ordering::Relaxed)
     }
 
     /// Stops the actors of tenants this node no longer owns, and answers once their state is
@@ -231,6 +270,7 @@ pub struct SupervisorState {
     /// Released actors that had not stopped by their deadline: until they have, no release is
     /// complete (one still running could admit beside the new owner).
     stuck: Vec<(TenantId, ActorRef<TenantMsg>)>,
+    crashes: CrashBackoff,
 }
 
 impl TenantSupervisor {
@@ -257,6 +297,14 @@ impl TenantSupervisor {
         let unavailable = |reason: String| DirectoryError::Unavailable { tenant: id.clone(), reason };
         let env = state.env.clone();
         let now = env.clock.now();
+        if let Err(wait) = state.crashes.may_start(now, id) {
+            return Err(DirectoryError::Restarting {
+                tenant: id.clone(),
+                crashes: wait.crashes,
+                degraded: wait.degraded,
+                until: wait.until,
+            });
+        }
         let handed_over =
             state.arrivals.remove(id).and_then(|hand_off| TenantCore::from_hand_off(env.policy.clone(), hand_off, now));
         let core = match handed_over {
@@ -270,9 +318,14 @@ impl TenantSupervisor {
             servers: crate::tenant_servers::TenantServers::new(&env),
             env: env.clone(),
         };
-        let (actor, _) = Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell())
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let (actor, _) = match Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell()).await {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                // A start that fails (a panic in `pre_start`) counts as a crash.
+                Self::crashed(state, id, now);
+                return Err(unavailable(error.to_string()));
+            }
+        };
         state.tenants_by_actor.insert(actor.get_id(), id.clone());
         state.directory.actors.insert(id.clone(), actor.clone());
         Ok(actor)
@@ -411,6 +464,29 @@ impl TenantSupervisor {
         }
     }
 
+    /// Records a crash and schedules the restart it allows (a wake-up); answers whether that is
+    /// now.
+    fn crashed(state: &mut SupervisorState, id: &TenantId, now: DateTime<Utc>) -> bool {
+        match state.crashes.crashed(now, id) {
+            AfterCrash::RestartNow => return true,
+            AfterCrash::RestartAt(at) => {
+                tracing::warn!(tenant = %id, restart_at = %at, "tenant actor crashed again; restarting it after a pause");
+                state.wake_ups.insert((at, id.clone()));
+            }
+            AfterCrash::Degraded { until, crashes } => {
+                tracing::error!(
+                    tenant = %id,
+                    crashes,
+                    until = %until,
+                    "tenant actor keeps crashing: tenant degraded, its requests are refused until then"
+                );
+                state.wake_ups.insert((until, id.clone()));
+            }
+        }
+        state.directory.degraded.store(state.crashes.degraded(now) as u64, Ordering::Relaxed);
+        false
+    }
+
     fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<TenantId> {
         let id = state.tenants_by_actor.remove(&actor)?;
         state.directory.actors.remove_if(&id, |_, current| current.get_id() == actor);
@@ -433,6 +509,7 @@ impl Actor for TenantSupervisor {
             supervisor: myself,
             call_timeout: args.call_timeout,
             restarts: AtomicU64::new(0),
+            degraded: AtomicU64::new(0),
         });
         let _ = directory_tx.send(directory.clone());
         Ok(SupervisorState {
@@ -444,6 +521,7 @@ impl Actor for TenantSupervisor {
             wake_ups: BTreeSet::new(),
             arrivals: HashMap::new(),
             stuck: Vec::new(),
+            crashes: CrashBackoff::new(CrashPolicy::default()),
         })
     }
 
@@ -474,6 +552,8 @@ impl Actor for TenantSupervisor {
                     let _ = entry.value().cast(TenantMsg::Tick);
                 }
                 let now = state.env.clock.now();
+                state.crashes.forget_old(now);
+                state.directory.degraded.store(state.crashes.degraded(now) as u64, Ordering::Relaxed);
                 let mut woken = 0;
                 while let Some((at, id)) = state.wake_ups.first().cloned()
                     && at <= now
@@ -484,7 +564,7 @@ impl Actor for TenantSupervisor {
                     if let Err(error) = Self::activate(&myself, state, &id).await
                         && !matches!(error, DirectoryError::NotOwner(_))
                     {
-                        tracing::warn!(tenant = %id, %error, "cannot wake a tenant for its OAuth refresh");
+                        tracing::warn!(tenant = %id, %error, "cannot start a tenant due for work (a refresh, a restart)");
                     }
                 }
             }
@@ -537,6 +617,9 @@ impl Actor for TenantSupervisor {
                 if let Some(id) = Self::forget(state, cell.get_id()) {
                     state.directory.restarts.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(tenant = %id, %error, "tenant actor crashed; restarting it from its stored state");
+                    if !Self::crashed(state, &id, state.env.clock.now()) {
+                        return Ok(());
+                    }
                     match Self::activate(&myself, state, &id).await {
                         Ok(_) => tracing::info!(tenant = %id, "tenant actor restarted"),
                         Err(DirectoryError::NotFound(_) | DirectoryError::NotOwner(_)) => {}

@@ -38,6 +38,10 @@ pub enum RouteError {
     /// Ownership of the tenant's shard is moving, or its owner cannot be reached now.
     #[error("{reason}")]
     Unavailable { reason: String, retry_after: u64 },
+    /// The tenant's actor keeps crashing: it restarts after a pause, or is degraded for a while.
+    /// The reason is the tenant's to read (it names no internals).
+    #[error("{reason}")]
+    Restarting { reason: String, retry_after: u64 },
 }
 
 impl RouteError {
@@ -56,6 +60,10 @@ impl From<DirectoryError> for RouteError {
             DirectoryError::NotOwner(id) => RouteError::moving(&id),
             other @ DirectoryError::Unavailable { .. } => {
                 RouteError::Unavailable { reason: other.to_string(), retry_after: MOVING_RETRY_AFTER_SECS }
+            }
+            other @ DirectoryError::Restarting { .. } => {
+                let retry_after = other.retry_after_secs(chrono::Utc::now()).unwrap_or(MOVING_RETRY_AFTER_SECS);
+                RouteError::Restarting { reason: other.to_string(), retry_after }
             }
         }
     }

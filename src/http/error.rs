@@ -78,6 +78,13 @@ impl ApiError {
         error
     }
 
+    fn retry_after(mut self, seconds: u64) -> Self {
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            self.0.headers.insert(header::RETRY_AFTER, value);
+        }
+        self
+    }
+
     pub fn with_field(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.0.extra.insert(key.to_string(), value.into());
         self
@@ -105,12 +112,10 @@ impl From<RouteError> for ApiError {
     fn from(error: RouteError) -> Self {
         match error {
             RouteError::NotFound(id) => Self::not_found(format!("tenant `{id}` not found")),
-            RouteError::Unavailable { reason, retry_after } => {
-                let mut error = Self::unavailable(reason);
-                if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
-                    error.0.headers.insert(header::RETRY_AFTER, value);
-                }
-                error
+            RouteError::Unavailable { reason, retry_after } => Self::unavailable(reason).retry_after(retry_after),
+            RouteError::Restarting { reason, retry_after } => {
+                tracing::warn!(%reason, "answering 503");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason).retry_after(retry_after)
             }
         }
     }

@@ -38,7 +38,8 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str,
 }
 
 pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
-    let mut body = gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts());
+    let mut body =
+        gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts(), gateway.directory.degraded());
     body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
     body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
     body.push_str(&crate::metrics::render_hand_offs(gateway.router.hand_off_counts()));
