@@ -88,10 +88,9 @@ impl CrashBackoff {
             crashes.not_before = None;
             return AfterCrash::RestartNow;
         }
-        let doublings = u32::try_from(count - 2).unwrap_or(u32::MAX).min(20);
-        let delay =
-            policy.first_delay.checked_mul(1 << doublings).map_or(policy.max_delay, |d| d.min(policy.max_delay));
-        let at = now + delay;
+        // The second crash is the first that waits.
+        let waits = u32::try_from(count - 1).unwrap_or(u32::MAX);
+        let at = now + crate::backoff::doubled(policy.first_delay, policy.max_delay, waits);
         crashes.not_before = Some(at);
         AfterCrash::RestartAt(at)
     }

@@ -628,10 +628,9 @@ fn needs_deployer(record: &ServerRecord) -> bool {
     record.source.kind() != SourceKind::Http
 }
 
-/// The wait after the `failures`-th consecutive failure: initial, doubled each time, capped.
+/// The wait after the `failures`-th consecutive failure.
 fn backoff(retry: &RetryPolicy, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(20);
-    retry.initial_backoff.checked_mul(1 << doublings).map_or(retry.max_backoff, |delay| delay.min(retry.max_backoff))
+    crate::backoff::doubled(retry.initial_backoff, retry.max_backoff, failures)
 }
 
 #[cfg(test)]
