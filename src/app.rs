@@ -68,6 +68,9 @@ pub enum StartError {
 }
 
 /// Everything handlers share.
+/// Client addresses whose failed authentications are counted at most.
+const AUTH_FAILURE_ADDRESSES: usize = 100_000;
+
 pub struct Gateway {
     pub config: Config,
     pub policy: Arc<Policy>,
@@ -95,6 +98,8 @@ pub struct Gateway {
     pub admin_key: KeyHash,
     /// Which tenant a key belongs to, remembered for requests without a tenant header.
     pub key_owners: dashmap::DashMap<KeyHash, TenantId>,
+    /// Failed authentications per client address (`gateway.authFailuresPerMinute`).
+    pub auth_failures: std::sync::Mutex<connectors_actors::auth_failures::AuthFailures>,
     /// Enables the crash endpoint used to test supervision (`CONNECTORS_FAULT_INJECTION=1`).
     pub fault_injection: bool,
     recorder_task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -269,6 +274,10 @@ impl Gateway {
             // Integrations registered through other nodes reach this one's catalog.
             tokio::spawn(reload_integrations(Arc::downgrade(&registry), config.cluster.heartbeat * 4));
         }
+        let auth_failures = std::sync::Mutex::new(connectors_actors::auth_failures::AuthFailures::new(
+            config.auth_failures_per_minute,
+            AUTH_FAILURE_ADDRESSES,
+        ));
         let gateway = Arc::new(Self {
             config,
             policy,
@@ -288,6 +297,7 @@ impl Gateway {
             metrics: Metrics::default(),
             admin_key,
             key_owners: dashmap::DashMap::new(),
+            auth_failures,
             fault_injection: options.fault_injection,
             recorder_task: tokio::sync::Mutex::new(Some(recorder_task)),
         });

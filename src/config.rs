@@ -301,6 +301,7 @@ impl Default for PricingSection {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 struct GatewaySection {
     trusted_proxies: Vec<String>,
+    auth_failures_per_minute: u32,
     max_body_bytes: usize,
     passivate_after_seconds: u64,
     tick_millis: u64,
@@ -313,6 +314,7 @@ impl Default for GatewaySection {
     fn default() -> Self {
         Self {
             trusted_proxies: Vec::new(),
+            auth_failures_per_minute: 60,
             max_body_bytes: 1024 * 1024,
             passivate_after_seconds: 300,
             tick_millis: 1_000,
@@ -344,6 +346,9 @@ pub struct Config {
     pub policy: Policy,
     pub pricing: Pricing,
     pub trusted_proxies: IpAllowList,
+    /// Failed authentications a client address may have within a minute before its requests are
+    /// refused (429) for the rest of it; 0: never.
+    pub auth_failures_per_minute: u32,
     pub max_body_bytes: usize,
     pub passivate_after: Duration,
     pub tick: Duration,
@@ -364,7 +369,13 @@ pub struct Config {
     pub tools: ToolTimeouts,
     /// `deployer.allowedCommands`: the commands tenants' `stdio` servers may run.
     pub allowed_commands: crate::backends::local_deployer::CommandAllowList,
+    /// `METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token (its series name
+    /// every tenant); when not, `/metrics` is open, for a listener only the scraper can reach.
+    pub metrics_token: Option<connectors_actors::api_key::KeyHash>,
 }
+
+/// Shortest `METRICS_TOKEN` accepted.
+const MIN_METRICS_TOKEN_CHARS: usize = 16;
 
 /// Reads the environment variables that override the file (an injectable lookup so tests need
 /// not touch the process environment).
@@ -515,6 +526,7 @@ impl Config {
             },
             pricing,
             trusted_proxies,
+            auth_failures_per_minute: gw.auth_failures_per_minute,
             max_body_bytes: gw.max_body_bytes,
             passivate_after: Duration::from_secs(positive(
                 "gateway.passivateAfterSeconds",
@@ -543,6 +555,7 @@ impl Config {
             },
             allowed_commands: crate::backends::local_deployer::CommandAllowList::new(file.deployer.allowed_commands)
                 .map_err(|error| invalid("deployer.allowedCommands", error.to_string()))?,
+            metrics_token: metrics_token(env)?,
             redis_prefix: non_empty("redis.tenantPrefix", file.redis.tenant_prefix)?,
             cluster: ClusterTiming {
                 heartbeat: Duration::from_millis(positive("cluster.heartbeatMillis", cl.heartbeat_millis)?),
@@ -603,6 +616,17 @@ fn apply_env(file: &mut FileConfig, env: &dyn Env) -> Result<(), ConfigError> {
             .map_err(|_| invalid("OAUTH_REFRESH_BEFORE_SECONDS", format!("`{value}` is not a number of seconds")))?;
     }
     Ok(())
+}
+
+fn metrics_token(env: &dyn Env) -> Result<Option<connectors_actors::api_key::KeyHash>, ConfigError> {
+    let Some(token) = env.var("METRICS_TOKEN") else { return Ok(None) };
+    if token.chars().count() < MIN_METRICS_TOKEN_CHARS || token.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            "METRICS_TOKEN",
+            format!("must be at least {MIN_METRICS_TOKEN_CHARS} characters, without whitespace"),
+        ));
+    }
+    Ok(Some(connectors_actors::api_key::KeyHash::of(&token)))
 }
 
 /// `VAULT_ADDR` switches the secret store to Vault; `VAULT_TOKEN` is then required and

@@ -167,3 +167,17 @@ fn cluster_timing_redis_prefix_and_the_rate_limit_store() {
     assert!(error_text("cluster:\n  heartbeat: 1\n").contains("cluster"));
     assert!(error_text("redis:\n  tenantPrefix: ''\n").contains("redis.tenantPrefix"));
 }
+
+#[test]
+fn a_metrics_token_comes_from_the_environment_and_must_be_long_enough() {
+    let none = FakeEnv(HashMap::new());
+    assert_eq!(Config::from_yaml("", &none).unwrap().metrics_token, None, "open by default");
+    let env = FakeEnv(HashMap::from([("METRICS_TOKEN", "scrape-token-0123456789")]));
+    let token = Config::from_yaml("", &env).unwrap().metrics_token.expect("a token");
+    assert!(token.matches(&connectors_actors::api_key::KeyHash::of("scrape-token-0123456789")));
+    for bad in ["short", "has whitespace in the middle"] {
+        let env = FakeEnv(HashMap::from([("METRICS_TOKEN", bad)]));
+        let error = Config::from_yaml("", &env).unwrap_err().to_string();
+        assert!(error.contains("METRICS_TOKEN"), "{error}");
+    }
+}

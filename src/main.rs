@@ -69,7 +69,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         redis_url: args.redis_url.clone(),
         cluster,
     };
+    let open_metrics = config.metrics_token.is_none() && !args.listen.ip().is_loopback();
     let gateway = Gateway::start(config, options).await.map_err(|e| e.to_string())?;
+    if open_metrics {
+        tracing::warn!(
+            listen = %args.listen,
+            "/metrics names every tenant and is open to anyone who reaches this address: set METRICS_TOKEN"
+        );
+    }
     tracing::info!(
         listen = %args.listen,
         data_dir = %args.data_dir.display(),

@@ -269,3 +269,23 @@ async fn odd_requests_never_get_a_5xx() {
     assert_eq!(tenant["id"], "target");
     assert!(!gw.stderr_text().contains("panicked"), "the server panicked:\n{}", gw.stderr_text());
 }
+
+/// `/metrics` names every tenant: with `METRICS_TOKEN` set it answers only to that bearer token.
+#[tokio::test]
+async fn metrics_answer_only_to_the_metrics_token_when_one_is_set() {
+    const TOKEN: &str = "scrape-token-0123456789";
+    let gw = Gateway::start(FAST, &[("METRICS_TOKEN", TOKEN)]).await;
+    let (_, key) = gw.create_tenant(json!({"id": "listed", "name": "Listed"})).await;
+    gw.tenant_get(Some("listed"), Some(&key)).await.expect(200);
+    send(gw.request(Method::GET, "/metrics")).await.expect_error(401, "unauthorized");
+    send(gw.request(Method::GET, "/metrics").bearer_auth("scrape-token-wrong-0000"))
+        .await
+        .expect_error(401, "unauthorized");
+    send(gw.request(Method::GET, "/metrics").bearer_auth(&key)).await.expect_error(401, "unauthorized");
+    let scraped = send(gw.request(Method::GET, "/metrics").bearer_auth(TOKEN)).await;
+    scraped.expect(200);
+    assert!(scraped.text.contains("tenant=\"listed\""), "{}", scraped.text);
+    // Health and readiness stay open for probes.
+    gw.get("/healthz").await.expect(200);
+    gw.get("/readyz").await.expect(200);
+}

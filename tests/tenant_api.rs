@@ -511,3 +511,41 @@ async fn keys_without_a_tenant_header_stop_at_once_after_rotation_and_deletion()
     gw.admin(Method::DELETE, "/tenants/acme", None).await.expect(204);
     gw.tenant_get(None, Some(&new_key)).await.expect_error(401, "unauthorized");
 }
+
+/// A client address that keeps failing to authenticate (wrong keys, unknown tenants, a wrong
+/// admin key) is refused with 429 before any lookup for the rest of its minute, even with a
+/// right key; other addresses are not affected.
+#[tokio::test]
+async fn an_address_that_keeps_failing_to_authenticate_is_refused_for_a_while() {
+    const ATTACKER: &str = "203.0.113.7";
+    const NEIGHBOUR: &str = "203.0.113.8";
+    const OTHER: &str = "198.51.100.1";
+    const WRONG: &str = "ck_wrong_guess_0123456789abcdef0123";
+    let config = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\n  trustedProxies: ['127.0.0.1']\n  authFailuresPerMinute: 5\n";
+    let gw = Gateway::start(config, &[]).await;
+    let (_, key) = gw.create_tenant(json!({"id": "target", "name": "Target"})).await;
+    let from = |address: &str, tenant: &str, key: &str| {
+        gw.tenant_request(Some(tenant), Some(key)).header("X-Forwarded-For", address)
+    };
+    for attempt in 0..5 {
+        let tenant = if attempt % 2 == 0 { "target" } else { "no-such-tenant" };
+        send(from(ATTACKER, tenant, WRONG)).await.expect_error(401, "unauthorized");
+    }
+    let refused = send(from(ATTACKER, "target", &key)).await;
+    refused.expect_error(429, "rate_limited");
+    assert!((1..=60).contains(&refused.header_u64("retry-after")), "{refused:?}");
+    send(gw.admin_request(Method::GET, "/tenants").header("X-Forwarded-For", ATTACKER))
+        .await
+        .expect_error(429, "rate_limited");
+    send(from(OTHER, "target", &key)).await.expect(200);
+    gw.admin(Method::GET, "/tenants", None).await.expect(200);
+
+    // Wrong admin keys count too.
+    let admin_from = |key: &str| {
+        gw.request(Method::GET, "/api/v1/admin/tenants").bearer_auth(key).header("X-Forwarded-For", NEIGHBOUR)
+    };
+    for _ in 0..5 {
+        send(admin_from("not-the-admin-key")).await.expect_error(401, "unauthorized");
+    }
+    send(admin_from(common::ADMIN_KEY)).await.expect_error(429, "rate_limited");
+}

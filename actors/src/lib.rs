@@ -13,6 +13,7 @@ pub mod allow_list;
 pub mod api_key;
 pub mod audit;
 pub mod auth;
+pub mod auth_failures;
 pub mod backoff;
 pub mod clock;
 pub mod crash_backoff;

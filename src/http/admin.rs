@@ -24,21 +24,29 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::RequestId;
+use super::auth_throttle;
 use super::error::ApiError;
-use super::extract::{JsonBody, JsonObject, OptionalJsonBody, QueryParams, TenantPath};
+use super::extract::{JsonBody, JsonObject, OptionalJsonBody, QueryParams, TenantPath, request_client_ip};
 use super::views::TenantView;
 use crate::app::Gateway;
 use crate::billing::{metered_cost, usage_report};
 use crate::keys;
 
 /// Admin routes need `Authorization: Bearer <admin key>`.
+/// A client address that keeps presenting wrong keys is refused for a while (`auth_throttle`).
 pub async fn require_admin(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+    let address = request_client_ip(request.headers(), request.extensions(), &gateway.config.trusted_proxies);
+    if let Err(refused) = auth_throttle::check(&gateway, address) {
+        return refused.into_response();
+    }
     let presented =
         request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
     match presented {
         Some(key) if KeyHash::of(key).matches(&gateway.admin_key) => next.run(request).await,
         _ => {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid admin API key").into_response()
+            let error = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid admin API key");
+            auth_throttle::count(&gateway, address, &error);
+            error.into_response()
         }
     }
 }

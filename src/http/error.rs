@@ -78,7 +78,8 @@ impl ApiError {
         error
     }
 
-    fn retry_after(mut self, seconds: u64) -> Self {
+    /// Sets `Retry-After`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
         if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
             self.0.headers.insert(header::RETRY_AFTER, value);
         }

@@ -114,9 +114,20 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantPath {
     }
 }
 
-/// The socket peer, as recorded by the server.
-pub fn peer_addr(parts: &Parts) -> Option<IpAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+/// The client's address of a request ([`client_ip`] of its socket peer and `X-Forwarded-For`);
+/// without a recorded peer (a request not from a socket), loopback.
+pub fn request_client_ip(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    trusted: &IpAllowList,
+) -> IpAddr {
+    let peer =
+        extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([127, 0, 0, 1]), |ConnectInfo(addr)| addr.ip());
+    // Every line of the header, in order; a line that is not text reads as an entry that is not
+    // an address.
+    let forwarded: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().map(|line| line.to_str().unwrap_or("?")).collect();
+    client_ip(peer, &forwarded, trusted)
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then the

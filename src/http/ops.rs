@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use connectors_actors::api_key::KeyHash;
 
 use super::error::ApiError;
 use crate::app::Gateway;
@@ -37,13 +38,20 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str,
     Ok("ready")
 }
 
-pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+/// Prometheus text. Behind `METRICS_TOKEN` when one is configured: the series name every tenant.
+pub async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = &gateway.config.metrics_token {
+        let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::admin::bearer);
+        if !presented.is_some_and(|presented| KeyHash::of(presented).matches(token)) {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid metrics token"));
+        }
+    }
     let mut body =
         gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts(), gateway.directory.degraded());
     body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
     body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
     body.push_str(&crate::metrics::render_hand_offs(gateway.router.hand_off_counts()));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 
 pub async fn not_found() -> ApiError {

@@ -20,8 +20,9 @@ use serde_json::Value;
 
 use super::RequestId;
 use super::admin::bearer;
+use super::auth_throttle;
 use super::error::ApiError;
-use super::extract::{client_ip, peer_addr};
+use super::extract::request_client_ip;
 use super::rate_headers::rate_headers;
 use super::views::TenantView;
 use crate::app::Gateway;
@@ -42,11 +43,6 @@ impl Caller {
     fn from_parts(gateway: &Gateway, parts: &Parts) -> Result<Self, ApiError> {
         let headers = &parts.headers;
         let text = |name: &axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let peer = peer_addr(parts).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-        // Every line of the header, in order; a line that is not text reads as an entry that
-        // is not an address.
-        let forwarded: Vec<&str> =
-            headers.get_all("x-forwarded-for").iter().map(|line| line.to_str().unwrap_or("?")).collect();
         let tenant_header = match text(&gateway.config.tenant_id_header).filter(|v| !v.is_empty()) {
             Some(value) if gateway.config.identity.multi_tenant => Some(
                 TenantId::parse(value)
@@ -60,7 +56,7 @@ impl Caller {
         });
         Ok(Self {
             request_id: parts.extensions.get::<RequestId>().map(|id| id.as_str().to_string()).unwrap_or_default(),
-            ip: client_ip(peer, &forwarded, &gateway.config.trusted_proxies),
+            ip: request_client_ip(headers, &parts.extensions, &gateway.config.trusted_proxies),
             user_agent: text(&axum::http::header::USER_AGENT).map(str::to_string),
             started: Instant::now(),
             started_at: gateway.clock.now(),
@@ -87,6 +83,22 @@ pub async fn admit(
     selection: bool,
 ) -> Result<Admitted, ApiError> {
     let caller = Caller::from_parts(gateway, parts)?;
+    auth_throttle::check(gateway, caller.ip)?;
+    let ip = caller.ip;
+    let admitted = authenticate_and_admit(gateway, caller, action, charge, selection).await;
+    if let Err(error) = &admitted {
+        auth_throttle::count(gateway, ip, error);
+    }
+    admitted
+}
+
+async fn authenticate_and_admit(
+    gateway: &Gateway,
+    caller: Caller,
+    action: &str,
+    charge: Option<Quota>,
+    selection: bool,
+) -> Result<Admitted, ApiError> {
     let rules = &gateway.config.identity;
     // The key's owner is looked up only when needed: no tenant header, or a refused key.
     let mut owner: Option<TenantId> = None;
