@@ -98,6 +98,8 @@ pub struct Gateway {
     pub admin_key: KeyHash,
     /// Which tenant a key belongs to, remembered for requests without a tenant header.
     pub key_owners: dashmap::DashMap<KeyHash, TenantId>,
+    /// Which refused requests get an audit event of their own (`audit.refusalsPerMinute`).
+    pub refusal_audit: std::sync::Mutex<connectors_actors::refusal_audit::RefusalAudit>,
     /// Failed authentications per client address (`gateway.authFailuresPerMinute`).
     pub auth_failures: std::sync::Mutex<connectors_actors::auth_failures::AuthFailures>,
     /// Enables the crash endpoint used to test supervision (`CONNECTORS_FAULT_INJECTION=1`).
@@ -278,6 +280,9 @@ impl Gateway {
             config.auth_failures_per_minute,
             AUTH_FAILURE_ADDRESSES,
         ));
+        let refusal_audit = std::sync::Mutex::new(connectors_actors::refusal_audit::RefusalAudit::new(
+            config.audit_refusals_per_minute,
+        ));
         let gateway = Arc::new(Self {
             config,
             policy,
@@ -298,10 +303,12 @@ impl Gateway {
             admin_key,
             key_owners: dashmap::DashMap::new(),
             auth_failures,
+            refusal_audit,
             fault_injection: options.fault_injection,
             recorder_task: tokio::sync::Mutex::new(Some(recorder_task)),
         });
         gateway.ensure_fallback_tenant().await?;
+        tokio::spawn(write_refusal_summaries(Arc::downgrade(&gateway)));
         Ok(gateway)
     }
 
@@ -407,6 +414,47 @@ impl Gateway {
         self.router.record_audit(event).await;
     }
 
+    fn refusals(&self) -> std::sync::MutexGuard<'_, connectors_actors::refusal_audit::RefusalAudit> {
+        self.refusal_audit.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a refused request of `tenant` gets an audit event of its own (else it is counted
+    /// into its minute's summary).
+    pub fn audit_refusal(&self, now: DateTime<Utc>, tenant: &TenantId, reason: &'static str) -> bool {
+        self.refusals().refused(now, tenant, reason) == connectors_actors::refusal_audit::RefusalEntry::Record
+    }
+
+    /// Writes the summaries of `tenant`'s refusals counted so far, for a reader of its audit log.
+    pub async fn write_refusals_of(&self, tenant: &TenantId) {
+        let summaries = self.refusals().take_tenant(tenant);
+        self.write_refusal_summaries(summaries).await;
+    }
+
+    async fn write_refusal_summaries(&self, summaries: Vec<connectors_actors::refusal_audit::RefusalSummary>) {
+        let now = self.clock.now();
+        for summary in summaries {
+            let params = serde_json::json!({
+                "reason": summary.reason,
+                "count": summary.count,
+                "minute": summary.minute.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+            let event = AuditEvent {
+                timestamp: now,
+                tenant_id: summary.tenant,
+                user_id: None,
+                action: "requests.refused".into(),
+                tool_id: None,
+                params: Some(params),
+                result: connectors_actors::audit::AuditResult::Denied,
+                duration: 0,
+                ip: None,
+                user_agent: None,
+                request_id: String::new(),
+            };
+            self.record_audit(event).await;
+        }
+    }
+
     /// Stops every tenant actor (they write their state out), commits what is queued, then
     /// leaves the cluster view so that peers take the shards over from the written state.
     pub async fn shutdown(&self) {
@@ -506,4 +554,14 @@ async fn admin_key(store: &dyn Store, configured: Option<String>) -> Result<KeyH
     // stdout, not the log: shown once to the operator, never written to a log file by us.
     println!("Generated admin API key (shown once; set ADMIN_API_KEY to choose your own): {key}");
     Ok(hash)
+}
+
+/// Every few seconds, the summaries of refusals counted in minutes that are over.
+async fn write_refusal_summaries(gateway: std::sync::Weak<Gateway>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let Some(gateway) = gateway.upgrade() else { return };
+        let summaries = gateway.refusals().take_ended(gateway.clock.now());
+        gateway.write_refusal_summaries(summaries).await;
+    }
 }

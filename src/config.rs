@@ -54,6 +54,23 @@ struct FileConfig {
     tools: ToolsSection,
     #[serde(default)]
     deployer: DeployerSection,
+    #[serde(default)]
+    audit: AuditSection,
+}
+
+/// The audit log.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct AuditSection {
+    /// Refused requests of a tenant audited one by one per reason and minute (on each node);
+    /// the rest are counted into one summary event. 0: every refusal is audited.
+    refusals_per_minute: u32,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self { refusals_per_minute: 10 }
+    }
 }
 
 /// The local deployer of tenants' own servers.
@@ -349,6 +366,8 @@ pub struct Config {
     /// Failed authentications a client address may have within a minute before its requests are
     /// refused (429) for the rest of it; 0: never.
     pub auth_failures_per_minute: u32,
+    /// `audit.refusalsPerMinute`: see `RefusalAudit`.
+    pub audit_refusals_per_minute: u32,
     pub max_body_bytes: usize,
     pub passivate_after: Duration,
     pub tick: Duration,
@@ -527,6 +546,7 @@ impl Config {
             pricing,
             trusted_proxies,
             auth_failures_per_minute: gw.auth_failures_per_minute,
+            audit_refusals_per_minute: file.audit.refusals_per_minute,
             max_body_bytes: gw.max_body_bytes,
             passivate_after: Duration::from_secs(positive(
                 "gateway.passivateAfterSeconds",

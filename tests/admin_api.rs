@@ -576,3 +576,30 @@ async fn concurrent_creates_of_one_id_admit_exactly_one() {
     gw.tenant_get(Some("contested"), Some(&keys[0])).await.expect(200);
     assert_eq!(gw.admin(Method::GET, "/tenants", None).await.json()["total"], 1);
 }
+
+/// A client that keeps calling for a suspended tenant cannot grow its audit log without bound:
+/// the first refusals of a minute are events of their own, the rest one summary with their
+/// count, which a reader of the log sees at once.
+#[tokio::test]
+async fn refusals_beyond_a_few_a_minute_are_audited_as_one_count() {
+    let config = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\naudit:\n  refusalsPerMinute: 3\n";
+    let gw = Gateway::start(config, &[]).await;
+    ensure_minute_room(10).await;
+    let (_, key) = gw.create_tenant(json!({"id": "hammer", "name": "Hammer"})).await;
+    gw.patch_tenant("hammer", json!({"status": "suspended"})).await.expect(200);
+    for _ in 0..10 {
+        gw.tenant_get(Some("hammer"), Some(&key)).await.expect_error(403, "tenant_suspended");
+    }
+    let log = gw.admin(Method::GET, "/tenants/hammer/audit?limit=100", None).await.json();
+    let events = log["events"].as_array().expect("events");
+    let single = events.iter().filter(|e| e["action"] == "tenant.get" && e["result"] == "denied").count();
+    assert_eq!(single, 3, "{log}");
+    let summaries: Vec<&Value> = events.iter().filter(|e| e["action"] == "requests.refused").collect();
+    assert_eq!(summaries.len(), 1, "{log}");
+    assert_eq!(summaries[0]["result"], "denied");
+    assert_eq!(summaries[0]["params"]["count"], 7);
+    assert_eq!(summaries[0]["params"]["reason"], "forbidden");
+    // Read again: nothing new, nothing counted twice.
+    let again = gw.admin(Method::GET, "/tenants/hammer/audit?limit=100", None).await.json();
+    assert_eq!(again["events"].as_array().unwrap().len(), events.len());
+}

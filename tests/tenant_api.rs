@@ -444,14 +444,21 @@ async fn concurrent_requests_never_exceed_the_limit() {
     assert_eq!(minute_of(started), minute_of(Utc::now()), "the test crossed a minute boundary; its counts are void");
     assert_eq!((admitted, limited), (10, 30), "a limit of 10 admitted {admitted} of 40 concurrent requests");
     gw.wait_usage_api_calls("crowded", 10).await;
-    // One audit event per request.
+    // Every request is audited: the admitted ones and the first ten refusals one by one
+    // (`audit.refusalsPerMinute`), the other twenty counted in one summary.
     let events = gw
-        .wait_audit("crowded", "40 tenant events", |events| {
-            events.iter().filter(|e| e["action"] == "tenant.get").count() >= 40
+        .wait_audit("crowded", "20 tenant events", |events| {
+            events.iter().filter(|e| e["action"] == "tenant.get").count() >= 20
         })
         .await;
-    assert_eq!(events.iter().filter(|e| e["action"] == "tenant.get").count(), 40, "{events:#?}");
+    assert_eq!(events.iter().filter(|e| e["action"] == "tenant.get").count(), 20, "{events:#?}");
     assert_eq!(events.iter().filter(|e| e["action"] == "tenant.get" && e["result"] == "success").count(), 10);
+    let counted: u64 = events
+        .iter()
+        .filter(|e| e["action"] == "requests.refused" && e["params"]["reason"] == "rate_limited")
+        .map(|e| e["params"]["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 20, "{events:#?}");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ pub mod quotas;
 pub mod rate_windows;
 pub mod recorder;
 pub mod refresh_schedule;
+pub mod refusal_audit;
 pub mod secret_store;
 pub mod server_tools;
 pub mod store;

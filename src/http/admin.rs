@@ -450,6 +450,8 @@ pub async fn audit(
             .map(|c| AuditCursor::decode(c).ok_or_else(|| ApiError::invalid(format!("invalid cursor `{c}`"))))
             .transpose()?,
     };
+    gateway.write_refusals_of(&id).await;
+    gateway.router.flush_audit().await;
     gateway.recorder.flush().await?;
     let page = gateway.store.audit(&id, &query).await?;
     if page.events.is_empty() && query.after.is_none() && gateway.store.tenant(&id).await?.is_none() {

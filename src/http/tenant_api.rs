@@ -155,8 +155,10 @@ async fn authenticate_and_admit(
                 if matches!(denial, Denial::RateLimited { .. }) { Outcome::RateLimited } else { Outcome::Denied };
             gateway.metrics.count(&target, outcome);
             let reason = error_code(&error);
-            audit(gateway, &caller, &target, action, AuditResult::Denied, Some(serde_json::json!({"reason": reason})))
-                .await;
+            if gateway.audit_refusal(caller.started_at, &target, reason) {
+                let params = Some(serde_json::json!({"reason": reason}));
+                audit(gateway, &caller, &target, action, AuditResult::Denied, params).await;
+            }
             Err(error.with_headers(headers))
         }
     }
