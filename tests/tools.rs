@@ -39,6 +39,24 @@ fn text_of(result: &Value) -> String {
     result["result"]["content"].as_array().unwrap().iter().filter_map(|c| c["text"].as_str()).collect()
 }
 
+/// A tenant's tool arguments are audited, but a huge one is stored as its size only.
+#[tokio::test]
+async fn a_huge_tool_argument_is_audited_as_its_size() {
+    let server = HttpServerProcess::example(&[]);
+    let gateway = Gateway::start(CONFIG, &[]).await;
+    register(&gateway, json!({"name": "example", "url": server.url, "category": "testing"})).await;
+    let (_, key) = gateway.create_tenant(json!({"id": "wordy", "name": "Wordy", "plan": "pro"})).await;
+    let message = "m".repeat(200_000);
+    let body = json!({"toolId": "example.fail", "parameters": {"message": message, "code": 7}});
+    tool_post(&gateway, "wordy", &key, "/invoke", body).await.expect(200);
+    let events = gateway
+        .wait_audit("wordy", "the invocation", |events| events.iter().any(|e| e["action"] == "tools.invoke"))
+        .await;
+    let invoked = events.iter().find(|e| e["action"] == "tools.invoke").unwrap();
+    assert_eq!(invoked["params"]["parameters"]["code"], 7, "{invoked}");
+    assert_eq!(invoked["params"]["parameters"]["message"], json!({"truncated": true, "bytes": 200_002}));
+}
+
 #[tokio::test]
 async fn register_discover_select_and_invoke_with_the_example_server() {
     let server = HttpServerProcess::example(&[]);

@@ -259,7 +259,7 @@ pub async fn audit_event(
         user_id: None,
         action: action.to_string(),
         tool_id: tool_id.map(str::to_string),
-        params,
+        params: params.map(|params| capped(params, 0)),
         result,
         duration: caller.started.elapsed().as_millis() as u64,
         ip: Some(caller.ip.to_string()),
@@ -269,10 +269,51 @@ pub async fn audit_event(
     gateway.record_audit(event).await;
 }
 
+/// Largest audited value, serialized: a larger one is replaced by its size, so that a tenant's
+/// megabyte of tool arguments is not stored again in its audit log.
+const MAX_AUDITED_BYTES: usize = 2_048;
+
+/// `value`, with every value larger than [`MAX_AUDITED_BYTES`] replaced by
+/// `{"truncated": true, "bytes": n}`; objects are capped field by field (two levels deep: the
+/// event's fields and the tool's parameters), so that small fields stay readable.
+fn capped(value: Value, depth: u8) -> Value {
+    let bytes = serde_json::to_vec(&value).map_or(usize::MAX, |encoded| encoded.len());
+    if bytes <= MAX_AUDITED_BYTES {
+        return value;
+    }
+    match value {
+        Value::Object(fields) if depth < 2 => {
+            Value::Object(fields.into_iter().map(|(name, field)| (name, capped(field, depth + 1))).collect())
+        }
+        _ => serde_json::json!({"truncated": true, "bytes": bytes}),
+    }
+}
+
 /// `GET /api/v1/tenant`: the caller's own tenant and this month's usage.
 pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, ApiError> {
     let admitted = admit(&gateway, &parts, "tenant.get", None, false).await?;
     let view = TenantView::from_snapshot(&admitted.tenant, &gateway.config.pricing);
     audit(&gateway, &admitted.caller, &admitted.tenant.record.id, "tenant.get", AuditResult::Success, None).await;
     Ok((admitted.headers, Json(view)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn audited_values_are_capped_field_by_field() {
+        let big = "x".repeat(10_000);
+        let params = json!({"parameters": {"message": big, "n": 3}, "error": "upstream_error"});
+        let audited = capped(params, 0);
+        assert_eq!(audited["parameters"]["n"], 3, "small fields stay");
+        assert_eq!(audited["error"], "upstream_error");
+        assert_eq!(audited["parameters"]["message"], json!({"truncated": true, "bytes": 10_002}));
+        let small = json!({"query": "add two numbers", "returned": 3});
+        assert_eq!(capped(small.clone(), 0), small);
+        let deep = json!({"a": {"b": {"c": "y".repeat(5_000)}}});
+        assert_eq!(capped(deep, 0)["a"]["b"], json!({"truncated": true, "bytes": 5_008}));
+    }
 }
