@@ -309,6 +309,9 @@ impl Gateway {
         });
         gateway.ensure_fallback_tenant().await?;
         tokio::spawn(write_refusal_summaries(Arc::downgrade(&gateway)));
+        if let Some(retention) = gateway.config.audit_retention {
+            tokio::spawn(prune_audit(Arc::downgrade(&gateway), retention));
+        }
         Ok(gateway)
     }
 
@@ -563,5 +566,24 @@ async fn write_refusal_summaries(gateway: std::sync::Weak<Gateway>) {
         let Some(gateway) = gateway.upgrade() else { return };
         let summaries = gateway.refusals().take_ended(gateway.clock.now());
         gateway.write_refusal_summaries(summaries).await;
+    }
+}
+
+/// `audit.retentionDays`: soon after start, then every hour, the audit events older than the
+/// retention are deleted (every node does it; a second pass finds nothing).
+async fn prune_audit(gateway: std::sync::Weak<Gateway>, retention: chrono::Duration) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = Duration::from_secs(3_600);
+        let Some(gateway) = gateway.upgrade() else { return };
+        let before = gateway.clock.now() - retention;
+        match gateway.store.delete_audit_before(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, before = %before, "audit events past their retention deleted"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot delete audit events past their retention; retrying in an hour")
+            }
+        }
     }
 }

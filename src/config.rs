@@ -65,11 +65,13 @@ struct AuditSection {
     /// Refused requests of a tenant audited one by one per reason and minute (on each node);
     /// the rest are counted into one summary event. 0: every refusal is audited.
     refusals_per_minute: u32,
+    /// Audit events older than this are deleted (hourly, by every node); 0: kept for ever.
+    retention_days: u32,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
-        Self { refusals_per_minute: 10 }
+        Self { refusals_per_minute: 10, retention_days: 365 }
     }
 }
 
@@ -368,6 +370,8 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     /// `audit.refusalsPerMinute`: see `RefusalAudit`.
     pub audit_refusals_per_minute: u32,
+    /// `audit.retentionDays`: audit events older than this are deleted; `None`: kept for ever.
+    pub audit_retention: Option<chrono::Duration>,
     pub max_body_bytes: usize,
     pub passivate_after: Duration,
     pub tick: Duration,
@@ -547,6 +551,8 @@ impl Config {
             trusted_proxies,
             auth_failures_per_minute: gw.auth_failures_per_minute,
             audit_refusals_per_minute: file.audit.refusals_per_minute,
+            audit_retention: (file.audit.retention_days > 0)
+                .then(|| chrono::Duration::days(i64::from(file.audit.retention_days))),
             max_body_bytes: gw.max_body_bytes,
             passivate_after: Duration::from_secs(positive(
                 "gateway.passivateAfterSeconds",

@@ -429,3 +429,53 @@ async fn a_missing_config_file_stops_start_up() {
     assert!(!failed.status.success(), "started with a missing config file");
     assert!(failed.stderr.contains("absent.yaml"), "stderr does not name the missing file:\n{}", failed.stderr);
 }
+
+/// `audit.retentionDays`: events past the retention are deleted soon after start (and hourly),
+/// a deleted tenant's log included; younger ones stay.
+#[tokio::test]
+async fn audit_events_past_their_retention_are_deleted() {
+    use connectors::backends::redb_store::RedbStore;
+    use connectors_actors::audit::{AuditEvent, AuditResult};
+    use connectors_actors::store::{Batch, Store};
+    use connectors_actors::tenant::TenantId;
+
+    let config = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\naudit:\n  retentionDays: 30\n";
+    let mut gw = Gateway::start(config, &[]).await;
+    let (_, key) = gw.create_tenant(json!({"id": "old-timer", "name": "Old timer"})).await;
+    gw.tenant_get(Some("old-timer"), Some(&key)).await.expect(200);
+    gw.wait_audit("old-timer", "the recent request", |events| events.len() == 2).await;
+    let status = gw.stop_graceful().await;
+    assert_eq!(status.code(), Some(0));
+
+    // Older events, written as the recorder would have written them back then.
+    let event = |tenant: &str, days_ago: i64, request_id: &str| AuditEvent {
+        timestamp: Utc::now() - chrono::Duration::days(days_ago),
+        tenant_id: TenantId::parse(tenant).unwrap(),
+        user_id: None,
+        action: "tenant.get".into(),
+        tool_id: None,
+        params: None,
+        result: AuditResult::Success,
+        duration: 1,
+        ip: None,
+        user_agent: None,
+        request_id: request_id.into(),
+    };
+    {
+        let store = RedbStore::open(&gw.data_dir().join("connectors.redb")).unwrap();
+        let audit = vec![event("old-timer", 40, "forty"), event("old-timer", 10, "ten"), event("gone", 40, "gone")];
+        let batch = Batch { id: None, audit, usage: Vec::new(), checkpoints: Vec::new() };
+        store.commit(std::sync::Arc::new(batch)).await.unwrap();
+    }
+    gw.start_again().await;
+    let kept = eventually("the old events to be deleted", Duration::from_secs(10), || async {
+        let events = gw.audit_events("old-timer", &[]).await;
+        let ids: Vec<String> = events.iter().map(|e| e["requestId"].as_str().unwrap_or_default().to_string()).collect();
+        if ids.iter().any(|id| id == "forty") { Err(format!("{ids:?}")) } else { Ok(ids) }
+    })
+    .await;
+    assert!(kept.iter().any(|id| id == "ten"), "{kept:?}");
+    assert_eq!(kept.len(), 3, "the creation, the recent request and the ten-day-old one: {kept:?}");
+    // A log outlives its tenant, not its retention: with its events gone, there is nothing to read.
+    gw.admin(Method::GET, "/tenants/gone/audit", None).await.expect_error(404, "not_found");
+}

@@ -2,8 +2,8 @@
 //! are kept. Adapters (the embedded redb file, Redis in cluster mode) live in the `connectors`
 //! crate and must all pass its one contract suite.
 //!
-//! Every method is atomic: a tenant and its key index change together or not at all, and a
-//! [`Batch`] commits whole.
+//! Every method is atomic (audit retention, [`Store::delete_audit_before`], excepted): a tenant
+//! and its key index change together or not at all, and a [`Batch`] commits whole.
 
 use std::sync::Arc;
 
@@ -150,6 +150,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// One page of a tenant's audit log, oldest first.
     async fn audit(&self, id: &TenantId, query: &AuditQuery) -> Result<AuditPage, StoreError>;
+
+    /// Deletes every audit event older than `before`, of every tenant (deleted tenants' logs
+    /// included); answers how many were deleted. For `audit.retentionDays`.
+    ///
+    /// Unlike the other methods not one atomic step: it deletes in bounded steps, so that a large
+    /// log never makes one huge transaction. After a failure part way, some old events are gone
+    /// and calling again deletes the rest; events never reappear.
+    async fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Small values of the gateway itself (e.g. the admin key's hash).
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

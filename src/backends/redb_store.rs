@@ -23,6 +23,9 @@
 //!
 //! The audit key orders a tenant's log by time, and the store-assigned sequence number keeps
 //! events with equal timestamps in commit order, so `(timestamp, seq)` is a stable cursor.
+//! Retention ([`Store::delete_audit_before`]) deletes each log's oldest entries, a bounded number
+//! per write transaction (`PRUNE_CHUNK`), so that pruning a large log neither builds one huge
+//! transaction nor keeps the recorder's commits waiting behind it for long.
 
 use std::fmt::Display;
 use std::ops::Bound;
@@ -30,7 +33,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use connectors_actors::api_key::KeyHash;
 use connectors_actors::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery};
 
@@ -56,6 +59,8 @@ const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("entr
 // Apart from `meta` so that no gateway key can collide with the store's own counters.
 const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
 const AUDIT_SEQ: &str = "audit";
+/// Audit entries deleted per write transaction by [`Store::delete_audit_before`].
+const PRUNE_CHUNK: usize = 10_000;
 
 pub struct RedbStore {
     // Shared with the blocking tasks that run the transactions.
@@ -116,6 +121,22 @@ impl RedbStore {
             Ok(out)
         })
         .await
+    }
+
+    /// Deletes the audit entries older than `before`, at most `chunk` per write transaction;
+    /// answers how many. Each step is its own blocking task, so that writers waiting for redb's
+    /// one write lock get it between steps.
+    async fn prune_audit(&self, before: DateTime<Utc>, chunk: usize) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        let mut from = Bound::Unbounded;
+        loop {
+            let (count, next) = self.write(move |txn| prune_audit_step(txn, before, from, chunk)).await?;
+            deleted += count;
+            match next {
+                Some(next) => from = next,
+                None => return Ok(deleted),
+            }
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -317,6 +338,10 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.prune_audit(before, PRUNE_CHUNK).await
+    }
+
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_string();
         self.read(move |txn| {
@@ -442,6 +467,81 @@ fn append_audit(txn: &WriteTransaction, events: &[AuditEvent]) -> Result<(), Sto
     Ok(())
 }
 
+/// One step of audit retention: deletes the entries older than `before`, tenant log by tenant log
+/// from the first tenant within `from`, until `chunk` (at least one) are deleted. Answers how
+/// many it deleted and the tenants the next step starts from; `None` when every log is done.
+fn prune_audit_step(
+    txn: &WriteTransaction,
+    before: DateTime<Utc>,
+    mut from: Bound<String>,
+    chunk: usize,
+) -> Result<(u64, Option<Bound<String>>), StoreError> {
+    /// What to do with the entry after the cursor.
+    enum Verdict {
+        Delete,
+        /// In the cutoff's microsecond but not older: step over it, later ones may be older.
+        Keep,
+        /// Not of this tenant's log, or not older, nor is anything after it in the log.
+        Done,
+    }
+    let chunk = chunk.max(1) as u64;
+    // Keys round timestamps down to whole microseconds, as `before` is rounded here: when it is
+    // not a whole microsecond, entries of its own microsecond may still be older, which only
+    // their events tell. They are few, so only they are decoded.
+    let cutoff = before.timestamp_micros();
+    let split_micro = !before.timestamp_subsec_nanos().is_multiple_of(1_000);
+    let mut log = txn.open_table(AUDIT).backend()?;
+    let mut deleted = 0u64;
+    loop {
+        let start = match &from {
+            Bound::Included(tenant) => Bound::Included((tenant.as_str(), i64::MIN, 0)),
+            Bound::Excluded(tenant) => Bound::Excluded((tenant.as_str(), i64::MAX, u64::MAX)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut cursor = log.lower_bound_mut(start).backend()?;
+        let Some(tenant) = cursor.peek_next().backend()?.map(|(key, _)| key.value().0.to_string()) else {
+            cursor.close().backend()?;
+            return Ok((deleted, None));
+        };
+        loop {
+            let verdict = match cursor.peek_next().backend()? {
+                Some((key, value)) => match key.value() {
+                    (owner, _, _) if owner != tenant => Verdict::Done,
+                    (_, micros, _) if micros < cutoff => Verdict::Delete,
+                    (_, micros, _) if micros == cutoff && split_micro => {
+                        let id = TenantId::parse(&tenant)
+                            .map_err(|err| StoreError::Corrupt(format!("the audit log is keyed by {err}")))?;
+                        if audit_codec::decode(&id, value.value())?.timestamp < before {
+                            Verdict::Delete
+                        } else {
+                            Verdict::Keep
+                        }
+                    }
+                    _ => Verdict::Done,
+                },
+                None => Verdict::Done,
+            };
+            match verdict {
+                Verdict::Done => break,
+                Verdict::Keep => {
+                    cursor.next().backend()?;
+                }
+                // Full: the next step starts over at this tenant, whose deleted entries are gone.
+                Verdict::Delete if deleted == chunk => {
+                    cursor.close().backend()?;
+                    return Ok((deleted, Some(Bound::Included(tenant))));
+                }
+                Verdict::Delete => {
+                    cursor.remove_next().backend()?;
+                    deleted += 1;
+                }
+            }
+        }
+        cursor.close().backend()?;
+        from = Bound::Excluded(tenant);
+    }
+}
+
 fn add_usage(txn: &WriteTransaction, usage: &[UsageDelta]) -> Result<(), StoreError> {
     let mut days = txn.open_table(USAGE_DAYS).backend()?;
     let mut months = txn.open_table(USAGE_MONTHS).backend()?;
@@ -542,6 +642,47 @@ mod tests {
     }
 
     store_contract::store_contract_tests!(RedbFixture::new());
+
+    /// Steps of any size, ending anywhere in a log or between logs, delete the same events.
+    #[tokio::test]
+    async fn audit_retention_in_small_steps_deletes_exactly_the_older_events() {
+        let before = chrono::DateTime::from_timestamp(1_800_000_000, 500).unwrap();
+        let event = |tenant: &str, offset_nanos: i64| AuditEvent {
+            timestamp: before + chrono::Duration::nanoseconds(offset_nanos),
+            tenant_id: TenantId::parse(tenant).unwrap(),
+            user_id: None,
+            action: "tools/call".into(),
+            tool_id: None,
+            params: None,
+            result: connectors_actors::audit::AuditResult::Success,
+            duration: 1,
+            ip: None,
+            user_agent: None,
+            request_id: format!("{tenant}{offset_nanos}"),
+        };
+        // Per tenant a different number of older events (0 to 3), some in the cutoff's microsecond.
+        let offsets: [&[i64]; 4] = [&[1, 1_000_000], &[-1_000_000, 250], &[-3_000, -250, -1, 0, 499], &[-2, 2, -400]];
+        let tenants = ["a", "a-b", "b", "c"];
+        let audit: Vec<AuditEvent> = tenants
+            .iter()
+            .zip(offsets)
+            .flat_map(|(tenant, offsets)| offsets.iter().map(|offset| event(tenant, *offset)))
+            .collect();
+        for chunk in [1, 2, 3, 100] {
+            let fixture = RedbFixture::new();
+            let store = RedbStore::open(&fixture.path()).unwrap();
+            store.commit(Arc::new(Batch { audit: audit.clone(), ..Default::default() })).await.unwrap();
+            assert_eq!(store.prune_audit(before, chunk).await.unwrap(), 6, "chunk {chunk}");
+            for tenant in tenants {
+                let query = AuditQuery { since: None, until: None, action: None, limit: 10, after: None };
+                let kept = store.audit(&TenantId::parse(tenant).unwrap(), &query).await.unwrap().events;
+                assert!(kept.iter().all(|event| event.timestamp >= before), "chunk {chunk}, {tenant}: {kept:?}");
+                let expected = audit.iter().filter(|e| e.tenant_id.as_str() == tenant && e.timestamp >= before).count();
+                assert_eq!(kept.len(), expected, "chunk {chunk}, {tenant}");
+            }
+            assert_eq!(store.prune_audit(before, chunk).await.unwrap(), 0, "chunk {chunk}");
+        }
+    }
 
     #[test]
     fn a_file_open_elsewhere_is_refused_with_its_path() {

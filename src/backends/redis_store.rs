@@ -15,7 +15,7 @@
 //! | `tenant:<id>:keys` | set | the names of the tenant's `key:…` keys, to unindex them |
 //! | `key:<hash hex>` | string | [`KeyOwner`], JSON |
 //! | `checkpoint:<id>` | string | [`Checkpoint`], JSON |
-//! | `audit:<id>` | sorted set, all scores 0 | one member per event: position, then the event (`audit_codec`) |
+//! | `audit:<id>` | sorted set, all scores 0 | one member per event: position, then the event (`audit_codec`); the only keys matching `audit:*` |
 //! | `audit-seq` | string | the last audit sequence number handed out |
 //! | `usage:<id>:days` | sorted set | days with usage (`YYYY-MM-DD`), scored by days since 0001-01-01 |
 //! | `usage:<id>:day:<YYYY-MM-DD>` | hash | [`UsageCounters`], one integer field per counter |
@@ -30,6 +30,11 @@
 //! stable cursor as in redb. Usage counters are `HINCRBY`'d, so nodes adding usage at once never
 //! lose an update.
 //!
+//! Retention ([`Store::delete_audit_before`]) finds the logs with `SCAN` (`MATCH audit:*`, never
+//! `KEYS`) and cuts each before the cutoff's time prefix with `ZREMRANGEBYLEX`, at most
+//! `PRUNE_CHUNK` entries per call (`prune_audit.lua`), so that no call blocks Redis for long. It
+//! reads no entry, but those of the cutoff's own microsecond when the cutoff is not a whole one.
+//!
 //! No hash tags: this adapter targets one Redis (a primary, with replicas or Sentinel for
 //! failover), not Redis Cluster. A batch commit spans many tenants' keys in one script, and the
 //! tenant scripts delete key-owner keys named by data; in a cluster both would need every key in
@@ -41,7 +46,7 @@ use std::fmt::Display;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use connectors_actors::api_key::KeyHash;
 use connectors_actors::audit::{AuditCursor, AuditPage, AuditQuery};
 use connectors_actors::store::{Batch, Checkpoint, KeyOwner, Store, StoreError, TenantFilter, TenantPage};
@@ -63,6 +68,7 @@ const COMMITTED_TTL_SECONDS: u64 = 86_400;
 
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/commit.lua")));
 static REPLACE_ENTRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/replace_entry.lua")));
+static PRUNE_AUDIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/prune_audit.lua")));
 
 /// The usage counter merged with `max` rather than added (see [`UsageCounters::add`]); its name
 /// as serde writes it, which is the hash field name.
@@ -72,6 +78,11 @@ const GAUGE_FIELD: &str = "customServers";
 const SCAN_CHUNK: usize = 500;
 /// The least audit entries read per round trip when an action filter may reject most of them.
 const FILTERED_CHUNK: usize = 100;
+/// The `COUNT` of each `SCAN` for audit logs: keys looked at per round trip (as a hint to Redis).
+const AUDIT_SCAN_COUNT: usize = 1_000;
+/// The most audit entries one call of `prune_audit.lua` deletes: Redis runs one command at a
+/// time, and a log may hold millions of expired entries when retention is first enabled.
+const PRUNE_CHUNK: usize = 10_000;
 
 pub struct RedisStore {
     redis: RedisConnection,
@@ -189,6 +200,44 @@ impl RedisStore {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn().get(key).await.map_err(|err| self.redis.failure(err))
+    }
+
+    /// Of the `logs` (tenant, key), deletes the entries in the cutoff's own microsecond whose
+    /// event is older than `before` (positions round times down to whole microseconds); answers
+    /// how many. Only for a `before` that is not a whole microsecond: the entries are few, but
+    /// only their events tell.
+    async fn delete_split_micro(&self, logs: &[(TenantId, Vec<u8>)], before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let cutoff = before.timestamp_micros();
+        let from = inclusive(&time_prefix(cutoff));
+        let to = match cutoff.checked_add(1) {
+            Some(end) => exclusive(&time_prefix(end)),
+            None => b"+".to_vec(),
+        };
+        let mut reads = redis::pipe();
+        for (_, key) in logs {
+            reads.zrangebylex(key, &from, &to);
+        }
+        let found: Vec<Vec<Vec<u8>>> =
+            reads.query_async(&mut self.conn()).await.map_err(|err| self.redis.failure(err))?;
+        let mut removals = redis::pipe();
+        let mut any = false;
+        for ((tenant, key), entries) in logs.iter().zip(found) {
+            let mut older = Vec::new();
+            for entry in entries {
+                if decode_entry(tenant, &entry)?.1.timestamp < before {
+                    older.push(entry);
+                }
+            }
+            if !older.is_empty() {
+                removals.zrem(key, older);
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(0);
+        }
+        let removed: Vec<u64> = removals.query_async(&mut self.conn()).await.map_err(|err| self.redis.failure(err))?;
+        Ok(removed.iter().sum())
     }
 }
 
@@ -383,6 +432,65 @@ impl Store for RedisStore {
         Ok(AuditPage { events, next: last.filter(|_| more) })
     }
 
+    async fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Every entry of an earlier microsecond sorts before the cutoff's time prefix.
+        let older = exclusive(&time_prefix(before.timestamp_micros()));
+        let split_micro = !before.timestamp_subsec_nanos().is_multiple_of(1_000);
+        let pattern = self.keys.audit_pattern();
+        let mut deleted = 0;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .cursor_arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(AUDIT_SCAN_COUNT)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(|err| self.redis.failure(err))?;
+            // SCAN answers every key that exists throughout, some perhaps twice (cutting again
+            // deletes nothing); the check keeps to keys that are a tenant's log.
+            let logs: Vec<(TenantId, Vec<u8>)> =
+                keys.into_iter().filter_map(|key| Some((self.keys.audit_tenant(&key)?, key))).collect();
+            // One pipeline per round for the page's logs; again for those whose call deleted
+            // the most it may, until none has more.
+            let mut pending: Vec<&[u8]> = logs.iter().map(|(_, key)| key.as_slice()).collect();
+            while !pending.is_empty() {
+                let calls: Vec<_> = pending
+                    .iter()
+                    .map(|key| {
+                        let mut call = PRUNE_AUDIT.key(*key);
+                        call.arg(&older).arg(PRUNE_CHUNK);
+                        call
+                    })
+                    .collect();
+                let mut round = redis::pipe();
+                // EVALSHA in a pipeline does not load the script on NOSCRIPT, so load it first.
+                round.load_script(&PRUNE_AUDIT).ignore();
+                for call in &calls {
+                    round.invoke_script(call);
+                }
+                let removed: Vec<u64> =
+                    round.query_async(&mut self.conn()).await.map_err(|err| self.redis.failure(err))?;
+                deleted += removed.iter().sum::<u64>();
+                pending = pending
+                    .into_iter()
+                    .zip(removed)
+                    .filter(|(_, n)| *n >= PRUNE_CHUNK as u64)
+                    .map(|(key, _)| key)
+                    .collect();
+            }
+            if split_micro && !logs.is_empty() {
+                deleted += self.delete_split_micro(&logs, before).await?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(&self.keys.meta(key)).await
     }
@@ -464,6 +572,26 @@ impl Keys {
 
     fn audit(&self, id: &TenantId) -> String {
         format!("{}audit:{id}", self.prefix)
+    }
+
+    /// The `SCAN` pattern of every tenant's audit log: `audit:*`, the prefix's glob characters
+    /// escaped so that they match only themselves.
+    fn audit_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 8);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str("audit:*");
+        pattern
+    }
+
+    /// The tenant whose audit log `key` is; `None` for any other key (`audit-seq` included).
+    fn audit_tenant(&self, key: &[u8]) -> Option<TenantId> {
+        let id = key.strip_prefix(self.prefix.as_bytes())?.strip_prefix(b"audit:")?;
+        TenantId::parse(std::str::from_utf8(id).ok()?).ok()
     }
 
     fn committed(&self, batch: u128) -> String {

@@ -310,3 +310,16 @@ async fn a_batch_committed_again_after_a_lost_answer_is_applied_once() {
     store.commit(batch(None)).await.unwrap();
     assert_eq!(store.usage_of_month(&id("acme"), month).await.unwrap().api_calls, 3);
 }
+
+#[test]
+fn retention_scans_for_audit_logs_only_under_its_own_prefix() {
+    let keys = Keys { prefix: r"gw*[1]?\:".to_string() };
+    assert_eq!(keys.audit_pattern(), r"gw\*\[1\]\?\\:audit:*");
+    let acme = TenantId::parse("acme").unwrap();
+    assert_eq!(keys.audit_tenant(keys.audit(&acme).as_bytes()), Some(acme));
+    for other in [keys.audit_seq(), format!("{}tenant:acme", keys.prefix), "gwx[1]?\\:audit:acme".to_string()] {
+        assert_eq!(keys.audit_tenant(other.as_bytes()), None, "{other}");
+    }
+    assert_eq!(keys.audit_tenant(format!("{}audit:Not An Id", keys.prefix).as_bytes()), None);
+    assert_eq!(Keys { prefix: "connectors:".into() }.audit_pattern(), "connectors:audit:*");
+}

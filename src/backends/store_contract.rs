@@ -2,10 +2,10 @@
 //!
 //! This file decides the observable behaviour the rest of the gateway may rely on (atomic tenant
 //! and key-index changes, pagination that never repeats or skips, usage sums by day and month,
-//! checkpoints only for live tenants, entries replaced only over what the writer expected,
-//! durability across reopening). It knows no adapter: an adapter's test module implements
-//! [`Fixture`] and expands [`store_contract_tests!`], which makes one named `#[tokio::test]` per
-//! case below.
+//! checkpoints only for live tenants, entries replaced only over what the writer expected, audit
+//! retention exact to the nanosecond across every log, durability across reopening). It knows no
+//! adapter: an adapter's test module implements [`Fixture`] and expands
+//! [`store_contract_tests!`], which makes one named `#[tokio::test]` per case below.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -45,6 +45,8 @@ macro_rules! store_contract_tests {
             a_stale_checkpoint_never_lowers_the_counts,
             audit_pages_never_repeat_or_skip_equal_timestamps,
             audit_filters_by_time_and_action_across_pages,
+            audit_retention_deletes_exactly_the_older_events_of_every_log,
+            audit_retention_reaches_every_log_however_many_and_however_long,
             meta_round_trips,
             entries_are_kept_per_collection_in_name_order,
             replace_entry_writes_only_over_the_expected_value,
@@ -509,6 +511,121 @@ pub async fn audit_filters_by_time_and_action_across_pages(fixture: &dyn Fixture
     let later = AuditQuery { since: Some(at(10)), after: Some(after), ..query(100) };
     let expected: Vec<&AuditEvent> = all.iter().filter(|e| e.timestamp >= at(10)).collect();
     assert_eq!(store.audit(&id("acme"), &later).await.unwrap().events.iter().collect::<Vec<_>>(), expected);
+}
+
+/// Retention (`audit.retentionDays`) deletes by time alone, in every tenant's log, a deleted
+/// tenant's included: strictly older events go, one exactly at the cutoff stays, to the
+/// nanosecond, and what stays pages as before, from cursors taken before too.
+pub async fn audit_retention_deletes_exactly_the_older_events_of_every_log(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    for tenant in ["acme", "acme-corp", "globex"] {
+        store.create_tenant(&active(tenant, vec![])).await.unwrap();
+    }
+    let cutoff = at(0);
+    // Out of time order, twice (equal timestamps), acme's and globex's interleaved in each batch;
+    // acme-corp, whose id extends acme's, has only events the cutoff keeps.
+    let offsets = [
+        Duration::seconds(60),
+        Duration::microseconds(-1),
+        Duration::zero(),
+        Duration::seconds(-120),
+        Duration::microseconds(1),
+        Duration::seconds(-60),
+    ];
+    let mut all = Vec::new();
+    for round in 0..2 {
+        let mut audit = Vec::new();
+        for (n, offset) in offsets.iter().enumerate() {
+            for tenant in ["acme", "globex"] {
+                audit.push(event(tenant, cutoff + *offset, "tools/call", format!("{tenant}-{round}-{n}")));
+            }
+        }
+        audit.push(event("acme-corp", cutoff + Duration::seconds(round + 1), "tools/call", format!("corp-{round}")));
+        all.extend(audit.clone());
+        store.commit(Arc::new(Batch { audit, ..Default::default() })).await.unwrap();
+    }
+    store.delete_tenant(&id("globex")).await.unwrap();
+    let before_pruning = store.audit(&id("acme"), &query(2)).await.unwrap();
+    assert_eq!(request_ids(&before_pruning.events), ["acme-0-3", "acme-1-3"]);
+
+    // What stays of a log: its events at or after `from`, oldest first; the stores keep time to
+    // the microsecond in their order, so events of one microsecond come in commit order.
+    let kept = |all: &[AuditEvent], tenant: &str, from: DateTime<Utc>| {
+        let mut kept: Vec<AuditEvent> =
+            all.iter().filter(|e| e.tenant_id == id(tenant) && e.timestamp >= from).cloned().collect();
+        kept.sort_by_key(|e| e.timestamp.timestamp_micros());
+        kept
+    };
+    let check = async |all: &[AuditEvent], from: DateTime<Utc>| {
+        for tenant in ["acme", "acme-corp", "globex"] {
+            let expected = kept(all, tenant, from);
+            assert!(!expected.is_empty());
+            for limit in [1, 3, 100] {
+                let seen = all_audit(&*store, &id(tenant), &query(limit)).await;
+                assert_eq!(request_ids(&seen), request_ids(&expected), "{tenant}, limit {limit}");
+            }
+            assert_eq!(store.audit(&id(tenant), &query(100)).await.unwrap().events, expected, "{tenant}");
+        }
+    };
+
+    assert_eq!(store.delete_audit_before(at(-3600)).await.unwrap(), 0, "nothing is that old");
+    check(&all, at(-3600)).await;
+
+    // Per deleted-or-live tenant with old events: three times before the cutoff, twice each.
+    assert_eq!(store.delete_audit_before(cutoff).await.unwrap(), 12);
+    check(&all, cutoff).await;
+    assert_eq!(store.delete_audit_before(cutoff).await.unwrap(), 0, "a second call finds nothing more");
+    // A cursor read before the pruning, into what it deleted, continues with what stays.
+    let continued = AuditQuery { after: before_pruning.next, ..query(100) };
+    assert_eq!(store.audit(&id("acme"), &continued).await.unwrap().events, kept(&all, "acme", cutoff));
+
+    // A cutoff within a microsecond: events of that microsecond go or stay by their nanoseconds,
+    // whatever their commit order (the later one first here).
+    let split = cutoff + Duration::nanoseconds(500);
+    let mut audit = Vec::new();
+    for tenant in ["acme", "globex"] {
+        audit.push(event(tenant, cutoff + Duration::nanoseconds(750), "tools/call", format!("{tenant}-750ns")));
+        audit.push(event(tenant, cutoff + Duration::nanoseconds(250), "tools/call", format!("{tenant}-250ns")));
+        audit.push(event(tenant, split, "tools/call", format!("{tenant}-500ns")));
+    }
+    all.extend(audit.clone());
+    store.commit(Arc::new(Batch { audit, ..Default::default() })).await.unwrap();
+    // Per tenant: the two events exactly at the earlier cutoff and the one at 250 ns.
+    assert_eq!(store.delete_audit_before(split).await.unwrap(), 6);
+    check(&all, split).await;
+    let first_second = AuditQuery { until: Some(cutoff + Duration::seconds(1)), ..query(4) };
+    let page = store.audit(&id("acme"), &first_second).await.unwrap();
+    assert_eq!(request_ids(&page.events), ["acme-750ns", "acme-500ns", "acme-0-4", "acme-1-4"]);
+    assert_eq!(store.delete_audit_before(split).await.unwrap(), 0);
+}
+
+/// Retention reaches every log, however many there are, and empties a log of any length, in as
+/// many steps as the adapter needs (both take at most 10,000 events per step).
+pub async fn audit_retention_reaches_every_log_however_many_and_however_long(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let cutoff = at(0);
+    let tenants = 1_500;
+    let mut audit = Vec::new();
+    for n in 0..tenants {
+        let tenant = format!("t{n}");
+        audit.push(event(&tenant, cutoff - Duration::seconds(1), "tools/call", format!("old-{n}")));
+        audit.push(event(&tenant, cutoff, "tools/call", format!("new-{n}")));
+    }
+    let long = 12_345;
+    audit
+        .extend((0..long).map(|n| event("long", at(-3600) + Duration::milliseconds(n), "tools/call", format!("l{n}"))));
+    audit.push(event("long", cutoff, "tools/call", "kept".into()));
+    for batch in audit.chunks(2_500) {
+        store.commit(Arc::new(Batch { audit: batch.to_vec(), ..Default::default() })).await.unwrap();
+    }
+
+    assert_eq!(store.delete_audit_before(cutoff).await.unwrap(), tenants as u64 + long as u64);
+    for n in 0..tenants {
+        let seen = store.audit(&id(&format!("t{n}")), &query(10)).await.unwrap().events;
+        assert_eq!(request_ids(&seen), [format!("new-{n}")]);
+    }
+    assert_eq!(request_ids(&all_audit(&*store, &id("long"), &query(10)).await), ["kept"]);
+    assert_eq!(store.delete_audit_before(cutoff).await.unwrap(), 0);
 }
 
 pub async fn meta_round_trips(fixture: &dyn Fixture) {
