@@ -7,7 +7,7 @@
 //! the shell feeds [`Input`]s with the time, carries out the returned [`Effect`]s, and calls
 //! [`Input::Tick`] at [`RefreshSchedule::next_deadline`].
 //!
-//! Safety before availability (DESIGN.md, invariant 4): a refresh token generation is never sent
+//! Safety before availability (the simulator's invariant 4): a refresh token generation is never sent
 //! twice once the provider may have consumed it. Providers that rotate refresh tokens treat a
 //! reused one as theft and lock the tenant out, so a refresh that was in flight when the process
 //! stopped ([`Input::Restored`] with status `Refreshing`) ends in `NeedsReauth` instead of a retry.

@@ -1,5 +1,5 @@
 //! `AuditOutbox`: audit events of tenants another node owns, on their way back to the owner
-//! (DESIGN.md, request path, step 4). They are batched per owner and sent every few
+//! (the edge serves, the owner records). They are batched per owner and sent every few
 //! milliseconds, off the request path. An owner that cannot take a batch (no link, a timeout,
 //! an older node) leaves it to this node's own recorder, so no event is silently lost; after a
 //! timeout the owner may have recorded the batch too, so an event can then appear twice.
