@@ -28,6 +28,8 @@ struct Provider {
     unavailable: u32,
     /// The `expires_in` of its answers (3600 when 0).
     expires_in: u64,
+    /// How long it takes to answer, once a call is recorded.
+    delay: Duration,
 }
 
 type Shared = Arc<Mutex<Provider>>;
@@ -37,9 +39,14 @@ async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> impl IntoResponse {
-    let mut p = provider.lock().unwrap();
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
-    p.calls.push((form.clone(), auth));
+    let delay = {
+        let mut p = provider.lock().unwrap();
+        p.calls.push((form.clone(), auth));
+        p.delay
+    };
+    tokio::time::sleep(delay).await;
+    let mut p = provider.lock().unwrap();
     if p.unavailable > 0 {
         p.unavailable -= 1;
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": "temporarily_unavailable"})));
@@ -225,6 +232,25 @@ async fn a_restart_refreshes_nothing_needlessly_and_catches_up_on_what_is_due() 
     let seen: Vec<String> = p.lock().unwrap().calls.iter().map(|(f, _)| f["refresh_token"].clone()).collect();
     assert_eq!(seen, vec!["rt-due-secret".to_string()], "only the due credential, once");
     assert_eq!(credential(&gw, "acme", "github").await["lastRefreshAt"], Value::Null);
+}
+
+/// A graceful stop while a refresh is out waits for its answer and stores the rotated token: the
+/// provider has consumed the old refresh token, so a lost answer would leave the user to
+/// authorise again.
+#[tokio::test]
+async fn a_graceful_stop_during_a_refresh_stores_its_rotated_token() {
+    let (p, url) = provider("rt-1-initial-secret").await;
+    p.lock().unwrap().delay = Duration::from_millis(1_500);
+    let mut gw = Gateway::start(FAST, &[]).await;
+    gw.create_tenant(json!({"id": "acme", "name": "Acme"})).await;
+    gw.admin(Method::PUT, "/tenants/acme/oauth/github", Some(due_in(1, &url, "rt-1-initial-secret"))).await.expect(200);
+    wait_calls(&p, 1, Duration::from_secs(10)).await;
+    assert!(gw.stop_graceful().await.success());
+    gw.start_again().await;
+    let stored = credential(&gw, "acme", "github").await;
+    assert_eq!(stored["status"], "active", "{stored}");
+    assert!(!stored["lastRefreshAt"].is_null(), "the rotated token was lost: {stored}");
+    assert_eq!(calls(&p), 1, "the refresh token was sent once");
 }
 
 #[tokio::test]

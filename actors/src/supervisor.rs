@@ -218,8 +218,24 @@ impl TenantDirectory {
         let _ = self.supervisor.cast(SupervisorMsg::WakeCredentialHolders);
     }
 
-    /// Stops every tenant actor (each writes its state out) and then the supervisor.
+    /// Stops every tenant actor (each writes its state out) and then the supervisor. A refresh
+    /// out is let finish first (within the call timeout), so that its rotated token is stored:
+    /// the provider has consumed the old one.
     pub async fn shutdown(&self, timeout: Duration) {
+        let mut settling = tokio::task::JoinSet::new();
+        for entry in self.actors.iter() {
+            let (actor, call_timeout) = (entry.value().clone(), self.call_timeout);
+            settling.spawn(async move {
+                matches!(actor.call(TenantMsg::Settle, Some(call_timeout)).await, Ok(CallResult::Success(())))
+            });
+        }
+        let mut unsettled = 0;
+        while let Some(settled) = settling.join_next().await {
+            unsettled += usize::from(!matches!(settled, Ok(true)));
+        }
+        if unsettled > 0 {
+            tracing::warn!(unsettled, "stopping tenant actors whose OAuth refresh did not finish in time");
+        }
         let _ = self.supervisor.stop_children_and_wait(Some("shutdown".into()), Some(timeout)).await;
         let _ = self.supervisor.stop_and_wait(Some("shutdown".into()), Some(timeout)).await;
     }
