@@ -89,21 +89,24 @@ struct DeployerSection {
 struct ToolsSection {
     call_timeout_seconds: u64,
     discovery_timeout_seconds: u64,
+    max_result_bytes: usize,
 }
 
 impl Default for ToolsSection {
     fn default() -> Self {
-        Self { call_timeout_seconds: 30, discovery_timeout_seconds: 10 }
+        Self { call_timeout_seconds: 30, discovery_timeout_seconds: 10, max_result_bytes: 4 * 1024 * 1024 }
     }
 }
 
-/// Deadlines of calls to MCP servers.
+/// Deadlines and sizes of calls to MCP servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolTimeouts {
+pub struct ToolLimits {
     /// One `tools/call`; past it the caller gets 504 `upstream_timeout`.
     pub call_timeout: Duration,
     /// One discovery (`initialize` and `tools/list`) of a server's tools.
     pub discovery_timeout: Duration,
+    /// The largest tool result passed on to the caller, as JSON; a larger one is a 502.
+    pub max_result_bytes: usize,
 }
 
 /// Where the Redis store keeps its keys; used when a Redis URL is given.
@@ -389,7 +392,7 @@ pub struct Config {
     /// Prefix of every Redis key (`redis.tenantPrefix`, `REDIS_TENANT_PREFIX`).
     pub redis_prefix: String,
     pub cluster: ClusterTiming,
-    pub tools: ToolTimeouts,
+    pub tools: ToolLimits,
     /// `deployer.allowedCommands`: the commands tenants' `stdio` servers may run.
     pub allowed_commands: crate::backends::local_deployer::CommandAllowList,
     /// `METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token (its series name
@@ -569,7 +572,7 @@ impl Config {
             )?),
             vault,
             rate_limit_store,
-            tools: ToolTimeouts {
+            tools: ToolLimits {
                 call_timeout: Duration::from_secs(positive(
                     "tools.callTimeoutSeconds",
                     file.tools.call_timeout_seconds,
@@ -578,6 +581,7 @@ impl Config {
                     "tools.discoveryTimeoutSeconds",
                     file.tools.discovery_timeout_seconds,
                 )?),
+                max_result_bytes: positive("tools.maxResultBytes", file.tools.max_result_bytes as u64)? as usize,
             },
             allowed_commands: crate::backends::local_deployer::CommandAllowList::new(file.deployer.allowed_commands)
                 .map_err(|error| invalid("deployer.allowedCommands", error.to_string()))?,

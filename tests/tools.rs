@@ -39,6 +39,22 @@ fn text_of(result: &Value) -> String {
     result["result"]["content"].as_array().unwrap().iter().filter_map(|c| c["text"].as_str()).collect()
 }
 
+/// A tool result larger than `tools.maxResultBytes` is not passed on: 502 saying its size.
+#[tokio::test]
+async fn a_tool_result_over_the_limit_is_refused_with_its_size() {
+    let server = HttpServerProcess::example(&[]);
+    let config = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ntools:\n  maxResultBytes: 2048\n";
+    let gateway = Gateway::start(config, &[]).await;
+    register(&gateway, json!({"name": "example", "url": server.url, "category": "testing"})).await;
+    let (_, key) = gateway.create_tenant(json!({"id": "greedy", "name": "Greedy", "plan": "pro"})).await;
+    let small = json!({"toolId": "example.fail", "parameters": {"message": "short"}});
+    tool_post(&gateway, "greedy", &key, "/invoke", small).await.expect(200);
+    let large = json!({"toolId": "example.fail", "parameters": {"message": "m".repeat(10_000)}});
+    let refused = tool_post(&gateway, "greedy", &key, "/invoke", large).await;
+    refused.expect_error(502, "upstream_error");
+    assert!(refused.text.contains("more than the 2048"), "{}", refused.text);
+}
+
 /// A tenant's tool arguments are audited, but a huge one is stored as its size only.
 #[tokio::test]
 async fn a_huge_tool_argument_is_audited_as_its_size() {

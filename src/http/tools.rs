@@ -249,11 +249,27 @@ async fn run_invocation(gateway: &Gateway, admitted: &Admitted, body: &InvokeBod
         gateway.registry.mcp().call_tool(&server, token.as_ref(), &tool.name, body.parameters.clone(), deadline).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match called {
-        Ok(result) => Ok(json!({
-            "toolId": tool.id,
-            "result": result,
-            "latencyMs": (latency_ms * 1000.0).round() / 1000.0,
-        })),
+        Ok(result) => {
+            let answer = json!({
+                "toolId": tool.id,
+                "result": result,
+                "latencyMs": (latency_ms * 1000.0).round() / 1000.0,
+            });
+            let bytes = serde_json::to_vec(&answer).map_or(usize::MAX, |encoded| encoded.len());
+            let limit = gateway.config.tools.max_result_bytes;
+            if bytes > limit {
+                tracing::warn!(tool = %tool.id, bytes, limit, "tool result over tools.maxResultBytes; not passed on");
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    format!(
+                        "`{}` answered {bytes} bytes, more than the {limit} this gateway passes on",
+                        tool.integration
+                    ),
+                ));
+            }
+            Ok(answer)
+        }
         Err(McpError::Timeout) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",
