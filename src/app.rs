@@ -38,6 +38,7 @@ use crate::config::{Config, RateLimitStore};
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::oauth_client::TokenClient;
+use crate::outbound::CheckedHttp;
 use crate::tools::catalog::Catalog;
 use crate::tools::mcp_client::{BearerToken, McpPool, McpServer};
 use crate::tools::registry::ToolRegistry;
@@ -131,7 +132,7 @@ pub struct ClusterIdentity {
 
 impl Gateway {
     pub async fn start(config: Config, options: StartOptions<'_>) -> Result<Arc<Self>, StartError> {
-        std::fs::create_dir_all(options.data_dir)
+        private_data_dir(options.data_dir)
             .map_err(|source| StartError::DataDir { path: options.data_dir.display().to_string(), source })?;
         let redis = options.redis_url.as_deref();
         let store: Arc<dyn Store> = match redis {
@@ -194,7 +195,10 @@ impl Gateway {
                 Arc::new(FileSecretStore::open(&options.data_dir.join("secrets.redb"), master_key)?)
             }
         };
-        let tokens = TokenClient::new(config.oauth_token_timeout).map_err(|e| StartError::Http(e.to_string()))?;
+        let tokens = TokenClient::new(config.outbound.clone(), config.oauth_token_timeout)
+            .map_err(|e| StartError::Http(e.to_string()))?;
+        let mcp_http = CheckedHttp::new(config.outbound.clone(), reqwest::Client::builder())
+            .map_err(|e| StartError::Http(e.to_string()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut policy = config.policy.clone();
         // In the compatibility mode the Redis counter limits, not the actor's windows.
@@ -205,8 +209,7 @@ impl Gateway {
             // A batch flushes early at 65,536 entries (about 20 MB), which bounds the recorder's memory.
             RecorderConfig { flush_interval: config.flush_interval, max_batch: 65_536, queue: 65_536 },
         );
-        let deployer =
-            Arc::new(LocalDeployer::new(LocalDeployerConfig::new(options.data_dir, config.allowed_commands.clone())));
+        let deployer = Arc::new(LocalDeployer::new(local_deployer_config(&config.stdio)));
         let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE))
             .map_err(|e| StartError::ToolGraph(e.to_string()))?;
         let engine = SelectionEngine::new(Catalog::default());
@@ -215,7 +218,7 @@ impl Gateway {
         let registry = Arc::new(
             ToolRegistry::load(
                 store.clone(),
-                Arc::new(McpPool::with_pipes(deployer.clone())),
+                Arc::new(McpPool::with_pipes(mcp_http, deployer.clone())),
                 selector.clone(),
                 config.tools.discovery_timeout,
             )
@@ -337,7 +340,17 @@ impl Gateway {
             }
         };
         let token = match &record.source {
-            connectors_actors::deployer::ServerSource::Http { oauth_integration: Some(integration), .. } => {
+            connectors_actors::deployer::ServerSource::Http { url, oauth_integration: Some(integration) } => {
+                // Checked again here: the integration may have moved since the server was registered.
+                if !self.registry.integration(integration).is_some_and(|shared| shared.may_receive_token(url)) {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "forbidden",
+                        format!(
+                            "custom server `{server}` is not on the host of `{integration}`; its token is not sent there"
+                        ),
+                    ));
+                }
                 Some(crate::http::tools::usable_token(self, tenant, integration).await?)
             }
             _ => None,
@@ -586,4 +599,50 @@ async fn prune_audit(gateway: std::sync::Weak<Gateway>, retention: chrono::Durat
             }
         }
     }
+}
+
+/// Makes the data dir (keys, secrets, every record) readable by the gateway's user only: the dir
+/// 0700 and what is in it 0600 (0700 for directories), also what an older version left looser;
+/// and every file created from now on private (umask 077).
+fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    std::fs::create_dir_all(dir)?;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path)?;
+        let private = if metadata.is_dir() { 0o700 } else { 0o600 };
+        if metadata.file_type().is_symlink() {
+            continue;
+        }
+        if metadata.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(private))?;
+        }
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where and as whom tenants' `stdio` servers run: as `run_as` when the gateway runs as root (a
+/// gateway of another user cannot change its children's user, and says so).
+fn local_deployer_config(stdio: &crate::config::StdioSettings) -> LocalDeployerConfig {
+    let as_root = rustix::process::geteuid().is_root();
+    if !as_root && !stdio.allowed_commands.is_empty() {
+        tracing::warn!(
+            "stdio servers run as the gateway's own user, which can read its data dir; run the gateway as root \
+             (children then run as deployer.runAsUser) or use the Kubernetes deployer to isolate them"
+        );
+    }
+    let work_dir = match &stdio.work_dir {
+        Some(dir) => dir.clone(),
+        // A fresh directory per process: servers' directories are scratch space.
+        None => std::env::temp_dir().join(crate::keys::generate("connectors-servers-")),
+    };
+    let mut config = LocalDeployerConfig::new(work_dir, stdio.allowed_commands.clone());
+    config.run_as = as_root.then_some(stdio.run_as);
+    config
 }

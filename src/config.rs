@@ -56,6 +56,19 @@ struct FileConfig {
     deployer: DeployerSection,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    outbound: OutboundSection,
+}
+
+/// Where the gateway may connect for tenants (MCP servers, token endpoints); see `OutboundPolicy`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct OutboundSection {
+    /// Loopback, private, unique-local and carrier-NAT addresses become reachable.
+    allow_private: bool,
+    /// Host names, addresses or CIDR networks reachable whatever their kind (and by plain http for
+    /// token endpoints).
+    allowed_hosts: Vec<String>,
 }
 
 /// The audit log.
@@ -76,11 +89,35 @@ impl Default for AuditSection {
 }
 
 /// The local deployer of tenants' own servers.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 struct DeployerSection {
-    /// Commands `stdio` servers may run: absolute paths or bare names, matched exactly.
-    allowed_commands: Vec<String>,
+    /// Command templates `stdio` servers may run (see `CommandAllowList`).
+    allowed_commands: Vec<crate::backends::command_allow_list::CommandEntry>,
+    /// The user and group children run as when the gateway runs as root.
+    run_as_user: u32,
+    run_as_group: u32,
+    /// Where servers' working directories are made; a private directory under the system's
+    /// temporary directory by default.
+    work_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for DeployerSection {
+    fn default() -> Self {
+        // nobody:nogroup on Debian and most distributions.
+        Self { allowed_commands: Vec::new(), run_as_user: 65534, run_as_group: 65534, work_dir: None }
+    }
+}
+
+/// How the local deployer runs tenants' `stdio` servers.
+#[derive(Debug, Clone)]
+pub struct StdioSettings {
+    /// `deployer.allowedCommands`.
+    pub allowed_commands: crate::backends::command_allow_list::CommandAllowList,
+    /// `deployer.runAsUser` and `deployer.runAsGroup`: used when the gateway runs as root.
+    pub run_as: (u32, u32),
+    /// `deployer.workDir`.
+    pub work_dir: Option<std::path::PathBuf>,
 }
 
 /// Talking to MCP servers.
@@ -393,8 +430,10 @@ pub struct Config {
     pub redis_prefix: String,
     pub cluster: ClusterTiming,
     pub tools: ToolLimits,
-    /// `deployer.allowedCommands`: the commands tenants' `stdio` servers may run.
-    pub allowed_commands: crate::backends::local_deployer::CommandAllowList,
+    /// `deployer.*`: what tenants' `stdio` servers may run, and how.
+    pub stdio: StdioSettings,
+    /// `outbound.*`: the addresses outbound calls may reach.
+    pub outbound: std::sync::Arc<crate::outbound::OutboundPolicy>,
     /// `METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token (its series name
     /// every tenant); when not, `/metrics` is open, for a listener only the scraper can reach.
     pub metrics_token: Option<connectors_actors::api_key::KeyHash>,
@@ -583,8 +622,18 @@ impl Config {
                 )?),
                 max_result_bytes: positive("tools.maxResultBytes", file.tools.max_result_bytes as u64)? as usize,
             },
-            allowed_commands: crate::backends::local_deployer::CommandAllowList::new(file.deployer.allowed_commands)
+            stdio: StdioSettings {
+                allowed_commands: crate::backends::command_allow_list::CommandAllowList::new(
+                    file.deployer.allowed_commands,
+                )
                 .map_err(|error| invalid("deployer.allowedCommands", error.to_string()))?,
+                run_as: (file.deployer.run_as_user, file.deployer.run_as_group),
+                work_dir: file.deployer.work_dir,
+            },
+            outbound: std::sync::Arc::new(
+                crate::outbound::OutboundPolicy::new(file.outbound.allow_private, &file.outbound.allowed_hosts)
+                    .map_err(|error| invalid("outbound.allowedHosts", error))?,
+            ),
             metrics_token: metrics_token(env)?,
             redis_prefix: non_empty("redis.tenantPrefix", file.redis.tenant_prefix)?,
             cluster: ClusterTiming {
@@ -639,6 +688,13 @@ fn apply_env(file: &mut FileConfig, env: &dyn Env) -> Result<(), ConfigError> {
     }
     if let Some(value) = env.var("REDIS_TENANT_PREFIX") {
         file.redis.tenant_prefix = value;
+    }
+    if let Some(value) = env.var("OUTBOUND_ALLOW_PRIVATE") {
+        file.outbound.allow_private = parse_bool("OUTBOUND_ALLOW_PRIVATE", &value)?;
+    }
+    if let Some(value) = env.var("OUTBOUND_ALLOWED_HOSTS") {
+        file.outbound.allowed_hosts =
+            value.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect();
     }
     if let Some(value) = env.var("OAUTH_REFRESH_BEFORE_SECONDS") {
         file.oauth.refresh_before_seconds = value

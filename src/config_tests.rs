@@ -181,3 +181,24 @@ fn a_metrics_token_comes_from_the_environment_and_must_be_long_enough() {
         assert!(error.contains("METRICS_TOKEN"), "{error}");
     }
 }
+
+#[test]
+fn stdio_templates_and_the_outbound_policy_load_and_bad_ones_are_named() {
+    let yaml = "deployer:\n  allowedCommands:\n    - /opt/mcp/notes\n    - command: python3\n      args: [\"-m\", \"mcp_server_*\"]\n  runAsUser: 1234\n  runAsGroup: 5678\noutbound:\n  allowPrivate: true\n  allowedHosts: [\"10.0.0.0/8\", \"tools.internal\"]\n";
+    let config = Config::from_yaml(yaml, &no_env()).unwrap();
+    assert!(config.stdio.allowed_commands.permits("python3", &["-m".into(), "mcp_server_git".into()]));
+    assert!(!config.stdio.allowed_commands.permits("python3", &["-c".into(), "1".into()]));
+    assert!(config.stdio.allowed_commands.permits("/opt/mcp/notes", &[]));
+    assert_eq!(config.stdio.run_as, (1234, 5678));
+    assert!(config.outbound.check_url("http://10.1.2.3/").is_ok());
+
+    assert!(error_text("deployer:\n  allowedCommands: [\"./server\"]\n").contains("deployer.allowedCommands"));
+    let misplaced = "deployer:\n  allowedCommands:\n    - command: node\n      args: [\"**\", \"x\"]\n";
+    assert!(error_text(misplaced).contains("`**` may only come last"));
+    assert!(error_text("outbound:\n  allowedHosts: [\"not a host\"]\n").contains("outbound.allowedHosts"));
+
+    let env = FakeEnv(HashMap::from([("OUTBOUND_ALLOWED_HOSTS", "127.0.0.1, idp.internal")]));
+    let config = Config::from_yaml("", &env).unwrap();
+    assert!(config.outbound.check_token_endpoint("http://idp.internal/token").is_ok());
+    assert!(Config::from_yaml("", &no_env()).unwrap().outbound.check_url("http://127.0.0.1/").is_err());
+}

@@ -11,4 +11,5 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod oauth_client;
+pub mod outbound;
 pub mod tools;

@@ -12,11 +12,13 @@
 //!   `server_error` → `Transient`: the provider did not settle the request, asking again may work;
 //! - 400/401 with `invalid_grant` → `InvalidGrant`: the refresh token is dead;
 //! - any other 4xx, a redirect (never followed: it would carry the refresh token elsewhere), any
-//!   status but 200 in the 1xx–3xx range, an unusable endpoint URL, and a malformed 200 →
+//!   status but 200 in the 1xx–3xx range, an unusable endpoint URL or one the outbound policy
+//!   refuses (a private address, plain http), and a malformed 200 →
 //!   `Misconfigured`. A malformed 200 is never a success: the provider may have rotated the
 //!   refresh token, but without a usable answer the credential cannot go on.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +30,8 @@ use connectors_actors::token_endpoint::{RefreshFailure, RefreshedTokens, TokenEn
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
+
+use crate::outbound::{CheckedHttp, OutboundPolicy, OutboundRefused, check_resolved};
 
 /// Largest token response read; a token endpoint answers in a few hundred bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -104,6 +108,8 @@ impl fmt::Debug for TokenResponse {
 pub enum RefreshError {
     #[error("the token endpoint URL is not usable")]
     InvalidEndpoint(#[source] reqwest::Error),
+    #[error("the token endpoint is not allowed: {0}")]
+    NotAllowed(#[source] OutboundRefused),
     #[error("the token endpoint did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the token endpoint could not be reached or the connection broke")]
@@ -135,6 +141,7 @@ impl RefreshError {
             RefreshError::Refused { status: 400 | 401, error: Some("invalid_grant") } => FailureKind::InvalidGrant,
             RefreshError::Refused { .. }
             | RefreshError::InvalidEndpoint(_)
+            | RefreshError::NotAllowed(_)
             | RefreshError::UnexpectedStatus { .. }
             | RefreshError::Malformed { .. } => FailureKind::Misconfigured,
         }
@@ -144,26 +151,26 @@ impl RefreshError {
 /// Sends refresh-token grants; cheap to clone (one connection pool).
 #[derive(Debug, Clone)]
 pub struct TokenClient {
-    http: reqwest::Client,
+    http: CheckedHttp,
     timeout: Duration,
 }
 
 impl TokenClient {
     /// A client whose every refresh, from connecting to the last byte of the answer, ends within
     /// `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            // A redirected POST would carry the refresh token (and a Basic header) to another place.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+    /// `outbound` decides which endpoints it may reach. (Its client follows no redirect: a
+    /// redirected POST would carry the refresh token and a Basic header to another place.)
+    pub fn new(outbound: Arc<OutboundPolicy>, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = CheckedHttp::new(outbound, reqwest::Client::builder().timeout(timeout))?;
         Ok(Self { http, timeout })
     }
 
     /// Exchanges `request.refresh_token` for new tokens.
     pub async fn refresh(&self, request: RefreshRequest<'_>) -> Result<TokenResponse, RefreshError> {
         let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", request.refresh_token)];
-        let mut builder = self.http.post(request.token_endpoint).header(ACCEPT, "application/json");
+        let url = self.http.policy().check_token_endpoint(request.token_endpoint).map_err(RefreshError::NotAllowed)?;
+        check_resolved(self.http.policy(), &url).await.map_err(RefreshError::NotAllowed)?;
+        let mut builder = self.http.client().post(request.token_endpoint).header(ACCEPT, "application/json");
         match (request.client_id, request.client_secret) {
             (id, Some(secret)) => {
                 builder = builder.header(AUTHORIZATION, basic_authorization(id.unwrap_or(""), secret)?);
@@ -404,8 +411,13 @@ mod tests {
         (addr, log)
     }
 
+    /// A client that may reach the test's endpoint on 127.0.0.1 over plain http.
     fn client() -> TokenClient {
-        TokenClient::new(Duration::from_millis(500)).expect("a client without TLS builds")
+        client_under(OutboundPolicy::new(false, &["127.0.0.1".into()]).unwrap())
+    }
+
+    fn client_under(policy: OutboundPolicy) -> TokenClient {
+        TokenClient::new(Arc::new(policy), Duration::from_millis(500)).expect("a client without TLS builds")
     }
 
     fn request<'a>(endpoint: &'a str, scopes: &'a [String]) -> RefreshRequest<'a> {
@@ -444,6 +456,18 @@ mod tests {
         assert_no_secret(&error.to_string());
         assert_no_secret(&format!("{error:?}"));
         error
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_the_outbound_policy_refuses_is_never_called() {
+        let (addr, log) = server().await;
+        let endpoint = format!("http://{addr}/token/ok");
+        for policy in [OutboundPolicy::default(), OutboundPolicy::new(true, &[]).unwrap()] {
+            let error = client_under(policy).refresh(request(&endpoint, &[])).await.expect_err("refused");
+            assert!(matches!(error, RefreshError::NotAllowed(_)), "{error:?}");
+            assert_eq!(error.kind(), FailureKind::Misconfigured);
+        }
+        assert!(log.lock().unwrap().is_empty(), "loopback, and plain http to an unlisted host, are never called");
     }
 
     #[tokio::test]

@@ -10,11 +10,12 @@ mod common;
 #[path = "common/mcp_servers.rs"]
 mod mcp_servers;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{FAST, Gateway, free_port, send};
-use mcp_servers::{HttpServerProcess, example_server_binary};
+use mcp_servers::{HttpServerProcess, example_server_binary, example_server_for_anyone};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -88,8 +89,20 @@ fn text_of(answer: &Value) -> String {
     answer["result"]["content"].as_array().unwrap().iter().filter_map(|c| c["text"].as_str()).collect()
 }
 
-fn allow_list_config(command: &str) -> String {
-    format!("{FAST}deployer:\n  allowedCommands: [\"{command}\"]\n")
+/// Lets `command --stdio` run, with servers' directories under `work_dir`.
+fn allow_list_config(command: &str, work_dir: &Path) -> String {
+    format!(
+        "{FAST}deployer:\n  workDir: \"{}\"\n  allowedCommands:\n    - command: \"{command}\"\n      args: [\"--stdio\"]\n",
+        work_dir.display()
+    )
+}
+
+/// A directory for servers' working directories that the children's user can traverse.
+fn work_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("connectors-servers-").tempdir_in(std::env::temp_dir()).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
 }
 
 #[tokio::test]
@@ -152,8 +165,9 @@ async fn an_http_server_goes_ready_serves_only_its_tenant_and_is_deleted() {
 
 #[tokio::test]
 async fn a_stdio_server_on_the_allow_list_runs_and_one_off_the_list_fails() {
-    let binary = example_server_binary().to_str().unwrap().to_string();
-    let mut gateway = Gateway::start(&allow_list_config(&binary), &[]).await;
+    let binary = example_server_for_anyone().to_str().unwrap().to_string();
+    let work = work_dir();
+    let mut gateway = Gateway::start(&allow_list_config(&binary, work.path()), &[]).await;
     let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
 
     let body = json!({"name": "local", "category": "testing", "source": {"type": "stdio", "command": binary, "args": ["--stdio"]}});
@@ -189,10 +203,10 @@ async fn a_stdio_server_on_the_allow_list_runs_and_one_off_the_list_fails() {
         json!({"name": "kept", "category": "x", "source": {"type": "stdio", "command": binary, "args": ["--stdio"]}});
     create(&gateway, "acme", &acme, body).await.expect(202);
     wait_ready(&gateway, "acme", &acme, "kept").await;
-    let dir = gateway.data_dir().join("tenants/acme/servers/kept");
-    assert!(dir.is_dir(), "the server's working directory {}", dir.display());
+    let dirs = || std::fs::read_dir(work.path()).unwrap().count();
+    assert_eq!(dirs(), 1, "the server's working directory");
     gateway.admin(Method::DELETE, "/tenants/acme", None).await.expect(204);
-    assert!(!dir.exists(), "the deleted tenant's server was stopped and its directory removed");
+    assert_eq!(dirs(), 0, "the deleted tenant's server was stopped and its directory removed");
 }
 
 #[tokio::test]
@@ -260,9 +274,10 @@ async fn a_deployment_interrupted_by_a_restart_resumes_and_gets_ready() {
 #[tokio::test]
 async fn servers_keep_serving_after_the_tenant_was_idle() {
     let upstream = HttpServerProcess::example(&[]);
-    let binary = example_server_binary().to_str().unwrap().to_string();
+    let binary = example_server_for_anyone().to_str().unwrap().to_string();
+    let work = work_dir();
     // `passivateAfterSeconds` belongs to `gateway:`, which FAST opens.
-    let config = allow_list_config(&binary).replacen(
+    let config = allow_list_config(&binary, work.path()).replacen(
         "flushIntervalMillis: 20\n",
         "flushIntervalMillis: 20\n  passivateAfterSeconds: 1\n",
         1,
@@ -279,4 +294,60 @@ async fn servers_keep_serving_after_the_tenant_was_idle() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     invoke(&gateway, "acme", &acme, "remote.echo", json!({"text": "idle"})).await.expect(200);
     invoke(&gateway, "acme", &acme, "local.echo", json!({"text": "idle"})).await.expect(200);
+}
+
+/// An operator allow-listed a shell with any script (a careless template); a tenant's script tries
+/// to read the gateway's master key, its secrets and its environment before it starts a server.
+#[tokio::test]
+async fn a_stdio_server_cannot_read_the_gateways_keys_or_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let binary = example_server_for_anyone().to_str().unwrap().to_string();
+    let work = work_dir();
+    let config = format!(
+        "{FAST}deployer:\n  workDir: \"{}\"\n  allowedCommands:\n    - command: /bin/sh\n      args: [\"-c\", \"*\"]\n",
+        work.path().display()
+    );
+    // Servers' stderr is logged at debug level.
+    let gateway = Gateway::start(&config, &[("RUST_LOG", "info,connectors::backends::local_deployer=debug")]).await;
+    let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
+    // Something stored under the master key.
+    let credential = json!({"accessToken": "at-secret-7", "scopes": ["repo"]});
+    gateway.admin(Method::PUT, "/tenants/acme/oauth/github", Some(credential)).await.expect(200);
+
+    let data = gateway.data_dir();
+    let targets = [
+        data.join("master.key"),
+        data.join("secrets.redb"),
+        data.join("connectors.redb"),
+        "/proc/$PPID/environ".into(),
+    ];
+    let probes: String = targets
+        .iter()
+        .map(|target| {
+            let target = target.display();
+            format!("if cat {target} >/dev/null 2>&1; then echo PROBE-READ {target} >&2; else echo PROBE-DENIED {target} >&2; fi; ")
+        })
+        .collect();
+    let script = format!("{probes}exec {binary} --stdio");
+    let body = json!({"name": "probe", "category": "x", "source": {"type": "stdio", "command": "/bin/sh", "args": ["-c", script]}});
+    create(&gateway, "acme", &acme, body).await.expect(202);
+    wait_ready(&gateway, "acme", &acme, "probe").await;
+
+    // Whatever user runs the gateway, nothing in the data dir is open to others.
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for file in ["master.key", "secrets.redb", "connectors.redb"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+
+    let log = gateway.stderr_text();
+    if rustix::process::geteuid().is_root() {
+        // Run as root, the gateway starts the server as nobody: every probe is refused.
+        assert_eq!(log.matches("PROBE-DENIED").count(), targets.len(), "{log}");
+        assert!(!log.contains("PROBE-READ"), "{log}");
+    } else {
+        // Another user cannot change its children's user; it says so when it starts.
+        assert!(log.contains("stdio servers run as the gateway's own user"), "{log}");
+    }
+    assert!(!log.contains("at-secret-7"));
 }

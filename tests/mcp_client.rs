@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use connectors::outbound::{CheckedHttp, OutboundPolicy};
 use connectors::tools::mcp_client::{
     BearerToken, CallToolResult, McpConnection, McpError, McpPool, McpServer, StdioCommand, catalog_tools,
 };
@@ -18,6 +19,12 @@ use tokio::time::Instant;
 mod mcp_servers;
 
 const EXAMPLE_TOOLS: [&str; 6] = ["add", "echo", "exit", "fail", "sleep", "whoami"];
+
+/// The client of a gateway whose operator allows its own loopback (where these servers run).
+fn loopback_http() -> CheckedHttp {
+    let policy = OutboundPolicy::new(false, &["127.0.0.1".into(), "localhost".into()]).unwrap();
+    CheckedHttp::new(Arc::new(policy), reqwest::Client::builder()).expect("an HTTP client")
+}
 
 fn soon() -> Instant {
     Instant::now() + Duration::from_secs(20)
@@ -49,7 +56,7 @@ fn example_stdio(extra_args: &[&str]) -> McpServer {
 }
 
 async fn connect(server: &McpServer, token: Option<&BearerToken>) -> McpConnection {
-    McpConnection::connect(server, token, soon()).await.expect("the client connects and initializes")
+    McpConnection::connect(server, token, &loopback_http(), soon()).await.expect("the client connects and initializes")
 }
 
 async fn assert_lists_every_example_tool(connection: &McpConnection) {
@@ -130,7 +137,7 @@ async fn a_call_past_its_deadline_times_out_and_the_connection_survives() {
 
 #[tokio::test]
 async fn a_deadline_already_past_times_out_the_handshake() {
-    let outcome = McpConnection::connect(&example_stdio(&[]), None, Instant::now()).await;
+    let outcome = McpConnection::connect(&example_stdio(&[]), None, &loopback_http(), Instant::now()).await;
     assert_eq!(outcome.map(|_| ()), Err(McpError::Timeout));
 }
 
@@ -139,12 +146,28 @@ async fn a_server_that_is_not_listening_is_unreachable() {
     // A port that was free a moment ago: nothing listens there now.
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a port");
     let server = McpServer::http(format!("http://127.0.0.1:{}/mcp", port.port()));
-    let outcome = McpConnection::connect(&server, None, soon()).await;
+    let outcome = McpConnection::connect(&server, None, &loopback_http(), soon()).await;
     assert!(matches!(outcome, Err(McpError::Unreachable(_))), "{outcome:?}");
 
     let missing = McpServer::Stdio(StdioCommand::new("/nonexistent/mcp-server"));
-    let outcome = McpConnection::connect(&missing, None, soon()).await;
+    let outcome = McpConnection::connect(&missing, None, &loopback_http(), soon()).await;
     assert!(matches!(outcome, Err(McpError::Unreachable(_))), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_live_loopback_server_is_refused_unless_the_operator_allows_it() {
+    let process = HttpServerProcess::example(&[]);
+    let port = process.url.split(':').nth(2).and_then(|rest| rest.split('/').next()).expect("a port in the URL");
+    let strict = CheckedHttp::new(Arc::new(OutboundPolicy::default()), reqwest::Client::builder()).unwrap();
+    for url in
+        [process.url.clone(), format!("http://localhost:{port}/mcp"), format!("http://[::ffff:127.0.0.1]:{port}/mcp")]
+    {
+        let outcome = McpConnection::connect(&McpServer::http(&url), None, &strict, soon()).await;
+        let Err(McpError::Refused(refused)) = outcome else { panic!("{url}: {outcome:?}") };
+        assert!(refused.to_string().contains("loopback"), "{refused}");
+    }
+    // The same server, allowed: the refusal was the policy, not the server.
+    assert_lists_every_example_tool(&connect(&McpServer::http(&process.url), None).await).await;
 }
 
 #[tokio::test]
@@ -167,7 +190,7 @@ async fn tool_failures_are_surfaced() {
 
 #[tokio::test]
 async fn the_pool_reuses_a_connection_and_reconnects_after_it_broke() {
-    let pool = McpPool::new();
+    let pool = McpPool::new(loopback_http());
     let server = example_stdio(&[]);
     let first = pool.connection(&server, None, soon()).await.expect("connects");
     let again = pool.connection(&server, None, soon()).await.expect("reuses");
@@ -188,7 +211,7 @@ async fn the_pool_reuses_a_connection_and_reconnects_after_it_broke() {
 async fn the_pool_keeps_one_connection_per_token() {
     let process = HttpServerProcess::example(&[]);
     let server = McpServer::http(&process.url);
-    let pool = McpPool::new();
+    let pool = McpPool::new(loopback_http());
     let (alice, bob) = (BearerToken::new("alice-token"), BearerToken::new("bob-token"));
     for (token, expected) in
         [(Some(&alice), Some("Bearer alice-token")), (Some(&bob), Some("Bearer bob-token")), (None, None)]

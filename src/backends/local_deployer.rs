@@ -1,9 +1,14 @@
 //! The local [`Deployer`]: tenants' own servers on this node, the default of a single node.
 //!
 //! - `http` sources are only registered: the server runs elsewhere, its URL is its endpoint.
-//! - `stdio` sources run as child processes, only when their `command` is on the operator's
-//!   allow-list, with a cleared environment (only `PATH`, and `HOME` pointing at the working
-//!   directory `<data_dir>/tenants/<tenant>/servers/<name>/`), stdin/stdout/stderr piped.
+//! - `stdio` sources run as child processes, only when their `command` and arguments fit a
+//!   template on the operator's allow-list ([`CommandAllowList`]), with a cleared environment
+//!   (only `PATH`, and `HOME` pointing at the server's working directory), stdin/stdout/stderr
+//!   piped. When the gateway runs as root, children run as another user (`deployer.runAsUser`,
+//!   nobody by default), which can read nothing of the gateway's data dir (0700, files 0600) nor
+//!   the gateway's `/proc` entries; their working directories are outside the data dir, each
+//!   0700, owned by that user, under a root only it can traverse, and named by a keyed hash so
+//!   one tenant's server cannot find another's.
 //! - `github` and `docker` sources are refused as [`DeployError::Unsupported`]: building and
 //!   running images is the Kubernetes deployer's work.
 //!
@@ -25,9 +30,10 @@
 //! session (its stdin was closed) and is started again at once; any other exit is a death,
 //! restarted after the backoff.
 //!
-//! Not isolated beyond that: the child runs as the gateway's user, and processes it spawns
-//! itself outlive a kill of the child. An allow-listed general interpreter (`sh`, `python3`,
-//! `node`, `npx`) runs whatever its arguments say; allow-list launchers of specific servers.
+//! Not isolated beyond that: children of all tenants share one user (so they may signal each
+//! other), processes a child spawns itself outlive a kill of the child, and a gateway that does
+//! not run as root cannot change its children's user at all (they can then read its data dir).
+//! Isolation between tenants' servers is the Kubernetes deployer's: a namespace per tenant.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -37,11 +43,15 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use super::command_allow_list::CommandAllowList;
 use async_trait::async_trait;
 use connectors_actors::deployer::{
     DeployError, Deployer, DeployerEvent, DeployerEventKind, Endpoint, Health, ServerName, ServerSource, SourceKind,
 };
 use connectors_actors::tenant::TenantId;
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
@@ -56,46 +66,6 @@ pub const DEFAULT_CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 const EVENT_BUFFER: usize = 256;
 /// Longest line of a child's stderr copied to the log; the rest of the line is dropped.
 const MAX_STDERR_LINE: usize = 1_024;
-
-/// Commands tenants may run, matched exactly.
-///
-/// An entry is either an absolute path (`/opt/mcp/bin/notes-server`), which allows exactly that
-/// file, or a bare name (`mcp-server-time`), which allows exactly that name, looked up in the
-/// children's `PATH`. Nothing is normalised or matched by prefix or base name: `/tmp/x/npx`
-/// does not pass as `npx`, `npx2` not as `npx`, `/usr/bin/../bin/sh` not as `/usr/bin/sh`, so
-/// the operator reads in the configuration exactly what can run. Relative paths (`./server`,
-/// `bin/server`) are refused as entries: they would resolve against a tenant's directory,
-/// which the tenant's own servers can write to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommandAllowList {
-    commands: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("allow-list entry `{0}`: use an absolute path or a bare command name")]
-pub struct BadCommandEntry(pub String);
-
-impl CommandAllowList {
-    pub fn new<I, S>(entries: I) -> Result<Self, BadCommandEntry>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let commands: Vec<String> = entries.into_iter().map(Into::into).collect();
-        for command in &commands {
-            let bare = !command.is_empty() && !command.contains('/');
-            let absolute = Path::new(command).is_absolute();
-            if !(bare || absolute) || command.contains('\0') || command.trim() != command {
-                return Err(BadCommandEntry(command.clone()));
-            }
-        }
-        Ok(Self { commands })
-    }
-
-    pub fn permits(&self, command: &str) -> bool {
-        self.commands.iter().any(|allowed| allowed == command)
-    }
-}
 
 /// How a dead process is started again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,18 +100,22 @@ impl RestartPolicy {
 
 #[derive(Debug, Clone)]
 pub struct LocalDeployerConfig {
-    /// Tenants' servers work under `<data_dir>/tenants/<tenant>/servers/<name>/`.
-    pub data_dir: PathBuf,
     pub allowed_commands: CommandAllowList,
+    /// Where servers' working directories are made (one per server, named by a keyed hash).
+    pub work_dir: PathBuf,
+    /// The user and group children run as; `None`: the gateway's own.
+    pub run_as: Option<(u32, u32)>,
     /// The only `PATH` children see.
     pub child_path: OsString,
     pub restart: RestartPolicy,
 }
 
 impl LocalDeployerConfig {
-    pub fn new(data_dir: impl Into<PathBuf>, allowed_commands: CommandAllowList) -> Self {
+    /// Children run as the gateway's user, working under `work_dir`.
+    pub fn new(work_dir: impl Into<PathBuf>, allowed_commands: CommandAllowList) -> Self {
         Self {
-            data_dir: data_dir.into(),
+            work_dir: work_dir.into(),
+            run_as: None,
             allowed_commands,
             child_path: DEFAULT_CHILD_PATH.into(),
             restart: RestartPolicy::default(),
@@ -202,6 +176,8 @@ enum Control {
 
 pub struct LocalDeployer {
     config: Arc<LocalDeployerConfig>,
+    /// Keys the names of servers' directories, so no server can derive another's.
+    dir_key: [u8; 32],
     deployed: Mutex<HashMap<Key, Deployed>>,
     events: broadcast::Sender<DeployerEvent>,
 }
@@ -209,12 +185,39 @@ pub struct LocalDeployer {
 impl LocalDeployer {
     pub fn new(config: LocalDeployerConfig) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Self { config: Arc::new(config), deployed: Mutex::new(HashMap::new()), events }
+        let mut dir_key = [0; 32];
+        OsRng.try_fill_bytes(&mut dir_key).expect("the operating system's random source is available");
+        // What an earlier process left there is scratch no one will use again: its names were
+        // keyed with another key.
+        if let Err(error) = empty_dir(&config.work_dir) {
+            tracing::warn!(dir = %config.work_dir.display(), %error, "servers' old working directories not removed");
+        }
+        Self { config: Arc::new(config), dir_key, deployed: Mutex::new(HashMap::new()), events }
     }
 
-    /// The working directory (and `HOME`) of a tenant's server.
+    /// The working directory (and `HOME`) of a tenant's server: scratch space for the life of this
+    /// gateway process, named by a keyed hash of tenant and server.
     pub fn server_dir(&self, tenant: &TenantId, name: &ServerName) -> PathBuf {
-        self.config.data_dir.join("tenants").join(tenant.as_str()).join("servers").join(name.as_str())
+        let mut hash = Sha256::new();
+        hash.update(self.dir_key);
+        hash.update(tenant.as_str().as_bytes());
+        hash.update([0]);
+        hash.update(name.as_str().as_bytes());
+        self.config.work_dir.join(hex::encode(&hash.finalize()[..16]))
+    }
+
+    /// Makes the server's directory, private to the user its process runs as.
+    async fn make_server_dir(&self, dir: &Path) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        // The root is traversable, not listable, by the children's user.
+        tokio::fs::create_dir_all(&self.config.work_dir).await?;
+        tokio::fs::set_permissions(&self.config.work_dir, std::fs::Permissions::from_mode(0o711)).await?;
+        tokio::fs::create_dir_all(dir).await?;
+        tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await?;
+        if let Some((uid, gid)) = self.config.run_as {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+        }
+        Ok(())
     }
 
     /// The stdin and stdout of the server's running process, for one MCP session. If they were
@@ -257,8 +260,10 @@ impl LocalDeployer {
         command: &str,
         args: &[String],
     ) -> Result<Endpoint, DeployError> {
-        if !self.config.allowed_commands.permits(command) {
-            return Err(DeployError::Refused(format!("command `{command}` is not on the operator's allow-list")));
+        if !self.config.allowed_commands.permits(command, args) {
+            return Err(DeployError::Refused(format!(
+                "command `{command}` with these arguments fits no template on the operator's allow-list"
+            )));
         }
         let key = (tenant.clone(), name.clone());
         let mut deployed = self.deployed.lock().await;
@@ -274,11 +279,16 @@ impl LocalDeployer {
             Some(Deployed::Http) | None => {}
         }
         let dir = self.server_dir(tenant, name);
-        tokio::fs::create_dir_all(&dir)
+        self.make_server_dir(&dir)
             .await
             .map_err(|error| DeployError::Failed(format!("cannot create the server's directory: {error}")))?;
-        let spawner =
-            Spawner { command: command.to_owned(), args: args.to_vec(), dir, path: self.config.child_path.clone() };
+        let spawner = Spawner {
+            command: command.to_owned(),
+            args: args.to_vec(),
+            dir,
+            path: self.config.child_path.clone(),
+            run_as: self.config.run_as,
+        };
         let child =
             spawner.spawn().map_err(|error| DeployError::Failed(format!("cannot start `{command}`: {error}")))?;
         let supervised = Supervisor::start(
@@ -369,11 +379,17 @@ struct Spawner {
     args: Vec<String>,
     dir: PathBuf,
     path: OsString,
+    run_as: Option<(u32, u32)>,
 }
 
 impl Spawner {
     fn spawn(&self) -> io::Result<Child> {
-        Command::new(&self.command)
+        let mut command = Command::new(&self.command);
+        if let Some((uid, gid)) = self.run_as {
+            // Run as root, std also drops the supplementary groups when it changes the user.
+            command.uid(uid).gid(gid);
+        }
+        command
             .args(&self.args)
             // Nothing of the gateway's environment (keys, tokens, Vault and Redis addresses) leaks.
             .env_clear()
@@ -606,6 +622,22 @@ fn describe(status: ExitStatus) -> String {
         Some(code) => format!("exited with status {code}"),
         None => format!("ended by a signal ({status})"),
     }
+}
+
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        entries => entries?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies a server's stderr to the log, line by line, each line cut at [`MAX_STDERR_LINE`]

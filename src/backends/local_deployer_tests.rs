@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::*;
+use crate::backends::command_allow_list::CommandEntry;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -22,8 +23,11 @@ fn stdio(command: &str, args: &[&str]) -> ServerSource {
     ServerSource::Stdio { command: command.into(), args: args.iter().map(|arg| (*arg).to_owned()).collect() }
 }
 
+/// A deployer that lets `allowed` run with any arguments.
 fn deployer_with(dir: &Path, allowed: &[&str], restart: RestartPolicy) -> LocalDeployer {
-    let allowed = CommandAllowList::new(allowed.iter().copied()).expect("valid allow-list");
+    let templates =
+        allowed.iter().map(|command| CommandEntry::Template { command: (*command).into(), args: vec!["**".into()] });
+    let allowed = CommandAllowList::new(templates).expect("valid allow-list");
     LocalDeployer::new(LocalDeployerConfig { restart, ..LocalDeployerConfig::new(dir, allowed) })
 }
 
@@ -60,17 +64,17 @@ async fn next_event(events: &mut broadcast::Receiver<DeployerEvent>) -> Deployer
     timeout(WAIT, events.recv()).await.expect("an event in time").expect("the deployer is alive").kind
 }
 
-#[test]
-fn allow_list_entries_are_absolute_paths_or_bare_names_matched_exactly() {
-    for bad in ["", "./server", "bin/server", " sleep", "sleep ", "a\0b"] {
-        assert_eq!(CommandAllowList::new([bad]), Err(BadCommandEntry(bad.into())), "{bad:?}");
-    }
-    let list = CommandAllowList::new(["npx", "/opt/mcp/notes"]).expect("valid");
-    assert!(list.permits("npx"));
-    assert!(list.permits("/opt/mcp/notes"));
-    for refused in ["/usr/bin/npx", "/tmp/x/npx", "npx2", "np", "notes", "/opt/mcp/../mcp/notes", "/opt/mcp/notes/"] {
-        assert!(!list.permits(refused), "{refused}");
-    }
+#[tokio::test]
+async fn arguments_outside_the_commands_template_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template = CommandEntry::Template { command: "sleep".into(), args: vec!["[0-9]*".into()] };
+    let allowed = CommandAllowList::new([template]).unwrap();
+    let deployer = LocalDeployer::new(LocalDeployerConfig::new(dir.path(), allowed));
+    let refused = deployer.deploy(&tenant(), &name("x"), &stdio("sleep", &["--help"])).await;
+    assert!(matches!(&refused, Err(DeployError::Refused(why)) if why.contains("template")), "{refused:?}");
+    let bare = deployer.deploy(&tenant(), &name("x"), &stdio("sleep", &[])).await;
+    assert!(matches!(bare, Err(DeployError::Refused(_))), "one argument, not none");
+    deployer.shutdown().await;
 }
 
 #[tokio::test]
@@ -109,9 +113,14 @@ async fn a_command_not_on_the_allow_list_is_refused_and_nothing_is_created() {
         let refused = deployer.deploy(&tenant(), &name("x"), &stdio(command, &["30"])).await;
         let Err(error) = refused else { panic!("{command} was deployed") };
         assert!(!error.is_retryable(), "{command}: a refusal is final");
-        assert_eq!(error, DeployError::Refused(format!("command `{command}` is not on the operator's allow-list")));
+        assert_eq!(
+            error,
+            DeployError::Refused(format!(
+                "command `{command}` with these arguments fits no template on the operator's allow-list"
+            ))
+        );
     }
-    assert!(!dir.path().join("tenants").exists(), "no directory for a refused server");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no directory for a refused server");
     assert_eq!(deployer.health(&tenant(), &name("x")).await, None);
 }
 
@@ -131,8 +140,9 @@ async fn a_stdio_server_runs_with_only_path_and_home_in_its_own_directory() {
     assert_eq!(endpoint, Endpoint::Stdio);
     let pid = running_pid(&deployer, "notes").await;
 
-    let server_dir = dir.path().join("tenants/acme/servers/notes");
-    assert_eq!(deployer.server_dir(&tenant(), &name("notes")), server_dir);
+    let server_dir = deployer.server_dir(&tenant(), &name("notes"));
+    assert_eq!(server_dir.parent(), Some(dir.path()), "under the work dir");
+    assert_ne!(server_dir, deployer.server_dir(&TenantId::parse("globex").unwrap(), &name("notes")));
     let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("readable environment");
     let variables: BTreeSet<String> = environ
         .split(|&byte| byte == 0)

@@ -1,6 +1,7 @@
 //! Adapters for the ports of `connectors-actors`, and the contract suites they must pass.
 
 pub mod audit_codec;
+pub mod command_allow_list;
 pub mod embedded_tool_graph;
 pub mod file_secret_store;
 pub mod local_deployer;

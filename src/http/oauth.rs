@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Extension, FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, Uri};
 use chrono::{DateTime, Utc};
 use connectors_actors::secret_store::{CredentialStatus, OAuthCredential};
 use connectors_actors::tenant::TenantId;
@@ -82,13 +82,14 @@ fn secret_field(name: &str, value: Option<String>) -> Result<Option<String>, Api
     }
 }
 
-fn token_endpoint(value: Option<String>) -> Result<Option<String>, ApiError> {
+/// A token endpoint the gateway may call: http(s), https unless allow-listed, no refused address.
+fn token_endpoint(gateway: &Gateway, value: Option<String>) -> Result<Option<String>, ApiError> {
     let Some(text) = value else { return Ok(None) };
-    let uri: Uri = text.parse().map_err(|_| ApiError::invalid(format!("`tokenEndpoint` `{text}` is not a URL")))?;
-    let web = matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some();
-    if !web {
-        return Err(ApiError::invalid(format!("`tokenEndpoint` `{text}` must be an http(s) URL")));
-    }
+    gateway
+        .config
+        .outbound
+        .check_token_endpoint(&text)
+        .map_err(|refused| ApiError::invalid(format!("`tokenEndpoint`: {refused}")))?;
     Ok(Some(text))
 }
 
@@ -129,7 +130,7 @@ pub async fn put_credential(
         refresh_token: secret_field("refreshToken", body.refresh_token)?,
         expires_at,
         scopes,
-        token_endpoint: token_endpoint(body.token_endpoint)?,
+        token_endpoint: token_endpoint(&gateway, body.token_endpoint)?,
         client_id: secret_field("clientId", body.client_id)?,
         client_secret: secret_field("clientSecret", body.client_secret)?,
         status: CredentialStatus::Active,

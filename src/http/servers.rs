@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use connectors_actors::audit::AuditResult;
 use connectors_actors::deployer::ServerName;
+use connectors_actors::deployer::ServerSource;
 use connectors_actors::deployments::{ServerRecord, ServerRequest};
 use connectors_actors::tenant::TenantId;
 use serde_json::{Value, json};
@@ -83,6 +84,9 @@ pub async fn create(
     let outcome = async {
         // Validated here for a quick 400; the actor validates again.
         request.clone().validate().map_err(|error| ApiError::invalid(error.to_string()))?;
+        if let ServerSource::Http { url, oauth_integration } = &request.source {
+            http_source_allowed(&gateway, url, oauth_integration.as_deref())?;
+        }
         let clashes = gateway.registry.integration(&request.name).is_some();
         gateway.router.create_server(&tenant, request, clashes).await?.map_err(tenant_error)
     }
@@ -101,6 +105,21 @@ pub async fn create(
         "namespace": namespace(&tenant),
     });
     Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
+}
+
+/// An `http` source's URL must be one the gateway may call, and a server that asks for the
+/// tenant's token of an integration must be on that integration's host.
+fn http_source_allowed(gateway: &Gateway, url: &str, oauth_integration: Option<&str>) -> Result<(), ApiError> {
+    gateway.config.outbound.check_url(url).map_err(|refused| ApiError::invalid(format!("`source.url`: {refused}")))?;
+    let Some(name) = oauth_integration else { return Ok(()) };
+    match gateway.registry.integration(name) {
+        Some(integration) if integration.may_receive_token(url) => Ok(()),
+        Some(integration) => Err(ApiError::invalid(format!(
+            "`source.oauthIntegration`: a token for `{name}` is only sent to the host of `{}`",
+            integration.url
+        ))),
+        None => Err(ApiError::invalid(format!("`source.oauthIntegration`: no integration `{name}` is registered"))),
+    }
 }
 
 /// `GET /api/v1/mcp/servers`

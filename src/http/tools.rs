@@ -283,7 +283,7 @@ async fn run_invocation(gateway: &Gateway, admitted: &Admitted, body: &InvokeBod
             Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
-                format!("`{}` failed: {error}", tool.integration),
+                format!("`{}` failed: {}", tool.integration, error.for_caller()),
             ))
         }
     }

@@ -79,6 +79,13 @@ impl Integration {
         McpServer::http(self.url.clone())
     }
 
+    /// Whether a tenant's token for this integration may be sent to `url`: only to the host the
+    /// integration was registered with, so a tenant's own server cannot collect it.
+    pub fn may_receive_token(&self, url: &str) -> bool {
+        let host = |text: &str| url::Url::parse(text).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        host(&self.url).is_some_and(|own| host(url).as_ref() == Some(&own))
+    }
+
     fn catalog_tools(&self) -> impl Iterator<Item = Tool> + '_ {
         self.tools
             .iter()
@@ -186,10 +193,11 @@ impl ToolRegistry {
                 new.name
             )));
         }
-        let url = reqwest::Url::parse(&new.url)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .ok_or_else(|| RegistryError::Invalid(format!("`url` `{}` is not an http(s) URL", new.url)))?;
+        let url = self
+            .mcp
+            .outbound()
+            .check_url(&new.url)
+            .map_err(|refused| RegistryError::Invalid(format!("`url`: {refused}")))?;
         if self.integration(&new.name).is_some() || self.stored(&new.name).await?.is_some() {
             return Err(RegistryError::Conflict(new.name));
         }

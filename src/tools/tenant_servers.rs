@@ -51,7 +51,10 @@ impl ServerTools for RegistryServerTools {
                 Ok(count)
             }
             Err(McpError::Timeout) => Err("the server did not answer tools/list in time".into()),
-            Err(error) => Err(error.to_string()),
+            Err(error) => {
+                tracing::warn!(%tenant, server = %record.name, %error, "custom server's tools not discovered");
+                Err(error.for_caller())
+            }
         }
     }
 

@@ -31,6 +31,35 @@ pub fn example_server_binary() -> &'static Path {
     })
 }
 
+/// The example server copied where any user may run it (the test binaries live under a home
+/// directory that only its owner can enter): a gateway run as root starts tenants' servers as
+/// another user. Copied once per build of the server; concurrent test processes race benignly.
+pub fn example_server_for_anyone() -> &'static Path {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let original = example_server_binary();
+        let metadata = std::fs::metadata(original).expect("the example server exists");
+        let dir = std::env::temp_dir().join("connectors-test-example-server").join(format!(
+            "{}-{}",
+            metadata.mtime_nsec() ^ metadata.mtime(),
+            metadata.size()
+        ));
+        let copy = dir.join("mcp-example-server");
+        if !copy.exists() {
+            std::fs::create_dir_all(&dir).expect("a directory for the copy");
+            for open in [dir.as_path(), dir.parent().unwrap()] {
+                std::fs::set_permissions(open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            }
+            let partial = dir.join(format!("partial-{}", std::process::id()));
+            std::fs::copy(original, &partial).expect("copy the example server");
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            std::fs::rename(&partial, &copy).expect("move the copy into place");
+        }
+        copy
+    })
+}
+
 /// A server process that prints `listening on URL` first; killed when dropped.
 pub struct HttpServerProcess {
     child: Child,

@@ -48,7 +48,13 @@ const CONFIG_ENV: &[&str] = &[
     "CONNECTORS_CLUSTER_COOKIE",
     "VAULT_ADDR",
     "VAULT_TOKEN",
+    "OUTBOUND_ALLOW_PRIVATE",
+    "OUTBOUND_ALLOWED_HOSTS",
 ];
+
+/// What the gateways of these tests may call: the test's MCP servers and token endpoints, which
+/// all run on loopback (a test may set `OUTBOUND_ALLOWED_HOSTS` itself to see the default refuse).
+const TEST_OUTBOUND_HOSTS: &str = "127.0.0.1,localhost";
 
 /// A response, read whole.
 #[derive(Debug)]
@@ -359,6 +365,7 @@ impl Gateway {
         if let Some(key) = &self.admin_key_env {
             command.env("ADMIN_API_KEY", key);
         }
+        command.env("OUTBOUND_ALLOWED_HOSTS", TEST_OUTBOUND_HOSTS);
         for (k, v) in &self.env {
             command.env(k, v);
         }

@@ -16,6 +16,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::pagination::collect_pages;
 use super::{BearerToken, CallToolResult, McpError, McpServer, McpTool, StdioCommand};
+use crate::outbound::{CheckedHttp, check_resolved};
 
 pub struct McpConnection {
     server: McpServer,
@@ -29,10 +30,16 @@ impl std::fmt::Debug for McpConnection {
 }
 
 impl McpConnection {
-    /// Reaches `server` and completes `initialize` before `deadline`. `token` is sent on every HTTP
-    /// request of this connection; a stdio server never sees it.
-    pub async fn connect(server: &McpServer, token: Option<&BearerToken>, deadline: Instant) -> Result<Self, McpError> {
-        let session = match timeout_at(deadline, start_session(server, token)).await {
+    /// Reaches `server` through `http` (which only connects where the outbound policy allows) and
+    /// completes `initialize` before `deadline`. `token` is sent on every HTTP request of this
+    /// connection; a stdio server never sees it.
+    pub async fn connect(
+        server: &McpServer,
+        token: Option<&BearerToken>,
+        http: &CheckedHttp,
+        deadline: Instant,
+    ) -> Result<Self, McpError> {
+        let session = match timeout_at(deadline, start_session(server, token, http)).await {
             Ok(session) => session?,
             Err(_elapsed) => return Err(McpError::Timeout),
         };
@@ -115,15 +122,19 @@ fn client_config() -> ClientConfig {
 async fn start_session(
     server: &McpServer,
     token: Option<&BearerToken>,
+    http: &CheckedHttp,
 ) -> Result<RunningService<RoleClient, ClientConfig>, McpError> {
     match server {
         McpServer::Http { url } => {
+            // Refused early with a reason; the client's resolver checks again as it connects.
+            let parsed = http.policy().check_url(url).map_err(McpError::Refused)?;
+            check_resolved(http.policy(), &parsed).await.map_err(McpError::Refused)?;
             let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
             if let Some(token) = token {
                 // rmcp adds the `Bearer ` prefix itself.
                 config = config.auth_header(token.expose());
             }
-            let transport = StreamableHttpClientTransport::from_config(config);
+            let transport = StreamableHttpClientTransport::with_client(http.client().clone(), config);
             client_config().serve(transport).await.map_err(McpError::from_initialize)
         }
         McpServer::Attached { .. } => {

@@ -8,6 +8,9 @@ pub enum McpError {
     /// The server could not be reached or started, or the connection to it broke.
     #[error("MCP server unreachable: {0}")]
     Unreachable(String),
+    /// The outbound policy does not allow the server's address.
+    #[error("{0}")]
+    Refused(crate::outbound::OutboundRefused),
     /// The deadline passed before the server answered.
     #[error("MCP server did not answer before the deadline")]
     Timeout,
@@ -24,6 +27,15 @@ pub enum McpError {
 }
 
 impl McpError {
+    /// What a tenant is told: the server's own answers and the policy's refusals, but not how a
+    /// connection failed, which would let a tenant probe which hosts and ports answer.
+    pub fn for_caller(&self) -> String {
+        match self {
+            Self::Unreachable(_) => "the server could not be reached".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the connection this came from is unusable and must be dropped from a pool.
     pub fn breaks_connection(&self) -> bool {
         matches!(self, Self::Unreachable(_) | Self::Unauthorized { .. })

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::outbound::CheckedHttp;
+
 use super::{BearerToken, CallToolResult, McpConnection, McpError, McpServer, McpTool};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -44,9 +46,9 @@ pub trait PipeSource: Send + Sync + 'static {
     ) -> Result<(tokio::process::ChildStdout, tokio::process::ChildStdin), McpError>;
 }
 
-#[derive(Default)]
 pub struct McpPool {
     slots: std::sync::Mutex<HashMap<PoolKey, Slot>>,
+    http: CheckedHttp,
     pipes: Option<Arc<dyn PipeSource>>,
 }
 
@@ -57,13 +59,19 @@ impl std::fmt::Debug for McpPool {
 }
 
 impl McpPool {
-    pub fn new() -> Self {
-        Self::default()
+    /// A pool that reaches HTTP servers through `http`.
+    pub fn new(http: CheckedHttp) -> Self {
+        Self { slots: Default::default(), http, pipes: None }
     }
 
-    /// A pool that reaches [`McpServer::Attached`] servers through `pipes`.
-    pub fn with_pipes(pipes: Arc<dyn PipeSource>) -> Self {
-        Self { slots: Default::default(), pipes: Some(pipes) }
+    /// A pool that also reaches [`McpServer::Attached`] servers through `pipes`.
+    pub fn with_pipes(http: CheckedHttp, pipes: Arc<dyn PipeSource>) -> Self {
+        Self { slots: Default::default(), http, pipes: Some(pipes) }
+    }
+
+    /// Where this pool may connect.
+    pub fn outbound(&self) -> &crate::outbound::OutboundPolicy {
+        self.http.policy()
     }
 
     /// The live connection for `server` and `token`, opened (or reopened, if it broke) before `deadline`.
@@ -83,7 +91,7 @@ impl McpPool {
                 let (stdout, stdin) = pipes.attach(tenant, name).await?;
                 McpConnection::from_pipes(server, stdout, stdin, deadline).await?
             }
-            _ => McpConnection::connect(server, token, deadline).await?,
+            _ => McpConnection::connect(server, token, &self.http, deadline).await?,
         };
         let connection = Arc::new(connection);
         *current = Some(Arc::clone(&connection));
