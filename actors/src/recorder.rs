@@ -84,9 +84,6 @@ impl Recorder {
     }
 }
 
-/// Entries gathered since the last commit. Usage for the same tenant and day is summed and only
-/// the newest checkpoint of a tenant is kept, so a batch stays small under load. A batch whose
-/// commit failed is kept whole and committed first next time, so order is preserved.
 /// A batch id no other batch of any process gets: a random per-process half and a counter.
 fn next_batch_id() -> u128 {
     use std::hash::{BuildHasher, Hasher};
@@ -99,6 +96,9 @@ fn next_batch_id() -> u128 {
     (u128::from(process) << 64) | u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Entries gathered since the last commit. Usage for the same tenant and day is summed and only
+/// the newest checkpoint of a tenant is kept, so a batch stays small under load. A batch whose
+/// commit failed is kept whole and committed first next time, so order is preserved.
 #[derive(Default)]
 struct Pending {
     audit: Vec<AuditEvent>,
