@@ -21,6 +21,7 @@ pub mod deployer;
 pub mod deployments;
 pub mod hand_off;
 pub mod policy;
+pub mod quarantine;
 pub mod quotas;
 pub mod rate_windows;
 pub mod recorder;
