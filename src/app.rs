@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME as TOOL_GRAPH_FILE};
 use crate::backends::file_secret_store::FileSecretStore;
 use crate::backends::local_deployer::{LocalDeployer, LocalDeployerConfig};
+use crate::backends::quarantine_file::{FILE_NAME as QUARANTINE_FILE, QuarantineFile};
 use crate::backends::redb_store::RedbStore;
 use crate::backends::redis_connection::RedisConnection;
 use crate::backends::redis_membership::RedisMembership;
@@ -206,8 +207,14 @@ impl Gateway {
         let policy = Arc::new(policy);
         let (recorder, recorder_task) = Recorder::start(
             store.clone(),
-            // A batch flushes early at 65,536 entries (about 20 MB), which bounds the recorder's memory.
-            RecorderConfig { flush_interval: config.flush_interval, max_batch: 65_536, queue: 65_536 },
+            Arc::new(QuarantineFile::new(options.data_dir.join(QUARANTINE_FILE))),
+            RecorderConfig {
+                flush_interval: config.flush_interval,
+                // A batch commits early at 65,536 entries (about 20 MB).
+                max_batch: 65_536,
+                queue: 65_536,
+                max_pending_bytes: config.recorder_max_pending_bytes,
+            },
         );
         let deployer = Arc::new(LocalDeployer::new(local_deployer_config(&config.stdio)));
         let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE))

@@ -58,6 +58,8 @@ struct FileConfig {
     audit: AuditSection,
     #[serde(default)]
     outbound: OutboundSection,
+    #[serde(default)]
+    recorder: RecorderSection,
 }
 
 /// Where the gateway may connect for tenants (MCP servers, token endpoints); see `OutboundPolicy`.
@@ -70,6 +72,25 @@ struct OutboundSection {
     /// token endpoints).
     allowed_hosts: Vec<String>,
 }
+
+/// The recorder, which commits audit events, usage and rate checkpoints in batches.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct RecorderSection {
+    /// What may wait uncommitted (estimated) while the store fails; past it new audit events
+    /// are dropped and counted (usage and checkpoints never are).
+    max_pending_bytes: u64,
+}
+
+impl Default for RecorderSection {
+    fn default() -> Self {
+        Self { max_pending_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// The smallest `recorder.maxPendingBytes`: less would drop audit events while the store is
+/// healthy, between two commits.
+const MIN_RECORDER_PENDING_BYTES: u64 = 1024 * 1024;
 
 /// The audit log.
 #[derive(Debug, Deserialize)]
@@ -412,6 +433,8 @@ pub struct Config {
     pub audit_refusals_per_minute: u32,
     /// `audit.retentionDays`: audit events older than this are deleted; `None`: kept for ever.
     pub audit_retention: Option<chrono::Duration>,
+    /// `recorder.maxPendingBytes`: see `RecorderConfig::max_pending_bytes`.
+    pub recorder_max_pending_bytes: usize,
     pub max_body_bytes: usize,
     pub passivate_after: Duration,
     pub tick: Duration,
@@ -572,6 +595,12 @@ impl Config {
         }
         let positive =
             |key: &str, value: u64| if value == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(value) };
+        if file.recorder.max_pending_bytes < MIN_RECORDER_PENDING_BYTES {
+            return Err(invalid(
+                "recorder.maxPendingBytes",
+                format!("must be at least {MIN_RECORDER_PENDING_BYTES} (1 MiB)"),
+            ));
+        }
         if oauth.refresh_before_seconds > MAX_REFRESH_BEFORE_SECONDS {
             return Err(invalid(
                 "oauth.refreshBeforeSeconds",
@@ -595,6 +624,7 @@ impl Config {
             audit_refusals_per_minute: file.audit.refusals_per_minute,
             audit_retention: (file.audit.retention_days > 0)
                 .then(|| chrono::Duration::days(i64::from(file.audit.retention_days))),
+            recorder_max_pending_bytes: usize::try_from(file.recorder.max_pending_bytes).unwrap_or(usize::MAX),
             max_body_bytes: gw.max_body_bytes,
             passivate_after: Duration::from_secs(positive(
                 "gateway.passivateAfterSeconds",

@@ -67,6 +67,14 @@ fn inconsistent_values_are_refused() {
 }
 
 #[test]
+fn the_recorder_bound_has_a_default_and_a_floor() {
+    assert_eq!(Config::load(None, &no_env()).unwrap().recorder_max_pending_bytes, 64 * 1024 * 1024);
+    let config = Config::from_yaml("recorder:\n  maxPendingBytes: 2097152\n", &no_env()).unwrap();
+    assert_eq!(config.recorder_max_pending_bytes, 2 * 1024 * 1024);
+    assert!(error_text("recorder:\n  maxPendingBytes: 1000\n").contains("recorder.maxPendingBytes"));
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let env = FakeEnv(HashMap::from([
         ("TENANT_ID_HEADER", "X-Org"),

@@ -7,6 +7,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use connectors_actors::recorder_status::RecorderState;
 use connectors_actors::tenant::TenantId;
 use connectors_cluster::audit_outbox::AuditCounts;
 use connectors_cluster::router::{HandOffCounts, HoldCounts};
@@ -159,6 +160,41 @@ pub fn render_holds(counts: &HoldCounts) -> String {
     out
 }
 
+/// The recorder: what waits uncommitted, what it dropped and what it set aside.
+pub fn render_recorder(state: &RecorderState) -> String {
+    let mut out = String::new();
+    let series = [
+        (
+            "connectors_recorder_pending_bytes",
+            "gauge",
+            "Estimated memory of audit events, usage and checkpoints waiting to be committed.",
+            state.pending_bytes,
+        ),
+        (
+            "connectors_recorder_shedding",
+            "gauge",
+            "1 while the recorder drops new audit events (pending bytes reached recorder.maxPendingBytes).",
+            u64::from(state.shedding),
+        ),
+        (
+            "connectors_recorder_shed_events_total",
+            "counter",
+            "Audit events dropped because too much waited uncommitted.",
+            state.shed_events,
+        ),
+        (
+            "connectors_recorder_quarantined_batches_total",
+            "counter",
+            "Batches the store kept refusing, set aside in the quarantine file.",
+            state.quarantined_batches,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +214,19 @@ mod tests {
         assert!(text.contains("connectors_tenant_actor_restarts_total 2"));
         m.forget(&acme);
         assert!(!m.render(0, 0, 0).contains("acme"));
+    }
+
+    #[test]
+    fn renders_the_recorder_state() {
+        let state = RecorderState { pending_bytes: 4096, shedding: true, shed_events: 7, quarantined_batches: 1 };
+        let text = render_recorder(&state);
+        for line in [
+            "connectors_recorder_pending_bytes 4096",
+            "connectors_recorder_shedding 1",
+            "connectors_recorder_shed_events_total 7",
+            "connectors_recorder_quarantined_batches_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -2,43 +2,59 @@
 //!
 //! Group commit: entries queue in a bounded channel; one task gathers them and commits them to
 //! the [`Store`] in one transaction when the batch is full or `flush_interval` has passed,
-//! whichever comes first. A failed commit keeps the batch and retries at the next interval, so
-//! entries are never dropped silently. A full queue makes callers wait (back-pressure) rather
-//! than lose events. What a crash can lose: entries queued but not yet committed, at most one
-//! `flush_interval` of them.
+//! whichever comes first. A full queue makes callers wait (back-pressure).
+//!
+//! When commits fail, the failed batches are held and tried again in rounds
+//! (`commit_round`), later and later while nothing commits; a batch the store keeps
+//! refusing is set aside whole with the [`QuarantineSink`], logged and counted, so that the
+//! batches after it go through. What the recorder holds is bounded in bytes
+//! (`max_pending_bytes`): past the bound it drops arriving audit events, never usage or
+//! checkpoints, and counts them (`shedding`). This file is the task that does it; the decisions
+//! are in those modules and `recorder_pending`. What a crash can lose: entries queued or held but
+//! not yet committed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::audit::AuditEvent;
+use crate::commit_round::{Backoff, Round};
+use crate::quarantine::QuarantineSink;
+use crate::recorder_pending::Pending;
+use crate::recorder_status::{RecorderState, RecorderStatus};
+use crate::shedding::Offer;
 use crate::store::{Batch, Checkpoint, Store, StoreError, UsageDelta};
 use crate::tenant::TenantId;
-use crate::usage::UsageCounters;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RecorderConfig {
     pub flush_interval: Duration,
     pub max_batch: usize,
     pub queue: usize,
+    /// What may wait uncommitted, estimated in bytes; past it audit events are dropped.
+    pub max_pending_bytes: usize,
 }
 
 enum Entry {
+    Record(Record),
+    /// Commit now if anything of this tenant (or of anyone, with `None`) is waiting.
+    Flush(Option<TenantId>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+enum Record {
     Audit(AuditEvent),
     Usage(UsageDelta),
     Checkpoint(TenantId, Checkpoint),
-    /// Commit now if anything of this tenant (or of anyone, with `None`) is waiting.
-    Flush(Option<TenantId>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// A handle to the recorder task; cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Entry>,
+    status: Arc<RecorderStatus>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,25 +63,49 @@ pub struct RecorderStopped;
 
 impl Recorder {
     /// Starts the recorder task. It ends, after a last commit, when every handle is dropped.
-    pub fn start(store: Arc<dyn Store>, config: RecorderConfig) -> (Self, JoinHandle<()>) {
+    /// Batches the store keeps refusing go to `quarantine`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        quarantine: Arc<dyn QuarantineSink>,
+        config: RecorderConfig,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let task = tokio::spawn(run(store, config, rx));
-        (Self { tx }, task)
+        let status = Arc::new(RecorderStatus::default());
+        let task = Task {
+            store,
+            quarantine,
+            config,
+            pending: Pending::new(config.max_pending_bytes),
+            backoff: Backoff::new(config.flush_interval),
+            quarantined: 0,
+            status: status.clone(),
+        };
+        (Self { tx, status }, tokio::spawn(task.run(rx)))
     }
 
+    /// Whether it sheds, what it holds and what it set aside.
+    pub fn state(&self) -> RecorderState {
+        self.status.state()
+    }
+
+    /// Queues `event`; it is dropped (and counted) while the recorder sheds.
     pub async fn audit(&self, event: AuditEvent) -> Result<(), RecorderStopped> {
-        self.tx.send(Entry::Audit(event)).await.map_err(|_| RecorderStopped)
+        self.record(Record::Audit(event)).await
     }
 
     pub async fn usage(&self, delta: UsageDelta) -> Result<(), RecorderStopped> {
-        self.tx.send(Entry::Usage(delta)).await.map_err(|_| RecorderStopped)
+        self.record(Record::Usage(delta)).await
     }
 
     pub async fn checkpoint(&self, tenant: TenantId, checkpoint: Checkpoint) -> Result<(), RecorderStopped> {
-        self.tx.send(Entry::Checkpoint(tenant, checkpoint)).await.map_err(|_| RecorderStopped)
+        self.record(Record::Checkpoint(tenant, checkpoint)).await
     }
 
-    /// Commits everything queued before this call; returns once it is durable.
+    async fn record(&self, record: Record) -> Result<(), RecorderStopped> {
+        self.tx.send(Entry::Record(record)).await.map_err(|_| RecorderStopped)
+    }
+
+    /// Commits everything queued before this call; returns once it is durable (or set aside).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.request_flush(None).await
     }
@@ -84,117 +124,187 @@ impl Recorder {
     }
 }
 
-/// Entries gathered since the last commit. Usage for the same tenant and day is summed and only
-/// the newest checkpoint of a tenant is kept, so a batch stays small under load. A batch whose
-/// commit failed is kept whole and committed first next time, so order is preserved.
-/// A batch id no other batch of any process gets: a random per-process half and a counter.
-fn next_batch_id() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PROCESS: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    // `RandomState` is seeded from the system's randomness once per process.
-    let process = *PROCESS.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
-    (u128::from(process) << 64) | u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
+/// The recorder task.
+struct Task {
+    store: Arc<dyn Store>,
+    quarantine: Arc<dyn QuarantineSink>,
+    config: RecorderConfig,
+    pending: Pending,
+    backoff: Backoff,
+    /// Batches set aside so far.
+    quarantined: u64,
+    status: Arc<RecorderStatus>,
 }
 
-#[derive(Default)]
-struct Pending {
-    audit: Vec<AuditEvent>,
-    usage: HashMap<(TenantId, NaiveDate), UsageCounters>,
-    checkpoints: HashMap<TenantId, Checkpoint>,
-    failed: Option<Arc<Batch>>,
-}
-
-impl Pending {
-    fn len(&self) -> usize {
-        let failed = self.failed.as_ref().map_or(0, |b| b.audit.len() + b.usage.len() + b.checkpoints.len());
-        self.audit.len() + self.usage.len() + self.checkpoints.len() + failed
-    }
-
-    fn add(&mut self, entry: Entry) {
-        match entry {
-            Entry::Audit(event) => self.audit.push(event),
-            Entry::Usage(delta) => self.usage.entry((delta.tenant, delta.day)).or_default().add(&delta.counters),
-            Entry::Checkpoint(tenant, checkpoint) => {
-                self.checkpoints.insert(tenant, checkpoint);
-            }
-            Entry::Flush(..) => unreachable!("flush requests are answered, not batched"),
-        }
-    }
-
-    fn holds(&self, tenant: &TenantId) -> bool {
-        let in_failed = self.failed.as_ref().is_some_and(|b| {
-            b.checkpoints.iter().any(|(t, _)| t == tenant) || b.usage.iter().any(|u| &u.tenant == tenant)
-        });
-        in_failed || self.checkpoints.contains_key(tenant) || self.usage.keys().any(|(t, _)| t == tenant)
-    }
-
-    /// Moves the gathered entries into a batch (no copies).
-    fn take_batch(&mut self) -> Batch {
-        Batch {
-            id: Some(next_batch_id()),
-            audit: std::mem::take(&mut self.audit),
-            usage: std::mem::take(&mut self.usage)
-                .into_iter()
-                .map(|((tenant, day), counters)| UsageDelta { tenant, day, counters })
-                .collect(),
-            checkpoints: std::mem::take(&mut self.checkpoints).into_iter().collect(),
-        }
-    }
-
-    async fn commit(&mut self, store: &dyn Store) -> Result<(), StoreError> {
-        if let Some(failed) = self.failed.clone() {
-            store.commit(failed).await.inspect_err(|error| self.log_failure(error))?;
-            self.failed = None;
-        }
-        if self.len() == 0 {
-            return Ok(());
-        }
-        let batch = Arc::new(self.take_batch());
-        store.commit(batch.clone()).await.inspect_err(|error| {
-            self.failed = Some(batch);
-            self.log_failure(error);
-        })
-    }
-
-    fn log_failure(&self, error: &StoreError) {
-        tracing::error!(%error, entries = self.len(), "recorder commit failed; keeping the batch to retry");
-    }
-}
-
-async fn run(store: Arc<dyn Store>, config: RecorderConfig, mut rx: mpsc::Receiver<Entry>) {
-    let mut pending = Pending::default();
-    let mut ticker = tokio::time::interval(config.flush_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            entry = rx.recv() => match entry {
-                None => break,
-                Some(Entry::Flush(tenant, reply)) => {
-                    let needed = tenant.is_none_or(|t| pending.holds(&t));
-                    let result = if needed { pending.commit(store.as_ref()).await } else { Ok(()) };
-                    let _ = reply.send(result);
-                }
-                Some(entry) => {
-                    pending.add(entry);
-                    if pending.len() >= config.max_batch {
-                        let _ = pending.commit(store.as_ref()).await;
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
+        let mut ticker = tokio::time::interval(self.config.flush_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                entry = rx.recv() => match entry {
+                    None => break,
+                    Some(Entry::Flush(tenant, reply)) => {
+                        let _ = reply.send(self.flush(tenant).await);
+                    }
+                    Some(Entry::Record(record)) => {
+                        self.add(record);
+                        // Not while backing off: a failing store is not tried again per entry.
+                        if self.pending.gathered_full(self.config.max_batch) && self.backoff.ready(Instant::now()) {
+                            self.round().await;
+                        }
+                    }
+                },
+                _ = ticker.tick() => {
+                    if self.backoff.ready(Instant::now()) {
+                        self.round().await;
                     }
                 }
-            },
-            _ = ticker.tick() => {
-                let _ = pending.commit(store.as_ref()).await;
+            }
+        }
+        // Every handle is gone: commit what is left, retrying a few times before giving up loudly.
+        for attempt in 1..=5 {
+            self.round().await;
+            if self.pending.is_empty() {
+                return;
+            }
+            tokio::time::sleep(self.config.flush_interval * attempt).await;
+        }
+        tracing::error!(entries = self.pending.entries(), "recorder stopped with entries it could not commit");
+    }
+
+    fn add(&mut self, record: Record) {
+        match record {
+            Record::Audit(event) => {
+                if self.pending.add_audit(event) == (Offer::Shed { started: true }) {
+                    tracing::warn!(
+                        pending_bytes = self.pending.bytes(),
+                        max_pending_bytes = self.pending.max_bytes(),
+                        "recorder: what waits uncommitted reached its bound; dropping new audit events \
+                         (usage and rate checkpoints are kept) until the store takes commits again"
+                    );
+                }
+            }
+            Record::Usage(delta) => self.pending.add_usage(delta),
+            Record::Checkpoint(tenant, checkpoint) => self.pending.add_checkpoint(tenant, checkpoint),
+        }
+        self.publish();
+    }
+
+    /// A round for a flush, whether or not the back-off has passed: `Ok` once nothing of
+    /// `tenant` (of anyone, with `None`) waits any more.
+    async fn flush(&mut self, tenant: Option<TenantId>) -> Result<(), StoreError> {
+        let waits = |pending: &Pending| tenant.as_ref().map_or(!pending.is_empty(), |t| pending.holds(t));
+        if !waits(&self.pending) {
+            return Ok(());
+        }
+        let error = self.round().await;
+        if !waits(&self.pending) {
+            return Ok(());
+        }
+        Err(error.unwrap_or_else(|| StoreError::Backend("the recorder could not commit everything".into())))
+    }
+
+    /// One round (see `commit_round`); answers its last error.
+    async fn round(&mut self) -> Option<StoreError> {
+        let mut round = Round::default();
+        let mut at = 0;
+        while round.goes_on() {
+            let Some(batch) = self.pending.batch(at, self.config.max_batch) else { break };
+            match self.store.commit(batch.clone()).await {
+                Ok(()) => {
+                    self.pending.release(at);
+                    round.committed();
+                }
+                // Refused for what it holds: again would be the same.
+                Err(error) if !error.is_transient() => {
+                    if self.set_aside(&batch, &error).await {
+                        self.pending.release(at);
+                    } else {
+                        round.failed(at, error);
+                        at += 1;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(
+                        %error,
+                        batch = %name(&batch),
+                        entries = self.pending.entries(),
+                        pending_bytes = self.pending.bytes(),
+                        "recorder commit failed; holding the batch to retry"
+                    );
+                    round.failed(at, error);
+                    at += 1;
+                }
+            }
+        }
+        // The latest first: letting go of one leaves the places of those before it as they are.
+        for (at, error) in round.strikes().iter().rev() {
+            if let Some(batch) = self.pending.strike(*at)
+                && self.set_aside(&batch, error).await
+            {
+                self.pending.release(*at);
+            }
+        }
+        self.backoff.after(&round, Instant::now());
+        if let Some(stopped) = self.pending.settle() {
+            tracing::warn!(
+                shed = stopped.shed,
+                shed_total = self.pending.shedding().total(),
+                pending_bytes = self.pending.bytes(),
+                "recorder: commits go through again; no longer dropping audit events"
+            );
+        }
+        self.publish();
+        round.into_error()
+    }
+
+    /// Hands `batch` to the quarantine sink; `false` (logged) if it could not take it, and the
+    /// batch stays held.
+    async fn set_aside(&mut self, batch: &Batch, error: &StoreError) -> bool {
+        match self.quarantine.quarantine(batch, error).await {
+            Ok(()) => {
+                self.quarantined += 1;
+                tracing::error!(
+                    batch = %name(batch),
+                    %error,
+                    audit = batch.audit.len(),
+                    usage = batch.usage.len(),
+                    checkpoints = batch.checkpoints.len(),
+                    to = %self.quarantine,
+                    quarantined = self.quarantined,
+                    "recorder set aside a batch the store keeps refusing; replay it once the cause is fixed"
+                );
+                true
+            }
+            Err(sink_error) => {
+                tracing::error!(
+                    batch = %name(batch),
+                    %error,
+                    %sink_error,
+                    to = %self.quarantine,
+                    "recorder cannot set aside a batch the store keeps refusing; holding it"
+                );
+                false
             }
         }
     }
-    // Every handle is gone: commit what is left, retrying a few times before giving up loudly.
-    for attempt in 1..=5 {
-        if pending.commit(store.as_ref()).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(config.flush_interval * attempt).await;
+
+    fn publish(&self) {
+        self.status.publish(RecorderState {
+            pending_bytes: self.pending.bytes() as u64,
+            shedding: self.pending.shedding().active(),
+            shed_events: self.pending.shedding().total(),
+            quarantined_batches: self.quarantined,
+        });
     }
-    tracing::error!(entries = pending.len(), "recorder stopped with entries it could not commit");
 }
+
+/// A batch's id as the stores and the quarantine file write it.
+fn name(batch: &Batch) -> String {
+    batch.id.map_or_else(|| "(none)".to_string(), |id| format!("{id:032x}"))
+}
+
+#[cfg(test)]
+#[path = "recorder_tests.rs"]
+mod tests;

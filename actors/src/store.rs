@@ -32,6 +32,14 @@ pub enum StoreError {
     Changed(String),
 }
 
+impl StoreError {
+    /// Whether the same request may succeed later: the backend was unreachable or busy, or
+    /// another writer came first. The other errors are about the data itself and repeat.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Backend(_) | StoreError::Changed(_))
+    }
+}
+
 /// The rate-window counts of a tenant as last saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -51,23 +59,42 @@ impl Checkpoint {
 }
 
 /// Usage to add to one tenant's counters for one day (and so to that day's month).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageDelta {
     pub tenant: TenantId,
     pub day: NaiveDate,
     pub counters: UsageCounters,
 }
 
-/// What the recorder writes in one transaction (group commit).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the recorder writes in one transaction (group commit). Serialized as JSON when the
+/// recorder sets a batch aside for an operator to replay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     /// Names this batch for the store: a batch committed again because the answer to its first
     /// commit was lost (the store may have applied it) is applied once. `None`: no such check.
+    #[serde(with = "hex_id")]
     pub id: Option<u128>,
     pub audit: Vec<AuditEvent>,
     pub usage: Vec<UsageDelta>,
     /// Saved only for tenants that still exist when the batch commits.
     pub checkpoints: Vec<(TenantId, Checkpoint)>,
+}
+
+/// Batch ids in JSON as 32 hex digits: most JSON readers lose the digits of a number that large.
+mod hex_id {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(id: &Option<u128>, serializer: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => serializer.serialize_some(&format!("{id:032x}")),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u128>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+        u128::from_str_radix(&text, 16).map(Some).map_err(|_| D::Error::custom(format!("`{text}` is not a batch id")))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

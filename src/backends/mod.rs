@@ -5,6 +5,7 @@ pub mod command_allow_list;
 pub mod embedded_tool_graph;
 pub mod file_secret_store;
 pub mod local_deployer;
+pub mod quarantine_file;
 pub mod redb_store;
 pub(crate) mod redis_connection;
 pub mod redis_membership;

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use connectors_actors::api_key::KeyHash;
+use connectors_actors::recorder_status::RecorderState;
 
 use super::error::ApiError;
 use crate::app::Gateway;
@@ -14,9 +15,9 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when this node has joined and serves every shard it owns, and the store and the
-/// secret store answer.
-pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str, ApiError> {
+/// Ready when this node has joined and serves every shard it owns, its recorder keeps every
+/// audit event, and the store and the secret store answer.
+pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<String, ApiError> {
     if let Some(cluster) = &gateway.cluster {
         let status = cluster.status();
         if !status.ready() {
@@ -33,9 +34,32 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<&'static str,
             return Err(ApiError::unavailable(reason));
         }
     }
+    let ready = recorder_readiness(&gateway.recorder.state())?;
     gateway.store.meta("readiness-probe").await.map_err(ApiError::unavailable)?;
     gateway.secrets.check().await.map_err(ApiError::unavailable)?;
-    Ok("ready")
+    Ok(ready)
+}
+
+/// What the recorder makes of readiness. Unready while it drops audit events: a load balancer
+/// then prefers the nodes that record every request. Batches it set aside need an operator but
+/// no traffic moved, so they are only said.
+fn recorder_readiness(state: &RecorderState) -> Result<String, ApiError> {
+    if state.shedding {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "recorder_shedding",
+            format!(
+                "the recorder is dropping audit events ({} so far): the store does not take its commits",
+                state.shed_events
+            ),
+        ));
+    }
+    Ok(match state.quarantined_batches {
+        0 => "ready".to_string(),
+        batches => {
+            format!("ready; the recorder set aside {batches} batches the store refused (see the quarantine file)")
+        }
+    })
 }
 
 /// Prometheus text. Behind `METRICS_TOKEN` when one is configured: the series name every tenant.
@@ -51,9 +75,28 @@ pub async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
     body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
     body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
     body.push_str(&crate::metrics::render_hand_offs(gateway.router.hand_off_counts()));
+    body.push_str(&crate::metrics::render_recorder(&gateway.recorder.state()));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shedding_recorder_makes_the_node_unready_and_set_aside_batches_are_said() {
+        let shedding =
+            RecorderState { shedding: true, shed_events: 12, pending_bytes: 1 << 20, quarantined_batches: 0 };
+        let error = recorder_readiness(&shedding).unwrap_err();
+        assert_eq!((error.status(), error.code()), (StatusCode::SERVICE_UNAVAILABLE, "recorder_shedding"));
+        // Shedding is over: ready again, though events were dropped before.
+        let recovered = RecorderState { shedding: false, ..shedding };
+        assert_eq!(recorder_readiness(&recovered).unwrap(), "ready");
+        let quarantined = RecorderState { quarantined_batches: 2, ..recovered };
+        assert!(recorder_readiness(&quarantined).unwrap().contains("set aside 2 batches"));
+    }
 }
