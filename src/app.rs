@@ -255,6 +255,7 @@ impl Gateway {
             gate: table.clone(),
             tick: config.tick,
             call_timeout: config.call_timeout,
+            fault_injection: options.fault_injection,
         })
         .await
         .map_err(|e| StartError::Supervisor(e.to_string()))?;

@@ -75,7 +75,13 @@ impl Metrics {
         self.tenants.remove(tenant);
     }
 
-    pub fn render(&self, actors_active: usize, actor_restarts: u64, tenants_degraded: u64) -> String {
+    pub fn render(&self, actors: &NodeActors) -> String {
+        let NodeActors {
+            active: actors_active,
+            restarts: actor_restarts,
+            degraded: tenants_degraded,
+            supervisor_restarts,
+        } = *actors;
         let mut rows: Vec<(TenantId, [u64; 5])> = self
             .tenants
             .iter()
@@ -114,11 +120,24 @@ impl Metrics {
             out,
             "# HELP connectors_tenants_degraded Tenants refused for a while because their actor kept crashing.\n# TYPE connectors_tenants_degraded gauge\nconnectors_tenants_degraded {tenants_degraded}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP connectors_supervisor_restarts_total Times the tenant supervisor died and was started again.\n# TYPE connectors_supervisor_restarts_total counter\nconnectors_supervisor_restarts_total {supervisor_restarts}"
+        );
         out
     }
 }
 
 /// The cluster's audit forwarding ([`AuditCounts`]), in the same text format.
+/// The node's tenant actors, as the directory counts them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeActors {
+    pub active: usize,
+    pub restarts: u64,
+    pub degraded: u64,
+    pub supervisor_restarts: u64,
+}
+
 pub fn render_audit_forwarding(counts: &AuditCounts) -> String {
     let name = "connectors_audit_events_forwarded_total";
     let mut out = format!(
@@ -206,14 +225,15 @@ mod tests {
         m.count(&acme, Outcome::Admitted);
         m.count(&acme, Outcome::RateLimited);
         m.count(&acme, Outcome::Denied);
-        let text = m.render(1, 2, 0);
+        let text = m.render(&NodeActors { active: 1, restarts: 2, degraded: 0, supervisor_restarts: 1 });
         assert!(text.contains("connectors_tenant_requests_total{tenant=\"acme\"} 3"));
         assert!(text.contains("connectors_tenant_rate_limited_total{tenant=\"acme\"} 1"));
         assert!(text.contains("connectors_tenant_denied_total{tenant=\"acme\"} 1"));
         assert!(text.contains("connectors_tenant_actors_active 1"));
         assert!(text.contains("connectors_tenant_actor_restarts_total 2"));
+        assert!(text.contains("connectors_supervisor_restarts_total 1"));
         m.forget(&acme);
-        assert!(!m.render(0, 0, 0).contains("acme"));
+        assert!(!m.render(&NodeActors::default()).contains("acme"));
     }
 
     #[test]

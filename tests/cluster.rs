@@ -395,3 +395,23 @@ async fn audit_events_go_back_to_the_owner_and_none_is_lost() {
     assert_eq!(forwarded(&cluster.nodes[0], "kept").await, 1.0);
     signal("-CONT");
 }
+
+/// Fault injection is obeyed by the node that owns the tenant, not by the one that was asked: a
+/// node with it on cannot crash the tenants of a node that has it off.
+#[tokio::test]
+async fn a_peer_with_fault_injection_on_cannot_crash_another_nodes_tenants() {
+    let redis = RedisServer::start_persistent();
+    let faulty =
+        cluster_common::start_node_at(&redis.url(), "node-0", COOKIE, &[("CONNECTORS_FAULT_INJECTION", "1")]).await;
+    let careful = start_node(&redis, "node-1", COOKIE).await;
+    cluster_common::wait_converged(&[&faulty, &careful], 2, Duration::from_secs(20)).await;
+    let elsewhere = id_owned_by_second_of_two("guarded");
+    let key = faulty.create_limited(&elsewhere, 100).await;
+
+    let refused = faulty.admin(Method::POST, &format!("/tenants/{elsewhere}/crash"), None).await;
+    refused.expect_error(403, "forbidden");
+    assert!(refused.text.contains("fault injection is off"), "{}", refused.text);
+    careful.tenant_get(Some(&elsewhere), Some(&key)).await.expect(200);
+    let restarts = metric(&careful.metrics_text().await, "connectors_tenant_actor_restarts_total", &[]);
+    assert_eq!(restarts, Some(0.0), "nothing crashed");
+}

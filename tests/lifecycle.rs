@@ -479,3 +479,34 @@ async fn audit_events_past_their_retention_are_deleted() {
     // A log outlives its tenant, not its retention: with its events gone, there is nothing to read.
     gw.admin(Method::GET, "/tenants/gone/audit", None).await.expect_error(404, "not_found");
 }
+
+/// A bug that kills the tenant supervisor itself does not take the node down: a new supervisor
+/// takes over and every tenant is served again, its counts from the last checkpoint.
+#[tokio::test]
+async fn a_dead_supervisor_is_replaced_and_tenants_are_served_again() {
+    let gw = Gateway::start(FAST, &[("CONNECTORS_FAULT_INJECTION", "1")]).await;
+    let keys = [gw.create_limited("alpha", 1000).await, gw.create_limited("beta", 1000).await];
+    for (id, key) in ["alpha", "beta"].iter().zip(&keys) {
+        gw.tenant_get(Some(id), Some(key)).await.expect(200);
+    }
+    send(gw.request(Method::POST, "/api/v1/admin/supervisor/crash")).await.expect_error(401, "unauthorized");
+    gw.admin(Method::POST, "/supervisor/crash", None).await.expect(202);
+
+    eventually("a new supervisor to take over", Duration::from_secs(5), || async {
+        let restarts = gauge(&gw, "connectors_supervisor_restarts_total").await;
+        if restarts >= 1.0 { Ok(()) } else { Err(format!("{restarts} supervisor restarts")) }
+    })
+    .await;
+    for (id, key) in ["alpha", "beta"].iter().zip(&keys) {
+        eventually("the tenant to answer again", Duration::from_secs(5), || async {
+            let response = gw.tenant_get(Some(id), Some(key)).await;
+            if response.status == 200 { Ok(()) } else { Err(format!("{} {}", response.status, response.text)) }
+        })
+        .await;
+    }
+    // A tenant created after the restart is activated by the new supervisor.
+    let key = gw.create_limited("gamma", 1000).await;
+    gw.tenant_get(Some("gamma"), Some(&key)).await.expect(200);
+    gw.get("/readyz").await.expect(200);
+    assert!(gw.stderr_text().contains("the tenant supervisor died"), "the log says what happened");
+}

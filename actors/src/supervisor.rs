@@ -85,13 +85,41 @@ pub trait OwnershipGate: Send + Sync + 'static {
 /// Active tenant actors of this node, readable by every request without a message hop.
 pub struct TenantDirectory {
     actors: DashMap<TenantId, ActorRef<TenantMsg>>,
-    supervisor: ActorRef<SupervisorMsg>,
+    /// The running supervisor; replaced when one dies (see [`keep_supervisor`]).
+    supervisor: std::sync::RwLock<ActorRef<SupervisorMsg>>,
+    /// Set when the node stops the supervisor on purpose, so it is not started again.
+    stopping: std::sync::atomic::AtomicBool,
+    supervisor_restarts: AtomicU64,
     call_timeout: Duration,
     restarts: AtomicU64,
     degraded: AtomicU64,
+    /// Whether this node obeys fault-injection calls (`TenantCall::Crash`), whoever sends them.
+    pub(crate) fault_injection: bool,
 }
 
 impl TenantDirectory {
+    fn supervisor(&self) -> ActorRef<SupervisorMsg> {
+        self.supervisor.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Sends the supervisor `message`; when it is not running (it died and is being started
+    /// again, or the node stops) the message is lost, and the log says which.
+    fn tell(&self, message: SupervisorMsg, what: &'static str) {
+        if let Err(error) = self.supervisor().cast(message) {
+            tracing::warn!(%error, what, "the tenant supervisor is not running; message dropped");
+        }
+    }
+
+    /// Times a dead supervisor was replaced since start.
+    pub fn supervisor_restarts(&self) -> u64 {
+        self.supervisor_restarts.load(Ordering::Relaxed)
+    }
+
+    /// Fault injection: the supervisor panics (and is started again).
+    pub fn crash_supervisor(&self) {
+        self.tell(SupervisorMsg::Crash, "crash");
+    }
+
     /// Asks tenant `id`'s actor, activating it when needed. Retries when the actor stopped
     /// (passivated or crashed) between lookup and call: messages queued to a stopping actor are
     /// dropped unanswered, and the next activation reloads what it wrote out.
@@ -128,7 +156,7 @@ impl TenantDirectory {
             return Ok(actor.clone());
         }
         let activated =
-            self.supervisor.call(|reply| SupervisorMsg::Activate(id.clone(), reply), Some(self.call_timeout)).await;
+            self.supervisor().call(|reply| SupervisorMsg::Activate(id.clone(), reply), Some(self.call_timeout)).await;
         match activated {
             Ok(CallResult::Success(result)) => result,
             _ => {
@@ -139,7 +167,7 @@ impl TenantDirectory {
 
     /// The supervisor has stopped (the node is shutting down).
     pub fn stopped(&self) -> bool {
-        self.supervisor.get_status() == ActorStatus::Stopped
+        self.stopping.load(Ordering::Relaxed) && self.supervisor().get_status() == ActorStatus::Stopped
     }
 
     /// Number of tenant actors alive on this node.
@@ -161,7 +189,7 @@ impl TenantDirectory {
     /// written to the store, so that the new owner starts from it; with the state of each, for
     /// the new owner to continue from without reading the store.
     pub async fn release_unowned(&self) -> Result<Vec<TenantHandOff>, ReleaseError> {
-        match self.supervisor.call(SupervisorMsg::ReleaseUnowned, None).await {
+        match self.supervisor().call(SupervisorMsg::ReleaseUnowned, None).await {
             Ok(CallResult::Success(result)) => result,
             _ => Err(ReleaseError("the supervisor did not answer".into())),
         }
@@ -179,7 +207,7 @@ impl TenantDirectory {
         for (id, actor) in &actors {
             self.actors.remove_if(id, |_, current| current.get_id() == actor.get_id());
         }
-        let _ = self.supervisor.cast(SupervisorMsg::WriteOut(actors));
+        self.tell(SupervisorMsg::WriteOut(actors), "write-out");
     }
 
     /// Keeps hand-offs from a previous owner for tenants of shards this node is acquiring:
@@ -191,8 +219,8 @@ impl TenantDirectory {
         hand_offs: Vec<TenantHandOff>,
         accept: Box<dyn Fn(&TenantId) -> bool + Send>,
     ) -> usize {
-        let kept =
-            self.supervisor.call(|reply| SupervisorMsg::Arrived(hand_offs, accept, reply), Some(self.call_timeout));
+        let supervisor = self.supervisor();
+        let kept = supervisor.call(|reply| SupervisorMsg::Arrived(hand_offs, accept, reply), Some(self.call_timeout));
         match kept.await {
             Ok(CallResult::Success(kept)) => kept,
             _ => 0,
@@ -201,13 +229,13 @@ impl TenantDirectory {
 
     /// Forgets the hand-offs not used yet (a new view: they may no longer be current).
     pub fn forget_hand_offs(&self) {
-        let _ = self.supervisor.cast(SupervisorMsg::ForgetArrivals);
+        self.tell(SupervisorMsg::ForgetArrivals, "forget hand-offs");
     }
 
     /// Starts the actors of the tenants handed over to this node (their shards are now served
     /// here), so their first requests find them warm.
     pub fn activate_handed_over(&self) {
-        let _ = self.supervisor.cast(SupervisorMsg::ActivateArrivals);
+        self.tell(SupervisorMsg::ActivateArrivals, "activate hand-offs");
     }
 
     /// Activates, a few at a time, the owned tenants holding OAuth credentials, so that their
@@ -215,7 +243,7 @@ impl TenantDirectory {
     /// and their tools are offered on this node (at start-up and whenever this node takes over
     /// shards). Idle ones passivate again and leave a wake-up behind.
     pub fn wake_credential_holders(&self) {
-        let _ = self.supervisor.cast(SupervisorMsg::WakeCredentialHolders);
+        self.tell(SupervisorMsg::WakeCredentialHolders, "wake credential holders");
     }
 
     /// Stops every tenant actor (each writes its state out) and then the supervisor. A refresh
@@ -236,8 +264,12 @@ impl TenantDirectory {
         if unsettled > 0 {
             tracing::warn!(unsettled, "stopping tenant actors whose OAuth refresh did not finish in time");
         }
-        let _ = self.supervisor.stop_children_and_wait(Some("shutdown".into()), Some(timeout)).await;
-        let _ = self.supervisor.stop_and_wait(Some("shutdown".into()), Some(timeout)).await;
+        self.stopping.store(true, Ordering::Relaxed);
+        let supervisor = self.supervisor();
+        supervisor.stop_children_and_wait(Some("shutdown".into()), Some(timeout)).await;
+        if let Err(error) = supervisor.stop_and_wait(Some("shutdown".into()), Some(timeout)).await {
+            tracing::warn!(%error, "the tenant supervisor did not stop in time");
+        }
     }
 }
 
@@ -258,19 +290,65 @@ pub enum SupervisorMsg {
     /// Stop these actors (taken out of the directory), writing their state out, with no
     /// hand-off; drop the hand-offs kept (see [`TenantDirectory::write_out_all`]).
     WriteOut(Vec<(TenantId, ActorRef<TenantMsg>)>),
+    /// Fault injection: panic, as a bug in a handler would.
+    Crash,
 }
 
 pub struct TenantSupervisor;
+
+/// How a supervisor starts: the node's first, which makes the directory, or one replacing a
+/// supervisor that died, which takes the directory over.
+pub enum Start {
+    First(tokio::sync::oneshot::Sender<Arc<TenantDirectory>>),
+    Again(Arc<TenantDirectory>),
+}
+
+/// Starts a new supervisor whenever the running one dies other than by the node stopping it (a
+/// bug in a handler panicked). Its tenant actors died with it, unwritten: each is activated again
+/// from the store on its next request, as after a crash of its own, and hand-offs it kept are
+/// lost (those tenants load from the store too).
+async fn keep_supervisor(
+    args: SupervisorArgs,
+    directory: std::sync::Weak<TenantDirectory>,
+    mut running: ractor::concurrency::JoinHandle<()>,
+) {
+    loop {
+        if let Err(error) = running.await {
+            tracing::error!(%error, "the tenant supervisor's task failed");
+        }
+        let Some(directory) = directory.upgrade() else { return };
+        if directory.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        directory.actors.clear();
+        directory.supervisor_restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            "the tenant supervisor died; starting a new one (its tenant actors are activated again on demand)"
+        );
+        running = loop {
+            match Actor::spawn(None, TenantSupervisor, (args.clone(), Start::Again(directory.clone()))).await {
+                Ok((_, running)) => break running,
+                Err(error) => {
+                    tracing::error!(%error, "a new tenant supervisor did not start; trying again in a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+    }
+}
 
 /// Passivated tenants activated per tick at most, so that wake-ups (a burst at start-up) and the
 /// activations requests are waiting for take turns.
 const WAKE_UPS_PER_TICK: usize = 64;
 
+#[derive(Clone)]
 pub struct SupervisorArgs {
     pub env: Arc<TenantEnv>,
     pub gate: Arc<dyn OwnershipGate>,
     pub tick: Duration,
     pub call_timeout: Duration,
+    /// `CONNECTORS_FAULT_INJECTION` on this node.
+    pub fault_injection: bool,
 }
 
 pub struct SupervisorState {
@@ -293,10 +371,12 @@ impl TenantSupervisor {
     /// Starts the supervisor; the returned directory is how the rest of the node reaches tenants.
     pub async fn start(args: SupervisorArgs) -> Result<Arc<TenantDirectory>, ractor::SpawnErr> {
         let (directory_tx, directory_rx) = tokio::sync::oneshot::channel();
-        Actor::spawn(None, TenantSupervisor, (args, directory_tx)).await?;
-        directory_rx
+        let (_, running) = Actor::spawn(None, TenantSupervisor, (args.clone(), Start::First(directory_tx))).await?;
+        let directory = directory_rx
             .await
-            .map_err(|_| ractor::SpawnErr::StartupFailed("the supervisor stopped before it started".into()))
+            .map_err(|_| ractor::SpawnErr::StartupFailed("the supervisor stopped before it started".into()))?;
+        tokio::spawn(keep_supervisor(args, Arc::downgrade(&directory), running));
+        Ok(directory)
     }
 
     async fn activate(
@@ -513,21 +593,34 @@ impl TenantSupervisor {
 impl Actor for TenantSupervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = (SupervisorArgs, tokio::sync::oneshot::Sender<Arc<TenantDirectory>>);
+    type Arguments = (SupervisorArgs, Start);
 
     async fn pre_start(
         &self,
         myself: ActorRef<SupervisorMsg>,
-        (args, directory_tx): Self::Arguments,
+        (args, start): Self::Arguments,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        let directory = Arc::new(TenantDirectory {
-            actors: DashMap::new(),
-            supervisor: myself,
-            call_timeout: args.call_timeout,
-            restarts: AtomicU64::new(0),
-            degraded: AtomicU64::new(0),
-        });
-        let _ = directory_tx.send(directory.clone());
+        let directory = match start {
+            Start::First(directory_tx) => {
+                let directory = Arc::new(TenantDirectory {
+                    actors: DashMap::new(),
+                    supervisor: std::sync::RwLock::new(myself),
+                    stopping: std::sync::atomic::AtomicBool::new(false),
+                    supervisor_restarts: AtomicU64::new(0),
+                    call_timeout: args.call_timeout,
+                    restarts: AtomicU64::new(0),
+                    degraded: AtomicU64::new(0),
+                    fault_injection: args.fault_injection,
+                });
+                // The receiver waits in `start`; it is gone only if `start` was cancelled.
+                directory_tx.send(directory.clone()).ok();
+                directory
+            }
+            Start::Again(directory) => {
+                *directory.supervisor.write().unwrap_or_else(std::sync::PoisonError::into_inner) = myself;
+                directory
+            }
+        };
         Ok(SupervisorState {
             env: args.env,
             gate: args.gate,
@@ -602,6 +695,7 @@ impl Actor for TenantSupervisor {
                 let _ = reply.send(state.arrivals.len().saturating_sub(before));
             }
             SupervisorMsg::ForgetArrivals => state.arrivals.clear(),
+            SupervisorMsg::Crash => panic!("fault injection: the tenant supervisor panics"),
             SupervisorMsg::WriteOut(actors) => Self::write_out(state, actors).await,
             SupervisorMsg::ActivateArrivals => {
                 let ids: Vec<TenantId> = state.arrivals.keys().cloned().collect();

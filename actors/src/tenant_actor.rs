@@ -59,6 +59,9 @@ pub enum TenantError {
     Secret(#[from] SecretError),
     #[error("the tenant's `{0}` feature is disabled")]
     FeatureDisabled(String),
+    /// A fault-injection call reached a node that does not obey them.
+    #[error("fault injection is off on the tenant's node")]
+    FaultInjectionOff,
     /// A custom server request was refused (conflict, not found, deployer unavailable).
     #[error(transparent)]
     Server(Rejection),

@@ -105,6 +105,9 @@ impl TenantDirectory {
             TenantCall::GetServer { name } => {
                 TenantReply::MaybeServer(self.call(id, |reply| TenantMsg::GetServer(name.clone(), reply)).await?)
             }
+            // Checked where the call is obeyed: a peer with fault injection on must not crash the
+            // tenants of a node that has it off.
+            TenantCall::Crash if !self.fault_injection => TenantReply::Done(Err(TenantError::FaultInjectionOff)),
             TenantCall::Crash => {
                 // Activate first, so that there is an actor to crash.
                 self.call(id, TenantMsg::Snapshot).await?;

@@ -65,8 +65,8 @@ impl ShardRouter {
         })
     }
 
-    pub async fn crash(&self, tenant: &TenantId) -> Result<(), RouteError> {
-        self.done(tenant, TenantCall::Crash).await.map(drop)
+    pub async fn crash(&self, tenant: &TenantId) -> Result<Result<(), TenantError>, RouteError> {
+        self.done(tenant, TenantCall::Crash).await
     }
 
     pub async fn store_credential(

@@ -252,6 +252,7 @@ pub fn tenant_error(error: TenantError) -> ApiError {
             }
         }
         TenantError::InvalidServer(message) => ApiError::invalid(message),
+        error @ TenantError::FaultInjectionOff => ApiError::forbidden("forbidden", error.to_string()),
         TenantError::Quota(exceeded) => {
             super::tenant_api::denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded))
         }
@@ -460,12 +461,23 @@ pub async fn audit(
     Ok(Json(json!({"events": page.events, "nextCursor": page.next.map(|c| c.encode())})))
 }
 
+/// Fault injection (only with `CONNECTORS_FAULT_INJECTION=1`): makes this node's tenant
+/// supervisor panic; a new one takes over.
+pub async fn crash_supervisor(State(gateway): State<Arc<Gateway>>) -> Result<StatusCode, ApiError> {
+    if !gateway.fault_injection {
+        return Err(ApiError::not_found("no such route"));
+    }
+    tracing::warn!("fault injection: crashing the tenant supervisor");
+    gateway.directory.crash_supervisor();
+    Ok(StatusCode::ACCEPTED)
+}
+
 /// Fault injection (only with `CONNECTORS_FAULT_INJECTION=1`): makes the tenant's actor panic.
 pub async fn crash(State(gateway): State<Arc<Gateway>>, TenantPath(id): TenantPath) -> Result<StatusCode, ApiError> {
     if !gateway.fault_injection {
         return Err(ApiError::not_found("no such route"));
     }
-    gateway.router.crash(&id).await?;
+    gateway.router.crash(&id).await?.map_err(tenant_error)?;
     tracing::warn!(tenant = %id, "fault injection: crashing the tenant actor");
     Ok(StatusCode::ACCEPTED)
 }

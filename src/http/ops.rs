@@ -70,8 +70,12 @@ pub async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid metrics token"));
         }
     }
-    let mut body =
-        gateway.metrics.render(gateway.directory.active(), gateway.directory.restarts(), gateway.directory.degraded());
+    let mut body = gateway.metrics.render(&crate::metrics::NodeActors {
+        active: gateway.directory.active(),
+        restarts: gateway.directory.restarts(),
+        degraded: gateway.directory.degraded(),
+        supervisor_restarts: gateway.directory.supervisor_restarts(),
+    });
     body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
     body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
     body.push_str(&crate::metrics::render_hand_offs(gateway.router.hand_off_counts()));
