@@ -39,7 +39,6 @@ use crate::keys;
 use crate::metrics::Metrics;
 use crate::oauth_client::TokenClient;
 use crate::tools::catalog::Catalog;
-use crate::tools::co_usage_policy::CoUsagePolicy;
 use crate::tools::mcp_client::{BearerToken, McpPool, McpServer};
 use crate::tools::registry::ToolRegistry;
 use crate::tools::selection::engine::SelectionEngine;
@@ -208,7 +207,7 @@ impl Gateway {
         );
         let deployer =
             Arc::new(LocalDeployer::new(LocalDeployerConfig::new(options.data_dir, config.allowed_commands.clone())));
-        let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE), CoUsagePolicy::default())
+        let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE), config.co_usage)
             .map_err(|e| StartError::ToolGraph(e.to_string()))?;
         let engine = SelectionEngine::new(Catalog::default());
         let selector =

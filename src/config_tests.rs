@@ -181,3 +181,17 @@ fn a_metrics_token_comes_from_the_environment_and_must_be_long_enough() {
         assert!(error.contains("METRICS_TOKEN"), "{error}");
     }
 }
+
+#[test]
+fn the_co_usage_quorum_defaults_by_mode_and_is_at_least_one() {
+    let policy = |yaml: &str| Config::from_yaml(yaml, &no_env()).unwrap().co_usage;
+    assert_eq!(policy(""), CoUsagePolicy { min_tenants: 3, per_tenant_cap: 5 });
+    let single = "multiTenant:\n  enabled: false\n  fallbackTenantId: solo\n";
+    assert_eq!(policy(single).min_tenants, 1, "one tenant has no one to be protected from");
+    assert_eq!(policy(&format!("{single}tools:\n  coUsage:\n    minTenants: 2\n")).min_tenants, 2);
+    let set = policy("tools:\n  coUsage:\n    minTenants: 10\n    perTenantCap: 1\n");
+    assert_eq!(set, CoUsagePolicy { min_tenants: 10, per_tenant_cap: 1 });
+    assert!(error_text("tools:\n  coUsage:\n    minTenants: 0\n").contains("tools.coUsage.minTenants"));
+    assert!(error_text("tools:\n  coUsage:\n    perTenantCap: 0\n").contains("tools.coUsage.perTenantCap"));
+    assert!(error_text("tools:\n  coUsage:\n    quorum: 3\n").contains("tools.coUsage"));
+}
