@@ -217,7 +217,7 @@ impl Gateway {
             },
         );
         let deployer = Arc::new(LocalDeployer::new(local_deployer_config(&config.stdio)));
-        let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE))
+        let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE), config.co_usage)
             .map_err(|e| StartError::ToolGraph(e.to_string()))?;
         let engine = SelectionEngine::new(Catalog::default());
         let selector =

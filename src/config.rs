@@ -15,6 +15,7 @@ use connectors_actors::tenant::{FeatureOverrides, Features, LimitOverrides, Limi
 use serde::Deserialize;
 
 use crate::backends::vault_secret_store::{KvVersion, VaultConfig};
+use crate::tools::co_usage_policy::CoUsagePolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -141,18 +142,50 @@ pub struct StdioSettings {
     pub work_dir: Option<std::path::PathBuf>,
 }
 
-/// Talking to MCP servers.
+/// Talking to MCP servers, and what selection shares between tenants.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 struct ToolsSection {
     call_timeout_seconds: u64,
     discovery_timeout_seconds: u64,
     max_result_bytes: usize,
+    co_usage: CoUsageSection,
 }
 
 impl Default for ToolsSection {
     fn default() -> Self {
-        Self { call_timeout_seconds: 30, discovery_timeout_seconds: 10, max_result_bytes: 4 * 1024 * 1024 }
+        Self {
+            call_timeout_seconds: 30,
+            discovery_timeout_seconds: 10,
+            max_result_bytes: 4 * 1024 * 1024,
+            co_usage: CoUsageSection::default(),
+        }
+    }
+}
+
+/// See [`CoUsagePolicy`].
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct CoUsageSection {
+    min_tenants: Option<u64>,
+    per_tenant_cap: u64,
+}
+
+impl Default for CoUsageSection {
+    fn default() -> Self {
+        Self { min_tenants: None, per_tenant_cap: CoUsagePolicy::default().per_tenant_cap }
+    }
+}
+
+impl CoUsageSection {
+    /// Unset: the policy's default, but 1 in single-tenant mode, where there is no other tenant
+    /// to protect and a quorum would only switch co-usage off.
+    fn min_tenants(&self, multi_tenant: bool) -> u64 {
+        match self.min_tenants {
+            Some(value) => value,
+            None if multi_tenant => CoUsagePolicy::default().min_tenants,
+            None => 1,
+        }
     }
 }
 
@@ -453,6 +486,8 @@ pub struct Config {
     pub redis_prefix: String,
     pub cluster: ClusterTiming,
     pub tools: ToolLimits,
+    /// `tools.coUsage`: which tool co-usage is shared between tenants.
+    pub co_usage: CoUsagePolicy,
     /// `deployer.*`: what tenants' `stdio` servers may run, and how.
     pub stdio: StdioSettings,
     /// `outbound.*`: the addresses outbound calls may reach.
@@ -651,6 +686,10 @@ impl Config {
                     file.tools.discovery_timeout_seconds,
                 )?),
                 max_result_bytes: positive("tools.maxResultBytes", file.tools.max_result_bytes as u64)? as usize,
+            },
+            co_usage: CoUsagePolicy {
+                min_tenants: positive("tools.coUsage.minTenants", file.tools.co_usage.min_tenants(mt.enabled))?,
+                per_tenant_cap: positive("tools.coUsage.perTenantCap", file.tools.co_usage.per_tenant_cap)?,
             },
             stdio: StdioSettings {
                 allowed_commands: crate::backends::command_allow_list::CommandAllowList::new(

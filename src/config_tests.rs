@@ -210,3 +210,17 @@ fn stdio_templates_and_the_outbound_policy_load_and_bad_ones_are_named() {
     assert!(config.outbound.check_token_endpoint("http://idp.internal/token").is_ok());
     assert!(Config::from_yaml("", &no_env()).unwrap().outbound.check_url("http://127.0.0.1/").is_err());
 }
+
+#[test]
+fn the_co_usage_quorum_defaults_by_mode_and_is_at_least_one() {
+    let policy = |yaml: &str| Config::from_yaml(yaml, &no_env()).unwrap().co_usage;
+    assert_eq!(policy(""), CoUsagePolicy { min_tenants: 3, per_tenant_cap: 5 });
+    let single = "multiTenant:\n  enabled: false\n  fallbackTenantId: solo\n";
+    assert_eq!(policy(single).min_tenants, 1, "one tenant has no one to be protected from");
+    assert_eq!(policy(&format!("{single}tools:\n  coUsage:\n    minTenants: 2\n")).min_tenants, 2);
+    let set = policy("tools:\n  coUsage:\n    minTenants: 10\n    perTenantCap: 1\n");
+    assert_eq!(set, CoUsagePolicy { min_tenants: 10, per_tenant_cap: 1 });
+    assert!(error_text("tools:\n  coUsage:\n    minTenants: 0\n").contains("tools.coUsage.minTenants"));
+    assert!(error_text("tools:\n  coUsage:\n    perTenantCap: 0\n").contains("tools.coUsage.perTenantCap"));
+    assert!(error_text("tools:\n  coUsage:\n    quorum: 3\n").contains("tools.coUsage"));
+}

@@ -334,3 +334,42 @@ async fn integrations_and_learning_survive_a_restart() {
     let selected = tool_post(&gateway, "acme", &key, "/select", json!({"query": "the monday routine"})).await.json();
     assert_eq!(selected["tools"]["tier1"][0]["id"], "example.whoami", "{selected}");
 }
+
+/// Tools often used together are shared between tenants only once enough of them agree: one
+/// tenant hammering feedback for a pair changes no one else's ranking, three tenants do.
+#[tokio::test]
+async fn one_tenant_cannot_teach_co_usage_to_the_others_but_three_can() {
+    let server = HttpServerProcess::example(&[]);
+    // The defaults: a quorum of 3 tenants, 5 queries each at most.
+    let gateway = Gateway::start(FAST, &[]).await;
+    register(&gateway, json!({"name": "example", "url": server.url})).await;
+    let mut keys = Vec::new();
+    for id in ["mallory", "victim", "acme", "globex", "initech"] {
+        keys.push((id, gateway.create_tenant(json!({"id": id, "name": id, "plan": "pro"})).await.1));
+    }
+    let [mallory, victim, honest @ ..] = keys.as_slice() else { unreachable!() };
+    let ranking = || async {
+        let selected = tool_post(&gateway, victim.0, &victim.1, "/select", json!({"query": "add two numbers"})).await;
+        let body = selected.json();
+        let tiers = ["tier1", "tier2", "tier3"]
+            .iter()
+            .flat_map(|tier| body["tools"][tier].as_array().cloned().unwrap_or_default());
+        tiers.map(|tool| tool["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let before = ranking().await;
+    assert_eq!(before[0], "example.add", "{before:?}");
+    assert!(!before.contains(&"example.whoami".to_string()), "{before:?}");
+    let pair = |query: String| json!({"query": query, "toolIds": ["example.add", "example.whoami"]});
+
+    for n in 0..40 {
+        tool_post(&gateway, mallory.0, &mallory.1, "/feedback", pair(format!("sum it {n}"))).await.expect(204);
+    }
+    assert_eq!(ranking().await, before, "one tenant's feedback reached another's ranking");
+
+    for (id, key) in honest {
+        tool_post(&gateway, id, key, "/feedback", pair(format!("add up what {id} owes"))).await.expect(204);
+    }
+    let after = ranking().await;
+    assert_eq!(after[0], "example.add", "{after:?}");
+    assert!(after.contains(&"example.whoami".to_string()), "three tenants' co-usage is shared: {after:?}");
+}

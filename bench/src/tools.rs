@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use connectors::backends::embedded_tool_graph::EmbeddedToolGraph;
 use connectors::tools::catalog::{Catalog, Tool};
+use connectors::tools::co_usage_policy::CoUsagePolicy;
 use connectors::tools::selection::engine::{SelectOptions, SelectionEngine};
 use connectors::tools::selector::Selector;
 use connectors_actors::tenant::TenantId;
@@ -309,7 +310,7 @@ fn one_size(
         let selector = Arc::new(
             Selector::open(
                 SelectionEngine::new(Catalog::new(tools).map_err(|e| e.to_string())?),
-                Arc::new(EmbeddedToolGraph::in_memory()),
+                Arc::new(EmbeddedToolGraph::in_memory(CoUsagePolicy::default())),
             )
             .await
             .map_err(|e| e.to_string())?,

@@ -5,8 +5,9 @@
 //! restarts without widening the `Store` port (whose `meta` values are small and unlisted).
 //!
 //! The file holds one table, `served`: (tenant id, sequence number) → [`ServedQuery`] as JSON.
-//! Counts and edges are derived from it; `OFTEN_USED_WITH` confidence is computed on read as
-//! `co_occurrences(a, b) / queries served by a`.
+//! Counts are derived from it per tenant, and shared edges are made of them on read, as the
+//! graph's [`CoUsagePolicy`] says. Every row has always named its tenant, so a file written before
+//! the policy existed needs no migration: its edges are attributed at open like new ones.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
@@ -18,6 +19,7 @@ use connectors_actors::tenant::TenantId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::tools::catalog::ToolId;
+use crate::tools::co_usage_policy::{CoUsagePolicy, Contribution};
 use crate::tools::tool_graph::{OftenUsedWith, ServedQuery, ToolGraph, ToolGraphError};
 
 const SERVED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("served");
@@ -31,39 +33,48 @@ pub struct EmbeddedToolGraph {
     file: Option<Arc<Database>>,
 }
 
-#[derive(Default)]
+/// Queries counted per tenant.
+type PerTenant = HashMap<TenantId, u64>;
+
 struct Graph {
+    policy: CoUsagePolicy,
     served: HashMap<TenantId, Vec<ServedQuery>>,
-    /// Queries each tool served, all tenants.
-    usage: HashMap<ToolId, u64>,
-    /// Queries both tools served, all tenants, under both orders.
-    co_occurrences: HashMap<ToolId, HashMap<ToolId, u64>>,
+    /// Queries each tool served, per tenant.
+    usage: HashMap<ToolId, PerTenant>,
+    /// Queries both tools served, per tenant, under both orders.
+    co_occurrences: HashMap<ToolId, HashMap<ToolId, PerTenant>>,
     /// The sequence number of the last logged query.
     last_seq: u64,
 }
 
 impl Graph {
+    fn new(policy: CoUsagePolicy) -> Self {
+        Self { policy, served: HashMap::new(), usage: HashMap::new(), co_occurrences: HashMap::new(), last_seq: 0 }
+    }
+
     fn add(&mut self, tenant: &TenantId, served: ServedQuery) {
         for tool in &served.tools {
-            *self.usage.entry(tool.clone()).or_default() += 1;
+            *self.usage.entry(tool.clone()).or_default().entry(tenant.clone()).or_default() += 1;
             let row = self.co_occurrences.entry(tool.clone()).or_default();
             for other in served.tools.iter().filter(|other| *other != tool) {
-                *row.entry(other.clone()).or_default() += 1;
+                *row.entry(other.clone()).or_default().entry(tenant.clone()).or_default() += 1;
             }
         }
         self.served.entry(tenant.clone()).or_default().push(served);
     }
 
     fn edges_from(&self, tool: &str) -> Vec<OftenUsedWith> {
-        let served_by_tool = self.usage.get(tool).copied().unwrap_or(0).max(1);
         let Some(row) = self.co_occurrences.get(tool) else { return Vec::new() };
+        let usage = self.usage.get(tool);
+        let served_from = |tenant: &TenantId| usage.and_then(|usage| usage.get(tenant)).copied().unwrap_or(0);
+        let capped_served_from = usage.map_or(0, |usage| usage.values().map(|&n| self.policy.capped(n)).sum());
         let mut edges: Vec<OftenUsedWith> = row
             .iter()
-            .map(|(to, &co_occurrences)| OftenUsedWith {
-                from: tool.to_string(),
-                to: to.clone(),
-                confidence: (co_occurrences as f64 / served_by_tool as f64).min(1.0),
-                co_occurrences,
+            .filter_map(|(to, both)| {
+                let contributions = both
+                    .iter()
+                    .map(|(tenant, &served_both)| Contribution { served_from: served_from(tenant), served_both });
+                self.policy.edge(tool, to, capped_served_from, contributions)
             })
             .collect();
         edges.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.to.cmp(&b.to)));
@@ -72,15 +83,16 @@ impl Graph {
 }
 
 impl EmbeddedToolGraph {
-    /// Opens the graph file at `path`, creating it if needed, and rebuilds the graph from it.
-    pub fn open(path: &Path) -> Result<Self, ToolGraphError> {
+    /// Opens the graph file at `path`, creating it if needed, and rebuilds the graph from it;
+    /// `policy` decides which co-usage is shared.
+    pub fn open(path: &Path, policy: CoUsagePolicy) -> Result<Self, ToolGraphError> {
         let db = Database::create(path).map_err(|err| {
             ToolGraphError::Backend(format!("cannot open the tool graph file `{}`: {err}", path.display()))
         })?;
         let txn = db.begin_write().backend()?;
         txn.open_table(SERVED).backend()?;
         txn.commit().backend()?;
-        let mut graph = Graph::default();
+        let mut graph = Graph::new(policy);
         for row in db.begin_read().backend()?.open_table(SERVED).backend()?.iter().backend()? {
             let (key, value) = row.backend()?;
             let (tenant, seq) = key.value();
@@ -95,8 +107,8 @@ impl EmbeddedToolGraph {
     }
 
     /// A graph that lives in memory only: for evaluation runs and tests.
-    pub fn in_memory() -> Self {
-        Self { graph: Mutex::new(Graph::default()), file: None }
+    pub fn in_memory(policy: CoUsagePolicy) -> Self {
+        Self { graph: Mutex::new(Graph::new(policy)), file: None }
     }
 
     // No await happens under the lock, and every mutation is whole, so a poisoned lock is usable.
@@ -164,49 +176,60 @@ impl<T, E: Display> OrBackend<T> for Result<T, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::tool_graph_contract;
+    use crate::backends::tool_graph_contract::{self, POLICY};
 
     #[tokio::test]
     async fn passes_the_tool_graph_contract() {
-        tool_graph_contract::run(&EmbeddedToolGraph::in_memory()).await;
+        tool_graph_contract::run(&EmbeddedToolGraph::in_memory(POLICY)).await;
     }
 
     #[tokio::test]
     async fn a_file_backed_graph_passes_the_contract() {
         let dir = tempfile::tempdir().unwrap();
-        tool_graph_contract::run(&EmbeddedToolGraph::open(&dir.path().join(FILE_NAME)).unwrap()).await;
+        tool_graph_contract::run(&EmbeddedToolGraph::open(&dir.path().join(FILE_NAME), POLICY).unwrap()).await;
     }
 
     #[tokio::test]
-    async fn what_was_learned_survives_a_reopen() {
+    async fn what_was_learned_survives_a_reopen_tenant_by_tenant() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        let tenant = TenantId::parse("acme").unwrap();
+        let tenants = ["acme", "globex", "initech"].map(|id| TenantId::parse(id).unwrap());
         let served = |query: &str, tools: &[&str]| ServedQuery {
             query: query.to_string(),
             tools: tools.iter().map(|t| t.to_string()).collect(),
         };
         {
-            let graph = EmbeddedToolGraph::open(&path).unwrap();
-            graph
-                .record_served(&tenant, &served("open a pull request", &["github.createPr", "slack.post"]))
-                .await
-                .unwrap();
-            graph.record_served(&tenant, &served("post the release notes", &["slack.post"])).await.unwrap();
+            let graph = EmbeddedToolGraph::open(&path, POLICY).unwrap();
+            for tenant in &tenants {
+                graph
+                    .record_served(tenant, &served("open a pull request", &["github.createPr", "slack.post"]))
+                    .await
+                    .unwrap();
+            }
+            graph.record_served(&tenants[0], &served("post the release notes", &["slack.post"])).await.unwrap();
         }
-        let graph = EmbeddedToolGraph::open(&path).unwrap();
-        let history = graph.served_queries(&tenant, 10).await.unwrap();
+        let graph = EmbeddedToolGraph::open(&path, POLICY).unwrap();
+        let history = graph.served_queries(&tenants[0], 10).await.unwrap();
         assert_eq!(
             history.iter().map(|s| s.query.as_str()).collect::<Vec<_>>(),
             ["open a pull request", "post the release notes"]
         );
+        // Still three tenants behind the edge; slack.post served 4 queries, 3 with createPr.
         let edges = graph.often_used_with("slack.post").await.unwrap();
         assert_eq!(edges.len(), 1);
-        assert_eq!((edges[0].to.as_str(), edges[0].co_occurrences, edges[0].confidence), ("github.createPr", 1, 0.5));
-        // Numbering continues after a reopen: nothing is overwritten.
-        graph.record_served(&tenant, &served("merge it", &["github.merge"])).await.unwrap();
+        assert_eq!((edges[0].to.as_str(), edges[0].co_occurrences, edges[0].tenants), ("github.createPr", 3, 3));
+        assert_eq!(edges[0].confidence, 0.75);
+        // A stricter policy reads the same file as too few tenants.
         drop(graph);
-        let graph = EmbeddedToolGraph::open(&path).unwrap();
-        assert_eq!(graph.served_queries(&tenant, 10).await.unwrap().len(), 3);
+        let strict = CoUsagePolicy { min_tenants: 4, ..POLICY };
+        assert!(
+            EmbeddedToolGraph::open(&path, strict).unwrap().often_used_with("slack.post").await.unwrap().is_empty()
+        );
+        // Numbering continues after a reopen: nothing is overwritten.
+        let graph = EmbeddedToolGraph::open(&path, POLICY).unwrap();
+        graph.record_served(&tenants[0], &served("merge it", &["github.merge"])).await.unwrap();
+        drop(graph);
+        let graph = EmbeddedToolGraph::open(&path, POLICY).unwrap();
+        assert_eq!(graph.served_queries(&tenants[0], 10).await.unwrap().len(), 3);
     }
 }

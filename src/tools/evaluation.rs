@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, CatalogError, Tool, ToolId};
+use super::co_usage_policy::CoUsagePolicy;
 use super::selection::engine::{SelectOptions, SelectionEngine};
 use super::selector::Selector;
 use super::tool_graph::{ServedQuery, ToolGraphError};
@@ -103,7 +104,9 @@ pub async fn run(input: &EvalInput<'_>) -> Result<EvalReport, EvalError> {
     };
     let tenant = TenantId::parse(EVAL_TENANT).map_err(|e| ToolGraphError::Backend(e.to_string()))?;
     let engine = SelectionEngine::new(Catalog::new(tools)?);
-    let selector = Selector::open(engine, Arc::new(EmbeddedToolGraph::in_memory())).await?;
+    // The gateway's default policy: one tenant's history shares no co-usage, as in production
+    // (on the development sets it made no difference at three decimals).
+    let selector = Selector::open(engine, Arc::new(EmbeddedToolGraph::in_memory(CoUsagePolicy::default()))).await?;
     let replay_started = Instant::now();
     for served in &history {
         selector.record_served(&tenant, served).await?;

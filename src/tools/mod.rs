@@ -1,7 +1,9 @@
 //! Tools for tenants: the catalog selection chooses from, the selection engine and the shell that
-//! feeds it, the `ToolGraph` port of learned signals, and the offline evaluation of selection.
+//! feeds it, the `ToolGraph` port of learned signals and the policy of which co-usage it shares,
+//! and the offline evaluation of selection.
 
 pub mod catalog;
+pub mod co_usage_policy;
 pub mod evaluation;
 pub mod mcp_client;
 pub mod registry;

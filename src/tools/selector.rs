@@ -123,6 +123,7 @@ impl Selector {
 mod tests {
     use super::*;
     use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME};
+    use crate::tools::co_usage_policy::CoUsagePolicy;
 
     fn engine() -> SelectionEngine {
         let tool = |integration: &str, name: &str, description: &str| {
@@ -142,6 +143,15 @@ mod tests {
         selection.tiers.ids().next()
     }
 
+    async fn open(path: &std::path::Path) -> Selector {
+        let graph = EmbeddedToolGraph::open(path, CoUsagePolicy::default()).unwrap();
+        Selector::open(engine(), Arc::new(graph)).await.unwrap()
+    }
+
+    fn served(query: &str, tools: &[&str]) -> ServedQuery {
+        ServedQuery { query: query.to_string(), tools: tools.iter().map(|t| t.to_string()).collect() }
+    }
+
     #[tokio::test]
     async fn what_a_tenant_taught_is_used_after_a_restart_and_only_for_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -150,19 +160,51 @@ mod tests {
         let query = "where should we go for the offsite";
         let options = SelectOptions::default();
         {
-            let selector = Selector::open(engine(), Arc::new(EmbeddedToolGraph::open(&path).unwrap())).await.unwrap();
+            let selector = open(&path).await;
             assert_eq!(top(&selector.select(&acme, query, &options).await.unwrap()), None);
             for place in ["Lisbon", "Berlin", "Oslo", "Rome", "Vienna", "Prague"] {
-                let served = ServedQuery {
-                    query: format!("where should we go for the offsite in {place}"),
-                    tools: vec!["travel.planTrip".into(), "weather.getForecast".into()],
-                };
-                selector.record_served(&acme, &served).await.unwrap();
+                let query = format!("where should we go for the offsite in {place}");
+                selector
+                    .record_served(&acme, &served(&query, &["travel.planTrip", "weather.getForecast"]))
+                    .await
+                    .unwrap();
             }
             assert_eq!(top(&selector.select(&acme, query, &options).await.unwrap()), Some("travel.planTrip"));
         }
-        let selector = Selector::open(engine(), Arc::new(EmbeddedToolGraph::open(&path).unwrap())).await.unwrap();
+        let selector = open(&path).await;
         assert_eq!(top(&selector.select(&acme, query, &options).await.unwrap()), Some("travel.planTrip"));
         assert_eq!(top(&selector.select(&globex, query, &options).await.unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn one_tenant_cannot_make_co_usage_that_others_see_but_enough_tenants_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let [mallory, victim, honest @ ..] =
+            ["mallory", "victim", "acme", "globex", "initech"].map(|id| TenantId::parse(id).unwrap());
+        let (query, options) = ("plan an itinerary", SelectOptions::default());
+        let ids = |selection: Selection| selection.tiers.ids().map(str::to_string).collect::<Vec<_>>();
+        let selector = open(&path).await;
+        let before = ids(selector.select(&victim, query, &options).await.unwrap());
+        assert_eq!(before, ["travel.planTrip"]);
+        for n in 0..100 {
+            let served = served(&format!("trip and mail {n}"), &["travel.planTrip", "mail.sendEmail"]);
+            selector.record_served(&mallory, &served).await.unwrap();
+        }
+        assert_eq!(ids(selector.select(&victim, query, &options).await.unwrap()), before);
+        drop(selector);
+        let selector = open(&path).await;
+        assert_eq!(ids(selector.select(&victim, query, &options).await.unwrap()), before, "after a restart too");
+
+        for tenant in &honest {
+            selector
+                .record_served(tenant, &served("book the trip and tell them", &["travel.planTrip", "mail.sendEmail"]))
+                .await
+                .unwrap();
+        }
+        let lifted = ids(selector.select(&victim, query, &options).await.unwrap());
+        assert_eq!(lifted, ["travel.planTrip", "mail.sendEmail"]);
+        drop(selector);
+        assert_eq!(ids(open(&path).await.select(&victim, query, &options).await.unwrap()), lifted);
     }
 }

@@ -127,6 +127,7 @@ fn tools_often_used_with_a_leader_are_lifted() {
         to: "slack.postMessage".into(),
         confidence: 0.9,
         co_occurrences,
+        tenants: 3,
     };
     // Too few co-occurrences to trust.
     engine.set_co_usage("github.createPullRequest", vec![edge(2)]);

@@ -6,8 +6,8 @@
 //!   confidence: a query unlike anything seen before gets no votes, so an uninformative history
 //!   leaves the lexical ranking alone instead of diluting tool descriptions with unrelated text
 //!   (which is what concatenating history into tool documents does).
-//! - [`CoUsage`]: the cross-tenant `OFTEN_USED_WITH` edges between tool ids, a cache of the
-//!   `ToolGraph`'s.
+//! - [`CoUsage`]: the cross-tenant `OFTEN_USED_WITH` edges between tool ids, a cache of those the
+//!   `ToolGraph` shares (enough distinct tenants behind each, see `CoUsagePolicy`).
 //!
 //! Neither reads or writes storage; the `ToolGraph` port is the durable copy and the selector
 //! feeds both from it.
