@@ -81,6 +81,7 @@ impl Metrics {
             restarts: actor_restarts,
             degraded: tenants_degraded,
             supervisor_restarts,
+            absent_lookups,
         } = *actors;
         let mut rows: Vec<(TenantId, [u64; 5])> = self
             .tenants
@@ -124,6 +125,10 @@ impl Metrics {
             out,
             "# HELP connectors_supervisor_restarts_total Times the tenant supervisor died and was started again.\n# TYPE connectors_supervisor_restarts_total counter\nconnectors_supervisor_restarts_total {supervisor_restarts}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP connectors_absent_tenant_lookups_total Store reads for tenant ids that do not exist (repeats within seconds are answered from memory).\n# TYPE connectors_absent_tenant_lookups_total counter\nconnectors_absent_tenant_lookups_total {absent_lookups}"
+        );
         out
     }
 }
@@ -136,6 +141,7 @@ pub struct NodeActors {
     pub restarts: u64,
     pub degraded: u64,
     pub supervisor_restarts: u64,
+    pub absent_lookups: u64,
 }
 
 pub fn render_audit_forwarding(counts: &AuditCounts) -> String {
@@ -225,7 +231,8 @@ mod tests {
         m.count(&acme, Outcome::Admitted);
         m.count(&acme, Outcome::RateLimited);
         m.count(&acme, Outcome::Denied);
-        let text = m.render(&NodeActors { active: 1, restarts: 2, degraded: 0, supervisor_restarts: 1 });
+        let text =
+            m.render(&NodeActors { active: 1, restarts: 2, degraded: 0, supervisor_restarts: 1, absent_lookups: 0 });
         assert!(text.contains("connectors_tenant_requests_total{tenant=\"acme\"} 3"));
         assert!(text.contains("connectors_tenant_rate_limited_total{tenant=\"acme\"} 1"));
         assert!(text.contains("connectors_tenant_denied_total{tenant=\"acme\"} 1"));

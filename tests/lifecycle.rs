@@ -510,3 +510,37 @@ async fn a_dead_supervisor_is_replaced_and_tenants_are_served_again() {
     gw.get("/readyz").await.expect(200);
     assert!(gw.stderr_text().contains("the tenant supervisor died"), "the log says what happened");
 }
+
+/// A flood of requests for tenants that do not exist costs one store read per id, not one per
+/// request, while a real tenant is served all along; a tenant created while its id is remembered
+/// as absent is served at once.
+#[tokio::test]
+async fn a_flood_of_unknown_tenants_costs_a_store_read_per_id_and_real_ones_go_on() {
+    // Per-address throttling of failed authentication is off: this flood comes from one address,
+    // where a real one would come from many.
+    let config = format!("{FAST}  authFailuresPerMinute: 0\n");
+    let gw = Gateway::start(&config, &[]).await;
+    let key = gw.create_limited("real", 100_000).await;
+    let lookups = || async { gauge(&gw, "connectors_absent_tenant_lookups_total").await };
+    let before = lookups().await;
+
+    for round in 0..10 {
+        let mut flood = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let request = gw.request(Method::GET, "/api/v1/tenant").header("X-Tenant-ID", format!("ghost-{i}"));
+            flood.spawn(send(request.bearer_auth("ck_made_up")));
+        }
+        while let Some(response) = flood.join_next().await {
+            let response = response.expect("the request task ran");
+            assert!(matches!(response.status, 401 | 404), "round {round}: {response:?}");
+        }
+        gw.tenant_get(Some("real"), Some(&key)).await.expect(200);
+    }
+    let reads = lookups().await - before;
+    assert!(reads <= 20.0, "200 requests for 20 unknown ids cost {reads} store reads");
+    assert!(reads >= 1.0, "the lookups are counted");
+
+    // `ghost-0` is remembered as absent; created now, it is served at once.
+    let (_, ghost_key) = gw.create_tenant(json!({"id": "ghost-0", "name": "Ghost"})).await;
+    gw.tenant_get(Some("ghost-0"), Some(&ghost_key)).await.expect(200);
+}

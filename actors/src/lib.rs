@@ -8,6 +8,7 @@
 //! from the outside world ([`store::Store`], [`clock::Clock`]) are ports: this crate names no
 //! adapter, no HTTP and no network.
 
+pub mod absent_tenants;
 pub mod admission;
 pub mod allow_list;
 pub mod api_key;

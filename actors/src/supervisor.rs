@@ -24,6 +24,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use ractor_cluster_derive::RactorMessage;
 
+use crate::absent_tenants::AbsentTenants;
 use crate::crash_backoff::{AfterCrash, CrashBackoff, CrashPolicy};
 use crate::hand_off::TenantHandOff;
 use crate::store::StoreError;
@@ -90,6 +91,10 @@ pub struct TenantDirectory {
     /// Set when the node stops the supervisor on purpose, so it is not started again.
     stopping: std::sync::atomic::AtomicBool,
     supervisor_restarts: AtomicU64,
+    /// Ids recently found not to exist, answered without asking the supervisor.
+    absent: AbsentTenants,
+    /// Store reads that found no tenant (each one a trip through the supervisor).
+    absent_lookups: AtomicU64,
     call_timeout: Duration,
     restarts: AtomicU64,
     degraded: AtomicU64,
@@ -108,6 +113,16 @@ impl TenantDirectory {
         if let Err(error) = self.supervisor().cast(message) {
             tracing::warn!(%error, what, "the tenant supervisor is not running; message dropped");
         }
+    }
+
+    /// Tenant `id` was just created: it is no longer absent.
+    pub fn created(&self, id: &TenantId) {
+        self.absent.forget(id);
+    }
+
+    /// Lookups of tenants that turned out not to exist, since start.
+    pub fn absent_lookups(&self) -> u64 {
+        self.absent_lookups.load(Ordering::Relaxed)
     }
 
     /// Times a dead supervisor was replaced since start.
@@ -155,9 +170,17 @@ impl TenantDirectory {
         if let Some(actor) = self.actors.get(id) {
             return Ok(actor.clone());
         }
+        if self.absent.is_absent(id, std::time::Instant::now()) {
+            return Err(DirectoryError::NotFound(id.clone()));
+        }
         let activated =
             self.supervisor().call(|reply| SupervisorMsg::Activate(id.clone(), reply), Some(self.call_timeout)).await;
         match activated {
+            Ok(CallResult::Success(Err(DirectoryError::NotFound(_)))) => {
+                self.absent_lookups.fetch_add(1, Ordering::Relaxed);
+                self.absent.remember(id, std::time::Instant::now());
+                Err(DirectoryError::NotFound(id.clone()))
+            }
             Ok(CallResult::Success(result)) => result,
             _ => {
                 Err(DirectoryError::Unavailable { tenant: id.clone(), reason: "the supervisor did not answer".into() })
@@ -295,6 +318,11 @@ pub enum SupervisorMsg {
 }
 
 pub struct TenantSupervisor;
+
+/// How long a tenant found absent is answered 404 without a store read; creation ends it sooner.
+const ABSENT_TTL: Duration = Duration::from_secs(5);
+/// Absent ids remembered at most.
+const ABSENT_MAX: usize = 100_000;
 
 /// How a supervisor starts: the node's first, which makes the directory, or one replacing a
 /// supervisor that died, which takes the directory over.
@@ -607,6 +635,8 @@ impl Actor for TenantSupervisor {
                     supervisor: std::sync::RwLock::new(myself),
                     stopping: std::sync::atomic::AtomicBool::new(false),
                     supervisor_restarts: AtomicU64::new(0),
+                    absent: AbsentTenants::new(ABSENT_TTL, ABSENT_MAX),
+                    absent_lookups: AtomicU64::new(0),
                     call_timeout: args.call_timeout,
                     restarts: AtomicU64::new(0),
                     degraded: AtomicU64::new(0),

@@ -51,6 +51,8 @@ pub enum TenantCall {
     GetServer {
         name: ServerName,
     },
+    /// The tenant was just created (by any node): the owner stops answering that it is absent.
+    Created,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +106,10 @@ impl TenantDirectory {
             TenantCall::ListServers => TenantReply::Servers(self.call(id, TenantMsg::ListServers).await?),
             TenantCall::GetServer { name } => {
                 TenantReply::MaybeServer(self.call(id, |reply| TenantMsg::GetServer(name.clone(), reply)).await?)
+            }
+            TenantCall::Created => {
+                self.created(id);
+                TenantReply::Done(Ok(()))
             }
             // Checked where the call is obeyed: a peer with fault injection on must not crash the
             // tenants of a node that has it off.

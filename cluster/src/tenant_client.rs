@@ -65,6 +65,14 @@ impl ShardRouter {
         })
     }
 
+    /// Tells the tenant's owner that it was just created (see `TenantCall::Created`).
+    pub async fn created(&self, tenant: &TenantId) -> Result<(), RouteError> {
+        self.done(tenant, TenantCall::Created).await?.map_err(|error| RouteError::Unavailable {
+            reason: error.to_string(),
+            retry_after: crate::router::MOVING_RETRY_AFTER_SECS,
+        })
+    }
+
     pub async fn crash(&self, tenant: &TenantId) -> Result<Result<(), TenantError>, RouteError> {
         self.done(tenant, TenantCall::Crash).await
     }

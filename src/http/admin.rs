@@ -137,6 +137,11 @@ pub async fn create_tenant(
     }
     gateway.store.create_tenant(&record).await?;
     tracing::info!(tenant = %id, plan = %record.plan, "tenant created");
+    // The owner may have found the id absent a moment ago; it would answer 404 for a few seconds.
+    gateway.directory.created(&id);
+    if let Err(error) = gateway.router.created(&id).await {
+        tracing::warn!(tenant = %id, %error, "the tenant's owner was not told of its creation; it may answer 404 for up to 5 s");
+    }
     let params = json!({"name": record.name, "plan": record.plan});
     gateway.audit_admin(&id, "admin.tenant.create", Some(params), request_id.as_str(), now).await;
     let mut view = TenantView::from_record(&gateway.policy, &record);

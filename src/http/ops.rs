@@ -75,6 +75,7 @@ pub async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
         restarts: gateway.directory.restarts(),
         degraded: gateway.directory.degraded(),
         supervisor_restarts: gateway.directory.supervisor_restarts(),
+        absent_lookups: gateway.directory.absent_lookups(),
     });
     body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
     body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
