@@ -64,6 +64,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The running server's process id (to pause it with SIGSTOP, as a stalled host would).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     /// Kills the server with SIGKILL, as a crash would; its data is gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
