@@ -15,6 +15,7 @@ use connectors_actors::store::{Store, StoreError};
 use connectors_actors::supervisor::{SupervisorArgs, TenantDirectory, TenantSupervisor};
 use connectors_actors::tenant::{TenantId, TenantRecord, TenantStatus};
 use connectors_actors::tenant_actor::TenantEnv;
+use connectors_actors::tenant_oauth::OAuthCounts;
 use connectors_cluster::cluster_node::ClusterNode;
 use connectors_cluster::membership::{MemberRecord, Membership, MembershipConfig, NodeStatus};
 use connectors_cluster::router::{HoldConfig, ShardRouter, ShardTable};
@@ -97,6 +98,8 @@ pub struct Gateway {
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+    /// The tenants' OAuth refreshes: tokens stored late or lost, failed loads.
+    pub oauth_counts: Arc<OAuthCounts>,
     pub admin_key: KeyHash,
     /// Which tenant a key belongs to, remembered for requests without a tenant header.
     pub key_owners: dashmap::DashMap<KeyHash, TenantId>,
@@ -235,6 +238,7 @@ impl Gateway {
             registry: Arc::downgrade(&registry),
             discovery_timeout: config.tools.discovery_timeout,
         });
+        let oauth_counts = Arc::new(OAuthCounts::default());
         let env = Arc::new(TenantEnv {
             store: store.clone(),
             recorder: recorder.clone(),
@@ -244,6 +248,7 @@ impl Gateway {
             secrets: secrets.clone(),
             tokens: Arc::new(tokens),
             refresh_before: chrono::Duration::from_std(config.oauth_refresh_before).unwrap_or(chrono::Duration::MAX),
+            oauth_counts: oauth_counts.clone(),
             deployer: deployer.clone(),
             deploy_retry: RetryPolicy::default(),
             server_tools,
@@ -311,6 +316,7 @@ impl Gateway {
             recorder,
             clock,
             metrics: Metrics::default(),
+            oauth_counts,
             admin_key,
             key_owners: dashmap::DashMap::new(),
             auth_failures,

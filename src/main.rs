@@ -88,7 +88,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let mut server = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
-                let _ = stopped.await;
+                // Sent, or the sender dropped as `main` returns: either way, stop accepting.
+                stopped.await.ok();
             })
             .into_future(),
     );
@@ -97,7 +98,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         result = &mut server => result,
         () = replaced(&gateway) => {
             superseded = true;
-            let _ = stop_accepting.send(());
+            // The server task may have ended already: then it accepts nothing anyway.
+            stop_accepting.send(()).ok();
             server.abort();
             Ok(Ok(()))
         }
@@ -109,7 +111,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 cluster.drain(gateway.config.cluster.drain_deadline).await;
             }
             tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stop_accepting.send(());
+            // The server task may have ended already: then it accepts nothing anyway.
+            stop_accepting.send(()).ok();
             let grace = gateway.config.shutdown_grace;
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(result) => result,
@@ -160,7 +163,11 @@ async fn replaced(gateway: &Gateway) {
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // A failed registration must not read as Ctrl-C: the node would stop at once.
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let terminate = async {

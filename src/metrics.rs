@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use connectors_actors::recorder_status::RecorderState;
 use connectors_actors::tenant::TenantId;
+use connectors_actors::tenant_oauth::OAuthCounts;
 use connectors_cluster::audit_outbox::AuditCounts;
 use connectors_cluster::router::{HandOffCounts, HoldCounts};
 use dashmap::DashMap;
@@ -185,6 +186,32 @@ pub fn render_holds(counts: &HoldCounts) -> String {
     out
 }
 
+/// OAuth refreshes that went wrong where no request sees it.
+pub fn render_oauth(counts: &OAuthCounts) -> String {
+    let mut out = String::new();
+    let series = [
+        (
+            "connectors_oauth_tokens_stored_after_actor_stopped_total",
+            "Refreshed tokens stored by the refresh itself because the tenant actor had stopped (passivation, release, crash).",
+            &counts.stored_after_actor_stopped,
+        ),
+        (
+            "connectors_oauth_tokens_lost_total",
+            "Refreshed tokens that could not be stored: the old refresh token is spent, the credential needs a new grant.",
+            &counts.tokens_lost,
+        ),
+        (
+            "connectors_oauth_restore_failures_total",
+            "Failed loads of a tenant's OAuth credentials at activation; each is retried with back-off.",
+            &counts.restore_failures,
+        ),
+    ];
+    for (name, help, count) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", count.load(Ordering::Relaxed));
+    }
+    out
+}
+
 /// The recorder: what waits uncommitted, what it dropped and what it set aside.
 pub fn render_recorder(state: &RecorderState) -> String {
     let mut out = String::new();
@@ -252,6 +279,21 @@ mod tests {
             "connectors_recorder_shedding 1",
             "connectors_recorder_shed_events_total 7",
             "connectors_recorder_quarantined_batches_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn renders_the_oauth_counts() {
+        let counts = OAuthCounts::default();
+        counts.stored_after_actor_stopped.store(2, Ordering::Relaxed);
+        counts.restore_failures.store(5, Ordering::Relaxed);
+        let text = render_oauth(&counts);
+        for line in [
+            "connectors_oauth_tokens_stored_after_actor_stopped_total 2",
+            "connectors_oauth_tokens_lost_total 0",
+            "connectors_oauth_restore_failures_total 5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

@@ -31,6 +31,7 @@ mod recorder_pending;
 pub mod recorder_status;
 pub mod refresh_schedule;
 pub mod refusal_audit;
+pub mod reply;
 pub mod secret_store;
 pub mod server_tools;
 mod shedding;

@@ -25,6 +25,7 @@ use crate::commit_round::{Backoff, Round};
 use crate::quarantine::QuarantineSink;
 use crate::recorder_pending::Pending;
 use crate::recorder_status::{RecorderState, RecorderStatus};
+use crate::reply::Answer;
 use crate::shedding::Offer;
 use crate::store::{Batch, Checkpoint, Store, StoreError, UsageDelta};
 use crate::tenant::TenantId;
@@ -145,7 +146,7 @@ impl Task {
                 entry = rx.recv() => match entry {
                     None => break,
                     Some(Entry::Flush(tenant, reply)) => {
-                        let _ = reply.send(self.flush(tenant).await);
+                        reply.answer(self.flush(tenant).await);
                     }
                     Some(Entry::Record(record)) => {
                         self.add(record);
@@ -307,4 +308,4 @@ fn name(batch: &Batch) -> String {
 
 #[cfg(test)]
 #[path = "recorder_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -18,7 +18,7 @@ use crate::usage::{Month, UsageCounters};
 /// Keeps committed batches in memory. Fails every commit while `down`, and with `refusal` every
 /// batch holding an audit event of that action. Only what the recorder uses is kept.
 #[derive(Default)]
-struct FlakyStore {
+pub(crate) struct FlakyStore {
     committed: Mutex<Vec<Arc<Batch>>>,
     down: AtomicBool,
     refusal: Mutex<Option<(String, StoreError)>>,
@@ -137,7 +137,7 @@ impl Store for FlakyStore {
 
 /// Keeps the batches set aside in memory.
 #[derive(Default)]
-struct MemorySink {
+pub(crate) struct MemorySink {
     batches: Mutex<Vec<(Batch, StoreError)>>,
 }
 

@@ -27,6 +27,7 @@ use ractor_cluster_derive::RactorMessage;
 use crate::absent_tenants::AbsentTenants;
 use crate::crash_backoff::{AfterCrash, CrashBackoff, CrashPolicy};
 use crate::hand_off::TenantHandOff;
+use crate::reply::Answer;
 use crate::store::StoreError;
 use crate::tenant::TenantId;
 use crate::tenant_actor::{TenantActor, TenantEnv, TenantMsg, TenantState};
@@ -108,11 +109,14 @@ impl TenantDirectory {
     }
 
     /// Sends the supervisor `message`; when it is not running (it died and is being started
-    /// again, or the node stops) the message is lost, and the log says which.
-    fn tell(&self, message: SupervisorMsg, what: &'static str) {
-        if let Err(error) = self.supervisor().cast(message) {
+    /// again, or the node stops) the message is lost, and the log says which. Answers whether it
+    /// was sent.
+    fn tell(&self, message: SupervisorMsg, what: &'static str) -> bool {
+        let sent = self.supervisor().cast(message);
+        if let Err(error) = &sent {
             tracing::warn!(%error, what, "the tenant supervisor is not running; message dropped");
         }
+        sent.is_ok()
     }
 
     /// Tenant `id` was just created: it is no longer absent.
@@ -161,8 +165,10 @@ impl TenantDirectory {
     /// Sends without waiting for an answer; dropped if the tenant is not active (used for
     /// reports whose loss is bounded, like usage after the work).
     pub fn cast_if_active(&self, id: &TenantId, message: TenantMsg) {
-        if let Some(actor) = self.actors.get(id) {
-            let _ = actor.cast(message);
+        if let Some(actor) = self.actors.get(id)
+            && actor.cast(message).is_err()
+        {
+            tracing::debug!(tenant = %id, "the tenant actor stopped before the message reached it; dropped");
         }
     }
 
@@ -473,19 +479,23 @@ impl TenantSupervisor {
 
     /// Tenants with credentials are listed off the supervisor and woken a batch per tick, so a
     /// large or slow secret store never holds up activations.
-    fn wake_credential_holders(myself: &ActorRef<SupervisorMsg>, state: &SupervisorState) {
-        let (secrets, clock, gate, supervisor) =
-            (state.env.secrets.clone(), state.env.clock.clone(), state.gate.clone(), myself.clone());
+    fn wake_credential_holders(state: &SupervisorState) {
+        // Through the directory: the wake-ups reach a supervisor started meanwhile to replace
+        // this one, and those that reach none are logged.
+        let (secrets, clock, gate, directory) =
+            (state.env.secrets.clone(), state.env.clock.clone(), state.gate.clone(), state.directory.clone());
         let store = state.env.store.clone();
-        let (gate2, clock2, supervisor2) = (state.gate.clone(), state.env.clock.clone(), myself.clone());
+        let (gate2, clock2, directory2) = (state.gate.clone(), state.env.clock.clone(), state.directory.clone());
         // Tenants with custom servers: their deployments resume and their tools are offered again.
         tokio::spawn(async move {
             match store.entries(crate::tenant_servers::SERVER_TENANTS).await {
                 Ok(entries) => {
                     let now = clock2.now();
-                    for id in entries.into_iter().filter_map(|(name, _)| TenantId::parse(&name).ok()) {
-                        if gate2.owns(&id) {
-                            let _ = supervisor2.cast(SupervisorMsg::WakeAt(id, now));
+                    let ids = entries.into_iter().filter_map(|(name, _)| TenantId::parse(&name).ok());
+                    for id in ids.filter(|id| gate2.owns(id)) {
+                        // No supervisor: the rest would be dropped too.
+                        if !directory2.tell(SupervisorMsg::WakeAt(id, now), "wake a tenant with custom servers") {
+                            break;
                         }
                     }
                 }
@@ -499,7 +509,10 @@ impl TenantSupervisor {
                 Ok(tenants) => {
                     let now = clock.now();
                     for id in tenants.into_iter().filter(|id| gate.owns(id)) {
-                        let _ = supervisor.cast(SupervisorMsg::WakeAt(id, now));
+                        // No supervisor: the rest would be dropped too.
+                        if !directory.tell(SupervisorMsg::WakeAt(id, now), "wake a tenant with OAuth credentials") {
+                            break;
+                        }
                     }
                 }
                 Err(error) => tracing::error!(
@@ -547,26 +560,40 @@ impl TenantSupervisor {
             // All at once: a hand-off of many tenants costs one round of stops, not one per tenant.
             let id = id.clone();
             stopping.spawn(async move {
-                // A refresh out is let finish, so its rotated token is stored before the move.
-                let _ = actor.call(TenantMsg::Settle, Some(timeout)).await;
+                // A refresh out is let finish, so its rotated token is stored before the move. One
+                // that does not finish in time stores its answer itself (`RefreshAnswer`).
+                if !matches!(actor.call(TenantMsg::Settle, Some(timeout)).await, Ok(CallResult::Success(()))) {
+                    tracing::warn!(tenant = %id, "released with an OAuth refresh still out; its answer is stored when it comes");
+                }
                 let hand_off = match hand_off {
                     true => match actor.call(TenantMsg::HandOff, Some(timeout)).await {
                         Ok(CallResult::Success(hand_off)) => Some(hand_off),
-                        _ => None,
+                        _ => {
+                            tracing::warn!(tenant = %id, "the tenant actor gave no hand-off; its next owner starts from the store");
+                            None
+                        }
                     },
                     false => None,
                 };
-                // Each writes its state out to the recorder (again) as it stops.
-                let _ = actor.stop_and_wait(Some("released".into()), Some(timeout)).await;
+                // Each writes its state out to the recorder (again) as it stops. One that does
+                // not stop in time is kept as stuck, below.
+                if let Err(error) = actor.stop_and_wait(Some("released".into()), Some(timeout)).await {
+                    tracing::warn!(tenant = %id, %error, "the released tenant actor did not stop in time");
+                }
                 let stopped = actor.get_status() == ActorStatus::Stopped;
                 (hand_off, (!stopped).then_some((id, actor)))
             });
         }
         let mut hand_offs = Vec::with_capacity(actors.len());
         while let Some(stopped) = stopping.join_next().await {
-            if let Ok((hand_off, stuck)) = stopped {
-                hand_offs.extend(hand_off);
-                state.stuck.extend(stuck);
+            match stopped {
+                Ok((hand_off, stuck)) => {
+                    hand_offs.extend(hand_off);
+                    state.stuck.extend(stuck);
+                }
+                // Only a panic (a bug) ends a stop task early; its hand-off is lost, and the new
+                // owner starts that tenant from the store.
+                Err(error) => tracing::error!(%error, "stopping a released tenant actor failed"),
             }
         }
         state.stuck.retain(|(_, actor)| actor.get_status() != ActorStatus::Stopped);
@@ -643,7 +670,7 @@ impl Actor for TenantSupervisor {
                     fault_injection: args.fault_injection,
                 });
                 // The receiver waits in `start`; it is gone only if `start` was cancelled.
-                directory_tx.send(directory.clone()).ok();
+                directory_tx.answer(directory.clone());
                 directory
             }
             Start::Again(directory) => {
@@ -684,11 +711,12 @@ impl Actor for TenantSupervisor {
         match message {
             SupervisorMsg::Activate(id, reply) => {
                 let result = Self::activate(&myself, state, &id).await;
-                let _ = reply.send(result);
+                reply.answer(result);
             }
             SupervisorMsg::Tick => {
                 for entry in state.directory.actors.iter() {
-                    let _ = entry.value().cast(TenantMsg::Tick);
+                    // A stopping actor needs no tick: it writes its state out as it stops.
+                    entry.value().cast(TenantMsg::Tick).ok();
                 }
                 let now = state.env.clock.now();
                 state.crashes.forget_old(now);
@@ -711,9 +739,9 @@ impl Actor for TenantSupervisor {
                 state.wake_ups.insert((at, id));
             }
             SupervisorMsg::ReleaseUnowned(reply) => {
-                let _ = reply.send(Self::release_unowned(state).await);
+                reply.answer(Self::release_unowned(state).await);
             }
-            SupervisorMsg::WakeCredentialHolders => Self::wake_credential_holders(&myself, state),
+            SupervisorMsg::WakeCredentialHolders => Self::wake_credential_holders(state),
             SupervisorMsg::Arrived(hand_offs, accept, reply) => {
                 let before = state.arrivals.len();
                 for hand_off in hand_offs {
@@ -722,7 +750,7 @@ impl Actor for TenantSupervisor {
                         state.arrivals.insert(id, hand_off);
                     }
                 }
-                let _ = reply.send(state.arrivals.len().saturating_sub(before));
+                reply.answer(state.arrivals.len().saturating_sub(before));
             }
             SupervisorMsg::ForgetArrivals => state.arrivals.clear(),
             SupervisorMsg::Crash => panic!("fault injection: the tenant supervisor panics"),

@@ -19,15 +19,16 @@ use crate::hand_off::TenantHandOff;
 use crate::policy::Policy;
 use crate::quotas::{Quota, QuotaExceeded};
 use crate::recorder::Recorder;
+use crate::reply::Answer;
 use crate::secret_store::{OAuthCredential, SecretError, SecretStore};
 use crate::server_tools::ServerTools;
 use crate::store::{Store, StoreError, UsageDelta};
 use crate::supervisor::SupervisorMsg;
 use crate::tenant::TenantPatch;
 use crate::tenant_core::{Feature, PatchError, Proposal, TenantCore};
-use crate::tenant_oauth::TenantOAuth;
+use crate::tenant_oauth::{OAuthCounts, RefreshAnswer, TenantOAuth};
 use crate::tenant_servers::TenantServers;
-use crate::token_endpoint::{RefreshFailure, RefreshedTokens, TokenEndpoint};
+use crate::token_endpoint::TokenEndpoint;
 
 /// What every tenant actor of a node shares.
 pub struct TenantEnv {
@@ -41,6 +42,8 @@ pub struct TenantEnv {
     pub tokens: Arc<dyn TokenEndpoint>,
     /// OAuth access tokens are refreshed this long before they expire.
     pub refresh_before: chrono::Duration,
+    /// What the tenants' OAuth shells saved or lost on the way (for the metrics).
+    pub oauth_counts: Arc<OAuthCounts>,
     /// Brings tenants' own MCP servers up and down.
     pub deployer: Arc<dyn Deployer>,
     /// How failed deployments of those servers are retried.
@@ -86,8 +89,8 @@ pub enum TenantMsg {
     StoreCredential(String, OAuthCredential, RpcReplyPort<Result<OAuthCredential, TenantError>>),
     /// Deletes an OAuth credential; answers whether there was one.
     DeleteCredential(String, RpcReplyPort<Result<bool, TenantError>>),
-    /// The provider's answer to a refresh of (integration, generation).
-    RefreshDone(String, u64, Result<RefreshedTokens, RefreshFailure>),
+    /// The provider's answer to a refresh.
+    RefreshDone(RefreshAnswer),
     /// Periodic: write out usage and window counts; passivate when idle.
     Tick,
     /// Write out usage and window counts now, and answer once the store has them.
@@ -164,16 +167,16 @@ impl Actor for TenantActor {
         let now = state.env.clock.now();
         match message {
             TenantMsg::Admit(request, reply) => {
-                let _ = reply.send(state.core.admit(now, &request));
+                reply.answer(state.core.admit(now, &request));
             }
             TenantMsg::Charge(quota, reply) => {
-                let _ = reply.send(state.core.charge(now, quota));
+                reply.answer(state.core.charge(now, quota));
             }
             TenantMsg::Snapshot(reply) => {
-                let _ = reply.send(state.core.snapshot(now));
+                reply.answer(state.core.snapshot(now));
             }
             TenantMsg::GetServer(name, reply) => {
-                let _ = reply.send(state.servers.get(&name));
+                reply.answer(state.servers.get(&name));
             }
             TenantMsg::Settle(reply) => state.oauth.when_settled(reply),
             TenantMsg::Crash => panic!("fault injection: tenant actor crash requested"),
@@ -203,11 +206,11 @@ async fn handle_io(
                 Ok(record) => persist_and_install(state, record).await.map(|()| state.core.snapshot(now)),
                 Err(error) => Err(error.into()),
             };
-            let _ = reply.send(result);
+            reply.answer(result);
         }
         TenantMsg::RotateKey(key, grace, reply) => {
             let record = state.core.propose_rotation(now, key, grace);
-            let _ = reply.send(persist_and_install(state, record).await);
+            reply.answer(persist_and_install(state, record).await);
         }
         TenantMsg::Delete(reply) => {
             let tenant = state.core.record().id.clone();
@@ -223,32 +226,32 @@ async fn handle_io(
                 },
             };
             let deleted = result.is_ok();
-            let _ = reply.send(result);
+            reply.answer(result);
             if deleted {
                 myself.stop(Some("deleted".into()));
             }
         }
         TenantMsg::StoreCredential(integration, credential, reply) => {
             if let Err(feature) = state.core.gate(Feature::OAuth) {
-                let _ = reply.send(Err(TenantError::FeatureDisabled(feature.into())));
+                reply.answer(Err(TenantError::FeatureDisabled(feature.into())));
                 return;
             }
             let tenant = state.core.record().id.clone();
             let stored = state.oauth.store(&state.env, &tenant, &myself, integration, credential).await;
-            let _ = reply.send(stored.map_err(TenantError::from));
+            reply.answer(stored.map_err(TenantError::from));
         }
         TenantMsg::DeleteCredential(integration, reply) => {
             let tenant = state.core.record().id.clone();
             let removed = state.oauth.remove(&state.env, &tenant, integration).await;
-            let _ = reply.send(removed.map_err(TenantError::from));
+            reply.answer(removed.map_err(TenantError::from));
         }
-        TenantMsg::RefreshDone(integration, generation, answer) => {
+        TenantMsg::RefreshDone(answer) => {
             let tenant = state.core.record().id.clone();
-            state.oauth.refreshed(&state.env, &tenant, &myself, integration, generation, answer).await;
+            state.oauth.refreshed(&state.env, &tenant, &myself, answer).await;
         }
         TenantMsg::CreateServer(request, clashes, reply) => {
             if let Err(feature) = state.core.gate(Feature::CustomServers) {
-                let _ = reply.send(Err(TenantError::FeatureDisabled(feature.into())));
+                reply.answer(Err(TenantError::FeatureDisabled(feature.into())));
                 return;
             }
             let tenant = state.core.record().id.clone();
@@ -256,15 +259,15 @@ async fn handle_io(
             let created = state.servers.create(&env, &tenant, &myself, &state.core, request, clashes).await;
             let count = state.servers.count();
             state.core.record_custom_servers(now, count);
-            let _ = reply.send(created);
+            reply.answer(created);
         }
         TenantMsg::DeleteServer(name, reply) => {
             let tenant = state.core.record().id.clone();
             let env = state.env.clone();
-            let _ = reply.send(state.servers.delete(&env, &tenant, &myself, name).await);
+            reply.answer(state.servers.delete(&env, &tenant, &myself, name).await);
         }
         TenantMsg::ListServers(reply) => {
-            let _ = reply.send(Ok(state.servers.list()));
+            reply.answer(Ok(state.servers.list()));
         }
         message @ (TenantMsg::DeploymentReported(..) | TenantMsg::DiscoveryDone(..)) => {
             let tenant = state.core.record().id.clone();
@@ -286,10 +289,14 @@ async fn handle_io(
             {
                 // A passivated tenant's refreshes must still happen on time: the supervisor
                 // wakes it up for the next one.
-                if let Some(at) = state.oauth.next_deadline()
-                    && let Some(supervisor) = myself.try_get_supervisor()
-                {
-                    let _ = supervisor.send_message(SupervisorMsg::WakeAt(tenant.clone(), at));
+                if let Some(at) = state.oauth.next_deadline() {
+                    let left =
+                        myself.try_get_supervisor().map(|s| s.send_message(SupervisorMsg::WakeAt(tenant.clone(), at)));
+                    if !matches!(left, Some(Ok(()))) {
+                        // The supervisor is stopping (and its actors with it): what wakes the
+                        // tenant now is its next request or the next start's wake-ups.
+                        tracing::warn!(%tenant, wake_at = %at, "no supervisor took the wake-up of a passivating tenant; its OAuth work waits for its next activation");
+                    }
                 }
                 tracing::debug!(%tenant, "passivating idle tenant");
                 myself.stop(Some("passivated".into()));
@@ -298,11 +305,11 @@ async fn handle_io(
         TenantMsg::WriteOut(reply) => {
             state.write_out().await;
             let tenant = state.core.record().id.clone();
-            let _ = reply.send(state.env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from));
+            reply.answer(state.env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from));
         }
         TenantMsg::HandOff(reply) => {
             state.write_out().await;
-            let _ = reply.send(state.core.hand_off(now));
+            reply.answer(state.core.hand_off(now));
         }
         TenantMsg::Admit(..)
         | TenantMsg::Charge(..)

@@ -196,10 +196,13 @@ impl TenantServers {
         if let Err(error) = self.apply(env, tenant, myself, now, input).await {
             // Nothing changed: hear the report again shortly.
             tracing::warn!(%tenant, %error, "custom server report not recorded; retrying");
-            let myself = myself.clone();
+            let (myself, tenant) = (myself.clone(), tenant.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let _ = myself.cast(message);
+                // A stopped actor needs no report: its next activation resumes from the records.
+                if myself.cast(message).is_err() {
+                    tracing::debug!(%tenant, "custom server report dropped with its stopped actor");
+                }
             });
         }
     }
@@ -270,7 +273,10 @@ impl TenantServers {
                     let (tools, tenant, myself) = (env.server_tools.clone(), tenant.clone(), myself.clone());
                     tokio::spawn(async move {
                         let found = tools.discover(&tenant, &record).await;
-                        let _ = myself.cast(TenantMsg::DiscoveryDone(name, found));
+                        // A stopped actor's next activation discovers its ready servers again.
+                        if myself.cast(TenantMsg::DiscoveryDone(name, found)).is_err() {
+                            tracing::debug!(%tenant, "tool discovery answered after its actor stopped; dropped");
+                        }
                     });
                 }
                 Effect::Removed { name } => env.server_tools.withdraw(tenant, &name).await,
@@ -319,7 +325,8 @@ impl TenantServers {
         if let Err(mpsc::error::SendError(job)) = worker.send(job) {
             // The worker ended (it cannot, while its sender lives); start another.
             let worker = spawn_worker(env, tenant, myself);
-            let _ = worker.send(job);
+            // A new worker holds its receiver until its sender is dropped: this send cannot fail.
+            worker.send(job).ok();
             self.worker = Some(worker);
         }
     }
@@ -348,7 +355,9 @@ fn spawn_worker(env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>
                 }
             };
             // If the actor is gone, its next activation resumes from the persisted records.
-            let _ = myself.cast(TenantMsg::DeploymentReported(name, report));
+            if myself.cast(TenantMsg::DeploymentReported(name, report)).is_err() {
+                tracing::debug!(%tenant, "deployer report dropped with its stopped actor");
+            }
         }
     });
     sender

@@ -557,7 +557,8 @@ impl<'a> Hold<'a> {
         let Some(left) = self.router.hold.deadline.checked_sub(self.started.elapsed()) else {
             return self.expire(tenant);
         };
-        let _ = tokio::time::timeout(left.min(HOLD_POLL), changed).await;
+        // A change or the poll interval, alike: the caller looks at the table again.
+        tokio::time::timeout(left.min(HOLD_POLL), changed).await.ok();
         Ok(())
     }
 
@@ -727,7 +728,8 @@ impl ShardRouter {
                 return;
             }
             self.table.behind.notify_one();
-            let _ = tokio::time::timeout(HOLD_POLL, changed).await;
+            // A change or the poll interval, alike: the loop looks at the table again.
+            tokio::time::timeout(HOLD_POLL, changed).await.ok();
         }
     }
 }

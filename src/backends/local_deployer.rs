@@ -48,6 +48,7 @@ use async_trait::async_trait;
 use connectors_actors::deployer::{
     DeployError, Deployer, DeployerEvent, DeployerEventKind, Endpoint, Health, ServerName, ServerSource, SourceKind,
 };
+use connectors_actors::reply::Answer;
 use connectors_actors::tenant::TenantId;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
@@ -365,7 +366,8 @@ impl Supervised {
     async fn stop(self) {
         let (reply, done) = oneshot::channel();
         if self.control.send(Control::Stop(reply)).await.is_ok() {
-            let _ = done.await;
+            // Answered once stopped, or dropped as the task ends: the task's result says which.
+            done.await.ok();
         }
         if let Err(error) = self.task.await {
             tracing::error!(%error, "a custom server's supervisor ended abnormally");
@@ -488,7 +490,7 @@ impl Supervisor {
             tracing::warn!(tenant = %self.tenant, server = %self.name, %error, deaths, "custom server died");
             if deaths > self.policy.max_restarts {
                 if let Some(waiting) = self.waiting.take() {
-                    let _ = waiting.send(Err(AttachError::GaveUp(error.clone())));
+                    waiting.answer(Err(AttachError::GaveUp(error.clone())));
                 }
                 self.set_status(Health::GaveUp { error: error.clone() }, None);
                 self.report(DeployerEventKind::GaveUp { error: error.clone() });
@@ -501,7 +503,7 @@ impl Supervisor {
             self.set_status(health, None);
             self.report(DeployerEventKind::Died { error, restarts: self.restarts, restart_in });
             if let Some(waiting) = self.waiting.take() {
-                let _ = waiting.send(Err(AttachError::Restarting(restart_in)));
+                waiting.answer(Err(AttachError::Restarting(restart_in)));
             }
             if !self.back_off(restart_in).await {
                 return;
@@ -525,8 +527,11 @@ impl Supervisor {
         if std::mem::take(&mut self.restarting) {
             self.report(DeployerEventKind::Restarted { restarts: self.restarts });
         }
-        if let Some(waiting) = self.waiting.take() {
-            let _ = waiting.send(pipes.take().ok_or(AttachError::Stopping));
+        // An attacher that gave up meanwhile hands the pipes back, for the next one.
+        if let Some(waiting) = self.waiting.take()
+            && let Err(Ok(unused)) = waiting.send(pipes.take().ok_or(AttachError::Stopping))
+        {
+            pipes = Some(unused);
         }
         loop {
             tokio::select! {
@@ -541,7 +546,10 @@ impl Supervisor {
                 message = self.control.recv() => match message {
                     Some(Control::Attach(reply)) => match pipes.take() {
                         Some(handed) => {
-                            let _ = reply.send(Ok(handed));
+                            // An attacher that gave up meanwhile hands the pipes back.
+                            if let Err(Ok(unused)) = reply.send(Ok(handed)) {
+                                pipes = Some(unused);
+                            }
                         }
                         None => {
                             self.kill(&mut child).await;
@@ -551,7 +559,7 @@ impl Supervisor {
                     },
                     Some(Control::Stop(reply)) => {
                         self.kill(&mut child).await;
-                        let _ = reply.send(());
+                        reply.answer(());
                         return Ended::Stopped;
                     }
                     // The deployer was dropped.
@@ -573,10 +581,10 @@ impl Supervisor {
                 message = self.control.recv() => match message {
                     Some(Control::Attach(reply)) => {
                         let left = until.saturating_duration_since(Instant::now());
-                        let _ = reply.send(Err(AttachError::Restarting(left)));
+                        reply.answer(Err(AttachError::Restarting(left)));
                     }
                     Some(Control::Stop(reply)) => {
-                        let _ = reply.send(());
+                        reply.answer(());
                         return false;
                     }
                     None => return false,
@@ -590,10 +598,10 @@ impl Supervisor {
         while let Some(message) = self.control.recv().await {
             match message {
                 Control::Attach(reply) => {
-                    let _ = reply.send(Err(AttachError::GaveUp(error.to_owned())));
+                    reply.answer(Err(AttachError::GaveUp(error.to_owned())));
                 }
                 Control::Stop(reply) => {
-                    let _ = reply.send(());
+                    reply.answer(());
                     return;
                 }
             }
@@ -613,7 +621,7 @@ impl Supervisor {
 
     fn report(&self, kind: DeployerEventKind) {
         // No receiver is not an error: nobody is listening yet.
-        let _ = self.events.send(DeployerEvent { tenant: self.tenant.clone(), name: self.name.clone(), kind });
+        self.events.send(DeployerEvent { tenant: self.tenant.clone(), name: self.name.clone(), kind }).ok();
     }
 }
 

@@ -68,8 +68,11 @@ fn append(path: &Path, line: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     let end = file.metadata()?.len();
     let written = file.write_all(line).and_then(|()| file.sync_data());
-    if written.is_err() {
-        let _ = file.set_len(end);
+    if written.is_err()
+        && let Err(error) = file.set_len(end)
+    {
+        // The next line starts after a torn one: readers must skip it.
+        tracing::error!(path = %path.display(), %error, "cannot cut a failed write back; the quarantine file ends in a partial line");
     }
     written
 }

@@ -108,8 +108,13 @@ impl MasterKey {
                 file.sync_all()
             })
             .and_then(|()| fs::hard_link(&temporary, path));
-        // The temporary name is ours alone; whether the link succeeded or not, it goes.
-        let _ = fs::remove_file(&temporary);
+        // The temporary name is ours alone; whether the link succeeded or not, it goes. One left
+        // behind holds a copy of the key: the operator must hear of it.
+        if let Err(error) = fs::remove_file(&temporary)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(path = %temporary.display(), %error, "cannot remove a temporary copy of the master key; delete it");
+        }
         written.map(|()| MasterKey(key))
     }
 

@@ -106,10 +106,13 @@ impl Links {
         )
         .with_listen_addr(listen.ip());
         let (node_server, _) = Actor::spawn(None, server, ()).await.map_err(|e| listen_error(e.to_string()))?;
-        let _ = node_server.cast(NodeServerMessage::SubscribeToEvents {
-            id: "connectors.links".into(),
-            subscription: Box::new(AuthWatch::default()),
-        });
+        // Fails only if the node server just spawned has stopped: no link would work either.
+        node_server
+            .cast(NodeServerMessage::SubscribeToEvents {
+                id: "connectors.links".into(),
+                subscription: Box::new(AuthWatch::default()),
+            })
+            .map_err(|e| listen_error(format!("the node server stopped at start: {e}")))?;
         let links = Arc::new(Self { me, listen, node_server, peers: DashMap::new(), config });
         tokio::spawn(keep_links(Arc::downgrade(&links)));
         Ok(links)
@@ -255,7 +258,10 @@ impl Links {
     }
 
     pub async fn shutdown(&self) {
-        let _ = self.node_server.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(2))).await;
+        if let Err(error) = self.node_server.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(2))).await
+        {
+            tracing::warn!(%error, "the cluster node server did not stop in time; its links close with the process");
+        }
     }
 }
 

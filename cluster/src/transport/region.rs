@@ -12,6 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
 use crate::shard_map::NodeId;
+use connectors_actors::reply::Answer;
 
 /// Variants are matched by name on the wire: add new ones, never rename or remove one.
 /// Payloads are versioned bytes (see [`super::wire`]).
@@ -89,26 +90,26 @@ impl Actor for ShardRegion {
         match message {
             RegionMsg::Ask(payload, reply) => {
                 tokio::spawn(async move {
-                    let _ = reply.send(handler.ask(payload).await);
+                    reply.answer(handler.ask(payload).await);
                 });
             }
             RegionMsg::Release(payload, reply) => {
                 tokio::spawn(async move {
-                    let _ = reply.send(handler.release(payload).await);
+                    reply.answer(handler.release(payload).await);
                 });
             }
             RegionMsg::Audit(payload, reply) => {
                 tokio::spawn(async move {
-                    let _ = reply.send(handler.audit(payload).await);
+                    reply.answer(handler.audit(payload).await);
                 });
             }
             RegionMsg::HandOff(payload, reply) => {
                 tokio::spawn(async move {
-                    let _ = reply.send(handler.hand_off(payload).await);
+                    reply.answer(handler.hand_off(payload).await);
                 });
             }
             RegionMsg::Ping(_, reply) => {
-                let _ = reply.send(handler.epoch());
+                reply.answer(handler.epoch());
             }
         }
         Ok(())
