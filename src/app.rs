@@ -127,6 +127,8 @@ pub struct StartOptions<'a> {
 pub struct ClusterIdentity {
     pub node_id: String,
     pub listen: std::net::SocketAddr,
+    /// `--cluster-advertise`: what peers dial; `None`: the listen address.
+    pub advertise: Option<String>,
     /// `CONNECTORS_CLUSTER_COOKIE`: peers without it are refused.
     pub cookie: String,
 }
@@ -538,11 +540,12 @@ async fn start_cluster(
     ShardRegion::start(RegionArgs { me: me.clone(), handler: router.clone() })
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start the shard region: {e}")))?;
+    let cluster_addr = identity.advertise.unwrap_or_else(|| links.listen_addr().to_string());
     let now_ms = Utc::now().timestamp_millis();
     let record = MemberRecord {
         id: me.clone(),
         http_addr: http_addr.to_string(),
-        cluster_addr: links.listen_addr().to_string(),
+        cluster_addr: cluster_addr.clone(),
         status: NodeStatus::Joining,
         heartbeat_ms: now_ms,
         started_ms: now_ms,
@@ -555,7 +558,7 @@ async fn start_cluster(
         },
     );
     let store = Arc::new(store);
-    tracing::info!(node = %me, cluster_listen = %links.listen_addr(), "joining the cluster");
+    tracing::info!(node = %me, cluster_listen = %links.listen_addr(), %cluster_addr, "joining the cluster");
     let node = ClusterNode::start(membership, store, links, router.clone(), timing.heartbeat);
     Ok((router, node))
 }
