@@ -74,7 +74,7 @@ async fn a_node_whose_certificate_another_ca_signed_is_never_linked() {
     })
     .await;
     let through_c = c.tenant_get(Some(&tenant), Some(&key)).await;
-    assert_ne!(through_c.status, 200, "node-c forwarded to node-a without a link: {}", through_c.text);
+    assert_eq!(through_c.status, 503, "node-c has no link to node-a to forward on: {}", through_c.text);
     for node in [&a, &b] {
         let log = node.stderr_text();
         assert!(
