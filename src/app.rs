@@ -22,6 +22,7 @@ use connectors_cluster::router::{HoldConfig, ShardRouter, ShardTable};
 use connectors_cluster::shard_map::{NodeId, ShardMap};
 use connectors_cluster::transport::links::{LinkConfig, Links};
 use connectors_cluster::transport::region::{RegionArgs, ShardRegion};
+use connectors_cluster::transport::tls::{LinkTls, LinkTlsError, TlsFiles, TlsPart};
 use serde_json::Value;
 
 use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME as TOOL_GRAPH_FILE};
@@ -36,7 +37,7 @@ use crate::backends::redis_secret_store::RedisSecretStore;
 use crate::backends::redis_store::RedisStore;
 use crate::backends::sealed_secrets::MasterKey;
 use crate::backends::vault_secret_store::VaultSecretStore;
-use crate::config::{Config, RateLimitStore};
+use crate::config::{ClusterTlsFiles, Config, RateLimitStore};
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::oauth_client::TokenClient;
@@ -66,6 +67,8 @@ pub enum StartError {
     Supervisor(String),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("config: `{key}`: {error}")]
+    ClusterTls { key: &'static str, error: LinkTlsError },
     #[error("tool graph: {0}")]
     ToolGraph(String),
 }
@@ -130,6 +133,8 @@ pub struct StartOptions<'a> {
 pub struct ClusterIdentity {
     pub node_id: String,
     pub listen: std::net::SocketAddr,
+    /// `--cluster-advertise`: what peers dial; `None`: the listen address.
+    pub advertise: Option<String>,
     /// `CONNECTORS_CLUSTER_COOKIE`: peers without it are refused.
     pub cookie: String,
 }
@@ -525,12 +530,14 @@ async fn start_cluster(
     (table, directory, recorder): (Arc<ShardTable>, &Arc<TenantDirectory>, Recorder),
 ) -> Result<(Arc<ShardRouter>, Arc<ClusterNode>), StartError> {
     let timing = &config.cluster;
+    let tls = link_tls(config.cluster_tls.as_ref())?;
     let store = RedisMembership::new(connection.handle(), &config.redis_prefix);
     store.claim_cookie(&identity.cookie).await.map_err(|e| StartError::Cluster(e.to_string()))?;
     let links = Links::start(
         me.clone(),
         identity.listen,
         identity.cookie,
+        tls,
         LinkConfig {
             deadline: timing.request_deadline,
             max_in_flight: timing.max_in_flight_per_peer,
@@ -545,11 +552,12 @@ async fn start_cluster(
     ShardRegion::start(RegionArgs { me: me.clone(), handler: router.clone() })
         .await
         .map_err(|e| StartError::Cluster(format!("cannot start the shard region: {e}")))?;
+    let cluster_addr = identity.advertise.unwrap_or_else(|| links.listen_addr().to_string());
     let now_ms = Utc::now().timestamp_millis();
     let record = MemberRecord {
         id: me.clone(),
         http_addr: http_addr.to_string(),
-        cluster_addr: links.listen_addr().to_string(),
+        cluster_addr: cluster_addr.clone(),
         status: NodeStatus::Joining,
         heartbeat_ms: now_ms,
         started_ms: now_ms,
@@ -562,9 +570,37 @@ async fn start_cluster(
         },
     );
     let store = Arc::new(store);
-    tracing::info!(node = %me, cluster_listen = %links.listen_addr(), "joining the cluster");
+    tracing::info!(node = %me, cluster_listen = %links.listen_addr(), %cluster_addr, "joining the cluster");
     let node = ClusterNode::start(membership, store, links, router.clone(), timing.heartbeat);
     Ok((router, node))
+}
+
+/// The TLS of the cluster links from `cluster.tls.*`, read now so that a bad file stops start-up.
+fn link_tls(files: Option<&ClusterTlsFiles>) -> Result<Option<LinkTls>, StartError> {
+    let Some(files) = files else {
+        tracing::warn!(
+            "cluster links are plaintext: tenant records, key hashes and calls cross them unencrypted \
+             (set cluster.tls.certFile, keyFile and caFile to encrypt them)"
+        );
+        return Ok(None);
+    };
+    let tls = LinkTls::load(&TlsFiles {
+        cert: &files.cert_file,
+        key: &files.key_file,
+        ca: &files.ca_file,
+        server_name: &files.server_name,
+    })
+    .map_err(|error| {
+        let key = match error.part {
+            TlsPart::Cert => "cluster.tls.certFile",
+            TlsPart::Key => "cluster.tls.keyFile",
+            TlsPart::Ca => "cluster.tls.caFile",
+            TlsPart::ServerName => "cluster.tls.serverName",
+        };
+        StartError::ClusterTls { key, error }
+    })?;
+    tracing::info!(server_name = %files.server_name, "cluster links use mutual TLS");
+    Ok(Some(tls))
 }
 
 /// The admin key's hash: from `ADMIN_API_KEY` when set, else the stored one, else a new key

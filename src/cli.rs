@@ -69,12 +69,19 @@ pub struct ServeArgs {
     /// Address the node-to-node listener binds to (peers connect here).
     #[arg(long, env = "CONNECTORS_CLUSTER_LISTEN")]
     pub cluster_listen: Option<SocketAddr>,
+
+    /// The `host:port` peers dial to reach this node (a DNS name or an IP) [default: the
+    /// --cluster-listen address, which must then not be 0.0.0.0 or [::]].
+    #[arg(long, env = "CONNECTORS_CLUSTER_ADVERTISE")]
+    pub cluster_advertise: Option<String>,
 }
 
 /// What cluster mode needs, checked together.
 pub struct ClusterArgs {
     pub node_id: String,
     pub listen: SocketAddr,
+    /// What peers dial; `None`: the listen address.
+    pub advertise: Option<String>,
 }
 
 impl ServeArgs {
@@ -92,7 +99,9 @@ impl ServeArgs {
                 if !valid {
                     return Err(format!("--node-id `{node_id}`: use 1 to 64 letters, digits, `-` or `_`"));
                 }
-                Ok(Some(ClusterArgs { node_id: node_id.clone(), listen }))
+                let advertise = crate::cluster_settings::advertise(listen, self.cluster_advertise.as_deref())
+                    .map_err(|e| e.to_string())?;
+                Ok(Some(ClusterArgs { node_id: node_id.clone(), listen, advertise }))
             }
             (Some(_), None) => Err("--node-id needs --cluster-listen (and --redis-url)".into()),
             (None, Some(_)) => Err("--cluster-listen needs --node-id (and --redis-url)".into()),

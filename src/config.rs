@@ -5,7 +5,7 @@
 //! so a typo stops start-up instead of silently falling back to a default.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use connectors_actors::allow_list::IpAllowList;
@@ -213,10 +213,11 @@ impl Default for RedisSection {
     }
 }
 
-/// Timing of cluster mode.
+/// Timing of cluster mode, and the TLS of its links.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 struct ClusterSection {
+    tls: ClusterTlsSection,
     heartbeat_millis: u64,
     failure_timeout_millis: u64,
     request_deadline_millis: u64,
@@ -236,8 +237,32 @@ impl Default for ClusterSection {
             drain_deadline_seconds: 30,
             hold_millis: 5_000,
             max_held_requests: 10_000,
+            tls: ClusterTlsSection::default(),
         }
     }
+}
+
+/// Mutual TLS of the links between nodes: on when the three files are given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct ClusterTlsSection {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+}
+
+/// The name every node certificate carries when `cluster.tls.serverName` is not set.
+pub const DEFAULT_CLUSTER_SERVER_NAME: &str = "connectors-cluster";
+
+/// `cluster.tls.*`: this node's certificate and key, the cluster's CA, and the name (a SAN of
+/// every node's certificate) a node checks its peers' certificates against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+    pub server_name: String,
 }
 
 /// How cluster mode is timed.
@@ -485,6 +510,8 @@ pub struct Config {
     /// Prefix of every Redis key (`redis.tenantPrefix`, `REDIS_TENANT_PREFIX`).
     pub redis_prefix: String,
     pub cluster: ClusterTiming,
+    /// `cluster.tls.*`; `None`: links between nodes are plaintext.
+    pub cluster_tls: Option<ClusterTlsFiles>,
     pub tools: ToolLimits,
     /// `tools.coUsage`: which tool co-usage is shared between tenants.
     pub co_usage: CoUsagePolicy,
@@ -573,6 +600,7 @@ impl Config {
             }
         };
         let cl = file.cluster;
+        let cluster_tls = cluster_tls(cl.tls)?;
         let membership = connectors_cluster::membership::MembershipConfig {
             heartbeat_interval_ms: i64::try_from(cl.heartbeat_millis).unwrap_or(i64::MAX),
             failure_timeout_ms: i64::try_from(cl.failure_timeout_millis).unwrap_or(i64::MAX),
@@ -721,6 +749,7 @@ impl Config {
                 hold: Duration::from_millis(cl.hold_millis),
                 max_held_requests: cl.max_held_requests,
             },
+            cluster_tls,
         })
     }
 }
@@ -771,6 +800,27 @@ fn apply_env(file: &mut FileConfig, env: &dyn Env) -> Result<(), ConfigError> {
             .map_err(|_| invalid("OAUTH_REFRESH_BEFORE_SECONDS", format!("`{value}` is not a number of seconds")))?;
     }
     Ok(())
+}
+
+/// TLS needs the three files; a part of them is a mistake, not plaintext.
+fn cluster_tls(section: ClusterTlsSection) -> Result<Option<ClusterTlsFiles>, ConfigError> {
+    let server_name = section.server_name.unwrap_or_else(|| DEFAULT_CLUSTER_SERVER_NAME.to_string());
+    match (section.cert_file, section.key_file, section.ca_file) {
+        (None, None, None) => Ok(None),
+        (Some(cert_file), Some(key_file), Some(ca_file)) => {
+            Ok(Some(ClusterTlsFiles { cert_file, key_file, ca_file, server_name }))
+        }
+        (cert, key, _) => {
+            let missing = if cert.is_none() {
+                "cluster.tls.certFile"
+            } else if key.is_none() {
+                "cluster.tls.keyFile"
+            } else {
+                "cluster.tls.caFile"
+            };
+            Err(invalid(missing, "TLS of the cluster links needs certFile, keyFile and caFile together"))
+        }
+    }
 }
 
 fn metrics_token(env: &dyn Env) -> Result<Option<connectors_actors::api_key::KeyHash>, ConfigError> {

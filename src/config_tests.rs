@@ -224,3 +224,24 @@ fn the_co_usage_quorum_defaults_by_mode_and_is_at_least_one() {
     assert!(error_text("tools:\n  coUsage:\n    perTenantCap: 0\n").contains("tools.coUsage.perTenantCap"));
     assert!(error_text("tools:\n  coUsage:\n    quorum: 3\n").contains("tools.coUsage"));
 }
+
+#[test]
+fn cluster_links_are_plaintext_unless_the_three_tls_files_are_given() {
+    assert_eq!(Config::load(None, &no_env()).unwrap().cluster_tls, None);
+    let yaml = "cluster:\n  tls:\n    certFile: /tls/node.pem\n    keyFile: /tls/node.key\n    caFile: /tls/ca.pem\n";
+    let tls = Config::from_yaml(yaml, &no_env()).unwrap().cluster_tls.unwrap();
+    assert_eq!(tls.cert_file, Path::new("/tls/node.pem"));
+    assert_eq!(tls.key_file, Path::new("/tls/node.key"));
+    assert_eq!(tls.ca_file, Path::new("/tls/ca.pem"));
+    assert_eq!(tls.server_name, DEFAULT_CLUSTER_SERVER_NAME);
+    let named = Config::from_yaml(&format!("{yaml}    serverName: gw.internal\n"), &no_env()).unwrap();
+    assert_eq!(named.cluster_tls.unwrap().server_name, "gw.internal");
+}
+
+#[test]
+fn a_partial_cluster_tls_setting_names_the_missing_key() {
+    let text = error_text("cluster:\n  tls:\n    certFile: /tls/node.pem\n    caFile: /tls/ca.pem\n");
+    assert!(text.contains("cluster.tls.keyFile"), "{text}");
+    let text = error_text("cluster:\n  tls:\n    keyFile: /tls/node.key\n");
+    assert!(text.contains("cluster.tls.certFile"), "{text}");
+}

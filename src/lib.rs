@@ -5,6 +5,7 @@ pub mod app;
 pub mod backends;
 pub mod billing;
 pub mod cli;
+pub mod cluster_settings;
 pub mod cluster_status;
 pub mod config;
 pub mod http;

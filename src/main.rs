@@ -54,10 +54,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let cluster = match args.cluster()? {
         None => None,
         Some(cluster) => {
-            let cookie = env.var("CONNECTORS_CLUSTER_COOKIE").filter(|c| !c.trim().is_empty()).ok_or(
-                "cluster mode needs CONNECTORS_CLUSTER_COOKIE: a shared secret that every node of the cluster is given",
-            )?;
-            Some(ClusterIdentity { node_id: cluster.node_id, listen: cluster.listen, cookie })
+            let cookie = connectors::cluster_settings::cookie(env.var("CONNECTORS_CLUSTER_COOKIE").as_deref())
+                .map_err(|e| e.to_string())?;
+            Some(ClusterIdentity {
+                node_id: cluster.node_id,
+                listen: cluster.listen,
+                advertise: cluster.advertise,
+                cookie,
+            })
         }
     };
     let options = StartOptions {

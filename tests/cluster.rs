@@ -186,7 +186,10 @@ async fn a_node_with_the_wrong_cookie_is_refused_and_the_cluster_is_undisturbed(
             .iter()
             .map(|a| a.to_string())
             .collect();
-    let env = [("CONNECTORS_CLUSTER_COOKIE", "another-cookie"), ("CONNECTORS_MASTER_KEY", MASTER_KEY)];
+    let env = [
+        ("CONNECTORS_CLUSTER_COOKIE", "another-cookie-of-32-characters-or-more"),
+        ("CONNECTORS_MASTER_KEY", MASTER_KEY),
+    ];
     let refused = common::run_args_expecting_exit(&args, &env, Duration::from_secs(15)).await;
     assert!(!refused.status.success());
     assert!(refused.stderr.contains("another CONNECTORS_CLUSTER_COOKIE"), "{}", refused.stderr);
@@ -245,7 +248,13 @@ async fn bad_cluster_settings_stop_start_up_with_a_clear_message() {
             &[("CONNECTORS_CLUSTER_COOKIE", " ")],
             "CONNECTORS_CLUSTER_COOKIE",
         ),
+        (
+            cluster_args(&unreachable, Some("n1"), Some(&listen)),
+            &[("CONNECTORS_CLUSTER_COOKIE", "e2e-cluster-cookie")],
+            "CONNECTORS_CLUSTER_COOKIE has 18 characters; at least 32",
+        ),
         (cluster_args(&unreachable, Some("bad name!"), Some(&listen)), &cookie, "--node-id"),
+        (cluster_args(&unreachable, Some("n1"), Some("0.0.0.0:0")), &cookie, "CONNECTORS_CLUSTER_ADVERTISE"),
         (
             vec!["--listen".into(), "127.0.0.1:0".into()],
             &[("RATE_LIMIT_STORE", "redis")],

@@ -22,7 +22,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 const CONFIG: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ncluster:\n  heartbeatMillis: 200\n  failureTimeoutMillis: 2000\n  drainDeadlineSeconds: 20\n";
-const COOKIE: &str = "e2e-oauth-handoff-cookie";
+const COOKIE: &str = "e2e-oauth-handoff-cookie-0123456789ab";
 const MASTER_KEY: &str = "0909090909090909090909090909090909090909090909090909090909090909";
 /// How long the provider takes to answer: the hand-off starts while it thinks.
 const PROVIDER_DELAY: Duration = Duration::from_millis(2_500);

@@ -144,14 +144,15 @@ fn serve_with(env: &BTreeMap<String, String>, whose: &str) {
         .chain(flag("redis-url", "REDIS_URL"))
         .chain(flag("node-id", "CONNECTORS_NODE_ID"))
         .chain(flag("cluster-listen", "CONNECTORS_CLUSTER_LISTEN"))
+        .chain(flag("cluster-advertise", "CONNECTORS_CLUSTER_ADVERTISE"))
         .collect();
     let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{whose}: `{}`: {e}", args.join(" ")));
     let CliCommand::Serve(serve) = cli.command else { unreachable!() };
     let cluster = serve.cluster().unwrap_or_else(|e| panic!("{whose}: not a cluster node: {e}")).expect("cluster mode");
+    let told = cluster.advertise.clone().unwrap_or_else(|| cluster.listen.to_string());
     assert!(
-        !cluster.listen.ip().is_unspecified() && !cluster.listen.ip().is_loopback(),
-        "{whose}: the cluster listener binds {}, which is the address its peers are told: they must reach it there",
-        cluster.listen
+        !told.starts_with("127.") && !told.starts_with("localhost:") && !told.starts_with("[::1]"),
+        "{whose}: peers are told to dial {told}, which is the node's loopback, not the node"
     );
     assert!(serve.listen.ip().is_unspecified(), "{whose}: HTTP must listen on every interface for probes and Services");
 }
@@ -179,7 +180,7 @@ fn every_variable_the_pods_and_nodes_set_is_read_by_the_gateway_and_makes_a_clus
         assert!(env.contains_key(name), "{STATEFULSET} does not set {name}");
     }
     // The pod as it runs: the downward API's name and IP, the Secret's password.
-    let pod = [("POD_NAME", "connectors-gateway-2"), ("POD_IP", "10.244.3.17"), ("REDIS_PASSWORD", "0123abcd")];
+    let pod = [("POD_NAME", "connectors-gateway-2"), ("POD_NAMESPACE", "connectors"), ("REDIS_PASSWORD", "0123abcd")];
     let expanded: BTreeMap<String, String> =
         env.iter().filter_map(|(name, value)| Some((name.clone(), expand(value.as_deref()?, &pod)))).collect();
     serve_with(&expanded, STATEFULSET);

@@ -22,7 +22,8 @@ use crate::redis_server::RedisServer;
 /// Fast heartbeats so that failures are detected in about a second and a half; a graceful stop
 /// hands its shards off within 10 s or leaves anyway.
 pub(crate) const CLUSTER_CONFIG: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\ncluster:\n  heartbeatMillis: 200\n  failureTimeoutMillis: 2000\n  drainDeadlineSeconds: 10\n";
-pub(crate) const COOKIE: &str = "e2e-cluster-cookie";
+/// As long as a node accepts (32 characters at least).
+pub(crate) const COOKIE: &str = "e2e-cluster-cookie-0123456789abcdef";
 /// OAuth credentials live in Redis too, sealed by a master key every node must share.
 pub(crate) const MASTER_KEY: &str = "0707070707070707070707070707070707070707070707070707070707070707";
 
@@ -39,9 +40,21 @@ pub(crate) async fn start_node(redis: &RedisServer, name: &str, cookie: &str) ->
 
 /// Like [`start_node`], with the Redis URL given (e.g. through a proxy) and extra environment.
 pub(crate) async fn start_node_at(redis_url: &str, name: &str, cookie: &str, extra_env: &[(&str, &str)]) -> Gateway {
+    start_node_configured(redis_url, name, cookie, CLUSTER_CONFIG, extra_env).await
+}
+
+/// Like [`start_node_at`], with a config file of its own (`CLUSTER_CONFIG` with more, say); the
+/// extra environment wins over the usual (`CONNECTORS_CLUSTER_LISTEN`, say).
+pub(crate) async fn start_node_configured(
+    redis_url: &str,
+    name: &str,
+    cookie: &str,
+    config_yaml: &str,
+    extra_env: &[(&str, &str)],
+) -> Gateway {
     let mut env = node_env(redis_url, name, cookie);
     env.extend_from_slice(extra_env);
-    Gateway::start(CLUSTER_CONFIG, &env).await
+    Gateway::start(config_yaml, &env).await
 }
 
 /// Like [`start_node`], running `binary` (another build of the gateway).

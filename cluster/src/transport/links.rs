@@ -13,13 +13,14 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::node::NodeServerSessionInformation;
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{ClientConnectErr, IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use super::peer_health::{PeerHealth, PingVerdict};
 use super::region::{RegionMsg, region_group};
+use super::tls::LinkTls;
 use super::wire::{
     self, AuditAnswer, AuditBatch, HandOffAnswer, HandOffBatch, ReleaseAnswer, ReleaseRequest, TenantAnswer,
     TenantRequest, WireError,
@@ -77,17 +78,20 @@ pub struct Links {
     /// Where peers reach this node (the port chosen by the system when 0 was asked for).
     listen: SocketAddr,
     node_server: ActorRef<NodeServerMessage>,
+    /// `None`: links are plaintext.
+    tls: Option<LinkTls>,
     peers: DashMap<NodeId, Arc<Peer>>,
     config: LinkConfig,
 }
 
 impl Links {
-    /// Starts the cluster listener on `listen` (authenticating peers with `cookie`) and the
-    /// task that keeps links up.
+    /// Starts the cluster listener on `listen` (authenticating peers with `cookie`, and with
+    /// their certificates when `tls` is given) and the task that keeps links up.
     pub async fn start(
         me: NodeId,
         listen: SocketAddr,
         cookie: String,
+        tls: Option<LinkTls>,
         config: LinkConfig,
     ) -> Result<Arc<Self>, LinkError> {
         let listen_error = |reason: String| LinkError::Listen { addr: listen, reason };
@@ -101,7 +105,7 @@ impl Links {
             cookie,
             me.to_string(),
             listen.ip().to_string(),
-            None,
+            tls.as_ref().map(|tls| IncomingEncryptionMode::Tls(tls.acceptor.clone())),
             Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(listen.ip());
@@ -113,7 +117,7 @@ impl Links {
                 subscription: Box::new(AuthWatch::default()),
             })
             .map_err(|e| listen_error(format!("the node server stopped at start: {e}")))?;
-        let links = Arc::new(Self { me, listen, node_server, peers: DashMap::new(), config });
+        let links = Arc::new(Self { me, listen, node_server, tls, peers: DashMap::new(), config });
         tokio::spawn(keep_links(Arc::downgrade(&links)));
         Ok(links)
     }
@@ -241,9 +245,20 @@ impl Links {
         if !lock(&peer.health).dial_due(Instant::now()) {
             return;
         }
+        // A name is resolved here, at each dial: a restarted pod keeps its name, not its IP.
         let addr = lock(&peer.cluster_addr).clone();
-        match ractor_cluster::client_connect(&self.node_server, addr.as_str()).await {
+        let dialled = match &self.tls {
+            Some(tls) => {
+                let (connector, name) = (tls.connector.clone(), tls.server_name.clone());
+                ractor_cluster::client_connect_enc(&self.node_server, addr.as_str(), connector, name).await
+            }
+            None => ractor_cluster::client_connect(&self.node_server, addr.as_str()).await,
+        };
+        match dialled {
             Ok(()) => tracing::info!(peer = %node, %addr, "dialled cluster peer"),
+            Err(ClientConnectErr::Encryption(error)) => {
+                tracing::warn!(peer = %node, %addr, %error, "cluster peer refused: TLS handshake failed (is its certificate signed by the cluster CA?)");
+            }
             Err(error) => tracing::debug!(peer = %node, %addr, %error, "cannot reach cluster peer yet"),
         }
     }

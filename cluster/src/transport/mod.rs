@@ -1,7 +1,9 @@
 //! The node-to-node transport over ractor_cluster: framing ([`wire`]), the actor peers talk to
-//! ([`region`]) and the links to peers ([`links`], whose decisions are `peer_health`'s).
+//! ([`region`]) and the links to peers ([`links`], whose decisions are `peer_health`'s, encrypted
+//! with [`tls`] when configured).
 
 pub mod links;
 mod peer_health;
 pub mod region;
+pub mod tls;
 pub mod wire;
