@@ -440,6 +440,7 @@ impl Gateway {
             ip: None,
             user_agent: None,
             request_id: request_id.into(),
+            event_id: None,
         };
         self.record_audit(event).await;
     }
@@ -485,6 +486,7 @@ impl Gateway {
                 ip: None,
                 user_agent: None,
                 request_id: String::new(),
+                event_id: None,
             };
             self.record_audit(event).await;
         }

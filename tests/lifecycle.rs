@@ -460,6 +460,7 @@ async fn audit_events_past_their_retention_are_deleted() {
         ip: None,
         user_agent: None,
         request_id: request_id.into(),
+        event_id: None,
     };
     {
         let store = RedbStore::open(&gw.data_dir().join("connectors.redb")).unwrap();

@@ -34,6 +34,10 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     pub request_id: String,
+    /// Set on an event sent to its tenant's owner on another node: if the owner's answer is lost,
+    /// both nodes may record it, and the store keeps the first (see `AuditOutbox`). Not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 /// Where a page of audit events ends: the position of its last event in the tenant's log.

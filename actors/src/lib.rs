@@ -44,4 +44,5 @@ pub mod tenant_core;
 pub mod tenant_oauth;
 pub mod tenant_servers;
 pub mod token_endpoint;
+pub mod unique_id;
 pub mod usage;

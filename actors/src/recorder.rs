@@ -40,7 +40,8 @@ pub struct RecorderConfig {
 }
 
 enum Entry {
-    Record(Record),
+    /// Boxed: an audit event is large, and a queue slot is as large as its largest entry.
+    Record(Box<Record>),
     /// Commit now if anything of this tenant (or of anyone, with `None`) is waiting.
     Flush(Option<TenantId>, oneshot::Sender<Result<(), StoreError>>),
 }
@@ -103,7 +104,7 @@ impl Recorder {
     }
 
     async fn record(&self, record: Record) -> Result<(), RecorderStopped> {
-        self.tx.send(Entry::Record(record)).await.map_err(|_| RecorderStopped)
+        self.tx.send(Entry::Record(Box::new(record))).await.map_err(|_| RecorderStopped)
     }
 
     /// Commits everything queued before this call; returns once it is durable (or set aside).
@@ -149,7 +150,7 @@ impl Task {
                         reply.answer(self.flush(tenant).await);
                     }
                     Some(Entry::Record(record)) => {
-                        self.add(record);
+                        self.add(*record);
                         // Not while backing off: a failing store is not tried again per entry.
                         if self.pending.gathered_full(self.config.max_batch) && self.backoff.ready(Instant::now()) {
                             self.round().await;

@@ -186,7 +186,7 @@ impl Gathered {
         let checkpoints: Vec<_> = std::mem::take(&mut self.checkpoints).into_iter().collect();
         let bytes = audit_bytes + (usage.len() + checkpoints.len()) * SMALL_ENTRY_BYTES;
         self.bytes -= bytes;
-        let batch = Batch { id: Some(next_batch_id()), audit, usage, checkpoints };
+        let batch = Batch { id: Some(crate::unique_id::unique_id()), audit, usage, checkpoints };
         Some(Held { batch: Arc::new(batch), bytes, strikes: 0 })
     }
 }
@@ -208,16 +208,4 @@ fn audit_bytes(event: &AuditEvent) -> usize {
     // An event always serializes; were it not to, its fixed part and what was counted remain.
     serde_json::to_writer(&mut counter, event).ok();
     std::mem::size_of::<AuditEvent>() + counter.0
-}
-
-/// A batch id no other batch of any process gets: a random per-process half and a counter.
-fn next_batch_id() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PROCESS: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    // `RandomState` is seeded from the system's randomness once per process.
-    let process = *PROCESS.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
-    (u128::from(process) << 64) | u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
 }

@@ -178,6 +178,7 @@ fn event(tenant: &TenantId, action: &str, text_bytes: usize) -> AuditEvent {
         ip: None,
         user_agent: None,
         request_id: "r".into(),
+        event_id: None,
     }
 }
 

@@ -555,6 +555,7 @@ async fn audit(
         ip: None,
         user_agent: None,
         request_id: format!("oauth-refresh-{tenant}-{integration}-{}", at.timestamp_micros()),
+        event_id: None,
     };
     if recorder.audit(event).await.is_err() {
         tracing::error!(%tenant, "recorder stopped; OAuth audit event not recorded");

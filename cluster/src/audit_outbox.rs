@@ -2,7 +2,8 @@
 //! (the edge serves, the owner records). They are batched per owner and sent every few
 //! milliseconds, off the request path. An owner that cannot take a batch (no link, a timeout,
 //! an older node) leaves it to this node's own recorder, so no event is silently lost; after a
-//! timeout the owner may have recorded the batch too, so an event can then appear twice.
+//! timeout the owner may have recorded the batch too: each event carries an id, and the store
+//! keeps the first record of an id (for a day), so it is in the log once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -63,6 +63,7 @@ pub fn decode(tenant: &TenantId, bytes: &[u8]) -> Result<AuditEvent, StoreError>
         ip: stored.ip.map(str::to_string),
         user_agent: stored.user_agent.map(str::to_string),
         request_id: stored.request_id.to_string(),
+        event_id: None,
     })
 }
 
@@ -86,6 +87,7 @@ mod tests {
             ip: Some("2001:db8::1".into()),
             user_agent: Some("curl/8".into()),
             request_id: "0b9e7e2c-2f0d-4a9e-9d43-5f7b5c0f6c11".into(),
+            event_id: None,
         };
         let bytes = encode(&event).unwrap();
         assert_eq!(decode(&event.tenant_id, &bytes).unwrap(), event);

@@ -107,6 +107,7 @@ mod tests {
                 ip: Some("10.0.0.1".into()),
                 user_agent: None,
                 request_id: request_id.into(),
+                event_id: None,
             }],
             usage: vec![UsageDelta {
                 tenant: acme.clone(),

@@ -659,6 +659,7 @@ mod tests {
             ip: None,
             user_agent: None,
             request_id: format!("{tenant}{offset_nanos}"),
+            event_id: None,
         };
         // Per tenant a different number of older events (0 to 3), some in the cutoff's microsecond.
         let offsets: [&[i64]; 4] = [&[1, 1_000_000], &[-1_000_000, 250], &[-3_000, -250, -1, 0, 499], &[-2, 2, -400]];
@@ -739,6 +740,7 @@ mod tests {
             ip: None,
             user_agent: None,
             request_id: "r1".into(),
+            event_id: None,
         };
         let batch = Batch {
             id: None,

@@ -17,6 +17,7 @@
 //! | `checkpoint:<id>` | string | [`Checkpoint`], JSON |
 //! | `audit:<id>` | sorted set, all scores 0 | one member per event: position, then the event (`audit_codec`); the only keys matching `audit:*` |
 //! | `audit-seq` | string | the last audit sequence number handed out |
+//! | `audit-event:<id>` | string, expires after a day | an audit event with this id (one sent to its tenant's owner on another node) is recorded; a second record of it is skipped |
 //! | `usage:<id>:days` | sorted set | days with usage (`YYYY-MM-DD`), scored by days since 0001-01-01 |
 //! | `usage:<id>:day:<YYYY-MM-DD>` | hash | [`UsageCounters`], one integer field per counter |
 //! | `usage:<id>:month:<YYYY-MM>` | hash | the same, for the month |
@@ -310,6 +311,10 @@ impl Store for RedisStore {
             let mut entry = time_prefix(event.timestamp.timestamp_micros()).to_vec();
             entry.extend(audit_codec::encode(event)?);
             invocation.key(self.keys.audit(&event.tenant_id)).arg(entry);
+            match &event.event_id {
+                Some(id) => invocation.arg(1).key(self.keys.audit_event(id)),
+                None => invocation.arg(0),
+            };
         }
         for delta in &batch.usage {
             let (tenant, day) = (&delta.tenant, delta.day);
@@ -568,6 +573,11 @@ impl Keys {
 
     fn checkpoint(&self, id: &TenantId) -> String {
         format!("{}checkpoint:{id}", self.prefix)
+    }
+
+    /// Marks an audit event with an id as recorded (outside `audit:*`, which holds logs only).
+    fn audit_event(&self, id: &str) -> String {
+        format!("{}audit-event:{id}", self.prefix)
     }
 
     fn audit(&self, id: &TenantId) -> String {

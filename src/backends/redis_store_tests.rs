@@ -78,6 +78,7 @@ fn audit_event(tenant: &str, request_id: &str) -> AuditEvent {
         ip: None,
         user_agent: None,
         request_id: request_id.into(),
+        event_id: None,
     }
 }
 
@@ -309,6 +310,23 @@ async fn a_batch_committed_again_after_a_lost_answer_is_applied_once() {
     store.commit(batch(Some(8))).await.unwrap();
     store.commit(batch(None)).await.unwrap();
     assert_eq!(store.usage_of_month(&id("acme"), month).await.unwrap().api_calls, 3);
+}
+
+/// An event sent to its tenant's owner is recorded by the owner and, when the owner's answer was
+/// lost, by the sender too, each in a batch of its own: the log keeps one.
+#[tokio::test]
+async fn an_audit_event_with_an_id_is_recorded_once_whoever_records_it() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), PREFIX).await.unwrap();
+    let forwarded = AuditEvent { event_id: Some("42".into()), ..audit_event("acme", "forwarded") };
+    let batch = |events: Vec<AuditEvent>, id| Arc::new(Batch { id, audit: events, usage: vec![], checkpoints: vec![] });
+    store.commit(batch(vec![forwarded.clone(), audit_event("acme", "local")], Some(1))).await.unwrap();
+    store.commit(batch(vec![forwarded.clone()], Some(2))).await.unwrap();
+    store.commit(batch(vec![AuditEvent { event_id: Some("43".into()), ..forwarded }], None)).await.unwrap();
+    let events = store.audit(&id("acme"), &all_events()).await.unwrap().events;
+    let mut requests: Vec<&str> = events.iter().map(|event| event.request_id.as_str()).collect();
+    requests.sort_unstable();
+    assert_eq!(requests, ["forwarded", "forwarded", "local"], "id 42 once, id 43 once, the local event once");
 }
 
 #[test]

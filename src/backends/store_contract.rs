@@ -120,6 +120,7 @@ fn event(tenant: &str, timestamp: DateTime<Utc>, action: &str, request_id: Strin
         ip: Some("10.1.2.3".into()),
         user_agent: None,
         request_id,
+        event_id: None,
     }
 }
 

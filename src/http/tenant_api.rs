@@ -265,6 +265,7 @@ pub async fn audit_event(
         ip: Some(caller.ip.to_string()),
         user_agent: caller.user_agent.clone(),
         request_id: caller.request_id.clone(),
+        event_id: None,
     };
     gateway.record_audit(event).await;
 }

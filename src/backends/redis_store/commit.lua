@@ -5,10 +5,12 @@
 -- keeps what it wrote; once writing starts, nothing it does can fail on our data.
 --
 -- KEYS and ARGV are read in order, item by item (see `commit` in redis_store.rs):
---   KEYS: audit sequence; per event: its tenant's audit log; per usage delta: day hash, day
---         index, month hash; per checkpoint: the tenant record, the checkpoint.
+--   KEYS: audit sequence; per event: its tenant's audit log, then its id's marker when it has an
+--         id; per usage delta: day hash, day index, month hash; per checkpoint: the tenant
+--         record, the checkpoint.
 --   ARGV: event count, delta count, checkpoint count, the gauge field (merged with max);
---         per event: 8-byte time prefix followed by the encoded event;
+--         per event: 8-byte time prefix followed by the encoded event, then 1 when it has an id
+--         (an event two nodes may both record: the first record's marker skips the other), else 0;
 --         per delta: day score, day member, gauge value, pair count, then (field, increment) pairs;
 --         per checkpoint: start and count of its minute, hour and day windows (six numbers);
 --         last: how many seconds to remember the batch as applied, 0 when it has no id; with an id,
@@ -38,6 +40,7 @@ local gauge_field = next_arg()
 local events = {}
 for i = 1, n_events do
   events[i] = { log = next_key(), entry = next_arg() }
+  if next_arg() == '1' then events[i].seen = next_key() end
 end
 local deltas = {}
 for i = 1, n_deltas do
@@ -91,8 +94,10 @@ if n_events > 0 then
   local seq = redis.call('INCRBY', seq_key, n_events) - n_events
   for _, event in ipairs(events) do
     seq = seq + 1
-    local position = struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296)
-    redis.call('ZADD', event.log, 0, string.sub(event.entry, 1, 8) .. position .. string.sub(event.entry, 9))
+    if not event.seen or redis.call('SET', event.seen, '1', 'NX', 'EX', 86400) then
+      local position = struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296)
+      redis.call('ZADD', event.log, 0, string.sub(event.entry, 1, 8) .. position .. string.sub(event.entry, 9))
+    end
   end
 end
 for _, delta in ipairs(deltas) do
