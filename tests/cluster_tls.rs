@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster_common::{CLUSTER_CONFIG, COOKIE, start_node_configured, wait_converged};
+use cluster_common::{CLUSTER_CONFIG, COOKIE, MASTER_KEY, start_node_configured, wait_converged};
 use common::{Gateway, eventually, free_port};
 use connectors_actors::tenant::TenantId;
 use connectors_cluster::shard_map::{NodeId, ShardMap};
@@ -173,6 +173,58 @@ impl Pki {
         std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
         NodeFiles { cert: path("cert.pem"), key: path("key.pem"), ca: self.dir.path().join("ca.pem") }
     }
+}
+
+impl Pki {
+    /// A server certificate for `address` (an IP address SAN), with its key and the CA.
+    fn server_files(&self, name: &str, address: &str) -> NodeFiles {
+        let mut params = CertificateParams::new(vec![address.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let path = |file: &str| self.dir.path().join(format!("{name}-{file}"));
+        std::fs::write(path("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+        NodeFiles { cert: path("cert.pem"), key: path("key.pem"), ca: self.dir.path().join("ca.pem") }
+    }
+}
+
+/// The store can be a Redis that speaks only TLS (`rediss://`, as managed Redis services do),
+/// trusted through the operator's CA in `SSL_CERT_FILE`; a Redis the gateway cannot trust stops
+/// start-up with the reason.
+#[tokio::test]
+async fn the_store_can_be_a_redis_that_speaks_only_tls() {
+    let pki = Pki::new("redis CA");
+    let files = pki.server_files("redis", "127.0.0.1");
+    let ca = files.ca.to_str().unwrap().to_string();
+    let redis = RedisServer::start_tls(files.cert, files.key, files.ca);
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+
+    let gateway = Gateway::start(
+        CLUSTER_CONFIG,
+        &[("REDIS_URL", &url), ("SSL_CERT_FILE", &ca), ("CONNECTORS_MASTER_KEY", MASTER_KEY)],
+    )
+    .await;
+    let key = gateway.create_limited("secure", 100).await;
+    gateway.tenant_get(Some("secure"), Some(&key)).await.expect(200);
+    assert!(gateway.stderr_text().contains("store: Redis"), "{}", gateway.stderr_text());
+    // Another process on the same Redis reads the record the first one wrote over TLS.
+    let other = Gateway::start(
+        CLUSTER_CONFIG,
+        &[("REDIS_URL", &url), ("SSL_CERT_FILE", &ca), ("CONNECTORS_MASTER_KEY", MASTER_KEY)],
+    )
+    .await;
+    other.tenant_get(Some("secure"), Some(&key)).await.expect(200);
+
+    let untrusted = common::run_args_expecting_exit(
+        &["--listen".into(), format!("127.0.0.1:{}", free_port())],
+        &[("REDIS_URL", &url), ("CONNECTORS_MASTER_KEY", MASTER_KEY)],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(untrusted.stderr.contains("cannot connect to Redis"), "{}", untrusted.stderr);
 }
 
 /// A TCP proxy to `target` that keeps every byte it carries, both ways.

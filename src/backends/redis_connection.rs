@@ -38,6 +38,12 @@ impl RedisConnection {
         let shown = redacted(url);
         let cannot_connect =
             |reason: &dyn Display| StoreError::Backend(format!("cannot connect to Redis at `{shown}`: {reason}"));
+        // rediss:// builds its TLS settings from the process's default crypto provider, which a
+        // build with more than one provider compiled in does not choose by itself.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Err: another thread installed one first, which serves as well.
+            rustls::crypto::aws_lc_rs::default_provider().install_default().ok();
+        }
         let client = redis::Client::open(url).map_err(|err| cannot_connect(&err))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))

@@ -51,6 +51,8 @@ const CONFIG_ENV: &[&str] = &[
     "VAULT_TOKEN",
     "OUTBOUND_ALLOW_PRIVATE",
     "OUTBOUND_ALLOWED_HOSTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
 ];
 
 /// What the gateways of these tests may call: the test's MCP servers and token endpoints, which

@@ -22,6 +22,8 @@ pub struct RedisServer {
     port: u16,
     /// The directory of the append-only file, when persistent; removed on drop.
     data_dir: Option<PathBuf>,
+    /// Certificate, key and CA files: the server speaks TLS only.
+    tls: Option<[PathBuf; 3]>,
     /// `None` while killed.
     child: Option<Child>,
 }
@@ -30,7 +32,12 @@ impl RedisServer {
     /// Starts a server on a free loopback port. Panics if `redis-server` is not in `PATH` or
     /// does not come up.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, None)
+    }
+
+    /// A server that speaks only TLS (`rediss://`), with this certificate, key and CA.
+    pub fn start_tls(cert: PathBuf, key: PathBuf, ca: PathBuf) -> Self {
+        Self::start_with(None, Some([cert, key, ca]))
     }
 
     /// Like [`RedisServer::start`], with an append-only file (fsync on every write) in a fresh
@@ -38,18 +45,18 @@ impl RedisServer {
     pub fn start_persistent() -> Self {
         let dir = std::env::temp_dir().join(format!("connectors-redis-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("a temp dir for the append-only file");
-        Self::start_with(Some(dir))
+        Self::start_with(Some(dir), None)
     }
 
-    fn start_with(data_dir: Option<PathBuf>) -> Self {
+    fn start_with(data_dir: Option<PathBuf>, tls: Option<[PathBuf; 3]>) -> Self {
         let binary = find_in_path("redis-server").unwrap_or_else(|| {
             panic!("`redis-server` is not in PATH; the Redis tests need it (e.g. `apt-get install redis-server`)")
         });
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match spawn(&binary, port, data_dir.as_ref()) {
-                Ok(child) => return Self { binary, port, data_dir, child: Some(child) },
+            match spawn(&binary, port, data_dir.as_ref(), tls.as_ref()) {
+                Ok(child) => return Self { binary, port, data_dir, tls, child: Some(child) },
                 Err(failure) => failures.push(format!("port {port}: {failure}")),
             }
         }
@@ -61,7 +68,8 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// The running server's process id (to pause it with SIGSTOP, as a stalled host would).
@@ -82,7 +90,7 @@ impl RedisServer {
     /// with what it had when persistent.
     pub fn restart(&mut self) {
         self.kill();
-        match spawn(&self.binary, self.port, self.data_dir.as_ref()) {
+        match spawn(&self.binary, self.port, self.data_dir.as_ref(), self.tls.as_ref()) {
             Ok(child) => self.child = Some(child),
             Err(failure) => panic!("redis-server did not restart on port {}: {failure}", self.port),
         }
@@ -109,9 +117,19 @@ fn free_port() -> u16 {
     listener.local_addr().expect("a bound socket has an address").port()
 }
 
-fn spawn(binary: &PathBuf, port: u16, data_dir: Option<&PathBuf>) -> Result<Child, String> {
+fn spawn(binary: &PathBuf, port: u16, data_dir: Option<&PathBuf>, tls: Option<&[PathBuf; 3]>) -> Result<Child, String> {
     let mut command = Command::new(binary);
-    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--loglevel", "warning"]);
+    command.args(["--bind", "127.0.0.1", "--save", "", "--loglevel", "warning"]);
+    match tls {
+        None => command.args(["--port", &port.to_string()]),
+        Some([cert, key, ca]) => command
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--tls-auth-clients", "no", "--tls-cert-file"])
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key)
+            .arg("--tls-ca-cert-file")
+            .arg(ca),
+    };
     match data_dir {
         Some(dir) => command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]).arg(dir),
         None => command.args(["--appendonly", "no", "--dir"]).arg(std::env::temp_dir()),
@@ -127,7 +145,10 @@ fn spawn(binary: &PathBuf, port: u16, data_dir: Option<&PathBuf>) -> Result<Chil
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("it exited with {status} (port taken?)"));
         }
-        if answers_ping(port) {
+        // A TLS server is taken as up once it accepts connections (a PING would need TLS).
+        let up =
+            if tls.is_some() { TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() } else { answers_ping(port) };
+        if up {
             return Ok(child);
         }
         std::thread::sleep(Duration::from_millis(20));
