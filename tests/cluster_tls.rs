@@ -163,24 +163,20 @@ impl Pki {
 
     /// A certificate for `node` with the cluster's server name, for both ends of a link.
     fn node_files(&self, node: &str) -> NodeFiles {
-        let mut params = CertificateParams::new(vec![SERVER_NAME.to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, node);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let path = |file: &str| self.dir.path().join(format!("{node}-{file}"));
-        std::fs::write(path("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
-        NodeFiles { cert: path("cert.pem"), key: path("key.pem"), ca: self.dir.path().join("ca.pem") }
+        let usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(node, SERVER_NAME, usages)
     }
-}
 
-impl Pki {
     /// A server certificate for `address` (an IP address SAN), with its key and the CA.
     fn server_files(&self, name: &str, address: &str) -> NodeFiles {
-        let mut params = CertificateParams::new(vec![address.to_string()]).unwrap();
+        self.issue(name, address, vec![ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// A certificate named `name` for `san`, signed by the CA, written with its key.
+    fn issue(&self, name: &str, san: &str, usages: Vec<ExtendedKeyUsagePurpose>) -> NodeFiles {
+        let mut params = CertificateParams::new(vec![san.to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = usages;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         let path = |file: &str| self.dir.path().join(format!("{name}-{file}"));
