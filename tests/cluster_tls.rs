@@ -85,6 +85,28 @@ async fn a_node_whose_certificate_another_ca_signed_is_never_linked() {
     a.tenant_get(Some(&tenant), Some(&key)).await.expect(200);
 }
 
+/// Connections to the cluster port that never start their TLS handshake do not keep the node
+/// from accepting its peers' links (each handshake has its own task and deadline).
+#[tokio::test]
+async fn connections_that_never_handshake_do_not_block_the_cluster_port() {
+    let pki = Pki::new("cluster CA");
+    let redis = RedisServer::start();
+    let b_listen = format!("127.0.0.1:{}", free_port());
+    let b = start_tls_node(&redis, "node-b", &pki, &[("CONNECTORS_CLUSTER_LISTEN", &b_listen)]).await;
+    // Silent connections, open for the whole test, made before node-a first dials node-b.
+    let _silent: Vec<std::net::TcpStream> =
+        (0..3).map(|_| std::net::TcpStream::connect(&b_listen).expect("the cluster port accepts")).collect();
+    let a = start_tls_node(&redis, "node-a", &pki, &[]).await;
+    wait_converged(&[&a, &b], 2, Duration::from_secs(20)).await;
+    let tenant = tenant_owned_by("stalled", "node-b", &["node-a", "node-b"]);
+    let key = a.create_limited(&tenant, 1000).await;
+    eventually("a tenant of node-b served through node-a", Duration::from_secs(20), || async {
+        let response = a.tenant_get(Some(&tenant), Some(&key)).await;
+        if response.status == 200 { Ok(()) } else { Err(format!("{}: {}", response.status, response.text)) }
+    })
+    .await;
+}
+
 /// Starts node-a and node-b (TLS with `pki` or none) where node-a reaches node-b only through a
 /// proxy recording both directions, creates the canary tenant (owned by node-b) through node-a
 /// and serves it through node-a; returns every byte the proxy carried.

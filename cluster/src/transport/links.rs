@@ -99,17 +99,33 @@ impl Links {
         // so that port 0 becomes a concrete port to tell the peers.
         let probe = std::net::TcpListener::bind(listen).map_err(|e| listen_error(e.to_string()))?;
         let listen = probe.local_addr().map_err(|e| listen_error(e.to_string()))?;
-        drop(probe);
+        // With TLS the cluster port is ours (handshakes under a deadline, see `tls_listener`) and
+        // the node server listens on a loopback port of its own, also TLS only, that no peer is
+        // told of.
+        let (server_port, server_ip, own_listener) = match &tls {
+            Some(_) => {
+                probe.set_nonblocking(true).map_err(|e| listen_error(e.to_string()))?;
+                let own = tokio::net::TcpListener::from_std(probe).map_err(|e| listen_error(e.to_string()))?;
+                (0, std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST), Some(own))
+            }
+            None => {
+                drop(probe);
+                (listen.port(), listen.ip(), None)
+            }
+        };
         let server = NodeServer::new(
-            listen.port(),
+            server_port,
             cookie,
             me.to_string(),
             listen.ip().to_string(),
             tls.as_ref().map(|tls| IncomingEncryptionMode::Tls(tls.acceptor.clone())),
             Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(listen.ip());
+        .with_listen_addr(server_ip);
         let (node_server, _) = Actor::spawn(None, server, ()).await.map_err(|e| listen_error(e.to_string()))?;
+        if let (Some(own), Some(tls)) = (own_listener, &tls) {
+            tokio::spawn(super::tls_listener::accept_links(own, tls.acceptor.clone(), node_server.clone()));
+        }
         // Fails only if the node server just spawned has stopped: no link would work either.
         node_server
             .cast(NodeServerMessage::SubscribeToEvents {

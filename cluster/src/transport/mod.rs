@@ -1,9 +1,10 @@
 //! The node-to-node transport over ractor_cluster: framing ([`wire`]), the actor peers talk to
 //! ([`region`]) and the links to peers ([`links`], whose decisions are `peer_health`'s, encrypted
-//! with [`tls`] when configured).
+//! with [`tls`] when configured, their handshakes accepted by [`tls_listener`]).
 
 pub mod links;
 mod peer_health;
 pub mod region;
 pub mod tls;
+mod tls_listener;
 pub mod wire;
