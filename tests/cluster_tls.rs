@@ -26,6 +26,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A tenant name that must never be readable on the wire between nodes.
 const CANARY: &str = "acme-plaintext-canary-5b1e";
 
+/// OAuth secrets an admin stores through a node that does not own the tenant: never on the link,
+/// TLS or not (the node stores them itself; the owner reads them from the secret store).
+const ACCESS_CANARY: &str = "at-link-canary-93c1";
+const REFRESH_CANARY: &str = "rt-link-canary-93c1";
+
 /// The name every node certificate carries (the gateway's default `cluster.tls.serverName`).
 const SERVER_NAME: &str = "connectors-cluster";
 
@@ -40,7 +45,9 @@ async fn with_tls_requests_cross_the_link_and_no_tenant_name_is_readable_on_it()
 #[tokio::test]
 async fn without_tls_the_same_requests_show_the_tenant_name_on_the_link() {
     let wire = run_across_a_recorded_link(None).await;
-    assert!(wire.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()), "the recording saw the forwarded request");
+    let carried = |text: &str| wire.windows(text.len()).any(|w| w == text.as_bytes());
+    assert!(carried(CANARY), "the recording saw the forwarded request");
+    assert!(!carried(ACCESS_CANARY) && !carried(REFRESH_CANARY), "an OAuth secret crossed the link");
 }
 
 #[tokio::test]
@@ -132,6 +139,18 @@ async fn run_across_a_recorded_link(pki: Option<&Pki>) -> Vec<u8> {
     })
     .await;
     b.tenant_get(Some(&tenant), Some(&key)).await.expect(200);
+    // An OAuth credential stored through node-a reaches its owner's refresh schedule without its
+    // secrets crossing the link.
+    let credential = serde_json::json!({
+        "accessToken": ACCESS_CANARY,
+        "refreshToken": REFRESH_CANARY,
+        "expiresAt": "2099-01-01T00:00:00Z",
+        "tokenEndpoint": "https://idp.example.com/token",
+    });
+    a.admin(reqwest::Method::PUT, &format!("/tenants/{tenant}/oauth/github"), Some(credential)).await.expect(200);
+    let listed = b.admin(reqwest::Method::GET, &format!("/tenants/{tenant}/oauth"), None).await;
+    listed.expect(200);
+    assert!(listed.text.contains("github"), "{}", listed.text);
     recorder.bytes()
 }
 

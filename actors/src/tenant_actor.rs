@@ -87,6 +87,8 @@ pub enum TenantMsg {
     Delete(RpcReplyPort<Result<(), TenantError>>),
     /// Stores an OAuth credential; answers with it as stored (status, generation).
     StoreCredential(String, OAuthCredential, RpcReplyPort<Result<OAuthCredential, TenantError>>),
+    /// Another node stored this integration's credential; schedule its refresh.
+    CredentialStored(String, RpcReplyPort<Result<(), TenantError>>),
     /// Deletes an OAuth credential; answers whether there was one.
     DeleteCredential(String, RpcReplyPort<Result<bool, TenantError>>),
     /// The provider's answer to a refresh.
@@ -239,6 +241,11 @@ async fn handle_io(
             let tenant = state.core.record().id.clone();
             let stored = state.oauth.store(&state.env, &tenant, &myself, integration, credential).await;
             reply.answer(stored.map_err(TenantError::from));
+        }
+        TenantMsg::CredentialStored(integration, reply) => {
+            let tenant = state.core.record().id.clone();
+            let scheduled = state.oauth.stored_elsewhere(&state.env, &tenant, &myself, integration).await;
+            reply.answer(scheduled.map_err(TenantError::from));
         }
         TenantMsg::DeleteCredential(integration, reply) => {
             let tenant = state.core.record().id.clone();

@@ -28,6 +28,7 @@ pub enum TenantCall {
     },
     /// Deletes the tenant's credentials, then the tenant.
     Delete,
+    /// Sent by nodes of earlier versions; see [`TenantCall::CredentialStored`].
     StoreCredential {
         integration: String,
         credential: OAuthCredential,
@@ -53,6 +54,11 @@ pub enum TenantCall {
     },
     /// The tenant was just created (by any node): the owner stops answering that it is absent.
     Created,
+    /// The node that took an admin's credential stored it in the secret store itself; the owner
+    /// reads it from there (the secret never crosses the link) and schedules its refresh.
+    CredentialStored {
+        integration: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +112,9 @@ impl TenantDirectory {
             TenantCall::ListServers => TenantReply::Servers(self.call(id, TenantMsg::ListServers).await?),
             TenantCall::GetServer { name } => {
                 TenantReply::MaybeServer(self.call(id, |reply| TenantMsg::GetServer(name.clone(), reply)).await?)
+            }
+            TenantCall::CredentialStored { integration } => {
+                TenantReply::Done(self.call(id, |reply| TenantMsg::CredentialStored(integration.clone(), reply)).await?)
             }
             TenantCall::Created => {
                 self.created(id);

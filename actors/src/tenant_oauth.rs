@@ -78,6 +78,16 @@ pub struct TenantOAuth {
     restore_retry: Option<RestoreRetry>,
 }
 
+/// The refresh generation of `new` stored over `previous`: the same while the refresh token is the
+/// same (what the schedule learnt about it still holds), the next one otherwise.
+pub fn generation_after(previous: Option<&OAuthCredential>, new: &OAuthCredential) -> u64 {
+    match previous {
+        Some(old) if old.refresh_token == new.refresh_token => old.refresh_generation,
+        Some(old) => old.refresh_generation + 1,
+        None => 0,
+    }
+}
+
 impl TenantOAuth {
     pub fn new(refresh_before: chrono::Duration) -> Self {
         Self {
@@ -166,22 +176,48 @@ impl TenantOAuth {
         mut credential: OAuthCredential,
     ) -> Result<OAuthCredential, SecretError> {
         let previous = env.secrets.get(tenant, &integration).await?;
-        credential.refresh_generation = match previous {
-            Some(old) if old.refresh_token == credential.refresh_token => old.refresh_generation,
-            Some(old) => old.refresh_generation + 1,
-            None => 0,
-        };
+        credential.refresh_generation = generation_after(previous.as_ref(), &credential);
         env.secrets.put(tenant, &integration, &credential).await?;
+        self.schedule_stored(env, tenant, myself, &integration, &credential).await;
+        Ok(env.secrets.get(tenant, &integration).await?.unwrap_or(credential))
+    }
+
+    /// Another node stored `integration`'s credential (so that the secret never crossed the link
+    /// to this owner): read it back and schedule its refresh.
+    pub async fn stored_elsewhere(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+        integration: String,
+    ) -> Result<(), SecretError> {
+        match env.secrets.get(tenant, &integration).await? {
+            Some(credential) => self.schedule_stored(env, tenant, myself, &integration, &credential).await,
+            // Deleted since: nothing to schedule.
+            None => {
+                self.schedule.handle(env.clock.now(), Input::Removed { integration });
+            }
+        }
+        Ok(())
+    }
+
+    async fn schedule_stored(
+        &mut self,
+        env: &TenantEnv,
+        tenant: &TenantId,
+        myself: &ActorRef<TenantMsg>,
+        integration: &str,
+        credential: &OAuthCredential,
+    ) {
         let now = env.clock.now();
         let input = Input::Stored {
-            integration: integration.clone(),
+            integration: integration.to_owned(),
             expires_at: credential.expires_at,
             refreshable: credential.refreshable(),
             generation: credential.refresh_generation,
         };
         let effects = self.schedule.handle(now, input);
         self.carry_out(env, tenant, myself, now, effects).await;
-        Ok(env.secrets.get(tenant, &integration).await?.unwrap_or(credential))
     }
 
     pub async fn remove(

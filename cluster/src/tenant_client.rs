@@ -5,7 +5,6 @@ use connectors_actors::api_key::KeyHash;
 use connectors_actors::deployer::ServerName;
 use connectors_actors::deployments::{ServerRecord, ServerRequest};
 use connectors_actors::quotas::{Quota, QuotaExceeded};
-use connectors_actors::secret_store::OAuthCredential;
 use connectors_actors::tenant::{TenantId, TenantPatch};
 use connectors_actors::tenant_actor::TenantError;
 use connectors_actors::tenant_call::{TenantCall, TenantReply};
@@ -77,16 +76,14 @@ impl ShardRouter {
         self.done(tenant, TenantCall::Crash).await
     }
 
-    pub async fn store_credential(
+    /// Tells the tenant's owner that its credential for `integration` was stored (it reads it
+    /// from the secret store).
+    pub async fn credential_stored(
         &self,
         tenant: &TenantId,
         integration: String,
-        credential: OAuthCredential,
-    ) -> Result<Result<OAuthCredential, TenantError>, RouteError> {
-        match self.ask(tenant, TenantCall::StoreCredential { integration, credential }).await? {
-            TenantReply::Credential(result) => Ok(result),
-            other => Err(unexpected(other)),
-        }
+    ) -> Result<Result<(), TenantError>, RouteError> {
+        self.done(tenant, TenantCall::CredentialStored { integration }).await
     }
 
     pub async fn delete_credential(

@@ -13,6 +13,8 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use connectors_actors::secret_store::{CredentialStatus, OAuthCredential};
 use connectors_actors::tenant::TenantId;
+use connectors_actors::tenant_actor::TenantError;
+use connectors_actors::tenant_oauth::generation_after;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -93,6 +95,29 @@ fn token_endpoint(gateway: &Gateway, value: Option<String>) -> Result<Option<Str
     Ok(Some(text))
 }
 
+/// Stores the credential in the secret store from this node and tells the tenant's owner, which
+/// reads it back: the secret never crosses the link between nodes. Answers it as stored.
+async fn store_here(
+    gateway: &Gateway,
+    tenant: &TenantId,
+    integration: &str,
+    mut credential: OAuthCredential,
+) -> Result<OAuthCredential, ApiError> {
+    let snapshot = gateway.router.snapshot(tenant).await?;
+    if !snapshot.features.oauth {
+        return Err(tenant_error(TenantError::FeatureDisabled("oauth".into())));
+    }
+    let previous = gateway.secrets.get(tenant, integration).await?;
+    credential.refresh_generation = generation_after(previous.as_ref(), &credential);
+    gateway.secrets.put(tenant, integration, &credential).await?;
+    if let Err(error) = gateway.router.credential_stored(tenant, integration.to_owned()).await?.map_err(tenant_error) {
+        // Stored, but the refresh is not scheduled until the tenant's actor starts again.
+        tracing::error!(%tenant, integration, code = error.code(), "the tenant's owner did not take the new credential");
+        return Err(error);
+    }
+    Ok(gateway.secrets.get(tenant, integration).await?.unwrap_or(credential))
+}
+
 fn rfc3339(t: Option<DateTime<Utc>>) -> Value {
     t.map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
 }
@@ -138,11 +163,7 @@ pub async fn put_credential(
         refresh_generation: 0,
     };
     let started = gateway.clock.now();
-    let credential = gateway
-        .router
-        .store_credential(&path.tenant, path.integration.clone(), credential)
-        .await?
-        .map_err(tenant_error)?;
+    let credential = store_here(&gateway, &path.tenant, &path.integration, credential).await?;
     tracing::info!(tenant = %path.tenant, integration = %path.integration, "OAuth credential stored");
     let status = credential.status_at(gateway.clock.now()).as_str();
     let params = json!({
