@@ -341,3 +341,97 @@ fn retention_scans_for_audit_logs_only_under_its_own_prefix() {
     assert_eq!(keys.audit_tenant(format!("{}audit:Not An Id", keys.prefix).as_bytes()), None);
     assert_eq!(Keys { prefix: "connectors:".into() }.audit_pattern(), "connectors:audit:*");
 }
+
+/// A proxy in front of Redis whose next answer, once armed, is lost: the command reaches Redis
+/// and is applied, then the connection closes before its answer gets back, as when a network or
+/// a failover drops a reply.
+struct ReplyLosingProxy {
+    port: u16,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReplyLosingProxy {
+    async fn start(upstream: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let armed_copy = armed.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { continue };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await.ok() });
+                let armed = armed_copy.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(read) = server_read.read(&mut buffer).await {
+                        if read == 0 {
+                            break;
+                        }
+                        if armed.swap(false, Ordering::SeqCst) {
+                            // The answer is dropped and the connection with it.
+                            break;
+                        }
+                        if client_write.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, armed }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn lose_next_answer(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The recorder's commit reaches Redis but its answer is lost; the recorder takes it as failed
+/// and commits the batch again: the usage is billed once.
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_billed_once_when_the_recorder_retries() {
+    use connectors_actors::recorder::{Recorder, RecorderConfig};
+    let server = RedisServer::start();
+    let proxy = ReplyLosingProxy::start(server.port()).await;
+    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&proxy.url(), PREFIX).await.unwrap());
+    store.create_tenant(&tenant("acme")).await.unwrap();
+    let quarantine_dir = tempfile::tempdir().unwrap();
+    let quarantine =
+        Arc::new(crate::backends::quarantine_file::QuarantineFile::new(quarantine_dir.path().join("quarantine.jsonl")));
+    let config = RecorderConfig {
+        flush_interval: Duration::from_secs(3600),
+        max_batch: 1000,
+        queue: 1000,
+        max_pending_bytes: 1 << 20,
+    };
+    let (recorder, _task) = Recorder::start(store.clone(), quarantine, config);
+    let day = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+    let delta = UsageDelta {
+        tenant: id("acme"),
+        day,
+        counters: UsageCounters { requests: 5, api_calls: 5, ..Default::default() },
+    };
+    // A first commit loads the script, so that the next one runs at its first request.
+    recorder.usage(delta.clone()).await.unwrap();
+    recorder.flush().await.unwrap();
+    recorder.usage(delta).await.unwrap();
+    proxy.lose_next_answer();
+    assert!(recorder.flush().await.is_err(), "the commit's answer was lost: the recorder cannot know it applied");
+    // The connection is back; the recorder commits the same batch again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recorder.flush().await.is_err() {
+        assert!(Instant::now() < deadline, "the recorder never committed again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let direct = RedisStore::connect(&server.url(), PREFIX).await.unwrap();
+    let month = Month::containing(day);
+    assert_eq!(direct.usage_of_month(&id("acme"), month).await.unwrap().api_calls, 10, "each batch billed once");
+}
