@@ -9,7 +9,7 @@
 //! graph's [`CoUsagePolicy`] says. Every row has always named its tenant, so a file written before
 //! the policy existed needs no migration: its edges are attributed at open like new ones.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use connectors_actors::tenant::TenantId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::tools::catalog::ToolId;
-use crate::tools::co_usage_policy::{CoUsagePolicy, Contribution};
-use crate::tools::tool_graph::{OftenUsedWith, ServedQuery, ToolGraph, ToolGraphError};
+use crate::tools::co_usage_counts::CoUsageCounts;
+use crate::tools::co_usage_policy::CoUsagePolicy;
+use crate::tools::tool_graph::{OftenUsedWith, RecordedQuery, ServedQuery, ToolGraph, ToolGraphError};
 
 const SERVED: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("served");
 
@@ -33,52 +33,23 @@ pub struct EmbeddedToolGraph {
     file: Option<Arc<Database>>,
 }
 
-/// Queries counted per tenant.
-type PerTenant = HashMap<TenantId, u64>;
-
 struct Graph {
     policy: CoUsagePolicy,
+    /// Each tenant's history; a query's number is its index plus one.
     served: HashMap<TenantId, Vec<ServedQuery>>,
-    /// Queries each tool served, per tenant.
-    usage: HashMap<ToolId, PerTenant>,
-    /// Queries both tools served, per tenant, under both orders.
-    co_occurrences: HashMap<ToolId, HashMap<ToolId, PerTenant>>,
-    /// The sequence number of the last logged query.
+    counts: CoUsageCounts,
+    /// The sequence number of the last logged query (of any tenant).
     last_seq: u64,
 }
 
 impl Graph {
     fn new(policy: CoUsagePolicy) -> Self {
-        Self { policy, served: HashMap::new(), usage: HashMap::new(), co_occurrences: HashMap::new(), last_seq: 0 }
+        Self { policy, served: HashMap::new(), counts: CoUsageCounts::default(), last_seq: 0 }
     }
 
     fn add(&mut self, tenant: &TenantId, served: ServedQuery) {
-        for tool in &served.tools {
-            *self.usage.entry(tool.clone()).or_default().entry(tenant.clone()).or_default() += 1;
-            let row = self.co_occurrences.entry(tool.clone()).or_default();
-            for other in served.tools.iter().filter(|other| *other != tool) {
-                *row.entry(other.clone()).or_default().entry(tenant.clone()).or_default() += 1;
-            }
-        }
+        self.counts.add_served(tenant, &served.tools);
         self.served.entry(tenant.clone()).or_default().push(served);
-    }
-
-    fn edges_from(&self, tool: &str) -> Vec<OftenUsedWith> {
-        let Some(row) = self.co_occurrences.get(tool) else { return Vec::new() };
-        let usage = self.usage.get(tool);
-        let served_from = |tenant: &TenantId| usage.and_then(|usage| usage.get(tenant)).copied().unwrap_or(0);
-        let capped_served_from = usage.map_or(0, |usage| usage.values().map(|&n| self.policy.capped(n)).sum());
-        let mut edges: Vec<OftenUsedWith> = row
-            .iter()
-            .filter_map(|(to, both)| {
-                let contributions = both
-                    .iter()
-                    .map(|(tenant, &served_both)| Contribution { served_from: served_from(tenant), served_both });
-                self.policy.edge(tool, to, capped_served_from, contributions)
-            })
-            .collect();
-        edges.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.to.cmp(&b.to)));
-        edges
     }
 }
 
@@ -120,11 +91,7 @@ impl EmbeddedToolGraph {
 #[async_trait]
 impl ToolGraph for EmbeddedToolGraph {
     async fn record_served(&self, tenant: &TenantId, served: &ServedQuery) -> Result<(), ToolGraphError> {
-        let tools: BTreeSet<&ToolId> = served.tools.iter().collect();
-        if tools.is_empty() {
-            return Ok(());
-        }
-        let served = ServedQuery { query: served.query.clone(), tools: tools.into_iter().cloned().collect() };
+        let Some(served) = served.normalized() else { return Ok(()) };
         let seq = {
             let mut graph = self.graph();
             graph.last_seq += 1;
@@ -146,19 +113,35 @@ impl ToolGraph for EmbeddedToolGraph {
         Ok(())
     }
 
-    async fn served_queries(&self, tenant: &TenantId, limit: usize) -> Result<Vec<ServedQuery>, ToolGraphError> {
+    async fn served_queries(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedQuery>, ToolGraphError> {
         let graph = self.graph();
         let history = graph.served.get(tenant).map_or(&[][..], Vec::as_slice);
-        Ok(history[history.len().saturating_sub(limit)..].to_vec())
+        let after = usize::try_from(after).unwrap_or(usize::MAX).min(history.len());
+        let from = after.max(history.len().saturating_sub(limit));
+        Ok(history[from..]
+            .iter()
+            .zip(from as u64 + 1..)
+            .map(|(served, number)| RecordedQuery { number, served: served.clone() })
+            .collect())
+    }
+
+    async fn co_usage_version(&self) -> Result<u64, ToolGraphError> {
+        Ok(self.graph().last_seq)
     }
 
     async fn often_used_with(&self, tool: &str) -> Result<Vec<OftenUsedWith>, ToolGraphError> {
-        Ok(self.graph().edges_from(tool))
+        let graph = self.graph();
+        Ok(graph.counts.edges_from(&graph.policy, tool))
     }
 
     async fn all_often_used_with(&self) -> Result<Vec<OftenUsedWith>, ToolGraphError> {
         let graph = self.graph();
-        Ok(graph.co_occurrences.keys().flat_map(|tool| graph.edges_from(tool)).collect())
+        Ok(graph.counts.all_edges(&graph.policy))
     }
 }
 
@@ -209,9 +192,9 @@ mod tests {
             graph.record_served(&tenants[0], &served("post the release notes", &["slack.post"])).await.unwrap();
         }
         let graph = EmbeddedToolGraph::open(&path, POLICY).unwrap();
-        let history = graph.served_queries(&tenants[0], 10).await.unwrap();
+        let history = graph.served_queries(&tenants[0], 0, 10).await.unwrap();
         assert_eq!(
-            history.iter().map(|s| s.query.as_str()).collect::<Vec<_>>(),
+            history.iter().map(|s| s.served.query.as_str()).collect::<Vec<_>>(),
             ["open a pull request", "post the release notes"]
         );
         // Still three tenants behind the edge; slack.post served 4 queries, 3 with createPr.
@@ -230,6 +213,6 @@ mod tests {
         graph.record_served(&tenants[0], &served("merge it", &["github.merge"])).await.unwrap();
         drop(graph);
         let graph = EmbeddedToolGraph::open(&path, POLICY).unwrap();
-        assert_eq!(graph.served_queries(&tenants[0], 10).await.unwrap().len(), 3);
+        assert_eq!(graph.served_queries(&tenants[0], 0, 10).await.unwrap().len(), 3);
     }
 }

@@ -3,6 +3,7 @@
 //! and the offline evaluation of selection.
 
 pub mod catalog;
+pub mod co_usage_counts;
 pub mod co_usage_policy;
 pub mod evaluation;
 pub mod mcp_client;

@@ -2,11 +2,20 @@
 //! (feedback, invocations with a `selectionId`, and `eval-selection`'s history replay all go through
 //! [`Selector::record_served`]) and the one selection path.
 //!
-//! The `ToolGraph` is the durable copy of what is learned; the engine holds the in-memory form.
-//! A tenant's history is loaded into the engine the first time the tenant is served, co-usage
-//! edges at start-up. The lock is never held across an await.
+//! The `ToolGraph` is the durable copy of what is learned, and with a shared graph (Redis, Neo4j)
+//! the one every node learns from; the engine holds the in-memory form. Before serving a tenant
+//! the selector reads the tenant's queries recorded since the last it learned — all of them the
+//! first time, usually none later: one read of the graph per selection, so a query recorded
+//! through any node is used by every node's next selection for that tenant. A recorded query is
+//! learned the same way, by reading it back, so each is learned once, in its tenant's order,
+//! wherever it was recorded. Shared co-usage edges are read at start-up, for the tools of each
+//! query recorded here, and again whole by [`Selector::refresh_co_usage`] once the graph's
+//! co-usage version has moved (a node calls it periodically when the graph is shared). The lock
+//! is never held across an await.
 
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Duration;
 
 use connectors_actors::tenant::TenantId;
 
@@ -14,22 +23,23 @@ use super::catalog::{Catalog, Tool};
 use super::selection::engine::{SelectOptions, Selection, SelectionEngine};
 use super::tool_graph::{ServedQuery, ToolGraph, ToolGraphError};
 
+/// How often a node re-reads the shared co-usage edges when the graph says they may have changed:
+/// edges are a cross-tenant quorum signal that moves slowly, and a full read is not free.
+pub const CO_USAGE_REFRESH: Duration = Duration::from_secs(5);
+
 pub struct Selector {
     engine: RwLock<SelectionEngine>,
     graph: Arc<dyn ToolGraph>,
+    /// The graph's co-usage version the engine's edges were read at.
+    co_usage_version: AtomicU64,
 }
 
 impl Selector {
     /// Wraps `engine` and loads the shared co-usage edges from `graph`.
-    pub async fn open(mut engine: SelectionEngine, graph: Arc<dyn ToolGraph>) -> Result<Self, ToolGraphError> {
-        let mut by_source: std::collections::HashMap<String, Vec<_>> = std::collections::HashMap::new();
-        for edge in graph.all_often_used_with().await? {
-            by_source.entry(edge.from.clone()).or_default().push(edge);
-        }
-        for (tool, edges) in by_source {
-            engine.set_co_usage(&tool, edges);
-        }
-        Ok(Self { engine: RwLock::new(engine), graph })
+    pub async fn open(engine: SelectionEngine, graph: Arc<dyn ToolGraph>) -> Result<Self, ToolGraphError> {
+        let selector = Self { engine: RwLock::new(engine), graph, co_usage_version: AtomicU64::new(0) };
+        selector.read_co_usage().await?;
+        Ok(selector)
     }
 
     pub async fn select(
@@ -38,28 +48,45 @@ impl Selector {
         query: &str,
         options: &SelectOptions,
     ) -> Result<Selection, ToolGraphError> {
-        self.load_tenant(tenant).await?;
+        self.catch_up(tenant).await?;
         Ok(self.read().select(tenant, query, options))
     }
 
     /// Learns that `tenant`'s query was served by `served.tools`: durably first, then in memory.
     pub async fn record_served(&self, tenant: &TenantId, served: &ServedQuery) -> Result<(), ToolGraphError> {
-        if served.tools.is_empty() {
-            return Ok(());
-        }
-        // Loaded before recording, so that a first load cannot miss or double this query.
-        self.load_tenant(tenant).await?;
-        self.graph.record_served(tenant, served).await?;
+        let Some(served) = served.normalized() else { return Ok(()) };
+        self.graph.record_served(tenant, &served).await?;
+        self.catch_up(tenant).await?;
         let mut edges = Vec::with_capacity(served.tools.len());
         for tool in &served.tools {
             edges.push((tool, self.graph.often_used_with(tool).await?));
         }
         let mut engine = self.write();
-        engine.remember(tenant, served);
         for (tool, edges) in edges {
             engine.set_co_usage(tool, edges);
         }
         Ok(())
+    }
+
+    /// Reads every shared co-usage edge again if the graph's co-usage version moved since they
+    /// were last read; says whether it did.
+    pub async fn refresh_co_usage(&self) -> Result<bool, ToolGraphError> {
+        if self.graph.co_usage_version().await? == self.co_usage_version.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.read_co_usage().await?;
+        Ok(true)
+    }
+
+    /// Calls [`Self::refresh_co_usage`] every `every` until the selector is gone.
+    pub async fn keep_co_usage_fresh(selector: Weak<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(selector) = selector.upgrade() else { return };
+            if let Err(error) = selector.refresh_co_usage().await {
+                tracing::warn!(%error, "cannot read the shared co-usage edges");
+            }
+        }
     }
 
     /// Swaps in a new catalog; what was learned stays.
@@ -92,20 +119,37 @@ impl Selector {
         self.read().blend_weight(tenant)
     }
 
-    async fn load_tenant(&self, tenant: &TenantId) -> Result<(), ToolGraphError> {
-        let limit = {
+    /// Learns `tenant`'s queries recorded since the newest one learned (its whole kept history
+    /// the first time).
+    async fn catch_up(&self, tenant: &TenantId) -> Result<(), ToolGraphError> {
+        let (learned_up_to, limit) = {
             let engine = self.read();
-            if engine.knows_tenant(tenant) {
-                return Ok(());
-            }
-            engine.tuning().memory_limit
+            (engine.learned_up_to(tenant), engine.tuning().memory_limit)
         };
-        let history = self.graph.served_queries(tenant, limit).await?;
-        let mut engine = self.write();
-        // Another request may have loaded it meanwhile, and remembered newer queries since.
-        if !engine.knows_tenant(tenant) {
-            engine.load_tenant(tenant, &history);
+        match self.graph.served_queries(tenant, learned_up_to.unwrap_or(0), limit).await {
+            Ok(recorded) => {
+                if learned_up_to.is_none() || !recorded.is_empty() {
+                    self.write().learn(tenant, &recorded);
+                }
+                Ok(())
+            }
+            // What was learned already still ranks: a graph that cannot be read for a moment
+            // makes selection a little staler, not unavailable.
+            Err(error) if learned_up_to.is_some() => {
+                tracing::warn!(tenant = %tenant, %error, "tool graph unreadable; selecting with what was learned");
+                Ok(())
+            }
+            Err(error) => Err(error),
         }
+    }
+
+    /// Replaces the engine's co-usage edges with the graph's, noting the version they were read
+    /// at (read first, so that a record made during the read moves the version past it).
+    async fn read_co_usage(&self) -> Result<(), ToolGraphError> {
+        let version = self.graph.co_usage_version().await?;
+        let edges = self.graph.all_often_used_with().await?;
+        self.write().replace_co_usage(edges);
+        self.co_usage_version.store(version, Ordering::Release);
         Ok(())
     }
 
@@ -206,5 +250,40 @@ mod tests {
         assert_eq!(lifted, ["travel.planTrip", "mail.sendEmail"]);
         drop(selector);
         assert_eq!(ids(open(&path).await.select(&victim, query, &options).await.unwrap()), lifted);
+    }
+
+    /// Two nodes sharing one graph: what one learns the other's next selection uses, and the
+    /// co-usage edges it made reach the other on its next refresh.
+    #[tokio::test]
+    async fn selectors_sharing_a_graph_rank_with_each_others_lessons() {
+        let graph: Arc<dyn ToolGraph> = Arc::new(EmbeddedToolGraph::in_memory(CoUsagePolicy::default()));
+        let one = Selector::open(engine(), graph.clone()).await.unwrap();
+        let other = Selector::open(engine(), graph).await.unwrap();
+        let [acme, rest @ ..] = ["acme", "globex", "initech", "hooli"].map(|id| TenantId::parse(id).unwrap());
+        let (query, options) = ("where should we go for the offsite", SelectOptions::default());
+        assert_eq!(top(&other.select(&acme, query, &options).await.unwrap()), None);
+        for place in ["Lisbon", "Berlin", "Oslo", "Rome", "Vienna", "Prague"] {
+            let query = format!("where should we go for the offsite in {place}");
+            one.record_served(&acme, &served(&query, &["travel.planTrip", "weather.getForecast"])).await.unwrap();
+        }
+        assert_eq!(top(&other.select(&acme, query, &options).await.unwrap()), Some("travel.planTrip"));
+        // Learned once each, though read back by both.
+        other.record_served(&acme, &served("offsite plans again", &["travel.planTrip"])).await.unwrap();
+        assert_eq!(one.read().learned_up_to(&acme), Some(6));
+        assert_eq!(other.read().learned_up_to(&acme), Some(7));
+
+        let ids = |selection: Selection| selection.tiers.ids().map(str::to_string).collect::<Vec<_>>();
+        let trip = "plan an itinerary";
+        assert_eq!(ids(other.select(&acme, trip, &options).await.unwrap()), ["travel.planTrip"]);
+        for tenant in &rest {
+            one.record_served(tenant, &served("book the trip and tell them", &["travel.planTrip", "mail.sendEmail"]))
+                .await
+                .unwrap();
+        }
+        assert_eq!(ids(one.select(&acme, trip, &options).await.unwrap()), ["travel.planTrip", "mail.sendEmail"]);
+        assert_eq!(ids(other.select(&acme, trip, &options).await.unwrap()), ["travel.planTrip"], "until it refreshes");
+        assert!(other.refresh_co_usage().await.unwrap());
+        assert!(!other.refresh_co_usage().await.unwrap(), "nothing new");
+        assert_eq!(ids(other.select(&acme, trip, &options).await.unwrap()), ["travel.planTrip", "mail.sendEmail"]);
     }
 }

@@ -18,7 +18,7 @@ use super::learning::{CoUsage, TenantMemory};
 use super::terms::{push_terms, terms};
 use super::tiering::{Ranked, Tiers, tier};
 use crate::tools::catalog::{Catalog, ToolId};
-use crate::tools::tool_graph::{OftenUsedWith, ServedQuery};
+use crate::tools::tool_graph::{OftenUsedWith, RecordedQuery, ServedQuery};
 
 /// `options` of `tools/select`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -119,6 +119,8 @@ fn index_of(catalog: &Catalog, tuning: &Tuning) -> Bm25Index {
 struct TenantLearning {
     memory: TenantMemory,
     calibration: BlendCalibration,
+    /// The number of the newest of the tenant's recorded queries learned (see `RecordedQuery`).
+    learned_up_to: u64,
 }
 
 pub struct SelectionEngine {
@@ -155,21 +157,25 @@ impl SelectionEngine {
         &self.tuning
     }
 
-    /// Whether `tenant`'s history has been loaded or learned (see [`Self::load_tenant`]).
-    pub fn knows_tenant(&self, tenant: &TenantId) -> bool {
-        self.tenants.contains_key(tenant)
+    /// The number of the newest of `tenant`'s recorded queries learned (0: none yet), or `None`
+    /// when nothing has been learned of `tenant`, not even that it has no history.
+    pub fn learned_up_to(&self, tenant: &TenantId) -> Option<u64> {
+        self.tenants.get(tenant).map(|learning| learning.learned_up_to)
     }
 
-    /// Replaces what is known of `tenant` with `history` (oldest first), learned in order.
-    pub fn load_tenant(&mut self, tenant: &TenantId, history: &[ServedQuery]) {
-        self.tenants.remove(tenant);
-        for served in history {
-            self.remember(tenant, served);
+    /// Learns `recorded` (oldest first) in order, skipping what was learned already (a query
+    /// numbered at most [`Self::learned_up_to`]), so that two readers racing to catch up with
+    /// the same history learn each query once. With no query, marks `tenant` as known.
+    pub fn learn(&mut self, tenant: &TenantId, recorded: &[RecordedQuery]) {
+        let learned_up_to = self.learning_of(tenant).learned_up_to;
+        for query in recorded.iter().filter(|query| query.number > learned_up_to) {
+            self.remember(tenant, &query.served);
+            self.learning_of(tenant).learned_up_to = query.number;
         }
-        self.learning_of(tenant);
     }
 
-    /// Learns that `tenant`'s query was served by these tools. Only `tenant`'s rankings change.
+    /// Learns that `tenant`'s query was served by these tools, outside its numbered history
+    /// (evaluation and tests). Only `tenant`'s rankings change.
     pub fn remember(&mut self, tenant: &TenantId, served: &ServedQuery) {
         let query_terms = terms(&served.query);
         let qualities = self.blend_qualities(tenant, &query_terms, &served.tools);
@@ -193,6 +199,18 @@ impl SelectionEngine {
     /// Replaces the co-usage edges leaving `tool` (shared by all tenants).
     pub fn set_co_usage(&mut self, tool: &str, edges: Vec<OftenUsedWith>) {
         self.co_usage.set_edges(tool, edges);
+    }
+
+    /// Replaces every co-usage edge with `edges`.
+    pub fn replace_co_usage(&mut self, edges: Vec<OftenUsedWith>) {
+        self.co_usage = CoUsage::default();
+        let mut by_source: HashMap<ToolId, Vec<OftenUsedWith>> = HashMap::new();
+        for edge in edges {
+            by_source.entry(edge.from.clone()).or_default().push(edge);
+        }
+        for (tool, edges) in by_source {
+            self.co_usage.set_edges(&tool, edges);
+        }
     }
 
     pub fn select(&self, tenant: &TenantId, query: &str, options: &SelectOptions) -> Selection {
@@ -325,6 +343,7 @@ impl SelectionEngine {
         self.tenants.entry(tenant.clone()).or_insert_with(|| TenantLearning {
             memory: TenantMemory::default(),
             calibration: BlendCalibration::new(weights),
+            learned_up_to: 0,
         })
     }
 }
