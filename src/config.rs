@@ -14,6 +14,7 @@ use connectors_actors::policy::{Plan, Policy};
 use connectors_actors::tenant::{FeatureOverrides, Features, LimitOverrides, Limits, TenantId};
 use serde::Deserialize;
 
+use crate::backends::neo4j_tool_graph::Neo4jConfig;
 use crate::backends::vault_secret_store::{KvVersion, VaultConfig};
 use crate::tools::co_usage_policy::CoUsagePolicy;
 
@@ -150,6 +151,7 @@ struct ToolsSection {
     discovery_timeout_seconds: u64,
     max_result_bytes: usize,
     co_usage: CoUsageSection,
+    graph: ToolGraphSection,
 }
 
 impl Default for ToolsSection {
@@ -159,6 +161,7 @@ impl Default for ToolsSection {
             discovery_timeout_seconds: 10,
             max_result_bytes: 4 * 1024 * 1024,
             co_usage: CoUsageSection::default(),
+            graph: ToolGraphSection::default(),
         }
     }
 }
@@ -187,6 +190,22 @@ impl CoUsageSection {
             None => 1,
         }
     }
+}
+
+/// `tools.graph`: where learning lives when not in the embedded graph or Redis.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct ToolGraphSection {
+    neo4j: Option<Neo4jSection>,
+}
+
+/// `tools.graph.neo4j`; `NEO4J_URI`, `NEO4J_USER` and `NEO4J_PASSWORD` override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct Neo4jSection {
+    uri: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
 }
 
 /// Deadlines and sizes of calls to MCP servers.
@@ -515,6 +534,9 @@ pub struct Config {
     pub tools: ToolLimits,
     /// `tools.coUsage`: which tool co-usage is shared between tenants.
     pub co_usage: CoUsagePolicy,
+    /// `tools.graph.neo4j` / `NEO4J_URI`: learning lives in Neo4j (else Redis when given, else
+    /// the embedded graph).
+    pub neo4j: Option<Neo4jConfig>,
     /// `deployer.*`: what tenants' `stdio` servers may run, and how.
     pub stdio: StdioSettings,
     /// `outbound.*`: the addresses outbound calls may reach.
@@ -567,6 +589,7 @@ impl Config {
         let gw = file.gateway;
         let oauth = file.oauth;
         let vault = vault_config(file.vault, &mt.isolation, env)?;
+        let neo4j = neo4j_config(file.tools.graph.neo4j.unwrap_or_default(), env)?;
         let header = |key: &str, value: &str| {
             axum::http::HeaderName::try_from(value)
                 .map_err(|_| invalid(key, format!("`{value}` is not a valid HTTP header name")))
@@ -703,6 +726,7 @@ impl Config {
                 oauth.token_timeout_seconds,
             )?),
             vault,
+            neo4j,
             rate_limit_store,
             tools: ToolLimits {
                 call_timeout: Duration::from_secs(positive(
@@ -832,6 +856,29 @@ fn metrics_token(env: &dyn Env) -> Result<Option<connectors_actors::api_key::Key
         ));
     }
     Ok(Some(connectors_actors::api_key::KeyHash::of(&token)))
+}
+
+/// A URI (`tools.graph.neo4j.uri` or `NEO4J_URI`) switches the tool graph to Neo4j; the password
+/// is then required, the user defaults to `neo4j`. The environment wins over the file.
+fn neo4j_config(section: Neo4jSection, env: &dyn Env) -> Result<Option<Neo4jConfig>, ConfigError> {
+    let from = |name: &str, value: Option<String>| env.var(name).or(value);
+    let Some(uri) = from("NEO4J_URI", section.uri) else {
+        if section.user.is_some() || section.password.is_some() {
+            return Err(invalid("tools.graph.neo4j.uri", "must be set (or NEO4J_URI) when the section is given"));
+        }
+        return Ok(None);
+    };
+    let uri = non_empty("tools.graph.neo4j.uri", uri)?;
+    if !["bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://"]
+        .iter()
+        .any(|scheme| uri.starts_with(scheme))
+    {
+        return Err(invalid("tools.graph.neo4j.uri", format!("`{uri}` is not a bolt:// or neo4j:// URI")));
+    }
+    let user = non_empty("tools.graph.neo4j.user", from("NEO4J_USER", section.user).unwrap_or_else(|| "neo4j".into()))?;
+    let password = from("NEO4J_PASSWORD", section.password)
+        .ok_or_else(|| invalid("tools.graph.neo4j.password", "must be set (or NEO4J_PASSWORD) with a Neo4j URI"))?;
+    Ok(Some(Neo4jConfig { uri, user, password }))
 }
 
 /// `VAULT_ADDR` switches the secret store to Vault; `VAULT_TOKEN` is then required and

@@ -139,6 +139,38 @@ fn vault_is_chosen_by_its_address_and_needs_a_token() {
 }
 
 #[test]
+fn neo4j_is_chosen_by_its_uri_and_needs_a_password() {
+    assert!(Config::load(None, &no_env()).unwrap().neo4j.is_none(), "embedded or Redis by default");
+    let yaml = "tools:\n  graph:\n    neo4j:\n      uri: bolt://graph.internal:7687\n      password: from-file\n";
+    let neo4j = Config::from_yaml(yaml, &no_env()).unwrap().neo4j.expect("Neo4j when a URI is given");
+    assert_eq!(
+        (neo4j.uri.as_str(), neo4j.user.as_str(), neo4j.password.as_str()),
+        ("bolt://graph.internal:7687", "neo4j", "from-file")
+    );
+    assert!(!format!("{neo4j:?}").contains("from-file"), "the password is not shown");
+    let env = FakeEnv(HashMap::from([
+        ("NEO4J_URI", "neo4j+s://other:7687"),
+        ("NEO4J_USER", "gw"),
+        ("NEO4J_PASSWORD", "env"),
+    ]));
+    let neo4j = Config::from_yaml(yaml, &env).unwrap().neo4j.unwrap();
+    assert_eq!(
+        (neo4j.uri.as_str(), neo4j.user.as_str(), neo4j.password.as_str()),
+        ("neo4j+s://other:7687", "gw", "env")
+    );
+    let errors = [
+        ("tools:\n  graph:\n    neo4j:\n      uri: bolt://g:7687\n", "tools.graph.neo4j.password"),
+        ("tools:\n  graph:\n    neo4j:\n      uri: http://g:7474\n      password: p\n", "tools.graph.neo4j.uri"),
+        ("tools:\n  graph:\n    neo4j:\n      password: p\n", "tools.graph.neo4j.uri"),
+        ("tools:\n  graph:\n    neo4j:\n      url: bolt://g:7687\n", "url"),
+    ];
+    for (yaml, key) in errors {
+        let error = Config::from_yaml(yaml, &no_env()).unwrap_err().to_string();
+        assert!(error.contains(key), "{yaml}: {error}");
+    }
+}
+
+#[test]
 fn cluster_timing_redis_prefix_and_the_rate_limit_store() {
     let config = Config::load(None, &no_env()).unwrap();
     assert_eq!(config.rate_limit_store, RateLimitStore::Actor);

@@ -1,10 +1,14 @@
 //! Adapters for the ports of `connectors-actors`, and the contract suites they must pass.
 
 pub mod audit_codec;
+// A Bolt server standing in for Neo4j in the Neo4j tool graph's tests.
+#[cfg(test)]
+mod bolt_stand_in;
 pub mod command_allow_list;
 pub mod embedded_tool_graph;
 pub mod file_secret_store;
 pub mod local_deployer;
+pub mod neo4j_tool_graph;
 pub mod quarantine_file;
 pub mod redb_store;
 pub(crate) mod redis_connection;
@@ -12,6 +16,7 @@ pub mod redis_membership;
 pub mod redis_rate_counter;
 pub mod redis_secret_store;
 pub mod redis_store;
+pub mod redis_tool_graph;
 // The throwaway redis-server of the Redis adapters' tests, shared with the end-to-end suite.
 #[cfg(test)]
 #[path = "../../tests/common/redis_server.rs"]
