@@ -28,6 +28,7 @@ use serde_json::Value;
 use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME as TOOL_GRAPH_FILE};
 use crate::backends::file_secret_store::FileSecretStore;
 use crate::backends::local_deployer::{LocalDeployer, LocalDeployerConfig};
+use crate::backends::neo4j_tool_graph::Neo4jToolGraph;
 use crate::backends::quarantine_file::{FILE_NAME as QUARANTINE_FILE, QuarantineFile};
 use crate::backends::redb_store::RedbStore;
 use crate::backends::redis_connection::RedisConnection;
@@ -35,6 +36,7 @@ use crate::backends::redis_membership::RedisMembership;
 use crate::backends::redis_rate_counter::RedisRateCounter;
 use crate::backends::redis_secret_store::RedisSecretStore;
 use crate::backends::redis_store::RedisStore;
+use crate::backends::redis_tool_graph::RedisToolGraph;
 use crate::backends::sealed_secrets::MasterKey;
 use crate::backends::vault_secret_store::VaultSecretStore;
 use crate::config::{ClusterTlsFiles, Config, RateLimitStore};
@@ -46,8 +48,9 @@ use crate::tools::catalog::Catalog;
 use crate::tools::mcp_client::{BearerToken, McpPool, McpServer};
 use crate::tools::registry::ToolRegistry;
 use crate::tools::selection::engine::SelectionEngine;
-use crate::tools::selector::Selector;
+use crate::tools::selector::{CO_USAGE_REFRESH, Selector};
 use crate::tools::tenant_servers::{RegistryServerTools, endpoint_server};
+use crate::tools::tool_graph::{ToolGraph, ToolGraphError};
 use connectors_actors::deployer::ServerName;
 use connectors_actors::deployments::{RetryPolicy, ServerStatus};
 
@@ -225,11 +228,15 @@ impl Gateway {
             },
         );
         let deployer = Arc::new(LocalDeployer::new(local_deployer_config(&config.stdio)));
-        let graph = EmbeddedToolGraph::open(&options.data_dir.join(TOOL_GRAPH_FILE), config.co_usage)
+        let (graph, shared_graph) = open_tool_graph(&config, options.data_dir, redis)
+            .await
             .map_err(|e| StartError::ToolGraph(e.to_string()))?;
         let engine = SelectionEngine::new(Catalog::default());
-        let selector =
-            Arc::new(Selector::open(engine, Arc::new(graph)).await.map_err(|e| StartError::ToolGraph(e.to_string()))?);
+        let selector = Arc::new(Selector::open(engine, graph).await.map_err(|e| StartError::ToolGraph(e.to_string()))?);
+        if shared_graph {
+            // Edges made by other nodes' lessons; each tenant's own history is read per selection.
+            tokio::spawn(Selector::keep_co_usage_fresh(Arc::downgrade(&selector), CO_USAGE_REFRESH));
+        }
         let registry = Arc::new(
             ToolRegistry::load(
                 store.clone(),
@@ -509,6 +516,29 @@ impl Gateway {
             task.abort();
         }
     }
+}
+
+/// The tool graph: Neo4j when configured, else Redis when the gateway has one (shared by the
+/// cluster's nodes), else the embedded file; and whether it is shared with other nodes.
+async fn open_tool_graph(
+    config: &Config,
+    data_dir: &Path,
+    redis: Option<&str>,
+) -> Result<(Arc<dyn ToolGraph>, bool), ToolGraphError> {
+    let graph: Arc<dyn ToolGraph> = match (&config.neo4j, redis) {
+        (Some(neo4j), _) => {
+            tracing::info!(uri = %neo4j.uri, "tool graph: Neo4j");
+            Arc::new(Neo4jToolGraph::connect(neo4j, config.co_usage).await?)
+        }
+        (None, Some(url)) => {
+            tracing::info!(prefix = %config.redis_prefix, "tool graph: Redis");
+            Arc::new(RedisToolGraph::connect(url, &config.redis_prefix, config.co_usage).await?)
+        }
+        (None, None) => {
+            return Ok((Arc::new(EmbeddedToolGraph::open(&data_dir.join(TOOL_GRAPH_FILE), config.co_usage)?), false));
+        }
+    };
+    Ok((graph, true))
 }
 
 async fn reload_integrations(registry: std::sync::Weak<ToolRegistry>, every: Duration) {

@@ -9,10 +9,8 @@ mod redis_server;
 
 use std::time::Duration;
 
-use cluster_common::{COOKIE, Cluster, MASTER_KEY, start_node};
+use cluster_common::{COOKIE, Cluster, MASTER_KEY, id_owned_by_second_of_two, start_node};
 use common::{Gateway, ensure_minute_room, eventually, free_port, metric, send};
-use connectors_actors::tenant::TenantId;
-use connectors_cluster::shard_map::{NodeId, ShardMap};
 use redis_server::RedisServer;
 use reqwest::Method;
 use serde_json::json;
@@ -291,16 +289,6 @@ async fn the_redis_counter_mode_limits_like_the_original_design() {
     assert!(limited.header("retry-after").is_some());
     // Authentication still belongs to the tenant actor.
     node.tenant_get(Some("counted"), Some("wrong-key")).await.expect_error(401, "unauthorized");
-}
-
-/// A tenant id starting with `prefix` that node-1 owns in a cluster of node-0 and node-1 (computed
-/// with the gateway's own placement).
-fn id_owned_by_second_of_two(prefix: &str) -> String {
-    let owners = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
-    (0..)
-        .map(|i| format!("{prefix}-{i}"))
-        .find(|id| owners.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
-        .unwrap()
 }
 
 #[tokio::test]

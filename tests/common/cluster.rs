@@ -14,6 +14,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
+use connectors_actors::tenant::TenantId;
+use connectors_cluster::shard_map::{NodeId, ShardMap};
 use reqwest::Method;
 
 use crate::common::{Gateway, eventually};
@@ -135,4 +137,14 @@ impl Cluster {
         }
         tenants
     }
+}
+
+/// A tenant id starting with `prefix` that node-1 owns in a cluster of node-0 and node-1 (computed
+/// with the gateway's own placement).
+pub(crate) fn id_owned_by_second_of_two(prefix: &str) -> String {
+    let owners = ShardMap::new(1, [NodeId::from("node-0"), NodeId::from("node-1")]);
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| owners.owner_of(&TenantId::parse(id).unwrap()) == Some(&NodeId::from("node-1")))
+        .unwrap()
 }
