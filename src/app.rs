@@ -516,7 +516,11 @@ pub async fn open_secrets(
                 "secret store: Redis (master key from CONNECTORS_MASTER_KEY)"
             );
             let master_key = MasterKey::from_env_value(text)?;
-            Arc::new(RedisSecretStore::connect(url, &config.redis_prefix, master_key).await?.with_layout(config.redis_layout))
+            Arc::new(
+                RedisSecretStore::connect(url, &config.redis_prefix, master_key)
+                    .await?
+                    .with_layout(config.redis_layout),
+            )
         }
         (None, None) => {
             let master_key = match master_key {

@@ -109,14 +109,15 @@ fn billing_webhook(
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
         .ok_or_else(|| invalid("billing.webhook.url", format!("`{}` is not an http(s) URL", section.url)))?;
-    let secret = env.var("BILLING_WEBHOOK_SECRET").filter(|s| s.chars().count() >= MIN_WEBHOOK_SECRET_CHARS).ok_or_else(
-        || {
+    let secret = env
+        .var("BILLING_WEBHOOK_SECRET")
+        .filter(|s| s.chars().count() >= MIN_WEBHOOK_SECRET_CHARS)
+        .ok_or_else(|| {
             invalid(
                 "BILLING_WEBHOOK_SECRET",
                 format!("must be set, at least {MIN_WEBHOOK_SECRET_CHARS} characters, when billing.webhook.url is"),
             )
-        },
-    )?;
+        })?;
     let seconds = |key: &str, value: u64| {
         if value == 0 || value > 366 * 24 * 3600 {
             Err(invalid(key, "must be between 1 and 31622400 (a year)"))

@@ -57,7 +57,9 @@ async fn serve(args: ServeArgs, tenant_logs: &TenantLogs) -> Result<(), String> 
     let config = Config::load(config_path.as_deref(), &env).map_err(|e| e.to_string())?;
     if config.separate_logs {
         let dir = args.data_dir.join("logs");
-        tenant_logs.enable(&dir).map_err(|e| format!("cannot create the tenant log directory {}: {e}", dir.display()))?;
+        tenant_logs
+            .enable(&dir)
+            .map_err(|e| format!("cannot create the tenant log directory {}: {e}", dir.display()))?;
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

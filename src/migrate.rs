@@ -37,7 +37,9 @@ pub enum MigrateError {
     Secrets(#[from] SecretError),
     #[error("`{0}` is not a tenant id: {1}")]
     BadId(String, String),
-    #[error("no single-tenant id to migrate from: pass --from, or the single-tenant config (its `multiTenant.fallbackTenantId`)")]
+    #[error(
+        "no single-tenant id to migrate from: pass --from, or the single-tenant config (its `multiTenant.fallbackTenantId`)"
+    )]
     NoSource,
     #[error("plan `{0}` is not in the configuration's plans")]
     UnknownPlan(String),

@@ -60,7 +60,10 @@ fn a_missing_target_is_made_from_the_single_tenant_record_and_takes_its_credenti
     };
     let plan = plan(now(), &from, &spec(&to, None), found, KeyHash::of("new")).unwrap();
     assert!(plan.create);
-    assert_eq!((plan.target.id.as_str(), plan.target.name.as_str(), plan.target.plan.as_str()), ("default", "Default Tenant", "pro"));
+    assert_eq!(
+        (plan.target.id.as_str(), plan.target.name.as_str(), plan.target.plan.as_str()),
+        ("default", "Default Tenant", "pro")
+    );
     assert_eq!(plan.target.limits.requests_per_minute, Some(77), "served as before");
     assert_eq!(plan.target.keys.len(), 1);
     assert_eq!(plan.target.keys[0].hash, KeyHash::of("new"));

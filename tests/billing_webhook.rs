@@ -116,7 +116,8 @@ fn settings(url: &str) -> WebhookSettings {
 }
 
 async fn audit_of(store: &dyn Store, tenant: &str) -> Vec<Value> {
-    let query = AuditQuery { since: None, until: None, action: Some("billing.webhook".into()), limit: 100, after: None };
+    let query =
+        AuditQuery { since: None, until: None, action: Some("billing.webhook".into()), limit: 100, after: None };
     let page = store.audit(&TenantId::parse(tenant).unwrap(), &query).await.unwrap();
     page.events.iter().map(|e| serde_json::to_value(e).unwrap()).collect()
 }

@@ -31,7 +31,11 @@ fn selection_beats_both_references_on_both_development_sets() {
         for file in ["catalog.jsonl", "queries.jsonl", "history.jsonl", "LICENSE"] {
             let path = set_dir.join(file);
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            assert!(size > 0, "{} is missing or empty: the evaluation data lives in eval/tool-retrieval/ (see its README.md)", path.display());
+            assert!(
+                size > 0,
+                "{} is missing or empty: the evaluation data lives in eval/tool-retrieval/ (see its README.md)",
+                path.display()
+            );
         }
         let output_file = out_dir.path().join(format!("{set}.jsonl"));
         let output = Command::new(env!("CARGO_BIN_EXE_connectors"))

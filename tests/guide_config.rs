@@ -51,7 +51,10 @@ fn the_guides_file_and_environment_load_to_what_the_guide_says() {
     assert_eq!(config.tenant_id_header.as_str(), "x-tenant-id");
     assert_eq!(config.api_key_header.as_str(), "authorization");
     let limits = &config.policy.default_limits;
-    assert_eq!((limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day), (1000, 50_000, 1_000_000));
+    assert_eq!(
+        (limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day),
+        (1000, 50_000, 1_000_000)
+    );
     assert_eq!((limits.max_custom_servers, limits.max_tool_invocations, limits.max_storage_mb), (10, 100_000, 1000));
     assert!(config.policy.rate_limits_enabled);
     assert_eq!(config.rate_limit_store, RateLimitStore::Redis);
@@ -131,7 +134,8 @@ async fn the_gateway_runs_with_the_guides_configuration_and_each_key_has_its_eff
     gateway.admin(Method::PUT, "/tenants/acme/oauth/github", Some(credential)).await.expect(200);
     gateway.wait_usage_api_calls("acme", 1).await;
     // No `checkpoint`: with RATE_LIMIT_STORE=redis the Redis counter limits, not the actor's windows.
-    let kinds = ["record", "keys", "audit", "usage:days", "usage:month:", "secrets:cred", "secrets:tenant-key", "rate:minute"];
+    let kinds =
+        ["record", "keys", "audit", "usage:days", "usage:month:", "secrets:cred", "secrets:tenant-key", "rate:minute"];
     let keys = eventually("acme's keys in Redis", std::time::Duration::from_secs(10), || async {
         let keys = redis_keys(&url).await;
         let missing: Vec<&str> = kinds

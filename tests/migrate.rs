@@ -50,7 +50,11 @@ async fn a_single_tenant_data_dir_becomes_the_default_tenant_with_its_credential
     gateway.start_again().await;
     let tenant = gateway.tenant_get(Some("default"), Some(&key)).await;
     assert_eq!(tenant.expect(200).json()["id"], "default");
-    assert_eq!(gateway.tenant_get(None, Some(&key)).await.expect(200).json()["id"], "default", "the key names its tenant");
+    assert_eq!(
+        gateway.tenant_get(None, Some(&key)).await.expect(200).json()["id"],
+        "default",
+        "the key names its tenant"
+    );
     gateway.tenant_get(Some("default"), None).await.expect_error(401, "unauthorized");
     gateway.tenant_get(Some("default"), Some("ck_wrong")).await.expect_error(401, "unauthorized");
 

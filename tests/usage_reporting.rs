@@ -12,7 +12,14 @@ use mcp_servers::HttpServerProcess;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-async fn tool_post(gateway: &Gateway, tenant: &str, key: &str, path: &str, body: Value, user: Option<(&str, &str)>) -> Resp {
+async fn tool_post(
+    gateway: &Gateway,
+    tenant: &str,
+    key: &str,
+    path: &str,
+    body: Value,
+    user: Option<(&str, &str)>,
+) -> Resp {
     let mut request =
         gateway.request(Method::POST, &format!("/api/v1/tools{path}")).header("X-Tenant-ID", tenant).bearer_auth(key);
     if let Some((header, user)) = user {
@@ -38,7 +45,9 @@ async fn served_tokens_user_ids_and_advanced_analytics_are_reported() {
     // tokens.total: the sum of the answers' tokenUsage.
     let mut served = 0;
     for query in ["add two numbers", "echo a message"] {
-        let answer = tool_post(&gateway, "acme", &acme, "/select", json!({"query": query}), Some(("X-User-ID", "user-123"))).await;
+        let answer =
+            tool_post(&gateway, "acme", &acme, "/select", json!({"query": query}), Some(("X-User-ID", "user-123")))
+                .await;
         served += answer.expect(200).json()["performance"]["tokenUsage"].as_u64().unwrap();
     }
     assert!(served > 0);
@@ -52,7 +61,9 @@ async fn served_tokens_user_ids_and_advanced_analytics_are_reported() {
     tool_post(&gateway, "acme", &acme, "/invoke", invoke.clone(), Some(("X-User-ID", "user-123"))).await.expect(200);
     tool_post(&gateway, "acme", &acme, "/invoke", invoke.clone(), None).await.expect(200);
     let missing = json!({"toolId": "example.nothing", "parameters": {}});
-    tool_post(&gateway, "acme", &acme, "/invoke", missing, Some(("X-User-ID", "user-9"))).await.expect_error(404, "not_found");
+    tool_post(&gateway, "acme", &acme, "/invoke", missing, Some(("X-User-ID", "user-9")))
+        .await
+        .expect_error(404, "not_found");
     let long = "u".repeat(300);
     tool_post(&gateway, "acme", &acme, "/invoke", invoke.clone(), Some(("X-User-ID", &long)))
         .await

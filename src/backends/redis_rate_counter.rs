@@ -34,7 +34,11 @@ impl RedisRateCounter {
     /// Connects to the Redis at `url`, keeping counters under `prefix`. Fails within a few
     /// seconds, naming the URL (not its password), when Redis does not answer.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        Ok(Self { redis: RedisConnection::connect(url).await?, prefix: prefix.to_string(), layout: RedisLayout::Shared })
+        Ok(Self {
+            redis: RedisConnection::connect(url).await?,
+            prefix: prefix.to_string(),
+            layout: RedisLayout::Shared,
+        })
     }
 
     /// Keeps tenants' counters as `layout` says (see `redis_namespace`).

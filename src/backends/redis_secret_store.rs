@@ -133,7 +133,11 @@ impl RedisSecretStore {
     /// seconds, naming the URL (not its password), when Redis does not answer.
     pub async fn connect(url: &str, prefix: &str, master: MasterKey) -> Result<Self, SecretError> {
         let redis = RedisConnection::connect(url).await.map_err(store_error)?;
-        let store = Self { redis, keys: Keys { prefix: prefix.to_string(), layout: RedisLayout::Shared }, master: master.cipher() };
+        let store = Self {
+            redis,
+            keys: Keys { prefix: prefix.to_string(), layout: RedisLayout::Shared },
+            master: master.cipher(),
+        };
         let check_key = store.keys.key_check();
         // Of nodes starting together with an empty Redis, the first `SET NX` wins; every node then
         // checks its key against the one recorded.

@@ -64,8 +64,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::audit_codec;
-use super::redis_namespace::{LAYOUT_META, RedisLayout};
 use super::redis_connection::RedisConnection;
+use super::redis_namespace::{LAYOUT_META, RedisLayout};
 
 static CREATE_TENANT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/create_tenant.lua")));
 static UPDATE_TENANT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/update_tenant.lua")));

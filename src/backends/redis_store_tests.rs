@@ -56,7 +56,8 @@ mod separate_namespace {
 #[tokio::test]
 async fn a_store_keeps_the_layout_it_was_made_with() {
     let server = RedisServer::start();
-    let store = RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Shared).await.unwrap();
+    let store =
+        RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Shared).await.unwrap();
     store.create_tenant(&tenant("acme")).await.unwrap();
     drop(store);
     let refused = RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Separate).await;
@@ -67,7 +68,8 @@ async fn a_store_keeps_the_layout_it_was_made_with() {
     let _: () = conn.del(format!("{PREFIX}meta:redis_layout")).await.unwrap();
     let refused = RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Separate).await;
     assert!(refused.is_err());
-    let kept = RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Shared).await.unwrap();
+    let kept =
+        RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Shared).await.unwrap();
     assert!(kept.tenant(&id("acme")).await.unwrap().is_some());
 }
 

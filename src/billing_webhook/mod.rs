@@ -173,9 +173,8 @@ impl BillingWebhook {
                 Step::Send => {}
                 Step::WaitUntil(_) => continue,
                 Step::Done => {
-                    let forget = delivery
-                        .delivered_at
-                        .is_some_and(|at| now - at > chrono::Duration::days(KEEP_DELIVERED_DAYS));
+                    let forget =
+                        delivery.delivered_at.is_some_and(|at| now - at > chrono::Duration::days(KEEP_DELIVERED_DAYS));
                     if forget {
                         self.store.replace_entry(COLLECTION, &name, Some(&stored), None).await?;
                     }

@@ -36,7 +36,12 @@ pub fn daily(days: &[(NaiveDate, UsageCounters)]) -> Value {
 
 /// `byTool`: `{tools: [{toolId, calls, errors}], complete}` for the days `start..=end`, most
 /// called first; `complete` is false when the range held more calls than are read.
-pub async fn by_tool(store: &dyn Store, tenant: &TenantId, start: NaiveDate, end: NaiveDate) -> Result<Value, StoreError> {
+pub async fn by_tool(
+    store: &dyn Store,
+    tenant: &TenantId,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Result<Value, StoreError> {
     let midnight = |day: NaiveDate| Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN));
     let mut query = AuditQuery {
         since: Some(midnight(start)),
