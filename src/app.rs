@@ -147,66 +147,19 @@ impl Gateway {
         private_data_dir(options.data_dir)
             .map_err(|source| StartError::DataDir { path: options.data_dir.display().to_string(), source })?;
         let redis = options.redis_url.as_deref();
-        let store: Arc<dyn Store> = match redis {
-            Some(url) => {
-                tracing::info!(prefix = %config.redis_prefix, "store: Redis");
-                Arc::new(RedisStore::connect(url, &config.redis_prefix).await?)
-            }
-            None => Arc::new(RedbStore::open(&options.data_dir.join("connectors.redb"))?),
-        };
+        let store = open_store(&config, options.data_dir, redis).await?;
         let rate_counter = match (config.rate_limit_store, redis) {
             (RateLimitStore::Actor, _) => None,
             (RateLimitStore::Redis, Some(url)) => {
                 tracing::info!("rate limits: Redis counter per request (compatibility mode)");
-                Some(RedisRateCounter::connect(url, &config.redis_prefix).await?)
+                Some(RedisRateCounter::connect(url, &config.redis_prefix).await?.with_layout(config.redis_layout))
             }
             (RateLimitStore::Redis, None) => {
                 return Err(StartError::Cluster("RATE_LIMIT_STORE=redis needs a Redis URL (--redis-url)".into()));
             }
         };
         let admin_key = admin_key(store.as_ref(), options.admin_key).await?;
-        let secrets: Arc<dyn SecretStore> = match (config.vault.clone(), redis) {
-            (Some(vault), _) => {
-                tracing::info!(addr = %vault.addr, kv_mount = %vault.kv_mount, "secret store: Vault");
-                Arc::new(VaultSecretStore::connect(vault).await?)
-            }
-            // With Redis, credentials live there, so that they follow a tenant to whichever node runs
-            // it. Every node must seal them with the same master key: a key file per node cannot do.
-            (None, Some(url)) => {
-                let Some(text) = options.master_key.as_deref() else {
-                    return Err(SecretError::Backend(
-                        "CONNECTORS_MASTER_KEY is not set: with a Redis URL (--redis-url / REDIS_URL) OAuth \
-                         credentials are kept in Redis, sealed with CONNECTORS_MASTER_KEY, which every node must be \
-                         given, the same on all (make one with `openssl rand -base64 32`)"
-                            .into(),
-                    )
-                    .into());
-                };
-                tracing::info!(
-                    prefix = %config.redis_prefix,
-                    "secret store: Redis (master key from CONNECTORS_MASTER_KEY)"
-                );
-                let master_key = MasterKey::from_env_value(text)?;
-                Arc::new(RedisSecretStore::connect(url, &config.redis_prefix, master_key).await?)
-            }
-            (None, None) => {
-                let master_key = match options.master_key.as_deref() {
-                    Some(text) => {
-                        tracing::info!("secret store: encrypted file (master key from CONNECTORS_MASTER_KEY)");
-                        MasterKey::from_env_value(text)?
-                    }
-                    None => {
-                        let path = options.data_dir.join("master.key");
-                        tracing::info!(
-                            key_file = %path.display(),
-                            "secret store: encrypted file (master key from a key file)"
-                        );
-                        MasterKey::load_or_create(&path)?
-                    }
-                };
-                Arc::new(FileSecretStore::open(&options.data_dir.join("secrets.redb"), master_key)?)
-            }
-        };
+        let secrets = open_secrets(&config, options.data_dir, redis, options.master_key.as_deref()).await?;
         let tokens = TokenClient::new(config.outbound.clone(), config.oauth_token_timeout)
             .map_err(|e| StartError::Http(e.to_string()))?;
         let mcp_http = CheckedHttp::new(config.outbound.clone(), reqwest::Client::builder())
@@ -337,6 +290,16 @@ impl Gateway {
             recorder_task: tokio::sync::Mutex::new(Some(recorder_task)),
         });
         gateway.ensure_fallback_tenant().await?;
+        if let Some(settings) = gateway.config.billing_webhook.clone() {
+            let webhook = crate::billing_webhook::BillingWebhook::new(
+                gateway.store.clone(),
+                gateway.clock.clone(),
+                settings,
+                gateway.config.pricing.clone(),
+            )
+            .map_err(|e| StartError::Http(e.to_string()))?;
+            tokio::spawn(webhook.run());
+        }
         tokio::spawn(write_refusal_summaries(Arc::downgrade(&gateway)));
         if let Some(retention) = gateway.config.audit_retention {
             tokio::spawn(prune_audit(Arc::downgrade(&gateway), retention));
@@ -539,6 +502,75 @@ async fn open_tool_graph(
         }
     };
     Ok((graph, true))
+}
+
+/// The store `serve` runs with: Redis when a URL is given, else the redb file in the data dir.
+pub async fn open_store(config: &Config, data_dir: &Path, redis: Option<&str>) -> Result<Arc<dyn Store>, StartError> {
+    let store: Arc<dyn Store> = match redis {
+        Some(url) => {
+            tracing::info!(prefix = %config.redis_prefix, "store: Redis");
+            Arc::new(RedisStore::connect(url, &config.redis_prefix).await?.with_layout(config.redis_layout).await?)
+        }
+        None => Arc::new(RedbStore::open(&data_dir.join("connectors.redb"))?),
+    };
+    Ok(store)
+}
+
+/// The secret store `serve` runs with: Vault when configured, else Redis with a Redis URL, else
+/// the encrypted file in the data dir.
+pub async fn open_secrets(
+    config: &Config,
+    data_dir: &Path,
+    redis: Option<&str>,
+    master_key: Option<&str>,
+) -> Result<Arc<dyn SecretStore>, StartError> {
+    let secrets: Arc<dyn SecretStore> = match (config.vault.clone(), redis) {
+        (Some(vault), _) => {
+            tracing::info!(addr = %vault.addr, kv_mount = %vault.kv_mount, "secret store: Vault");
+            Arc::new(VaultSecretStore::connect(vault).await?)
+        }
+        // With Redis, credentials live there, so that they follow a tenant to whichever node runs
+        // it. Every node must seal them with the same master key: a key file per node cannot do.
+        (None, Some(url)) => {
+            let Some(text) = master_key else {
+                return Err(SecretError::Backend(
+                    "CONNECTORS_MASTER_KEY is not set: with a Redis URL (--redis-url / REDIS_URL) OAuth \
+                     credentials are kept in Redis, sealed with CONNECTORS_MASTER_KEY, which every node must be \
+                     given, the same on all (make one with `openssl rand -base64 32`)"
+                        .into(),
+                )
+                .into());
+            };
+            tracing::info!(
+                prefix = %config.redis_prefix,
+                "secret store: Redis (master key from CONNECTORS_MASTER_KEY)"
+            );
+            let master_key = MasterKey::from_env_value(text)?;
+            Arc::new(
+                RedisSecretStore::connect(url, &config.redis_prefix, master_key)
+                    .await?
+                    .with_layout(config.redis_layout),
+            )
+        }
+        (None, None) => {
+            let master_key = match master_key {
+                Some(text) => {
+                    tracing::info!("secret store: encrypted file (master key from CONNECTORS_MASTER_KEY)");
+                    MasterKey::from_env_value(text)?
+                }
+                None => {
+                    let path = data_dir.join("master.key");
+                    tracing::info!(
+                        key_file = %path.display(),
+                        "secret store: encrypted file (master key from a key file)"
+                    );
+                    MasterKey::load_or_create(&path)?
+                }
+            };
+            Arc::new(FileSecretStore::open(&data_dir.join("secrets.redb"), master_key)?)
+        }
+    };
+    Ok(secrets)
 }
 
 async fn reload_integrations(registry: std::sync::Weak<ToolRegistry>, every: Duration) {

@@ -21,6 +21,41 @@ pub enum Command {
     /// Look at a running cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Move data between installation modes.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Give a single-tenant installation's data (its tenant and OAuth credentials) to a tenant of
+    /// a multi-tenant one, and print that tenant's new API key. Run it with the gateway stopped.
+    SingleToMulti(SingleToMultiArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SingleToMultiArgs {
+    /// The data directory of the single-tenant gateway.
+    #[arg(long, default_value = "./data", env = "CONNECTORS_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Its configuration file [default: config/multi-tenant.yaml when it exists].
+    #[arg(long, env = "CONNECTORS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Its Redis URL, if it kept its data in Redis.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// The tenant single-tenant mode served [default: the config's multiTenant.fallbackTenantId].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The tenant that receives the data (created when missing).
+    #[arg(long, default_value = crate::migrate::DEFAULT_TARGET)]
+    pub tenant: String,
+    /// Its name, when it is created.
+    #[arg(long, default_value = "Default Tenant")]
+    pub name: String,
+    /// Its plan [default: the single-tenant tenant's plan for a new tenant; unchanged otherwise].
+    #[arg(long)]
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,11 +145,16 @@ impl ServeArgs {
 
     /// The config file to load: the given one (which must exist), else the default if present.
     pub fn config_path(&self) -> Option<PathBuf> {
-        self.config.clone().or_else(|| {
-            let default = PathBuf::from("config/multi-tenant.yaml");
-            default.exists().then_some(default)
-        })
+        config_path(self.config.clone())
     }
+}
+
+/// The config file to load: `given` (which must exist), else the default if present.
+pub fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| {
+        let default = PathBuf::from("config/multi-tenant.yaml");
+        default.exists().then_some(default)
+    })
 }
 
 #[derive(Debug, clap::Args)]

@@ -62,6 +62,90 @@ struct FileConfig {
     outbound: OutboundSection,
     #[serde(default)]
     recorder: RecorderSection,
+    #[serde(default)]
+    billing: BillingSection,
+}
+
+/// `billing.webhook`: where closed monthly bills are posted (see `billing_webhook`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct BillingSection {
+    webhook: Option<WebhookSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct WebhookSection {
+    url: String,
+    close_delay_seconds: u64,
+    first_retry_seconds: u64,
+    max_retry_seconds: u64,
+    timeout_seconds: u64,
+    poll_seconds: u64,
+}
+
+impl Default for WebhookSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            close_delay_seconds: 600,
+            first_retry_seconds: 30,
+            max_retry_seconds: 3_600,
+            timeout_seconds: 10,
+            poll_seconds: 60,
+        }
+    }
+}
+
+/// The shortest `BILLING_WEBHOOK_SECRET` accepted.
+const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
+
+/// `billing.webhook` with its secret, checked; `None` without a URL.
+fn billing_webhook(
+    section: Option<WebhookSection>,
+    env: &dyn Env,
+) -> Result<Option<crate::billing_webhook::WebhookSettings>, ConfigError> {
+    let Some(section) = section.filter(|s| !s.url.trim().is_empty()) else { return Ok(None) };
+    let url = url::Url::parse(section.url.trim())
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or_else(|| invalid("billing.webhook.url", format!("`{}` is not an http(s) URL", section.url)))?;
+    let secret = env
+        .var("BILLING_WEBHOOK_SECRET")
+        .filter(|s| s.chars().count() >= MIN_WEBHOOK_SECRET_CHARS)
+        .ok_or_else(|| {
+            invalid(
+                "BILLING_WEBHOOK_SECRET",
+                format!("must be set, at least {MIN_WEBHOOK_SECRET_CHARS} characters, when billing.webhook.url is"),
+            )
+        })?;
+    let seconds = |key: &str, value: u64| {
+        if value == 0 || value > 366 * 24 * 3600 {
+            Err(invalid(key, "must be between 1 and 31622400 (a year)"))
+        } else {
+            Ok(value)
+        }
+    };
+    let first = seconds("billing.webhook.firstRetrySeconds", section.first_retry_seconds)?;
+    let max = seconds("billing.webhook.maxRetrySeconds", section.max_retry_seconds)?;
+    if max < first {
+        return Err(invalid("billing.webhook.maxRetrySeconds", "must not be below firstRetrySeconds"));
+    }
+    let timeout = seconds("billing.webhook.timeoutSeconds", section.timeout_seconds)?;
+    let duration = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    Ok(Some(crate::billing_webhook::WebhookSettings {
+        url,
+        secret: zeroize::Zeroizing::new(secret.into_bytes()),
+        close_delay: duration(section.close_delay_seconds.min(31 * 24 * 3600)),
+        schedule: crate::billing_webhook::delivery::Schedule {
+            first_retry: duration(first),
+            max_retry: duration(max),
+            // An attempt is this node's for twice its deadline: a slow answer is not sent twice.
+            lease: duration(timeout * 2),
+        },
+        timeout: Duration::from_secs(timeout),
+        poll: Duration::from_secs(seconds("billing.webhook.pollSeconds", section.poll_seconds)?),
+    }))
 }
 
 /// Where the gateway may connect for tenants (MCP servers, token endpoints); see `OutboundPolicy`.
@@ -352,6 +436,7 @@ struct MultiTenantSection {
     enabled: bool,
     tenant_id_header: String,
     api_key_header: String,
+    user_id_header: String,
     fallback_tenant_id: Option<String>,
     require_api_key: bool,
     rate_limits: RateLimitSection,
@@ -369,6 +454,7 @@ impl Default for MultiTenantSection {
             enabled: true,
             tenant_id_header: "X-Tenant-ID".into(),
             api_key_header: "Authorization".into(),
+            user_id_header: "X-User-ID".into(),
             fallback_tenant_id: None,
             require_api_key: true,
             rate_limits: RateLimitSection::default(),
@@ -425,6 +511,10 @@ impl Default for QuotaSection {
 pub struct IsolationSection {
     /// Encrypt each tenant's Vault values with its own Transit key as well.
     pub separate_vault_keys: bool,
+    /// Keep each tenant's Redis keys under its own prefix (see `redis_namespace`).
+    pub separate_redis_namespace: bool,
+    /// Write each tenant's log lines to `<logs dir>/<tenant>.log` as well (see `tenant_logs`).
+    pub separate_logs: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -500,6 +590,8 @@ pub struct Config {
     pub identity: IdentityRules,
     pub tenant_id_header: axum::http::HeaderName,
     pub api_key_header: axum::http::HeaderName,
+    /// `multiTenant.userIdHeader`: names the tenant's end user, audited as `userId`.
+    pub user_id_header: axum::http::HeaderName,
     pub policy: Policy,
     pub pricing: Pricing,
     pub trusted_proxies: IpAllowList,
@@ -528,6 +620,10 @@ pub struct Config {
     pub rate_limit_store: RateLimitStore,
     /// Prefix of every Redis key (`redis.tenantPrefix`, `REDIS_TENANT_PREFIX`).
     pub redis_prefix: String,
+    /// `multiTenant.isolation.separateRedisNamespace`.
+    pub redis_layout: crate::backends::redis_namespace::RedisLayout,
+    /// `multiTenant.isolation.separateLogs`: each tenant's log lines also go to a file of its own.
+    pub separate_logs: bool,
     pub cluster: ClusterTiming,
     /// `cluster.tls.*`; `None`: links between nodes are plaintext.
     pub cluster_tls: Option<ClusterTlsFiles>,
@@ -544,6 +640,8 @@ pub struct Config {
     /// `METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token (its series name
     /// every tenant); when not, `/metrics` is open, for a listener only the scraper can reach.
     pub metrics_token: Option<connectors_actors::api_key::KeyHash>,
+    /// `billing.webhook` (and `BILLING_WEBHOOK_SECRET`): `None`, no webhook.
+    pub billing_webhook: Option<crate::billing_webhook::WebhookSettings>,
 }
 
 /// Shortest `METRICS_TOKEN` accepted.
@@ -596,6 +694,7 @@ impl Config {
         };
         let tenant_id_header = header("multiTenant.tenantIdHeader", &mt.tenant_id_header)?;
         let api_key_header = header("multiTenant.apiKeyHeader", &mt.api_key_header)?;
+        let user_id_header = header("multiTenant.userIdHeader", &mt.user_id_header)?;
         let fallback = match &mt.fallback_tenant_id {
             Some(id) => Some(TenantId::parse(id).map_err(|e| invalid("multiTenant.fallbackTenantId", e.to_string()))?),
             None => None,
@@ -697,6 +796,7 @@ impl Config {
             identity: IdentityRules { multi_tenant: mt.enabled, require_api_key: mt.require_api_key, fallback },
             tenant_id_header,
             api_key_header,
+            user_id_header,
             policy: Policy {
                 default_limits,
                 default_features: mt.features.over(&DEFAULT_FEATURES),
@@ -756,7 +856,10 @@ impl Config {
                     .map_err(|error| invalid("outbound.allowedHosts", error))?,
             ),
             metrics_token: metrics_token(env)?,
-            redis_prefix: non_empty("redis.tenantPrefix", file.redis.tenant_prefix)?,
+            billing_webhook: billing_webhook(file.billing.webhook, env)?,
+            redis_prefix: redis_prefix(non_empty("redis.tenantPrefix", file.redis.tenant_prefix)?),
+            redis_layout: crate::backends::redis_namespace::RedisLayout::new(mt.isolation.separate_redis_namespace),
+            separate_logs: mt.isolation.separate_logs,
             cluster: ClusterTiming {
                 heartbeat: Duration::from_millis(positive("cluster.heartbeatMillis", cl.heartbeat_millis)?),
                 failure_timeout: Duration::from_millis(cl.failure_timeout_millis),
@@ -902,6 +1005,12 @@ fn vault_config(
     config.transit_mount = non_empty("vault.transitMount", section.transit_mount)?;
     config.separate_keys = isolation.separate_vault_keys;
     Ok(Some(config))
+}
+
+/// A prefix written as a bare name (`REDIS_TENANT_PREFIX=tenant`, as the setup guide has it) is
+/// a namespace: keys are `tenant:…`, not `tenant…`.
+fn redis_prefix(prefix: String) -> String {
+    if prefix.ends_with(|c: char| c.is_ascii_alphanumeric()) { format!("{prefix}:") } else { prefix }
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod backends;
 pub mod billing;
+pub mod billing_webhook;
 pub mod cli;
 pub mod cluster_settings;
 pub mod cluster_status;
@@ -11,6 +12,8 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod migrate;
 pub mod oauth_client;
 pub mod outbound;
+pub mod tenant_logs;
 pub mod tools;

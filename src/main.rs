@@ -5,19 +5,25 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use connectors::app::{ClusterIdentity, Gateway, StartOptions};
-use connectors::cli::{Cli, ClusterCommand, Command, EvalSelectionArgs, ServeArgs};
+use connectors::cli::{Cli, ClusterCommand, Command, EvalSelectionArgs, MigrateCommand, ServeArgs, SingleToMultiArgs};
 use connectors::config::{Config, Env, ProcessEnv};
 use connectors::http;
+use connectors::tenant_logs::TenantLogs;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let tenant_logs = TenantLogs::default();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: a log file or collector gets plain text (and the
         // per-request span is formatted without them, which is cheaper).
         .with_ansi(std::io::stderr().is_terminal())
+        .finish()
+        .with(tenant_logs.clone())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -27,13 +33,14 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(args, &tenant_logs)),
         Command::EvalSelection(args) => runtime.block_on(eval_selection(args)),
         Command::Cluster(ClusterCommand::Status(args)) => runtime.block_on(async {
             let text = connectors::cluster_status::run(&args).await?;
             let _ = writeln!(std::io::stdout(), "{text}");
             Ok(())
         }),
+        Command::Migrate(MigrateCommand::SingleToMulti(args)) => runtime.block_on(migrate_single_to_multi(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,10 +51,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+async fn serve(args: ServeArgs, tenant_logs: &TenantLogs) -> Result<(), String> {
     let env = ProcessEnv;
     let config_path = args.config_path();
     let config = Config::load(config_path.as_deref(), &env).map_err(|e| e.to_string())?;
+    if config.separate_logs {
+        let dir = args.data_dir.join("logs");
+        tenant_logs
+            .enable(&dir)
+            .map_err(|e| format!("cannot create the tenant log directory {}: {e}", dir.display()))?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -152,6 +165,26 @@ async fn eval_selection(args: EvalSelectionArgs) -> Result<(), String> {
     };
     let report = connectors::tools::evaluation::run(&input).await.map_err(|e| e.to_string())?;
     // A closed pipe (`| head`) is not an error of the evaluation.
+    let _ = writeln!(std::io::stdout(), "{report}");
+    Ok(())
+}
+
+async fn migrate_single_to_multi(args: SingleToMultiArgs) -> Result<(), String> {
+    let env = ProcessEnv;
+    let config_path = connectors::cli::config_path(args.config.clone());
+    let config = Config::load(config_path.as_deref(), &env).map_err(|e| e.to_string())?;
+    let master_key = env.var("CONNECTORS_MASTER_KEY");
+    let input = connectors::migrate::MigrateInput {
+        config: &config,
+        data_dir: &args.data_dir,
+        redis_url: args.redis_url.as_deref(),
+        master_key: master_key.as_deref(),
+        from: args.from.as_deref(),
+        to: &args.tenant,
+        name: &args.name,
+        plan: args.plan.as_deref(),
+    };
+    let report = connectors::migrate::run(&input).await.map_err(|e| e.to_string())?;
     let _ = writeln!(std::io::stdout(), "{report}");
     Ok(())
 }

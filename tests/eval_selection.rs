@@ -27,6 +27,16 @@ fn selection_beats_both_references_on_both_development_sets() {
     let out_dir = tempfile::tempdir().unwrap();
     for (set, goals) in GOALS {
         let set_dir = dir.join(set);
+        // Missing data is a failure, never a silent pass: these files are part of the repository.
+        for file in ["catalog.jsonl", "queries.jsonl", "history.jsonl", "LICENSE"] {
+            let path = set_dir.join(file);
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            assert!(
+                size > 0,
+                "{} is missing or empty: the evaluation data lives in eval/tool-retrieval/ (see its README.md)",
+                path.display()
+            );
+        }
         let output_file = out_dir.path().join(format!("{set}.jsonl"));
         let output = Command::new(env!("CARGO_BIN_EXE_connectors"))
             .arg("eval-selection")

@@ -13,6 +13,7 @@ pub mod quarantine_file;
 pub mod redb_store;
 pub(crate) mod redis_connection;
 pub mod redis_membership;
+pub mod redis_namespace;
 pub mod redis_rate_counter;
 pub mod redis_secret_store;
 pub mod redis_store;

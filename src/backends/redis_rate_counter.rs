@@ -22,17 +22,29 @@ use connectors_actors::store::StoreError;
 use connectors_actors::tenant::{Limits, TenantId};
 
 use super::redis_connection::RedisConnection;
+use super::redis_namespace::RedisLayout;
 
 pub struct RedisRateCounter {
     redis: RedisConnection,
     prefix: String,
+    layout: RedisLayout,
 }
 
 impl RedisRateCounter {
     /// Connects to the Redis at `url`, keeping counters under `prefix`. Fails within a few
     /// seconds, naming the URL (not its password), when Redis does not answer.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        Ok(Self { redis: RedisConnection::connect(url).await?, prefix: prefix.to_string() })
+        Ok(Self {
+            redis: RedisConnection::connect(url).await?,
+            prefix: prefix.to_string(),
+            layout: RedisLayout::Shared,
+        })
+    }
+
+    /// Keeps tenants' counters as `layout` says (see `redis_namespace`).
+    pub fn with_layout(mut self, layout: RedisLayout) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// Counts one request of `tenant` at `now` in all three windows and says whether it is
@@ -68,7 +80,7 @@ impl RedisRateCounter {
     }
 
     fn key(&self, tenant: &TenantId, window: Window, start: i64) -> String {
-        format!("{}rate:{tenant}:{}:{start}", self.prefix, window.name())
+        self.layout.tenant_key(&self.prefix, "rate", tenant.as_str(), &format!(":{}:{start}", window.name()))
     }
 }
 

@@ -38,6 +38,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Script};
 
 use super::redis_connection::RedisConnection;
+use super::redis_namespace::RedisLayout;
 use super::sealed_secrets::{DataKey, MasterCipher, MasterKey, encode_credential};
 
 /// Stores a sealed credential if the tenant's data key is still the one it was sealed with.
@@ -132,7 +133,11 @@ impl RedisSecretStore {
     /// seconds, naming the URL (not its password), when Redis does not answer.
     pub async fn connect(url: &str, prefix: &str, master: MasterKey) -> Result<Self, SecretError> {
         let redis = RedisConnection::connect(url).await.map_err(store_error)?;
-        let store = Self { redis, keys: Keys { prefix: prefix.to_string() }, master: master.cipher() };
+        let store = Self {
+            redis,
+            keys: Keys { prefix: prefix.to_string(), layout: RedisLayout::Shared },
+            master: master.cipher(),
+        };
         let check_key = store.keys.key_check();
         // Of nodes starting together with an empty Redis, the first `SET NX` wins; every node then
         // checks its key against the one recorded.
@@ -152,6 +157,12 @@ impl RedisSecretStore {
         })?;
         store.master.verify_key_check(&recorded, &format_args!("Redis under the prefix `{prefix}`"))?;
         Ok(store)
+    }
+
+    /// Keeps tenants' credentials as `layout` says (see `redis_namespace`).
+    pub fn with_layout(mut self, layout: RedisLayout) -> Self {
+        self.keys.layout = layout;
+        self
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -340,6 +351,7 @@ fn store_error(err: StoreError) -> SecretError {
 /// The names of the store's keys.
 struct Keys {
     prefix: String,
+    layout: RedisLayout,
 }
 
 impl Keys {
@@ -352,11 +364,11 @@ impl Keys {
     }
 
     fn tenant_key(&self, tenant: &TenantId) -> String {
-        format!("{}secrets:tenant-key:{tenant}", self.prefix)
+        self.layout.tenant_key(&self.prefix, "secrets:tenant-key", tenant.as_str(), "")
     }
 
     fn credentials(&self, tenant: &TenantId) -> String {
-        format!("{}secrets:cred:{tenant}", self.prefix)
+        self.layout.tenant_key(&self.prefix, "secrets:cred", tenant.as_str(), "")
     }
 }
 

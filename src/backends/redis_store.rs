@@ -25,6 +25,11 @@
 //! | `entries:<collection>` | hash | entry name → bytes, opaque to the store (`put_entry`, `replace_entry`) |
 //! | `commit:<batch id hex>` | string, expires after a day | marks a recorder batch applied, so a retry after a lost answer applies nothing |
 //!
+//! With `multiTenant.isolation.separateRedisNamespace` the per-tenant keys above move under
+//! `tenant:<id>:` (`tenant:<id>:record`, `tenant:<id>:keys`, `tenant:<id>:checkpoint`,
+//! `tenant:<id>:audit`, `tenant:<id>:usage:…`; see `redis_namespace`), and retention scans
+//! `tenant:*:audit`.
+//!
 //! An audit member starts with its 16-byte position: the timestamp in µs (big-endian, sign bit
 //! flipped so that byte order is time order) and the store-assigned sequence number (big-endian),
 //! so `ZRANGEBYLEX` reads a tenant's log in `(timestamp, seq)` order and a position is the same
@@ -60,6 +65,7 @@ use serde::de::DeserializeOwned;
 
 use super::audit_codec;
 use super::redis_connection::RedisConnection;
+use super::redis_namespace::{LAYOUT_META, RedisLayout};
 
 static CREATE_TENANT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/create_tenant.lua")));
 static UPDATE_TENANT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis_store/update_tenant.lua")));
@@ -94,7 +100,35 @@ impl RedisStore {
     /// Connects to the Redis at `url`, keeping every key under `prefix`. Fails within a few
     /// seconds, naming the URL (not its password), when Redis does not answer.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        Ok(Self { redis: RedisConnection::connect(url).await?, keys: Keys { prefix: prefix.to_string() } })
+        let keys = Keys { prefix: prefix.to_string(), layout: RedisLayout::Shared };
+        Ok(Self { redis: RedisConnection::connect(url).await?, keys })
+    }
+
+    /// Lays tenants' keys out as `layout` says (see `redis_namespace`): recorded the first time,
+    /// and refused when the store holds tenants under the other layout.
+    pub async fn with_layout(mut self, layout: RedisLayout) -> Result<Self, StoreError> {
+        self.keys.layout = layout;
+        match self.meta(LAYOUT_META).await? {
+            Some(recorded) if recorded == layout.as_str().as_bytes() => Ok(self),
+            Some(recorded) => Err(StoreError::Backend(format!(
+                "this Redis holds tenants laid out `{}`, and multiTenant.isolation.separateRedisNamespace asks for `{}`; \
+                 set it back, or migrate the keys first",
+                String::from_utf8_lossy(&recorded),
+                layout.as_str()
+            ))),
+            None => {
+                let tenants: u64 =
+                    self.conn().zcard(self.keys.tenant_index()).await.map_err(|err| self.redis.failure(err))?;
+                if tenants > 0 && layout != RedisLayout::Shared {
+                    return Err(StoreError::Backend(format!(
+                        "this Redis holds {tenants} tenants laid out `shared`; multiTenant.isolation.separateRedisNamespace \
+                         applies to a new store only"
+                    )));
+                }
+                self.set_meta(LAYOUT_META, layout.as_str().as_bytes()).await?;
+                Ok(self)
+            }
+        }
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -543,6 +577,7 @@ impl Store for RedisStore {
 /// The names of the store's keys; the table in the module doc.
 struct Keys {
     prefix: String,
+    layout: RedisLayout,
 }
 
 impl Keys {
@@ -560,7 +595,10 @@ impl Keys {
 
     /// For ids read back from the index, which are not parsed just to name a key.
     fn tenant_by_name(&self, id: &str) -> String {
-        format!("{}tenant:{id}", self.prefix)
+        match self.layout {
+            RedisLayout::Shared => format!("{}tenant:{id}", self.prefix),
+            RedisLayout::Separate => format!("{}tenant:{id}:record", self.prefix),
+        }
     }
 
     fn tenant_keys(&self, id: &TenantId) -> String {
@@ -572,7 +610,7 @@ impl Keys {
     }
 
     fn checkpoint(&self, id: &TenantId) -> String {
-        format!("{}checkpoint:{id}", self.prefix)
+        self.layout.tenant_key(&self.prefix, "checkpoint", id.as_str(), "")
     }
 
     /// Marks an audit event with an id as recorded (outside `audit:*`, which holds logs only).
@@ -581,7 +619,7 @@ impl Keys {
     }
 
     fn audit(&self, id: &TenantId) -> String {
-        format!("{}audit:{id}", self.prefix)
+        self.layout.tenant_key(&self.prefix, "audit", id.as_str(), "")
     }
 
     /// The `SCAN` pattern of every tenant's audit log: `audit:*`, the prefix's glob characters
@@ -594,13 +632,20 @@ impl Keys {
             }
             pattern.push(c);
         }
-        pattern.push_str("audit:*");
+        pattern.push_str(match self.layout {
+            RedisLayout::Shared => "audit:*",
+            RedisLayout::Separate => "tenant:*:audit",
+        });
         pattern
     }
 
     /// The tenant whose audit log `key` is; `None` for any other key (`audit-seq` included).
     fn audit_tenant(&self, key: &[u8]) -> Option<TenantId> {
-        let id = key.strip_prefix(self.prefix.as_bytes())?.strip_prefix(b"audit:")?;
+        let rest = key.strip_prefix(self.prefix.as_bytes())?;
+        let id = match self.layout {
+            RedisLayout::Shared => rest.strip_prefix(b"audit:")?,
+            RedisLayout::Separate => rest.strip_prefix(b"tenant:")?.strip_suffix(b":audit")?,
+        };
         TenantId::parse(std::str::from_utf8(id).ok()?).ok()
     }
 
@@ -613,15 +658,15 @@ impl Keys {
     }
 
     fn usage_days(&self, id: &TenantId) -> String {
-        format!("{}usage:{id}:days", self.prefix)
+        self.layout.tenant_key(&self.prefix, "usage", id.as_str(), ":days")
     }
 
     fn usage_day(&self, id: &TenantId, day: NaiveDate) -> String {
-        format!("{}usage:{id}:day:{day}", self.prefix)
+        self.layout.tenant_key(&self.prefix, "usage", id.as_str(), &format!(":day:{day}"))
     }
 
     fn usage_month(&self, id: &TenantId, month: Month) -> String {
-        format!("{}usage:{id}:month:{month}", self.prefix)
+        self.layout.tenant_key(&self.prefix, "usage", id.as_str(), &format!(":month:{month}"))
     }
 
     fn meta(&self, key: &str) -> String {

@@ -22,22 +22,56 @@ const PREFIX: &str = "connectors-test:";
 /// A server of its own per test; every `open` connects anew to its data.
 struct RedisFixture {
     server: RedisServer,
+    layout: RedisLayout,
 }
 
 impl RedisFixture {
     fn new() -> Self {
-        Self { server: RedisServer::start() }
+        Self { server: RedisServer::start(), layout: RedisLayout::Shared }
+    }
+
+    fn separate() -> Self {
+        Self { server: RedisServer::start(), layout: RedisLayout::Separate }
     }
 }
 
 #[async_trait]
 impl Fixture for RedisFixture {
     async fn open(&self) -> Arc<dyn Store> {
-        Arc::new(RedisStore::connect(&self.server.url(), PREFIX).await.expect("the test Redis answers"))
+        let store = RedisStore::connect(&self.server.url(), PREFIX).await.expect("the test Redis answers");
+        Arc::new(store.with_layout(self.layout).await.expect("the layout is the store's"))
     }
 }
 
 store_contract::store_contract_tests!(RedisFixture::new());
+
+/// The whole contract again with every tenant's keys under its own prefix
+/// (`separateRedisNamespace`).
+mod separate_namespace {
+    use super::*;
+
+    store_contract::store_contract_tests!(RedisFixture::separate());
+}
+
+#[tokio::test]
+async fn a_store_keeps_the_layout_it_was_made_with() {
+    let server = RedisServer::start();
+    let store =
+        RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Shared).await.unwrap();
+    store.create_tenant(&tenant("acme")).await.unwrap();
+    drop(store);
+    let refused = RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Separate).await;
+    let Err(StoreError::Backend(message)) = refused else { panic!("a layout switch over existing data was accepted") };
+    assert!(message.contains("separateRedisNamespace"), "{message}");
+    // An old store without the mark, holding tenants, cannot be switched either.
+    let mut conn = raw(&server).await;
+    let _: () = conn.del(format!("{PREFIX}meta:redis_layout")).await.unwrap();
+    let refused = RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Separate).await;
+    assert!(refused.is_err());
+    let kept =
+        RedisStore::connect(&server.url(), PREFIX).await.unwrap().with_layout(RedisLayout::Shared).await.unwrap();
+    assert!(kept.tenant(&id("acme")).await.unwrap().is_some());
+}
 
 async fn raw(server: &RedisServer) -> MultiplexedConnection {
     let client = redis::Client::open(server.url()).unwrap();
@@ -331,15 +365,23 @@ async fn an_audit_event_with_an_id_is_recorded_once_whoever_records_it() {
 
 #[test]
 fn retention_scans_for_audit_logs_only_under_its_own_prefix() {
-    let keys = Keys { prefix: r"gw*[1]?\:".to_string() };
+    let keys = Keys { prefix: r"gw*[1]?\:".to_string(), layout: RedisLayout::Shared };
     assert_eq!(keys.audit_pattern(), r"gw\*\[1\]\?\\:audit:*");
     let acme = TenantId::parse("acme").unwrap();
-    assert_eq!(keys.audit_tenant(keys.audit(&acme).as_bytes()), Some(acme));
+    assert_eq!(keys.audit_tenant(keys.audit(&acme).as_bytes()), Some(acme.clone()));
     for other in [keys.audit_seq(), format!("{}tenant:acme", keys.prefix), "gwx[1]?\\:audit:acme".to_string()] {
         assert_eq!(keys.audit_tenant(other.as_bytes()), None, "{other}");
     }
     assert_eq!(keys.audit_tenant(format!("{}audit:Not An Id", keys.prefix).as_bytes()), None);
-    assert_eq!(Keys { prefix: "connectors:".into() }.audit_pattern(), "connectors:audit:*");
+    let shared = Keys { prefix: "connectors:".into(), layout: RedisLayout::Shared };
+    assert_eq!(shared.audit_pattern(), "connectors:audit:*");
+    let separate = Keys { prefix: "connectors:".into(), layout: RedisLayout::Separate };
+    assert_eq!(separate.audit_pattern(), "connectors:tenant:*:audit");
+    assert_eq!(separate.audit(&acme), "connectors:tenant:acme:audit");
+    assert_eq!(separate.audit_tenant(separate.audit(&acme).as_bytes()), Some(acme.clone()));
+    for other in ["connectors:tenant:acme:record", "connectors:meta:x:audit", "connectors:tenant:a:b:audit"] {
+        assert_eq!(separate.audit_tenant(other.as_bytes()), None, "{other}");
+    }
 }
 
 /// A proxy in front of Redis whose next answer, once armed, is lost: the command reaches Redis

@@ -387,11 +387,12 @@ pub async fn metrics(
         return Err(ApiError::invalid(format!("a metrics range covers at most {MAX_METRICS_DAYS} days")));
     }
     settle_usage(&gateway, &id).await?;
+    let days = gateway.store.usage_by_day(&id, start, end).await?;
     let mut total = UsageCounters::default();
-    for (_, day) in gateway.store.usage_by_day(&id, start, end).await? {
-        total.add(&day);
+    for (_, day) in &days {
+        total.add(day);
     }
-    Ok(Json(json!({
+    let mut body = json!({
         "tenantId": id.to_string(),
         "startDate": start.to_string(),
         "endDate": end.to_string(),
@@ -400,7 +401,16 @@ pub async fn metrics(
         "servers": {"custom": total.custom_servers},
         "tokens": {"total": total.tokens},
         "cost": {"total": metered_cost(&gateway.config.pricing, &total)},
-    })))
+    });
+    // The breakdowns are what the `advancedAnalytics` feature buys.
+    let record = gateway.store.tenant(&id).await?;
+    if record.is_some_and(|record| gateway.policy.features(&record).advanced_analytics) {
+        gateway.router.flush_audit().await;
+        gateway.recorder.flush().await?;
+        body["daily"] = super::analytics::daily(&days);
+        body["byTool"] = super::analytics::by_tool(gateway.store.as_ref(), &id, start, end).await?;
+    }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

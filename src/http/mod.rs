@@ -2,6 +2,7 @@
 //! a panic catcher, the body limit).
 
 pub mod admin;
+pub mod analytics;
 pub mod auth_throttle;
 pub mod cluster;
 pub mod edge;

@@ -33,6 +33,8 @@ pub struct Caller {
     pub request_id: String,
     pub ip: std::net::IpAddr,
     pub user_agent: Option<String>,
+    /// The end user the tenant names (header `multiTenant.userIdHeader`), audited as `userId`.
+    pub user_id: Option<String>,
     started: Instant,
     started_at: chrono::DateTime<chrono::Utc>,
     tenant_header: Option<TenantId>,
@@ -54,8 +56,14 @@ impl Caller {
         let key = text(key_header).filter(|v| !v.is_empty()).and_then(|value| {
             if key_header == axum::http::header::AUTHORIZATION { bearer(value) } else { Some(value) }
         });
+        let user_id = match headers.get(&gateway.config.user_id_header) {
+            None => None,
+            Some(value) => user_id(value)
+                .map_err(|message| ApiError::invalid(format!("header {}: {message}", gateway.config.user_id_header)))?,
+        };
         Ok(Self {
             request_id: parts.extensions.get::<RequestId>().map(|id| id.as_str().to_string()).unwrap_or_default(),
+            user_id,
             ip: request_client_ip(headers, &parts.extensions, &gateway.config.trusted_proxies),
             user_agent: text(&axum::http::header::USER_AGENT).map(str::to_string),
             started: Instant::now(),
@@ -64,6 +72,25 @@ impl Caller {
             key: key.map(KeyHash::of),
         })
     }
+}
+
+/// Longest user id taken from the user-id header.
+const MAX_USER_ID_CHARS: usize = 256;
+
+/// The user id a header carries: `None` when empty; an error for one too long or not printable
+/// text, which an audit log should not store.
+fn user_id(value: &axum::http::HeaderValue) -> Result<Option<String>, String> {
+    let value = value.to_str().map_err(|_| "must be printable ASCII".to_string())?.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.chars().count() > MAX_USER_ID_CHARS {
+        return Err(format!("at most {MAX_USER_ID_CHARS} characters"));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err("must be printable ASCII".into());
+    }
+    Ok(Some(value.to_string()))
 }
 
 /// An admitted request: the tenant as its actor saw it, and the headers to send back.
@@ -256,7 +283,7 @@ pub async fn audit_event(
     let event = AuditEvent {
         timestamp: caller.started_at,
         tenant_id: tenant.clone(),
-        user_id: None,
+        user_id: caller.user_id.clone(),
         action: action.to_string(),
         tool_id: tool_id.map(str::to_string),
         params: params.map(|params| capped(params, 0)),
@@ -303,6 +330,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_user_id_header_is_taken_trimmed_or_refused_when_unfit_for_the_audit_log() {
+        let header = |bytes: &[u8]| axum::http::HeaderValue::from_bytes(bytes).unwrap();
+        assert_eq!(user_id(&header(b" user-123 ")), Ok(Some("user-123".into())));
+        assert_eq!(user_id(&header(b"")), Ok(None));
+        assert!(user_id(&header("jos\u{e9}".as_bytes())).is_err(), "not ASCII");
+        assert!(user_id(&header(b"a\tb")).is_err());
+        assert!(user_id(&header("u".repeat(257).as_bytes())).is_err());
+        assert!(user_id(&header("u".repeat(256).as_bytes())).is_ok());
+    }
 
     #[test]
     fn audited_values_are_capped_field_by_field() {

@@ -26,6 +26,7 @@ use crate::tools::catalog::Tool;
 use crate::tools::mcp_client::{BearerToken, McpError, McpServer};
 use crate::tools::registry::IntegrationAuth;
 use crate::tools::selection::engine::SelectOptions;
+use crate::tools::served_tokens::record_served_tokens;
 use crate::tools::tool_graph::ServedQuery;
 
 /// Longest query accepted; longer ones are not questions but documents.
@@ -113,6 +114,7 @@ pub async fn select(
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let params = json!({"query": query, "returned": selection.tiers.len()});
     audit(&gateway, &admitted.caller, &tenant, "tools.select", AuditResult::Success, Some(params)).await;
+    record_served_tokens(&gateway, &tenant, selection.token_usage).await;
     let body = json!({
         "selectionId": selection_id(&tenant, &query),
         "query": query,

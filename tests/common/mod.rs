@@ -24,11 +24,11 @@ pub(crate) const ADMIN_KEY: &str = "adm-e2e-7c41d9f0b2a85e36-key";
 /// A config for most tests: fast flushes and ticks, nothing else changed.
 pub(crate) const FAST: &str = "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\n";
 
-const BIN: &str = env!("CARGO_BIN_EXE_connectors");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_connectors");
 
 /// Environment variables of the binary that change its configuration; removed from the
 /// inherited environment so that the test decides.
-const CONFIG_ENV: &[&str] = &[
+pub(crate) const CONFIG_ENV: &[&str] = &[
     "ADMIN_API_KEY",
     "CONNECTORS_FAULT_INJECTION",
     "CONNECTORS_MASTER_KEY",
@@ -406,6 +406,15 @@ impl Gateway {
 
     pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Replaces the config the next start reads.
+    pub(crate) fn write_config(&self, yaml: &str) {
+        std::fs::write(&self.config_path, yaml).expect("write the config");
     }
 
     pub(crate) fn pid(&self) -> u32 {
