@@ -90,7 +90,8 @@ impl OutboundPolicy {
     pub fn check_address(&self, host: &str, ip: IpAddr) -> Result<(), OutboundRefused> {
         let Some(kind) = restricted_kind(ip) else { return Ok(()) };
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if self.host_listed(bare) || self.host_trusted(bare)
+        if self.host_listed(bare)
+            || self.host_trusted(bare)
             || self.allowed.iter().any(|entry| matches!(entry, AllowedHost::Net(net) if net.contains(&ip)))
         {
             return Ok(());
@@ -113,9 +114,9 @@ impl OutboundPolicy {
 
     /// Whether `host` is a name under the trusted suffix (an address never is).
     fn host_trusted(&self, host: &str) -> bool {
-        self.trusted_suffix.as_deref().is_some_and(|suffix| {
-            host.parse::<IpAddr>().is_err() && host.to_ascii_lowercase().ends_with(suffix)
-        })
+        self.trusted_suffix
+            .as_deref()
+            .is_some_and(|suffix| host.parse::<IpAddr>().is_err() && host.to_ascii_lowercase().ends_with(suffix))
     }
 
     fn host_listed(&self, host: &str) -> bool {

@@ -55,7 +55,11 @@ fn docker(image: &str) -> ServerSource {
 }
 
 /// Runs `deploy` on a task, so the test can act on the stand-in while the deployer waits.
-fn deploying(deployer: &Arc<KubernetesDeployer>, server: &str, source: ServerSource) -> tokio::task::JoinHandle<Result<Endpoint, DeployError>> {
+fn deploying(
+    deployer: &Arc<KubernetesDeployer>,
+    server: &str,
+    source: ServerSource,
+) -> tokio::task::JoinHandle<Result<Endpoint, DeployError>> {
     let (deployer, server) = (deployer.clone(), name(server));
     tokio::spawn(async move { deployer.deploy(&acme(), &server, &source).await })
 }
@@ -102,13 +106,17 @@ async fn a_docker_server_is_applied_and_ready_once_its_deployment_is_available()
     assert_eq!(namespace["metadata"]["labels"]["connectors.io/tenant"], "acme");
     // The tenant is on `free`, which has no quota of its own here: the default (enterprise) one.
     let quota = stand_in.get("v1", Some("tenant-acme"), "resourcequotas", "tenant-quota").unwrap();
-    assert_eq!(quota["spec"]["hard"], json!({"requests.cpu": "10", "requests.memory": "20Gi", "persistentvolumeclaims": "10", "pods": "50"}));
+    assert_eq!(
+        quota["spec"]["hard"],
+        json!({"requests.cpu": "10", "requests.memory": "20Gi", "persistentvolumeclaims": "10", "pods": "50"})
+    );
     assert_eq!(deployer.health(&acme(), &name("notes")).await, Some(Health::Running { restarts: 0 }));
 
     // Deploying again (a retry, a restarted gateway) re-applies the same objects: nothing changes
     // and the server is ready at once.
     let before = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").unwrap();
-    let again = deployer.deploy(&acme(), &name("notes"), &docker("ghcr.io/acme/notes:1")).await.expect("deployed again");
+    let again =
+        deployer.deploy(&acme(), &name("notes"), &docker("ghcr.io/acme/notes:1")).await.expect("deployed again");
     assert_eq!(again, endpoint);
     let after = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").unwrap();
     assert_eq!(before["metadata"]["generation"], after["metadata"]["generation"]);
@@ -135,7 +143,10 @@ async fn a_deployment_the_cluster_cannot_run_fails_with_its_condition() {
     stand_in.set_deployment("tenant-acme", "mcp-notes", Outcome::Failed { condition: "ReplicaFailure", message });
     let error = task.await.unwrap().unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
-    assert!(error.to_string().contains("cannot create the server's pod: pods \"mcp-notes-5d4f\" is forbidden"), "{error}");
+    assert!(
+        error.to_string().contains("cannot create the server's pod: pods \"mcp-notes-5d4f\" is forbidden"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -158,7 +169,11 @@ async fn a_github_source_is_built_by_a_job_then_run_from_the_built_image() {
     // A failed build fails the attempt and is deleted, so that the next attempt builds again.
     let task = deploying(&deployer, "notes", source.clone());
     applied(&stand_in, "batch/v1", "jobs", "mcp-notes-build").await;
-    stand_in.set_job("tenant-acme", "mcp-notes-build", Outcome::Failed { condition: "Failed", message: "exit 1".into() });
+    stand_in.set_job(
+        "tenant-acme",
+        "mcp-notes-build",
+        Outcome::Failed { condition: "Failed", message: "exit 1".into() },
+    );
     let error = task.await.unwrap().unwrap_err();
     assert!(error.to_string().contains("building the image failed"), "{error}");
     assert!(stand_in.get("batch/v1", Some("tenant-acme"), "jobs", "mcp-notes-build").is_none());
@@ -213,7 +228,8 @@ async fn stop_deletes_the_servers_objects_and_removing_the_tenant_its_namespace(
     deployer.remove_tenant(&acme()).await.expect("removed");
     assert!(stand_in.get("v1", None, "namespaces", "tenant-acme").is_none());
     assert!(stand_in.names(Some("tenant-acme"), "deployments").is_empty());
-    let deletes: Vec<_> = stand_in.calls().into_iter().filter(|call| call.method == "DELETE").map(|call| call.path).collect();
+    let deletes: Vec<_> =
+        stand_in.calls().into_iter().filter(|call| call.method == "DELETE").map(|call| call.path).collect();
     assert!(deletes.contains(&"/api/v1/namespaces/tenant-acme".to_string()), "{deletes:?}");
     deployer.remove_tenant(&acme()).await.expect("removing a removed tenant succeeds");
 }

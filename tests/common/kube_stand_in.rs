@@ -64,12 +64,9 @@ impl Target {
             _ => return None,
         };
         match rest {
-            ["namespaces", name] if api_version == "v1" => Some(Self {
-                api_version,
-                namespace: None,
-                resource: "namespaces".into(),
-                name: (*name).into(),
-            }),
+            ["namespaces", name] if api_version == "v1" => {
+                Some(Self { api_version, namespace: None, resource: "namespaces".into(), name: (*name).into() })
+            }
             ["namespaces", namespace, resource, name] => Some(Self {
                 api_version,
                 namespace: Some((*namespace).into()),
@@ -239,7 +236,11 @@ async fn handle(
         field_manager: query.get("fieldManager").cloned(),
     });
     let Some(target) = Target::parse(&path) else {
-        return status(StatusCode::NOT_FOUND, "NotFound", format!("the server could not find the requested resource ({path})"));
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        );
     };
     match method {
         Method::PATCH => apply(&stand_in, &target, &query, &headers, &body),
@@ -272,7 +273,11 @@ fn apply(
         );
     }
     if query.get("fieldManager").is_none_or(String::is_empty) {
-        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "fieldManager is required for apply requests".into());
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "fieldManager is required for apply requests".into(),
+        );
     }
     // JSON is YAML; the deployer sends JSON.
     let Ok(applied) = serde_json::from_slice::<Value>(body) else {
@@ -283,13 +288,20 @@ fn apply(
         return status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
-            format!("{qualified} is invalid: apiVersion/kind {}/{} do not match the path", applied["apiVersion"], applied["kind"]),
+            format!(
+                "{qualified} is invalid: apiVersion/kind {}/{} do not match the path",
+                applied["apiVersion"], applied["kind"]
+            ),
         );
     }
     if applied["metadata"]["name"] != target.name.as_str()
         || applied["metadata"]["namespace"].as_str() != target.namespace.as_deref()
     {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "the name or namespace of the object does not match the path".into());
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the name or namespace of the object does not match the path".into(),
+        );
     }
     let mut cluster = stand_in.lock();
     if let Some(namespace) = &target.namespace
@@ -304,7 +316,11 @@ fn apply(
         let force = query.get("force").is_some_and(|f| f == "true");
         let manager = existing["metadata"]["annotations"]["stand-in/manager"].as_str().unwrap_or_default();
         if !force && manager != query["fieldManager"] {
-            return status(StatusCode::CONFLICT, "Conflict", format!("Apply failed with 1 conflict: conflict with \"{manager}\""));
+            return status(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!("Apply failed with 1 conflict: conflict with \"{manager}\""),
+            );
         }
         let spec_changed = existing.get("spec") != applied.get("spec");
         for field in ["spec", "data"] {

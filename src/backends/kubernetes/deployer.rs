@@ -140,7 +140,13 @@ impl KubernetesDeployer {
     }
 
     /// Reads `name` every poll interval until `judge` says it is done or failed, or `timeout`.
-    async fn wait<K>(&self, api: &Api<K>, name: &str, timeout: Duration, judge: fn(&K) -> Progress) -> Result<(), DeployError>
+    async fn wait<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        timeout: Duration,
+        judge: fn(&K) -> Progress,
+    ) -> Result<(), DeployError>
     where
         K: kube::Resource + Clone + DeserializeOwned + Debug,
         K::DynamicType: Default,
@@ -156,10 +162,7 @@ impl KubernetesDeployer {
                 Progress::Done => return Ok(()),
                 Progress::Failed(why) => return Err(DeployError::Failed(why)),
                 Progress::Waiting(why) if tokio::time::Instant::now() >= deadline => {
-                    return Err(DeployError::Failed(format!(
-                        "not ready after {} s: {why}",
-                        timeout.as_secs()
-                    )));
+                    return Err(DeployError::Failed(format!("not ready after {} s: {why}", timeout.as_secs())));
                 }
                 Progress::Waiting(_) => tokio::time::sleep(self.settings.poll_interval).await,
             }

@@ -251,10 +251,8 @@ fn check_quota(quota: &TenantQuota) -> Result<(), String> {
 fn is_quantity(text: &str) -> bool {
     let number_end = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, suffix) = text.split_at(number_end);
-    let well_formed = !number.is_empty()
-        && !number.starts_with('.')
-        && !number.ends_with('.')
-        && number.matches('.').count() <= 1;
+    let well_formed =
+        !number.is_empty() && !number.starts_with('.') && !number.ends_with('.') && number.matches('.').count() <= 1;
     well_formed && ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].contains(&suffix)
 }
 
@@ -297,7 +295,8 @@ mod tests {
 
     #[test]
     fn a_plan_without_a_quota_of_its_own_gets_the_default() {
-        let section: KubernetesSection = serde_norway::from_str("quotas:\n  free: {pods: 3, requestsCpu: 500m}\n").unwrap();
+        let section: KubernetesSection =
+            serde_norway::from_str("quotas:\n  free: {pods: 3, requestsCpu: 500m}\n").unwrap();
         let settings = section.check(&["free", "enterprise"]).unwrap();
         assert_eq!(settings.quota("free").pods, 3);
         assert_eq!(settings.quota("free").requests_memory, "20Gi");

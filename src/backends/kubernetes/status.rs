@@ -68,11 +68,16 @@ mod tests {
     #[test]
     fn a_deployment_is_done_when_available_with_a_ready_replica_of_its_latest_spec() {
         let available = json!([{ "type": "Available", "status": "True" }]);
-        let old = deployment_with(json!({ "observedGeneration": 1, "readyReplicas": 1, "updatedReplicas": 1, "conditions": available }));
+        let old = deployment_with(
+            json!({ "observedGeneration": 1, "readyReplicas": 1, "updatedReplicas": 1, "conditions": available }),
+        );
         assert!(matches!(deployment(&old), Progress::Waiting(_)));
-        let current = deployment_with(json!({ "observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 1, "conditions": available }));
+        let current = deployment_with(
+            json!({ "observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 1, "conditions": available }),
+        );
         assert_eq!(deployment(&current), Progress::Done);
-        let not_ready = deployment_with(json!({ "observedGeneration": 2, "updatedReplicas": 1, "conditions": available }));
+        let not_ready =
+            deployment_with(json!({ "observedGeneration": 2, "updatedReplicas": 1, "conditions": available }));
         assert!(matches!(deployment(&not_ready), Progress::Waiting(_)));
     }
 
@@ -93,7 +98,8 @@ mod tests {
 
     #[test]
     fn a_job_is_done_when_complete_and_failed_when_failed() {
-        let job_with = |conditions| serde_json::from_value::<Job>(json!({ "status": { "conditions": conditions } })).unwrap();
+        let job_with =
+            |conditions| serde_json::from_value::<Job>(json!({ "status": { "conditions": conditions } })).unwrap();
         assert_eq!(job(&job_with(json!([{ "type": "Complete", "status": "True" }]))), Progress::Done);
         assert_eq!(
             job(&job_with(json!([{ "type": "Failed", "status": "True", "message": "BackoffLimitExceeded" }]))),
