@@ -5,6 +5,10 @@
 # references between them, and checks deploy/compose.yaml. Talks to no Kubernetes API server and
 # to no Docker daemon. tests/deploy_manifests.rs runs it in `cargo nextest run --workspace`.
 #
+#   deploy/validate.sh --generated FILE...
+# validates instead the objects in FILE... (YAML or JSON documents, e.g. what the Kubernetes
+# deployer applies; tests/kubernetes_manifests.rs writes them) against the same schemas, strictly.
+#
 # Needs: kubectl (its built-in kustomize) or kustomize, and python3 with venv and pip.
 # kubernetes-validate is installed on first use into a virtualenv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/connectors-gateway/ (override: CONNECTORS_DEPLOY_VENV).
@@ -19,6 +23,27 @@ fail() {
   exit 1
 }
 
+# ---- kubernetes-validate, in a virtualenv of its own --------------------------------------------
+ensure_venv() {
+  command -v python3 >/dev/null 2>&1 || fail "python3 is not installed: it runs kubernetes-validate"
+  if ! "$venv/bin/python" -c "import kubernetes_validate" >/dev/null 2>&1; then
+    echo "deploy/validate.sh: installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $venv (once)" >&2
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv" || fail "python3 cannot create a virtualenv (install python3-venv)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+      || fail "pip cannot install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
+}
+
+if [[ "${1:-}" == "--generated" ]]; then
+  shift
+  [[ $# -gt 0 ]] || fail "--generated needs at least one file"
+  ensure_venv
+  exec "$venv/bin/python" deploy/validate_manifests.py --generated "$@"
+fi
+
 # ---- kustomize ----------------------------------------------------------------------------------
 if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
   render() { kubectl kustomize "$1"; }
@@ -28,17 +53,7 @@ else
   fail "neither kubectl nor kustomize is installed: one is needed to render deploy/kubernetes (install kubectl, whose 'kubectl kustomize' is enough)"
 fi
 
-# ---- kubernetes-validate, in a virtualenv of its own --------------------------------------------
-command -v python3 >/dev/null 2>&1 || fail "python3 is not installed: it runs kubernetes-validate"
-if ! "$venv/bin/python" -c "import kubernetes_validate" >/dev/null 2>&1; then
-  echo "deploy/validate.sh: installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $venv (once)" >&2
-  rm -rf "$venv"
-  mkdir -p "$(dirname "$venv")"
-  python3 -m venv "$venv" || fail "python3 cannot create a virtualenv (install python3-venv)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
-    || fail "pip cannot install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
-fi
+ensure_venv
 
 # ---- render ---------------------------------------------------------------------------------------
 out="$(mktemp -d)"

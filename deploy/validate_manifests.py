@@ -1,6 +1,7 @@
 """Checks the rendered Kubernetes manifests and compose.yaml offline; run by deploy/validate.sh.
 
   python3 validate_manifests.py --secrets FILE --compose FILE --config FILE KUSTOMIZATION=RENDERED.yaml...
+  python3 validate_manifests.py --generated FILE...
 
 Every resource of every rendered kustomization, and the Secret template, is validated with
 kubernetes-validate, strictly (unknown fields are errors), against each Kubernetes version in
@@ -8,6 +9,9 @@ VERSIONS; a kind it has no schema for is an error too. Then what a schema cannot
 between the resources (Secrets and their keys, ConfigMaps, Services and their selectors and
 ports, probes, the ServiceAccount, the namespace), the containers' security settings, and the
 compose file's structure. Nothing here talks to a Kubernetes API server or to Docker.
+
+With --generated, only the schemas: every object of each FILE (what the gateway's Kubernetes
+deployer applies, written out by its tests) is validated the same strict way.
 """
 
 import argparse
@@ -229,7 +233,27 @@ def check_compose(path, statefulset_config_files):
             error(swhere, f"mounts {sources[0]}, not the config file the Kubernetes manifests use")
 
 
+def validate_generated(paths):
+    checked = 0
+    for path in paths:
+        resources = load_all(path)
+        if not resources:
+            error(path, "has no object")
+        validate_schemas(path, resources)
+        checked += len(resources)
+    for message in errors:
+        print(f"ERROR {message}")
+    versions = ", ".join(kv.major_minor(v) for v in VERSIONS)
+    if errors:
+        print(f"deploy: {len(errors)} problem(s) in the generated objects (Kubernetes {versions})")
+        return 1
+    print(f"deploy: {checked} generated objects valid against Kubernetes {versions} (strict schemas, offline)")
+    return 0
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--generated":
+        return validate_generated(sys.argv[2:])
     parser = argparse.ArgumentParser()
     parser.add_argument("--secrets", required=True)
     parser.add_argument("--compose", required=True)

@@ -27,8 +27,9 @@ use serde_json::Value;
 
 use crate::backends::embedded_tool_graph::{EmbeddedToolGraph, FILE_NAME as TOOL_GRAPH_FILE};
 use crate::backends::file_secret_store::FileSecretStore;
-use crate::backends::local_deployer::{LocalDeployer, LocalDeployerConfig};
+use crate::backends::local_deployer::LocalDeployerConfig;
 use crate::backends::neo4j_tool_graph::Neo4jToolGraph;
+use crate::backends::node_deployer::NodeDeployer;
 use crate::backends::quarantine_file::{FILE_NAME as QUARANTINE_FILE, QuarantineFile};
 use crate::backends::redb_store::RedbStore;
 use crate::backends::redis_connection::RedisConnection;
@@ -45,7 +46,7 @@ use crate::metrics::Metrics;
 use crate::oauth_client::TokenClient;
 use crate::outbound::CheckedHttp;
 use crate::tools::catalog::Catalog;
-use crate::tools::mcp_client::{BearerToken, McpPool, McpServer};
+use crate::tools::mcp_client::{BearerToken, McpServer};
 use crate::tools::registry::ToolRegistry;
 use crate::tools::selection::engine::SelectionEngine;
 use crate::tools::selector::{CO_USAGE_REFRESH, Selector};
@@ -74,6 +75,8 @@ pub enum StartError {
     ClusterTls { key: &'static str, error: LinkTlsError },
     #[error("tool graph: {0}")]
     ToolGraph(String),
+    #[error("deployer: {0}")]
+    Kubernetes(#[from] crate::backends::kubernetes::KubernetesSetupError),
 }
 
 /// Everything handlers share.
@@ -99,8 +102,8 @@ pub struct Gateway {
     pub selector: Arc<Selector>,
     /// Shared integrations and the catalog of every tool.
     pub registry: Arc<ToolRegistry>,
-    /// Runs tenants' own stdio servers on this node (and registers their http ones).
-    pub deployer: Arc<LocalDeployer>,
+    /// Runs tenants' own servers: stdio ones on this node, or images on Kubernetes.
+    pub deployer: NodeDeployer,
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -180,7 +183,10 @@ impl Gateway {
                 max_pending_bytes: config.recorder_max_pending_bytes,
             },
         );
-        let deployer = Arc::new(LocalDeployer::new(local_deployer_config(&config.stdio)));
+        let deployer = match &config.kubernetes {
+            Some(settings) => NodeDeployer::kubernetes(settings.clone(), store.clone()).await?,
+            None => NodeDeployer::local(local_deployer_config(&config.stdio)),
+        };
         let (graph, shared_graph) = open_tool_graph(&config, options.data_dir, redis)
             .await
             .map_err(|e| StartError::ToolGraph(e.to_string()))?;
@@ -193,7 +199,7 @@ impl Gateway {
         let registry = Arc::new(
             ToolRegistry::load(
                 store.clone(),
-                Arc::new(McpPool::with_pipes(mcp_http, deployer.clone())),
+                Arc::new(deployer.mcp_pool(mcp_http, &config.outbound).map_err(|e| StartError::Http(e.to_string()))?),
                 selector.clone(),
                 config.tools.discovery_timeout,
             )
@@ -214,7 +220,7 @@ impl Gateway {
             tokens: Arc::new(tokens),
             refresh_before: chrono::Duration::from_std(config.oauth_refresh_before).unwrap_or(chrono::Duration::MAX),
             oauth_counts: oauth_counts.clone(),
-            deployer: deployer.clone(),
+            deployer: deployer.port(),
             deploy_retry: RetryPolicy::default(),
             server_tools,
         });

@@ -207,12 +207,14 @@ struct DeployerSection {
     /// Where servers' working directories are made; a private directory under the system's
     /// temporary directory by default.
     work_dir: Option<std::path::PathBuf>,
+    /// Present: tenants' servers run on Kubernetes instead (see `KubernetesSection`).
+    kubernetes: Option<crate::backends::kubernetes::KubernetesSection>,
 }
 
 impl Default for DeployerSection {
     fn default() -> Self {
         // nobody:nogroup on Debian and most distributions.
-        Self { allowed_commands: Vec::new(), run_as_user: 65534, run_as_group: 65534, work_dir: None }
+        Self { allowed_commands: Vec::new(), run_as_user: 65534, run_as_group: 65534, work_dir: None, kubernetes: None }
     }
 }
 
@@ -635,6 +637,8 @@ pub struct Config {
     pub neo4j: Option<Neo4jConfig>,
     /// `deployer.*`: what tenants' `stdio` servers may run, and how.
     pub stdio: StdioSettings,
+    /// `deployer.kubernetes`: when set, tenants' servers run on this cluster, not on this node.
+    pub kubernetes: Option<crate::backends::kubernetes::KubernetesSettings>,
     /// `outbound.*`: the addresses outbound calls may reach.
     pub outbound: std::sync::Arc<crate::outbound::OutboundPolicy>,
     /// `METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token (its series name
@@ -752,6 +756,14 @@ impl Config {
                 ));
             }
         }
+        let plan_names: Vec<&str> = plans.keys().map(String::as_str).collect();
+        let kubernetes = file
+            .deployer
+            .kubernetes
+            .take()
+            .map(|section| section.check(&plan_names))
+            .transpose()
+            .map_err(|(key, message)| invalid(&key, message))?;
         if !plans.contains_key(&mt.default_plan) {
             return Err(invalid(
                 "multiTenant.defaultPlan",
@@ -851,6 +863,7 @@ impl Config {
                 run_as: (file.deployer.run_as_user, file.deployer.run_as_group),
                 work_dir: file.deployer.work_dir,
             },
+            kubernetes,
             outbound: std::sync::Arc::new(
                 crate::outbound::OutboundPolicy::new(file.outbound.allow_private, &file.outbound.allowed_hosts)
                     .map_err(|error| invalid("outbound.allowedHosts", error))?,

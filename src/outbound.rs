@@ -40,13 +40,24 @@ enum AllowedHost {
 pub struct OutboundPolicy {
     allow_private: bool,
     allowed: Vec<AllowedHost>,
+    /// Host names ending so are reached whatever their addresses: set only on the policy of the
+    /// client for endpoints a deployer made ([`Self::trusting_suffix`]), never from the config.
+    trusted_suffix: Option<String>,
 }
 
 impl OutboundPolicy {
     /// `allowed_hosts` entries are host names, addresses or CIDR networks.
     pub fn new(allow_private: bool, allowed_hosts: &[String]) -> Result<Self, String> {
         let allowed = allowed_hosts.iter().map(|entry| parse_allowed(entry)).collect::<Result<_, _>>()?;
-        Ok(Self { allow_private, allowed })
+        Ok(Self { allow_private, allowed, trusted_suffix: None })
+    }
+
+    /// This policy, also trusting host names that end with `suffix` (e.g. `.svc.cluster.local`,
+    /// the Services of the Kubernetes deployer's servers). For the client of deployer-made
+    /// endpoints only: a tenant's own URL naming such a host must stay refused, or a tenant could
+    /// reach another tenant's servers, or the cluster's.
+    pub fn trusting_suffix(&self, suffix: &str) -> Self {
+        Self { trusted_suffix: Some(suffix.to_ascii_lowercase()), ..self.clone() }
     }
 
     /// Checks a URL the gateway will call: http(s), and no refused literal address.
@@ -80,6 +91,7 @@ impl OutboundPolicy {
         let Some(kind) = restricted_kind(ip) else { return Ok(()) };
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if self.host_listed(bare)
+            || self.host_trusted(bare)
             || self.allowed.iter().any(|entry| matches!(entry, AllowedHost::Net(net) if net.contains(&ip)))
         {
             return Ok(());
@@ -98,6 +110,13 @@ impl OutboundPolicy {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
+    }
+
+    /// Whether `host` is a name under the trusted suffix (an address never is).
+    fn host_trusted(&self, host: &str) -> bool {
+        self.trusted_suffix
+            .as_deref()
+            .is_some_and(|suffix| host.parse::<IpAddr>().is_err() && host.to_ascii_lowercase().ends_with(suffix))
     }
 
     fn host_listed(&self, host: &str) -> bool {

@@ -134,3 +134,17 @@ proptest! {
         prop_assert_eq!(direct, mapped);
     }
 }
+
+#[test]
+fn a_trusted_suffix_opens_names_under_it_on_that_policy_only() {
+    let private: IpAddr = "10.96.4.2".parse().unwrap();
+    let tenants = strict();
+    let deployed = tenants.trusting_suffix(".svc.cluster.local");
+    let service = "mcp-github.tenant-acme.svc.cluster.local";
+    assert!(deployed.check_address(service, private).is_ok());
+    assert!(matches!(tenants.check_address(service, private), Err(OutboundRefused::Address { .. })));
+    // Neither an address, nor a name that only contains the suffix, nor the suffix without its dot.
+    for host in ["10.96.4.2", "svc.cluster.local.evil.example", "xsvc.cluster.local"] {
+        assert!(deployed.check_address(host, private).is_err(), "{host}");
+    }
+}

@@ -4,8 +4,8 @@
 //! deployed server is reached ([`Endpoint`]) and what a deployer reports on its own
 //! ([`DeployerEvent`]). It decides nothing about *when* to deploy, retry or stop: that is
 //! [`crate::deployments::Deployments`]. Adapters live in the `connectors` crate: the local one
-//! (child processes on this node) today, a Kubernetes one later (namespace `tenant-<id>`), so
-//! nothing here speaks of processes, pipes, pods or namespaces.
+//! (child processes on this node) and the Kubernetes one (namespace `tenant-<id>`), so nothing
+//! here speaks of processes, pipes, pods or namespaces.
 
 use std::fmt;
 use std::time::Duration;
@@ -135,8 +135,13 @@ impl ServerSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Endpoint {
-    /// Streamable HTTP at this URL (an `http` source, or a deployed server's service).
+    /// Streamable HTTP at this URL, which the tenant gave (an `http` source): reached only where
+    /// the outbound policy lets tenants' URLs go.
     Http { url: String },
+    /// Streamable HTTP at a URL the deployer made for a server it runs (a Kubernetes Service):
+    /// the deployer's own addresses are trusted as a tenant's URL never is, since a tenant picks
+    /// neither its host nor its port.
+    Deployed { url: String },
     /// The stdin and stdout of a process the deployer runs on this node; the MCP client asks
     /// that deployer for them by tenant and server name.
     Stdio,
@@ -146,7 +151,7 @@ impl fmt::Display for Endpoint {
     /// The API's `endpoint` field.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Http { url } => f.write_str(url),
+            Endpoint::Http { url } | Endpoint::Deployed { url } => f.write_str(url),
             Endpoint::Stdio => f.write_str("stdio"),
         }
     }
@@ -221,6 +226,12 @@ pub trait Deployer: Send + Sync + 'static {
     /// Takes the server down and frees what it held. Stopping an unknown server succeeds, so a
     /// stop can be repeated after a crash of the caller.
     async fn stop(&self, tenant: &TenantId, name: &ServerName) -> Result<(), DeployError>;
+
+    /// Frees what the deployer holds for the tenant beyond its servers (each already stopped),
+    /// once the tenant is deleted. Removing an unknown tenant succeeds.
+    async fn remove_tenant(&self, _tenant: &TenantId) -> Result<(), DeployError> {
+        Ok(())
+    }
 
     /// How the server is doing; `None` when this deployer does not run it.
     async fn health(&self, tenant: &TenantId, name: &ServerName) -> Option<Health>;

@@ -73,6 +73,9 @@ pub enum TenantError {
     InvalidServer(String),
     #[error("quota {} exhausted", .0.quota.name())]
     Quota(QuotaExceeded),
+    /// The deployer could not free what it holds for the tenant (e.g. its Kubernetes namespace).
+    #[error("the deployer cannot remove the tenant's servers yet: {0}")]
+    Deployer(String),
 }
 
 #[derive(RactorMessage)]

@@ -218,6 +218,9 @@ impl TenantServers {
             }
             env.server_tools.withdraw(tenant, &record.name).await;
         }
+        // What the deployer holds for the tenant as a whole (its Kubernetes namespace): a
+        // failure leaves the tenant in place, so the delete can be retried.
+        env.deployer.remove_tenant(tenant).await.map_err(|error| TenantError::Deployer(error.to_string()))?;
         let collection = collection(tenant);
         for (name, _) in env.store.entries(&collection).await? {
             env.store.delete_entry(&collection, &name).await?;

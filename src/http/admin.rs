@@ -261,6 +261,7 @@ pub fn tenant_error(error: TenantError) -> ApiError {
         TenantError::Quota(exceeded) => {
             super::tenant_api::denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded))
         }
+        TenantError::Deployer(detail) => ApiError::unavailable(detail),
     }
 }
 

@@ -22,6 +22,7 @@ use crate::backends::local_deployer::LocalDeployer;
 pub fn endpoint_server(tenant: &TenantId, name: &str, endpoint: &Endpoint) -> McpServer {
     match endpoint {
         Endpoint::Http { url } => McpServer::http(url.clone()),
+        Endpoint::Deployed { url } => McpServer::Deployed { url: url.clone() },
         Endpoint::Stdio => McpServer::Attached { tenant: tenant.to_string(), server: name.to_string() },
     }
 }
@@ -38,7 +39,7 @@ impl ServerTools for RegistryServerTools {
         let Some(endpoint) = &record.endpoint else { return Err("the server has no endpoint".into()) };
         let server = endpoint_server(tenant, record.name.as_str(), endpoint);
         // A new deployment may be a new process or a changed server: start a fresh session.
-        if matches!(endpoint, Endpoint::Stdio) {
+        if matches!(endpoint, Endpoint::Stdio | Endpoint::Deployed { .. }) {
             registry.mcp().remove_server(&server);
         }
         let deadline = tokio::time::Instant::now() + self.discovery_timeout;

@@ -125,7 +125,7 @@ async fn start_session(
     http: &CheckedHttp,
 ) -> Result<RunningService<RoleClient, ClientConfig>, McpError> {
     match server {
-        McpServer::Http { url } => {
+        McpServer::Http { url } | McpServer::Deployed { url } => {
             // Refused early with a reason; the client's resolver checks again as it connects.
             let parsed = http.policy().check_url(url).map_err(McpError::Refused)?;
             check_resolved(http.policy(), &parsed).await.map_err(McpError::Refused)?;

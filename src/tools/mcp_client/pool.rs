@@ -50,6 +50,8 @@ pub struct McpPool {
     slots: std::sync::Mutex<HashMap<PoolKey, Slot>>,
     http: CheckedHttp,
     pipes: Option<Arc<dyn PipeSource>>,
+    /// The client for [`McpServer::Deployed`] servers; `http` when there is none.
+    deployed: Option<CheckedHttp>,
 }
 
 impl std::fmt::Debug for McpPool {
@@ -61,12 +63,18 @@ impl std::fmt::Debug for McpPool {
 impl McpPool {
     /// A pool that reaches HTTP servers through `http`.
     pub fn new(http: CheckedHttp) -> Self {
-        Self { slots: Default::default(), http, pipes: None }
+        Self { slots: Default::default(), http, pipes: None, deployed: None }
     }
 
     /// A pool that also reaches [`McpServer::Attached`] servers through `pipes`.
     pub fn with_pipes(http: CheckedHttp, pipes: Arc<dyn PipeSource>) -> Self {
-        Self { slots: Default::default(), http, pipes: Some(pipes) }
+        Self { slots: Default::default(), http, pipes: Some(pipes), deployed: None }
+    }
+
+    /// A pool that reaches [`McpServer::Deployed`] servers through `deployed` (a client whose
+    /// policy trusts the deployer's own addresses) and every other HTTP server through `http`.
+    pub fn with_deployed(http: CheckedHttp, deployed: CheckedHttp) -> Self {
+        Self { slots: Default::default(), http, pipes: None, deployed: Some(deployed) }
     }
 
     /// Where this pool may connect.
@@ -90,6 +98,10 @@ impl McpPool {
             (McpServer::Attached { tenant, server: name }, Some(pipes)) => {
                 let (stdout, stdin) = pipes.attach(tenant, name).await?;
                 McpConnection::from_pipes(server, stdout, stdin, deadline).await?
+            }
+            (McpServer::Deployed { .. }, _) => {
+                let http = self.deployed.as_ref().unwrap_or(&self.http);
+                McpConnection::connect(server, token, http, deadline).await?
             }
             _ => McpConnection::connect(server, token, &self.http, deadline).await?,
         };

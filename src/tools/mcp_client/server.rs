@@ -9,6 +9,10 @@ use std::path::PathBuf;
 pub enum McpServer {
     /// Streamable HTTP at this URL, e.g. `https://mcp.example.com/mcp`.
     Http { url: String },
+    /// Streamable HTTP at a URL a deployer made for a tenant's server it runs (a Kubernetes
+    /// Service): reached through the pool's client for such servers, which trusts the cluster's
+    /// service names that the outbound policy refuses tenants' own URLs.
+    Deployed { url: String },
     /// A child process speaking MCP over its stdin and stdout.
     Stdio(StdioCommand),
     /// A tenant's own stdio server, run by the deployer of this node: the pool asks its
@@ -23,14 +27,14 @@ impl McpServer {
 
     /// Whether a bearer token reaches this server: a child process has no HTTP request to carry it.
     pub fn carries_token(&self) -> bool {
-        matches!(self, Self::Http { .. })
+        matches!(self, Self::Http { .. } | Self::Deployed { .. })
     }
 }
 
 impl fmt::Display for McpServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Http { url } => f.write_str(url),
+            Self::Http { url } | Self::Deployed { url } => f.write_str(url),
             Self::Stdio(command) => write!(f, "stdio:{}", command.program.display()),
             Self::Attached { tenant, server } => write!(f, "stdio:{tenant}/{server}"),
         }
