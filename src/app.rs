@@ -257,6 +257,7 @@ impl Gateway {
             deployer: deployer.clone(),
             deploy_retry: RetryPolicy::default(),
             server_tools,
+            mcp_sessions: config.mcp.sessions,
         });
         let node_id = NodeId(options.cluster.as_ref().map_or_else(|| "local".to_string(), |c| c.node_id.clone()));
         let table = ShardTable::new(node_id.clone());

@@ -61,6 +61,39 @@ struct FileConfig {
     outbound: OutboundSection,
     #[serde(default)]
     recorder: RecorderSection,
+    #[serde(default)]
+    mcp: McpSection,
+}
+
+/// The gateway's own MCP endpoint (`/mcp`): bounds of each tenant's sessions, and the browser
+/// origins it answers.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct McpSection {
+    max_sessions_per_tenant: u64,
+    session_idle_seconds: u64,
+    max_events_per_session: u64,
+    allowed_origins: Vec<String>,
+}
+
+impl Default for McpSection {
+    fn default() -> Self {
+        let limits = connectors_actors::mcp_sessions::SessionLimits::default();
+        Self {
+            max_sessions_per_tenant: limits.max_sessions as u64,
+            session_idle_seconds: limits.idle_timeout.num_seconds().unsigned_abs(),
+            max_events_per_session: limits.max_events as u64,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// `mcp.*`: see the section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpSettings {
+    pub sessions: connectors_actors::mcp_sessions::SessionLimits,
+    /// `Origin` values a request may carry besides none (non-browser clients send none).
+    pub allowed_origins: Vec<String>,
 }
 
 /// Where the gateway may connect for tenants (MCP servers, token endpoints); see `OutboundPolicy`.
@@ -522,6 +555,8 @@ pub struct Config {
     /// `METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token (its series name
     /// every tenant); when not, `/metrics` is open, for a listener only the scraper can reach.
     pub metrics_token: Option<connectors_actors::api_key::KeyHash>,
+    /// `mcp.*`: the gateway's own MCP endpoint.
+    pub mcp: McpSettings,
 }
 
 /// Shortest `METRICS_TOKEN` accepted.
@@ -714,6 +749,16 @@ impl Config {
                     file.tools.discovery_timeout_seconds,
                 )?),
                 max_result_bytes: positive("tools.maxResultBytes", file.tools.max_result_bytes as u64)? as usize,
+            },
+            mcp: McpSettings {
+                sessions: connectors_actors::mcp_sessions::SessionLimits {
+                    max_sessions: positive("mcp.maxSessionsPerTenant", file.mcp.max_sessions_per_tenant)? as usize,
+                    idle_timeout: chrono::Duration::seconds(
+                        positive("mcp.sessionIdleSeconds", file.mcp.session_idle_seconds)?.min(i64::MAX as u64) as i64,
+                    ),
+                    max_events: positive("mcp.maxEventsPerSession", file.mcp.max_events_per_session)? as usize,
+                },
+                allowed_origins: file.mcp.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_string()).collect(),
             },
             co_usage: CoUsagePolicy {
                 min_tenants: positive("tools.coUsage.minTenants", file.tools.co_usage.min_tenants(mt.enabled))?,
