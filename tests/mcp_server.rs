@@ -3,13 +3,13 @@
 //! names them, sessions that belong to one tenant only, and the stateless 2026-07-28 revision.
 //! The tools come from the project's example MCP server, registered as a shared integration.
 
+#[path = "common/cluster.rs"]
+mod cluster_common;
 mod common;
 #[path = "common/mcp_servers.rs"]
 mod mcp_servers;
 #[path = "common/redis_server.rs"]
 mod redis_server;
-#[path = "common/cluster.rs"]
-mod cluster_common;
 
 use std::time::Duration;
 
@@ -58,17 +58,21 @@ fn tool_names(list: &Value) -> Vec<String> {
 }
 
 async fn register_example(node: &Gateway, server: &HttpServerProcess) {
-    node.admin(Method::POST, "/integrations", Some(json!({"name": "example", "url": server.url, "category": "testing"})))
-        .await
-        .expect(201);
+    node.admin(
+        Method::POST,
+        "/integrations",
+        Some(json!({"name": "example", "url": server.url, "category": "testing"})),
+    )
+    .await
+    .expect(201);
 }
 
 /// Every node lists the example tools to `tenant` (nodes pick up integrations on their own).
 async fn wait_tools_everywhere(cluster: &Cluster, tenant: &str, key: &str) {
     for node in &cluster.nodes {
         eventually("every node to know the example integration", Duration::from_secs(20), || async {
-            let listed = send(node.request(Method::GET, "/api/v1/tools").header("X-Tenant-ID", tenant).bearer_auth(key))
-                .await;
+            let listed =
+                send(node.request(Method::GET, "/api/v1/tools").header("X-Tenant-ID", tenant).bearer_auth(key)).await;
             match listed.json()["total"].as_u64() {
                 Some(6) => Ok(()),
                 other => Err(format!("{other:?} tools")),
@@ -107,29 +111,47 @@ async fn one_session_is_served_by_every_node_and_belongs_to_its_tenant() {
     let listed = listed.json();
     assert_eq!(listed["id"], 2);
     let names = tool_names(&listed);
-    assert_eq!(names, ["example.add", "example.echo", "example.exit", "example.fail", "example.sleep", "example.whoami"]);
+    assert_eq!(
+        names,
+        ["example.add", "example.echo", "example.exit", "example.fail", "example.sleep", "example.whoami"]
+    );
     let add = &listed["result"]["tools"][0];
     assert_eq!(add["inputSchema"]["type"], "object", "{add}");
     assert!(add["description"].as_str().is_some_and(|d| !d.is_empty()));
-    let sum = mcp_post(b, "acme", &acme, &in_session, request(3, "tools/call", json!({"name": "example.add", "arguments": {"a": 2, "b": 3.5}})))
-        .await;
+    let sum = mcp_post(
+        b,
+        "acme",
+        &acme,
+        &in_session,
+        request(3, "tools/call", json!({"name": "example.add", "arguments": {"a": 2, "b": 3.5}})),
+    )
+    .await;
     sum.expect(200);
     let sum = sum.json();
     assert_eq!(sum["result"]["content"][0]["text"], "5.5", "{sum}");
     assert_eq!(sum["result"]["isError"], false);
-    let failed = mcp_post(a, "acme", &acme, &in_session, request(4, "tools/call", json!({"name": "example.fail", "arguments": {"message": "no"}})))
-        .await
-        .json();
+    let failed = mcp_post(
+        a,
+        "acme",
+        &acme,
+        &in_session,
+        request(4, "tools/call", json!({"name": "example.fail", "arguments": {"message": "no"}})),
+    )
+    .await
+    .json();
     assert_eq!(failed["result"]["isError"], true, "a tool's own failure is its result: {failed}");
     let ping = mcp_post(c, "acme", &acme, &in_session, request(5, "ping", json!({}))).await.json();
     assert_eq!(ping["result"], json!({}));
 
     // Errors, as the specification names them.
-    let unknown = mcp_post(a, "acme", &acme, &in_session, request(6, "tools/call", json!({"name": "example.nothing"}))).await;
+    let unknown =
+        mcp_post(a, "acme", &acme, &in_session, request(6, "tools/call", json!({"name": "example.nothing"}))).await;
     assert_eq!(expect_rpc_error(&unknown, 200, -32602)["id"], 6);
     let no_method = mcp_post(a, "acme", &acme, &in_session, request(7, "resources/list", json!({}))).await;
     expect_rpc_error(&no_method, 200, -32601);
-    let no_session = mcp_post(b, "acme", &acme, &[("mcp-protocol-version", "2025-06-18")], request(8, "tools/list", json!({}))).await;
+    let no_session =
+        mcp_post(b, "acme", &acme, &[("mcp-protocol-version", "2025-06-18")], request(8, "tools/list", json!({})))
+            .await;
     expect_rpc_error(&no_session, 400, -32600);
     let made_up = [("mcp-session-id", "0123456789abcdef0123456789abcdef")];
     expect_rpc_error(&mcp_post(c, "acme", &acme, &made_up, request(9, "tools/list", json!({}))).await, 404, -32001);
@@ -139,14 +161,23 @@ async fn one_session_is_served_by_every_node_and_belongs_to_its_tenant() {
     assert_eq!(body["error"]["data"]["requested"], "1999-01-01");
     let evil = [("mcp-session-id", session.as_str()), ("origin", "http://evil.example")];
     assert_eq!(mcp_post(b, "acme", &acme, &evil, request(11, "ping", json!({}))).await.status, 403);
-    let garbage = send(
-        c.request(Method::POST, "/mcp").header("X-Tenant-ID", "acme").bearer_auth(&acme).body("{not json"),
+    let garbage =
+        send(c.request(Method::POST, "/mcp").header("X-Tenant-ID", "acme").bearer_auth(&acme).body("{not json")).await;
+    expect_rpc_error(&garbage, 400, -32700);
+    mcp_post(a, "acme", "ck_wrong", &in_session, request(12, "ping", json!({})))
+        .await
+        .expect_error(401, "unauthorized");
+    mcp_post(a, "acme", &globex, &in_session, request(13, "ping", json!({})))
+        .await
+        .expect_error(403, "tenant_mismatch");
+    let no_sse = send(
+        c.request(Method::GET, "/mcp")
+            .header("X-Tenant-ID", "acme")
+            .bearer_auth(&acme)
+            .header("mcp-session-id", &session)
+            .header("accept", "application/json"),
     )
     .await;
-    expect_rpc_error(&garbage, 400, -32700);
-    mcp_post(a, "acme", "ck_wrong", &in_session, request(12, "ping", json!({}))).await.expect_error(401, "unauthorized");
-    mcp_post(a, "acme", &globex, &in_session, request(13, "ping", json!({}))).await.expect_error(403, "tenant_mismatch");
-    let no_sse = send(c.request(Method::GET, "/mcp").header("X-Tenant-ID", "acme").bearer_auth(&acme).header("mcp-session-id", &session).header("accept", "application/json")).await;
     assert_eq!(no_sse.status, 406, "{}", no_sse.text);
 
     // Another tenant cannot use acme's session, even through the node that opened it.
@@ -172,10 +203,20 @@ async fn one_session_is_served_by_every_node_and_belongs_to_its_tenant() {
     .await;
 
     // DELETE ends it on every node.
-    let ended = send(a.request(Method::DELETE, "/mcp").header("X-Tenant-ID", "acme").bearer_auth(&acme).header("mcp-session-id", &session)).await;
+    let ended = send(
+        a.request(Method::DELETE, "/mcp")
+            .header("X-Tenant-ID", "acme")
+            .bearer_auth(&acme)
+            .header("mcp-session-id", &session),
+    )
+    .await;
     assert_eq!(ended.status, 204, "{}", ended.text);
     for node in [a, b, c] {
-        expect_rpc_error(&mcp_post(node, "acme", &acme, &in_session, request(17, "ping", json!({}))).await, 404, -32001);
+        expect_rpc_error(
+            &mcp_post(node, "acme", &acme, &in_session, request(17, "ping", json!({}))).await,
+            404,
+            -32001,
+        );
     }
 }
 
@@ -204,7 +245,11 @@ async fn a_session_outlives_the_restart_of_every_node() {
 
 #[tokio::test]
 async fn the_number_of_sessions_of_a_tenant_is_bounded() {
-    let gateway = Gateway::start("gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\nmcp:\n  maxSessionsPerTenant: 2\n", &[]).await;
+    let gateway = Gateway::start(
+        "gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\nmcp:\n  maxSessionsPerTenant: 2\n",
+        &[],
+    )
+    .await;
     let key = gateway.create_limited("acme", 1000).await;
     let mut sessions = Vec::new();
     for id in 0..2 {
@@ -212,7 +257,14 @@ async fn the_number_of_sessions_of_a_tenant_is_bounded() {
     }
     let body = mcp_post(&gateway, "acme", &key, &[], initialize(3)).await.expect_error(403, "quota_exceeded");
     assert_eq!((body["quota"].clone(), body["limit"].clone()), (json!("mcpSessions"), json!(2)));
-    let ended = send(gateway.request(Method::DELETE, "/mcp").header("X-Tenant-ID", "acme").bearer_auth(&key).header("mcp-session-id", &sessions[0])).await;
+    let ended = send(
+        gateway
+            .request(Method::DELETE, "/mcp")
+            .header("X-Tenant-ID", "acme")
+            .bearer_auth(&key)
+            .header("mcp-session-id", &sessions[0]),
+    )
+    .await;
     assert_eq!(ended.status, 204);
     mcp_post(&gateway, "acme", &key, &[], initialize(4)).await.expect(200);
 }
@@ -235,14 +287,23 @@ async fn stateless_requests_carry_their_version_and_routing_headers() {
         headers
     };
 
-    let discovered = mcp_post(&gateway, "acme", &key, &modern("server/discover", None), request(1, "server/discover", json!({"_meta": meta}))).await;
+    let discovered = mcp_post(
+        &gateway,
+        "acme",
+        &key,
+        &modern("server/discover", None),
+        request(1, "server/discover", json!({"_meta": meta})),
+    )
+    .await;
     discovered.expect(200);
     assert!(discovered.header("mcp-session-id").is_none(), "no sessions in this revision");
     let result = &discovered.json()["result"];
     assert!(result["supportedVersions"].as_array().unwrap().contains(&json!("2026-07-28")), "{result}");
     assert_eq!(result["resultType"], "complete");
 
-    let listed = mcp_post(&gateway, "acme", &key, &modern("tools/list", None), request(2, "tools/list", json!({"_meta": meta}))).await;
+    let listed =
+        mcp_post(&gateway, "acme", &key, &modern("tools/list", None), request(2, "tools/list", json!({"_meta": meta})))
+            .await;
     assert_eq!(tool_names(&listed.json()).len(), 6);
     let call = request(3, "tools/call", json!({"_meta": meta, "name": "example.add", "arguments": {"a": 1, "b": 1}}));
     let added = mcp_post(&gateway, "acme", &key, &modern("tools/call", Some("example.add")), call.clone()).await;
@@ -258,10 +319,19 @@ async fn stateless_requests_carry_their_version_and_routing_headers() {
     expect_rpc_error(&mcp_post(&gateway, "acme", &key, &wrong_name, call).await, 400, -32020);
     let bare = mcp_post(&gateway, "acme", &key, &modern("tools/list", None), request(4, "tools/list", json!({}))).await;
     expect_rpc_error(&bare, 400, -32602);
-    let unknown = mcp_post(&gateway, "acme", &key, &modern("nothing/here", None), request(5, "nothing/here", json!({"_meta": meta}))).await;
+    let unknown = mcp_post(
+        &gateway,
+        "acme",
+        &key,
+        &modern("nothing/here", None),
+        request(5, "nothing/here", json!({"_meta": meta})),
+    )
+    .await;
     expect_rpc_error(&unknown, 404, -32601);
     let mut old = meta.clone();
     old["io.modelcontextprotocol/protocolVersion"] = json!("2025-06-18");
-    let mismatch = mcp_post(&gateway, "acme", &key, &modern("tools/list", None), request(6, "tools/list", json!({"_meta": old}))).await;
+    let mismatch =
+        mcp_post(&gateway, "acme", &key, &modern("tools/list", None), request(6, "tools/list", json!({"_meta": old})))
+            .await;
     expect_rpc_error(&mismatch, 400, -32020);
 }

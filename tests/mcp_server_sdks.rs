@@ -5,17 +5,17 @@
 //! the repository (see `common/cached_packages.rs`); the test fails, never skips, when that is
 //! impossible. The client scripts are in `tests/mcp_clients/`.
 
-mod common;
 #[path = "common/cached_packages.rs"]
 mod cached_packages;
+#[path = "common/cluster.rs"]
+mod cluster_common;
+mod common;
 #[path = "common/mcp_servers.rs"]
 mod mcp_servers;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 #[path = "common/round_robin_proxy.rs"]
 mod round_robin_proxy;
-#[path = "common/cluster.rs"]
-mod cluster_common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -208,9 +208,12 @@ async fn python_sdk_stateless_revision() {
     register(&gateway, "example", &example).await;
     let key = gateway.create_limited("acme", 1000).await;
     let url = gateway.url("/mcp");
-    let mut client = ScriptClient::spawn(
-        Command::new(&python).arg(clients_dir().join("python_client.py")).args(["stateless", &url, "acme", &key]),
-    );
+    let mut client = ScriptClient::spawn(Command::new(&python).arg(clients_dir().join("python_client.py")).args([
+        "stateless",
+        &url,
+        "acme",
+        &key,
+    ]));
     assert_eq!(client.expect("adopted").await["protocolVersion"], "2026-07-28");
     assert_eq!(names(&client.expect("tools").await).len(), 6);
     assert_eq!(client.expect("called").await["text"], "3");

@@ -223,7 +223,8 @@ impl McpSessions {
             .find(|event| event.id == after)
             .map(|event| event.stream.clone())
             .ok_or(SessionError::UnknownEvent(after))?;
-        let events = session.events.iter().filter(|event| event.id > after && event.stream == stream).cloned().collect();
+        let events =
+            session.events.iter().filter(|event| event.id > after && event.stream == stream).cloned().collect();
         Ok(Replay { stream, events })
     }
 

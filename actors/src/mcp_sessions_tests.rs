@@ -48,9 +48,10 @@ fn the_number_of_sessions_is_bounded_and_expired_ones_make_room() {
     sessions.drain_effects();
     // `a` idles out at 100 s; `b` was used at 50 s.
     sessions.open(at(100), "c".into(), "v".into()).unwrap();
-    assert_eq!(sessions.drain_effects(), [SessionEffect::Forget("a".into()), SessionEffect::Persist(
-        sessions.sessions["c"].clone()
-    )]);
+    assert_eq!(
+        sessions.drain_effects(),
+        [SessionEffect::Forget("a".into()), SessionEffect::Persist(sessions.sessions["c"].clone())]
+    );
     assert_eq!(sessions.touch(at(101), "a"), Err(SessionError::NotFound));
     assert_eq!(sessions.len(), 2);
 }

@@ -120,9 +120,9 @@ impl TenantDirectory {
             TenantCall::CredentialStored { integration } => {
                 TenantReply::Done(self.call(id, |reply| TenantMsg::CredentialStored(integration.clone(), reply)).await?)
             }
-            TenantCall::McpSession(call) => TenantReply::McpSession(
-                self.call(id, |reply| TenantMsg::McpSession(call.clone(), reply)).await?,
-            ),
+            TenantCall::McpSession(call) => {
+                TenantReply::McpSession(self.call(id, |reply| TenantMsg::McpSession(call.clone(), reply)).await?)
+            }
             TenantCall::Created => {
                 self.created(id);
                 TenantReply::Done(Ok(()))

@@ -18,12 +18,12 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use connectors_actors::audit::AuditResult;
 use connectors_actors::mcp_sessions::SessionError;
 use connectors_actors::tenant::TenantId;
@@ -129,7 +129,12 @@ fn unsupported_version(id: Value, requested: &str) -> RpcError {
 /// The session a request names; a value that cannot be one of ours is no session at all.
 fn session_header(headers: &HeaderMap) -> Result<String, RpcError> {
     let value = headers.get(&SESSION_ID).ok_or_else(|| {
-        RpcError::new(StatusCode::BAD_REQUEST, Value::Null, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        RpcError::new(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        )
     })?;
     match value.to_str() {
         Ok(id) if (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) => Ok(id.to_string()),
@@ -318,7 +323,9 @@ fn stateless_envelope(headers: &HeaderMap, id: &Value, method: &str, params: &Va
     let meta = params.get("_meta").and_then(Value::as_object).ok_or_else(|| {
         fail(
             INVALID_PARAMS,
-            format!("params._meta must be an object carrying `{META_PROTOCOL_VERSION}` and `{META_CLIENT_CAPABILITIES}`"),
+            format!(
+                "params._meta must be an object carrying `{META_PROTOCOL_VERSION}` and `{META_CLIENT_CAPABILITIES}`"
+            ),
         )
     })?;
     let missing: Vec<&str> =
@@ -455,7 +462,10 @@ mod tests {
     #[test]
     fn unknown_versions_are_refused_with_the_supported_ones() {
         assert_eq!(requested_version(&headers(&[])).unwrap(), None);
-        assert_eq!(requested_version(&headers(&[("mcp-protocol-version", "2025-06-18")])).unwrap().unwrap(), "2025-06-18");
+        assert_eq!(
+            requested_version(&headers(&[("mcp-protocol-version", "2025-06-18")])).unwrap().unwrap(),
+            "2025-06-18"
+        );
         let error = requested_version(&headers(&[("mcp-protocol-version", "1999-01-01")])).unwrap_err();
         assert_eq!((error.status, error.code), (StatusCode::BAD_REQUEST, UNSUPPORTED_PROTOCOL_VERSION));
         assert!(error.data.unwrap()["supported"].as_array().unwrap().contains(&json!("2025-11-25")));

@@ -98,7 +98,12 @@ pub async fn answer(
         "tools/list" => list_tools(gateway, admitted, id, params)?,
         "tools/call" => call_tool(gateway, admitted, id, params).await?,
         other => {
-            return Err(RpcError::new(StatusCode::OK, id.clone(), METHOD_NOT_FOUND, format!("Method not found: {other}")));
+            return Err(RpcError::new(
+                StatusCode::OK,
+                id.clone(),
+                METHOD_NOT_FOUND,
+                format!("Method not found: {other}"),
+            ));
         }
     };
     if era == Era::Stateless && method != "ping" {

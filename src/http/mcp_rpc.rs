@@ -23,16 +23,23 @@ pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 /// One message a client posted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    Request { id: Value, method: String, params: Value },
-    Notification { method: String },
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    Notification {
+        method: String,
+    },
     /// A response to a request of ours (we send none; acknowledged and dropped).
     Response,
 }
 
 /// Reads one JSON-RPC message; batches are not part of the protocol versions served.
 pub fn incoming(body: &[u8]) -> Result<Incoming, RpcError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| RpcError::new(StatusCode::BAD_REQUEST, Value::Null, PARSE_ERROR, format!("Parse error: {error}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        RpcError::new(StatusCode::BAD_REQUEST, Value::Null, PARSE_ERROR, format!("Parse error: {error}"))
+    })?;
     let invalid = |message: &str| RpcError::new(StatusCode::BAD_REQUEST, Value::Null, INVALID_REQUEST, message);
     let Value::Object(fields) = value else {
         return Err(invalid("the body must be one JSON-RPC request, notification or response object"));

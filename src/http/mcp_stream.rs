@@ -56,7 +56,12 @@ pub async fn open(
         }
         Some(text) => {
             let after = text.parse::<u64>().map_err(|_| {
-                RpcError::new(StatusCode::BAD_REQUEST, Value::Null, INVALID_REQUEST, "Last-Event-ID is not an event of this server")
+                RpcError::new(
+                    StatusCode::BAD_REQUEST,
+                    Value::Null,
+                    INVALID_REQUEST,
+                    "Last-Event-ID is not an event of this server",
+                )
             })?;
             let replay = McpSessionCall::Replay { id: session.clone(), after };
             match gateway.router.mcp_session(&tenant, replay).await.map_err(ApiError::from)? {
@@ -71,7 +76,13 @@ pub async fn open(
                         .await?;
                 }
                 Err(TenantError::McpSession(SessionError::NotFound)) => {
-                    return Err(RpcError::new(StatusCode::NOT_FOUND, Value::Null, mcp_rpc::SESSION_NOT_FOUND, "Session not found").into());
+                    return Err(RpcError::new(
+                        StatusCode::NOT_FOUND,
+                        Value::Null,
+                        mcp_rpc::SESSION_NOT_FOUND,
+                        "Session not found",
+                    )
+                    .into());
                 }
                 Err(other) => return Err(super::admin::tenant_error(other).into()),
             }
@@ -114,8 +125,10 @@ async fn run(gateway: Arc<Gateway>, tenant: TenantId, session: String, first: Ve
         let fingerprint = catalog_fingerprint(&gateway.selector.visible_tools(&tenant, None));
         if view.catalog_seen.as_ref().is_some_and(|seen| *seen != fingerprint) {
             let message = mcp_rpc::notification("notifications/tools/list_changed").to_string();
-            let record = McpSessionCall::Record { id: session.clone(), stream: GET_STREAM.into(), message: message.clone() };
-            let Ok(McpSessionAnswer::Recorded { event_id }) = session_call(&gateway, &tenant, record, &Value::Null).await
+            let record =
+                McpSessionCall::Record { id: session.clone(), stream: GET_STREAM.into(), message: message.clone() };
+            let Ok(McpSessionAnswer::Recorded { event_id }) =
+                session_call(&gateway, &tenant, record, &Value::Null).await
             else {
                 continue;
             };

@@ -253,8 +253,10 @@ async fn run_invocation(
     parameters: Map<String, Value>,
 ) -> Result<Value, ApiError> {
     let tenant = &admitted.tenant.record.id;
-    let tool =
-        gateway.selector.tool(tenant, tool_id).ok_or_else(|| ApiError::not_found(format!("tool `{tool_id}` not found")))?;
+    let tool = gateway
+        .selector
+        .tool(tenant, tool_id)
+        .ok_or_else(|| ApiError::not_found(format!("tool `{tool_id}` not found")))?;
     let (server, token) = server_and_token(gateway, tenant, &tool).await?;
     // Charged only now that the tool exists: an unknown tool costs nothing.
     gateway
@@ -264,8 +266,7 @@ async fn run_invocation(
         .map_err(|exceeded| denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded)))?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + gateway.config.tools.call_timeout;
-    let called =
-        gateway.registry.mcp().call_tool(&server, token.as_ref(), &tool.name, parameters, deadline).await;
+    let called = gateway.registry.mcp().call_tool(&server, token.as_ref(), &tool.name, parameters, deadline).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match called {
         Ok(result) => {

@@ -50,17 +50,21 @@ pub fn python_venv(name: &str, requirements: &[&str], ready: &str) -> PathBuf {
 /// installed on first use; `ready` names a file under `node_modules` that exists once they are.
 pub fn npm_packages(name: &str, packages: &[&str], ready: &str) -> PathBuf {
     let dir = cache_root().join(format!("npm-{name}"));
-    install_once(&dir, |dir| dir.join("node_modules").join(ready).exists(), |partial| {
-        std::fs::write(partial.join("package.json"), "{\"private\": true}\n")
-            .map_err(|error| format!("cannot write package.json: {error}"))?;
-        run(
-            Command::new("npm")
-                .args(["install", "--silent", "--no-audit", "--no-fund", "--no-save"])
-                .args(packages)
-                .current_dir(partial),
-            &format!("npm install {} (node and npm must be on PATH)", packages.join(" ")),
-        )
-    })
+    install_once(
+        &dir,
+        |dir| dir.join("node_modules").join(ready).exists(),
+        |partial| {
+            std::fs::write(partial.join("package.json"), "{\"private\": true}\n")
+                .map_err(|error| format!("cannot write package.json: {error}"))?;
+            run(
+                Command::new("npm")
+                    .args(["install", "--silent", "--no-audit", "--no-fund", "--no-save"])
+                    .args(packages)
+                    .current_dir(partial),
+                &format!("npm install {} (node and npm must be on PATH)", packages.join(" ")),
+            )
+        },
+    )
 }
 
 fn run(command: &mut Command, what: &str) -> Result<(), String> {
@@ -94,7 +98,8 @@ fn install_once(dir: &Path, ready: impl Fn(&Path) -> bool, install: impl Fn(&Pat
             return dir.to_path_buf();
         }
         let _ = std::fs::remove_dir_all(dir);
-        std::fs::rename(&partial, dir).unwrap_or_else(|e| panic!("cannot move the install into {}: {e}", dir.display()));
+        std::fs::rename(&partial, dir)
+            .unwrap_or_else(|e| panic!("cannot move the install into {}: {e}", dir.display()));
     }
     assert!(ready(dir), "{} does not work after being moved into place", dir.display());
     dir.to_path_buf()

@@ -103,7 +103,10 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             // Not connected: the node is down (restarting); try the next one.
             Err(error) if error.is_connect() => continue,
             Err(error) => {
-                return Response::builder().status(StatusCode::BAD_GATEWAY).body(Body::from(error.to_string())).unwrap();
+                return Response::builder()
+                    .status(StatusCode::BAD_GATEWAY)
+                    .body(Body::from(error.to_string()))
+                    .unwrap();
             }
         }
     }
