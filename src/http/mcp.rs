@@ -456,7 +456,7 @@ mod tests {
         let old = [("mcp-protocol-version", "2025-06-18"), good[1], good[2]];
         let error = stateless_envelope(&headers(&old), &id, "tools/call", &stateless_params("2025-06-18")).unwrap_err();
         assert_eq!((error.code, error.status), (UNSUPPORTED_PROTOCOL_VERSION, StatusCode::BAD_REQUEST));
-        assert_eq!(error.data.unwrap()["requested"], "2025-06-18");
+        assert_eq!(error.data.clone().unwrap()["requested"], "2025-06-18");
     }
 
     #[test]
@@ -468,6 +468,6 @@ mod tests {
         );
         let error = requested_version(&headers(&[("mcp-protocol-version", "1999-01-01")])).unwrap_err();
         assert_eq!((error.status, error.code), (StatusCode::BAD_REQUEST, UNSUPPORTED_PROTOCOL_VERSION));
-        assert!(error.data.unwrap()["supported"].as_array().unwrap().contains(&json!("2025-11-25")));
+        assert!(error.data.clone().unwrap()["supported"].as_array().unwrap().contains(&json!("2025-11-25")));
     }
 }

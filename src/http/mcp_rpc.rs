@@ -62,9 +62,13 @@ pub fn incoming(body: &[u8]) -> Result<Incoming, RpcError> {
     }
 }
 
-/// A JSON-RPC error answered with an HTTP status.
+/// A JSON-RPC error answered with an HTTP status. Boxed, as [`super::error::ApiError`] is, so
+/// that results carrying it stay small.
 #[derive(Debug, Clone)]
-pub struct RpcError {
+pub struct RpcError(Box<RpcErrorParts>);
+
+#[derive(Debug, Clone)]
+pub struct RpcErrorParts {
     pub status: StatusCode,
     pub id: Value,
     pub code: i64,
@@ -73,9 +77,30 @@ pub struct RpcError {
     pub headers: HeaderMap,
 }
 
+impl std::ops::Deref for RpcError {
+    type Target = RpcErrorParts;
+
+    fn deref(&self) -> &RpcErrorParts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for RpcError {
+    fn deref_mut(&mut self) -> &mut RpcErrorParts {
+        &mut self.0
+    }
+}
+
 impl RpcError {
     pub fn new(status: StatusCode, id: Value, code: i64, message: impl Into<String>) -> Self {
-        Self { status, id, code, message: message.into(), data: None, headers: HeaderMap::new() }
+        Self(Box::new(RpcErrorParts {
+            status,
+            id,
+            code,
+            message: message.into(),
+            data: None,
+            headers: HeaderMap::new(),
+        }))
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
@@ -100,7 +125,8 @@ impl RpcError {
 impl IntoResponse for RpcError {
     fn into_response(self) -> Response {
         let body = self.body();
-        (self.status, self.headers, Json(body)).into_response()
+        let parts = *self.0;
+        (parts.status, parts.headers, Json(body)).into_response()
     }
 }
 
