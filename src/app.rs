@@ -223,6 +223,7 @@ impl Gateway {
             deployer: deployer.port(),
             deploy_retry: RetryPolicy::default(),
             server_tools,
+            mcp_sessions: config.mcp.sessions,
         });
         let node_id = NodeId(options.cluster.as_ref().map_or_else(|| "local".to_string(), |c| c.node_id.clone()));
         let table = ShardTable::new(node_id.clone());

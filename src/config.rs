@@ -64,6 +64,7 @@ struct FileConfig {
     recorder: RecorderSection,
     #[serde(default)]
     billing: BillingSection,
+    mcp: McpSection,
 }
 
 /// `billing.webhook`: where closed monthly bills are posted (see `billing_webhook`).
@@ -93,6 +94,29 @@ impl Default for WebhookSection {
             max_retry_seconds: 3_600,
             timeout_seconds: 10,
             poll_seconds: 60,
+        }
+    }
+}
+
+/// The gateway's own MCP endpoint (`/mcp`): bounds of each tenant's sessions, and the browser
+/// origins it answers.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct McpSection {
+    max_sessions_per_tenant: u64,
+    session_idle_seconds: u64,
+    max_events_per_session: u64,
+    allowed_origins: Vec<String>,
+}
+
+impl Default for McpSection {
+    fn default() -> Self {
+        let limits = connectors_actors::mcp_sessions::SessionLimits::default();
+        Self {
+            max_sessions_per_tenant: limits.max_sessions as u64,
+            session_idle_seconds: limits.idle_timeout.num_seconds().unsigned_abs(),
+            max_events_per_session: limits.max_events as u64,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -146,6 +170,14 @@ fn billing_webhook(
         timeout: Duration::from_secs(timeout),
         poll: Duration::from_secs(seconds("billing.webhook.pollSeconds", section.poll_seconds)?),
     }))
+}
+
+/// `mcp.*`: see the section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpSettings {
+    pub sessions: connectors_actors::mcp_sessions::SessionLimits,
+    /// `Origin` values a request may carry besides none (non-browser clients send none).
+    pub allowed_origins: Vec<String>,
 }
 
 /// Where the gateway may connect for tenants (MCP servers, token endpoints); see `OutboundPolicy`.
@@ -646,6 +678,8 @@ pub struct Config {
     pub metrics_token: Option<connectors_actors::api_key::KeyHash>,
     /// `billing.webhook` (and `BILLING_WEBHOOK_SECRET`): `None`, no webhook.
     pub billing_webhook: Option<crate::billing_webhook::WebhookSettings>,
+    /// `mcp.*`: the gateway's own MCP endpoint.
+    pub mcp: McpSettings,
 }
 
 /// Shortest `METRICS_TOKEN` accepted.
@@ -850,6 +884,16 @@ impl Config {
                     file.tools.discovery_timeout_seconds,
                 )?),
                 max_result_bytes: positive("tools.maxResultBytes", file.tools.max_result_bytes as u64)? as usize,
+            },
+            mcp: McpSettings {
+                sessions: connectors_actors::mcp_sessions::SessionLimits {
+                    max_sessions: positive("mcp.maxSessionsPerTenant", file.mcp.max_sessions_per_tenant)? as usize,
+                    idle_timeout: chrono::Duration::seconds(
+                        positive("mcp.sessionIdleSeconds", file.mcp.session_idle_seconds)?.min(i64::MAX as u64) as i64,
+                    ),
+                    max_events: positive("mcp.maxEventsPerSession", file.mcp.max_events_per_session)? as usize,
+                },
+                allowed_origins: file.mcp.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_string()).collect(),
             },
             co_usage: CoUsagePolicy {
                 min_tenants: positive("tools.coUsage.minTenants", file.tools.co_usage.min_tenants(mt.enabled))?,

@@ -14,6 +14,9 @@ use connectors::cli::{Cli, Command as CliCommand};
 use connectors::config::{Config, Env};
 use serde_json::Value;
 
+#[path = "common/cached_packages.rs"]
+mod cached_packages;
+
 const CONFIG: &str = "deploy/kubernetes/base/gateway.yaml";
 const STATEFULSET: &str = "deploy/kubernetes/base/gateway-statefulset.yaml";
 const COMPOSE: &str = "deploy/compose.yaml";
@@ -241,9 +244,22 @@ fn deploy_validate_sh_passes() {
         "deploy/validate.sh needs python3 with venv and pip (it installs kubernetes-validate from PyPI on first \
          use): install python3"
     );
+    // The script pins kubernetes-validate; its virtualenv comes from the tests' package cache.
+    let script = std::fs::read_to_string(root().join("deploy/validate.sh")).expect("read deploy/validate.sh");
+    let version = script
+        .lines()
+        .find_map(|line| line.strip_prefix("KUBERNETES_VALIDATE_VERSION="))
+        .expect("deploy/validate.sh pins KUBERNETES_VALIDATE_VERSION")
+        .trim();
+    let venv = cached_packages::python_venv(
+        &format!("kubernetes-validate-{version}"),
+        &[&format!("kubernetes-validate=={version}")],
+        "import kubernetes_validate",
+    );
     let out = Command::new("bash")
         .arg("deploy/validate.sh")
         .current_dir(root())
+        .env("CONNECTORS_DEPLOY_VENV", &venv)
         .output()
         .expect("bash runs deploy/validate.sh");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -446,6 +446,7 @@ impl TenantSupervisor {
             core,
             oauth: TenantOAuth::new(env.refresh_before),
             servers: crate::tenant_servers::TenantServers::new(&env),
+            mcp_sessions: crate::tenant_mcp_sessions::TenantMcpSessions::new(env.mcp_sessions),
             env: env.clone(),
         };
         let (actor, _) = match Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell()).await {

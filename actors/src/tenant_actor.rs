@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::deployer::{Deployer, ServerName};
 use crate::deployments::{Rejection, Report, RetryPolicy, ServerRecord, ServerRequest};
 use crate::hand_off::TenantHandOff;
+use crate::mcp_sessions::{SessionError, SessionLimits};
 use crate::policy::Policy;
 use crate::quotas::{Quota, QuotaExceeded};
 use crate::recorder::Recorder;
@@ -26,6 +27,7 @@ use crate::store::{Store, StoreError, UsageDelta};
 use crate::supervisor::SupervisorMsg;
 use crate::tenant::TenantPatch;
 use crate::tenant_core::{Feature, PatchError, Proposal, TenantCore};
+use crate::tenant_mcp_sessions::{McpSessionAnswer, McpSessionCall, TenantMcpSessions};
 use crate::tenant_oauth::{OAuthCounts, RefreshAnswer, TenantOAuth};
 use crate::tenant_servers::TenantServers;
 use crate::token_endpoint::TokenEndpoint;
@@ -50,6 +52,8 @@ pub struct TenantEnv {
     pub deploy_retry: RetryPolicy,
     /// Discovers a deployed server's tools and offers them to its tenant.
     pub server_tools: Arc<dyn ServerTools>,
+    /// Bounds of each tenant's sessions of the gateway's MCP endpoint.
+    pub mcp_sessions: SessionLimits,
 }
 
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -76,6 +80,8 @@ pub enum TenantError {
     /// The deployer could not free what it holds for the tenant (e.g. its Kubernetes namespace).
     #[error("the deployer cannot remove the tenant's servers yet: {0}")]
     Deployer(String),
+    #[error(transparent)]
+    McpSession(SessionError),
 }
 
 #[derive(RactorMessage)]
@@ -115,6 +121,8 @@ pub enum TenantMsg {
     HandOff(RpcReplyPort<TenantHandOff>),
     /// Fault injection: panics, so supervision and recovery can be tested end to end.
     Crash,
+    /// A question about the tenant's sessions of the gateway's MCP endpoint.
+    McpSession(McpSessionCall, RpcReplyPort<Result<McpSessionAnswer, TenantError>>),
 }
 
 pub struct TenantActor;
@@ -123,6 +131,7 @@ pub struct TenantState {
     pub core: TenantCore,
     pub oauth: TenantOAuth,
     pub servers: TenantServers,
+    pub mcp_sessions: TenantMcpSessions,
     pub env: Arc<TenantEnv>,
 }
 
@@ -316,6 +325,11 @@ async fn handle_io(
             state.write_out().await;
             let tenant = state.core.record().id.clone();
             reply.answer(state.env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from));
+        }
+        TenantMsg::McpSession(call, reply) => {
+            let tenant = state.core.record().id.clone();
+            let env = state.env.clone();
+            reply.answer(state.mcp_sessions.call(&env, &tenant, call).await);
         }
         TenantMsg::HandOff(reply) => {
             state.write_out().await;

@@ -13,6 +13,7 @@ use crate::secret_store::OAuthCredential;
 use crate::supervisor::{DirectoryError, TenantDirectory};
 use crate::tenant::{TenantId, TenantPatch};
 use crate::tenant_actor::{TenantError, TenantMsg};
+use crate::tenant_mcp_sessions::{McpSessionAnswer, McpSessionCall};
 
 /// Variants are matched by name on the wire: add new ones, never rename or remove one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +60,8 @@ pub enum TenantCall {
     CredentialStored {
         integration: String,
     },
+    /// A question about the tenant's sessions of the gateway's MCP endpoint.
+    McpSession(McpSessionCall),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +76,7 @@ pub enum TenantReply {
     Server(Result<ServerRecord, TenantError>),
     Servers(Result<Vec<ServerRecord>, TenantError>),
     MaybeServer(Option<ServerRecord>),
+    McpSession(Result<McpSessionAnswer, TenantError>),
 }
 
 impl TenantDirectory {
@@ -115,6 +119,9 @@ impl TenantDirectory {
             }
             TenantCall::CredentialStored { integration } => {
                 TenantReply::Done(self.call(id, |reply| TenantMsg::CredentialStored(integration.clone(), reply)).await?)
+            }
+            TenantCall::McpSession(call) => {
+                TenantReply::McpSession(self.call(id, |reply| TenantMsg::McpSession(call.clone(), reply)).await?)
             }
             TenantCall::Created => {
                 self.created(id);

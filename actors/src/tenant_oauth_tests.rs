@@ -232,6 +232,7 @@ impl Fixture {
             deployer: servers.clone(),
             deploy_retry: RetryPolicy::default(),
             server_tools: servers,
+            mcp_sessions: crate::mcp_sessions::SessionLimits::default(),
         };
         Self { env, secrets, clock, sent, provider, tenant: TenantId::parse("acme").unwrap() }
     }

@@ -106,6 +106,11 @@ impl ClusterNode {
     /// tenants' actors stop and write their state out, and each new owner confirms it has taken
     /// over. Returns whether that finished before `deadline` (if not, the remaining shards are
     /// recovered by their new owners from the store after this node leaves).
+    /// Whether this node is handing its shards off before it stops.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub async fn drain(&self, deadline: Duration) -> bool {
         self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
         {

@@ -8,6 +8,7 @@ use connectors_actors::quotas::{Quota, QuotaExceeded};
 use connectors_actors::tenant::{TenantId, TenantPatch};
 use connectors_actors::tenant_actor::TenantError;
 use connectors_actors::tenant_call::{TenantCall, TenantReply};
+use connectors_actors::tenant_mcp_sessions::{McpSessionAnswer, McpSessionCall};
 
 use crate::router::{RouteError, ShardRouter};
 
@@ -131,6 +132,18 @@ impl ShardRouter {
     pub async fn get_server(&self, tenant: &TenantId, name: ServerName) -> Result<Option<ServerRecord>, RouteError> {
         match self.ask(tenant, TenantCall::GetServer { name }).await? {
             TenantReply::MaybeServer(server) => Ok(server),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A question about the tenant's MCP sessions, answered by its owner.
+    pub async fn mcp_session(
+        &self,
+        tenant: &TenantId,
+        call: McpSessionCall,
+    ) -> Result<Result<McpSessionAnswer, TenantError>, RouteError> {
+        match self.ask(tenant, TenantCall::McpSession(call)).await? {
+            TenantReply::McpSession(result) => Ok(result),
             other => Err(unexpected(other)),
         }
     }

@@ -262,6 +262,21 @@ pub fn tenant_error(error: TenantError) -> ApiError {
             super::tenant_api::denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded))
         }
         TenantError::Deployer(detail) => ApiError::unavailable(detail),
+        TenantError::McpSession(error) => {
+            use connectors_actors::mcp_sessions::SessionError;
+            let message = error.to_string();
+            match error {
+                SessionError::NotFound | SessionError::UnknownEvent(_) => ApiError::not_found(message),
+                SessionError::Exists => ApiError::conflict(message),
+                SessionError::TooMany { limit } => ApiError::forbidden(
+                    "quota_exceeded",
+                    format!("{message}; end one (DELETE /mcp) or wait for one to expire"),
+                )
+                .with_field("quota", "mcpSessions")
+                .with_field("limit", limit as u64)
+                .with_field("used", limit as u64),
+            }
+        }
     }
 }
 

@@ -46,6 +46,15 @@ impl ApiError {
         self.0.code
     }
 
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// The extra fields of the body (`retryAfter`, `quota`, …).
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.0.extra
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid API key")
     }

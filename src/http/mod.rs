@@ -9,6 +9,10 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod integrations;
+pub mod mcp;
+pub mod mcp_methods;
+pub mod mcp_rpc;
+pub mod mcp_stream;
 pub mod oauth;
 pub mod ops;
 pub mod rate_headers;
@@ -58,6 +62,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/api/v1/tools/invoke", post(tools::invoke))
         .route("/api/v1/tools/feedback", post(tools::feedback))
         .route("/api/v1/tools/{id}", get(tools::get))
+        .route("/mcp", post(mcp::post).get(mcp::get).delete(mcp::delete))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -83,14 +83,14 @@ struct SelectionRef {
     q: String,
 }
 
-fn selection_id(tenant: &TenantId, query: &str) -> String {
+pub fn selection_id(tenant: &TenantId, query: &str) -> String {
     let q: String = query.chars().take(MAX_REMEMBERED_QUERY_CHARS).collect();
     let json = serde_json::to_vec(&SelectionRef { t: tenant.to_string(), q }).unwrap_or_default();
     format!("sel_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
 }
 
 /// The query behind `id`, when it is a selection of `tenant`'s.
-fn selected_query(tenant: &TenantId, id: &str) -> Option<String> {
+pub fn selected_query(tenant: &TenantId, id: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(id.strip_prefix("sel_")?).ok()?;
     let selection: SelectionRef = serde_json::from_slice(&bytes).ok()?;
     (selection.t == tenant.as_str()).then_some(selection.q)
@@ -208,8 +208,27 @@ pub async fn invoke(
 ) -> Result<Response, ApiError> {
     let admitted = admit(&gateway, &parts, "tools.invoke", None, false).await?;
     let tenant = admitted.tenant.record.id.clone();
-    let params = Value::Object(body.parameters.clone());
-    let outcome = run_invocation(&gateway, &admitted, &body).await;
+    let query = body.selection_id.as_deref().and_then(|id| selected_query(&tenant, id));
+    match invoke_tool(&gateway, &admitted, &body.tool_id, body.parameters, query).await {
+        Ok(answer) => Ok((admitted.headers, Json(answer)).into_response()),
+        Err(error) => Err(error.with_headers(admitted.headers)),
+    }
+}
+
+/// Invokes one tool for an admitted request: finds it among the tenant's tools, charges the
+/// invocation quota, calls its server with the tenant's OAuth token when its integration needs
+/// one, audits and counts the call, and learns from it when it served `query`. Answers
+/// `{toolId, result, latencyMs}`. What `tools/invoke` and the MCP endpoint's `tools/call` run.
+pub async fn invoke_tool(
+    gateway: &Gateway,
+    admitted: &Admitted,
+    tool_id: &str,
+    parameters: Map<String, Value>,
+    query: Option<String>,
+) -> Result<Value, ApiError> {
+    let tenant = admitted.tenant.record.id.clone();
+    let params = Value::Object(parameters.clone());
+    let outcome = run_invocation(gateway, admitted, tool_id, parameters).await;
     let (result, error) = match &outcome {
         Ok(answer) if answer["result"]["isError"] == Value::Bool(true) => (AuditResult::Error, None),
         Ok(_) => (AuditResult::Success, None),
@@ -219,25 +238,27 @@ pub async fn invoke(
     if let Some(code) = error {
         audited["error"] = json!(code);
     }
-    audit_tool(&gateway, &admitted, &tenant, &body.tool_id, result, audited).await;
+    audit_tool(gateway, admitted, &tenant, tool_id, result, audited).await;
     gateway.metrics.count_invocation(&tenant, result == AuditResult::Success);
-    match outcome {
-        Ok(answer) => {
-            if let Some(query) = body.selection_id.as_deref().and_then(|id| selected_query(&tenant, id)) {
-                learn(&gateway, &tenant, query, vec![body.tool_id.clone()]).await;
-            }
-            Ok((admitted.headers, Json(answer)).into_response())
-        }
-        Err(error) => Err(error.with_headers(admitted.headers)),
+    if outcome.is_ok()
+        && let Some(query) = query
+    {
+        learn(gateway, &tenant, query, vec![tool_id.to_string()]).await;
     }
+    outcome
 }
 
-async fn run_invocation(gateway: &Gateway, admitted: &Admitted, body: &InvokeBody) -> Result<Value, ApiError> {
+async fn run_invocation(
+    gateway: &Gateway,
+    admitted: &Admitted,
+    tool_id: &str,
+    parameters: Map<String, Value>,
+) -> Result<Value, ApiError> {
     let tenant = &admitted.tenant.record.id;
     let tool = gateway
         .selector
-        .tool(tenant, &body.tool_id)
-        .ok_or_else(|| ApiError::not_found(format!("tool `{}` not found", body.tool_id)))?;
+        .tool(tenant, tool_id)
+        .ok_or_else(|| ApiError::not_found(format!("tool `{tool_id}` not found")))?;
     let (server, token) = server_and_token(gateway, tenant, &tool).await?;
     // Charged only now that the tool exists: an unknown tool costs nothing.
     gateway
@@ -247,8 +268,7 @@ async fn run_invocation(gateway: &Gateway, admitted: &Admitted, body: &InvokeBod
         .map_err(|exceeded| denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded)))?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + gateway.config.tools.call_timeout;
-    let called =
-        gateway.registry.mcp().call_tool(&server, token.as_ref(), &tool.name, body.parameters.clone(), deadline).await;
+    let called = gateway.registry.mcp().call_tool(&server, token.as_ref(), &tool.name, parameters, deadline).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match called {
         Ok(result) => {
@@ -398,7 +418,7 @@ pub async fn feedback(
     Ok((StatusCode::NO_CONTENT, admitted.headers).into_response())
 }
 
-async fn learn(gateway: &Gateway, tenant: &TenantId, query: String, tools: Vec<String>) {
+pub async fn learn(gateway: &Gateway, tenant: &TenantId, query: String, tools: Vec<String>) {
     if let Err(error) = gateway.selector.record_served(tenant, &ServedQuery { query, tools }).await {
         tracing::error!(%tenant, %error, "could not learn from a served query");
     }
