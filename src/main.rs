@@ -34,6 +34,11 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stdout(), "{text}");
             Ok(())
         }),
+        Command::Admin(args) => runtime.block_on(connectors::admin_cli::run(args)),
+        Command::Openapi => {
+            let _ = write!(std::io::stdout(), "{}", http::openapi::document_json());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod integrations;
 pub mod oauth;
+pub mod openapi;
 pub mod ops;
 pub mod rate_headers;
 pub mod servers;
@@ -57,6 +58,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/api/v1/tools/invoke", post(tools::invoke))
         .route("/api/v1/tools/feedback", post(tools::feedback))
         .route("/api/v1/tools/{id}", get(tools::get))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
