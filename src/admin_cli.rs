@@ -608,7 +608,7 @@ fn tenant_table(tenants: &[Tenant]) -> String {
 fn usage_table(report: &UsageReport) -> String {
     let money = |amount: f64| format!("{amount:.2} {}", report.currency);
     table(
-        &["USAGE ", "COUNT", "COST"],
+        &["USAGE", "COUNT", "COST"],
         &[
             vec!["api calls".into(), report.api_calls.to_string(), money(report.api_calls_cost)],
             vec!["tool invocations".into(), report.tool_invocations.to_string(), money(report.tool_invocations_cost)],

@@ -21,7 +21,7 @@ fn admin(gateway: &Gateway) -> AdminApi {
 
 fn api_error(error: Error) -> connectors_client::ApiError {
     match error {
-        Error::Api(error) => error,
+        Error::Api(error) => *error,
         other => panic!("expected the gateway's error answer, got {other:?}"),
     }
 }

@@ -30,9 +30,10 @@ impl std::fmt::Display for ApiError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The gateway answered with an error.
+    /// The gateway answered with an error (boxed: it is the large variant, and most results
+    /// are `Ok`).
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// The gateway could not be reached, or the connection failed.
     #[error("cannot reach the gateway: {0}")]
     Transport(#[from] reqwest::Error),

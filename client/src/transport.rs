@@ -112,7 +112,7 @@ impl Transport {
             let retryable = matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE);
             let wait = Duration::from_secs(error.retry_after.unwrap_or(1));
             if !retryable || attempt >= self.retry.max_retries || wait > self.retry.max_wait {
-                return Err(Error::Api(error));
+                return Err(Error::Api(Box::new(error)));
             }
             attempt += 1;
             tokio::time::sleep(wait).await;
