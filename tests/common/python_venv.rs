@@ -34,7 +34,11 @@ impl PythonVenv {
         let deadline = Instant::now() + Duration::from_secs(600);
         // A directory is created atomically: whoever creates it installs, the others wait.
         while std::fs::create_dir(&lock).is_err() {
-            assert!(Instant::now() < deadline, "{} was held for 10 minutes: remove it if no install runs", lock.display());
+            assert!(
+                Instant::now() < deadline,
+                "{} was held for 10 minutes: remove it if no install runs",
+                lock.display()
+            );
             std::thread::sleep(Duration::from_millis(500));
             if venv.probe(probe) {
                 return venv;
