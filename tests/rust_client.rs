@@ -111,8 +111,8 @@ async fn the_tenant_client_selects_invokes_and_manages_its_servers() {
     let integration = NewIntegration { name: "example".into(), url: server.url.clone(), ..NewIntegration::default() };
     admin.integrations().create(&integration).await.unwrap();
     // The `pro` plan has custom servers.
-    let created = admin.tenants().create(&NewTenant { plan: Some("pro".into()), ..NewTenant::new("acme", "Acme") });
-    let created = created.await.unwrap();
+    let pro = NewTenant { plan: Some("pro".into()), ..NewTenant::new("acme", "Acme") };
+    let created = admin.tenants().create(&pro).await.unwrap();
     let client = Connectors::new(&gateway.url(""), "acme", &created.api_key).unwrap();
 
     assert_eq!(client.tenant().get().await.unwrap().id, "acme");
