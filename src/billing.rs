@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::config::Pricing;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The usage report of API.md (`GET /tenants/{id}/usage`); costs in `currency` units.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageReport<'a> {
     pub tenant_id: &'a str,

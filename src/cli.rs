@@ -21,6 +21,10 @@ pub enum Command {
     /// Look at a running cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Administer a running gateway: tenants, OAuth credentials, usage, audit logs, integrations.
+    Admin(crate::admin_cli::AdminArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `openapi.json` holds).
+    Openapi,
     /// Move data between installation modes.
     #[command(subcommand)]
     Migrate(MigrateCommand),

@@ -3,67 +3,49 @@
 
 use std::fmt::Write;
 
+use connectors_client::AdminApi;
+use connectors_client::types::ClusterView;
 use connectors_cluster::shard_map::{NodeId, SHARDS, ShardMap};
-use serde_json::Value;
 
 use crate::cli::ClusterStatusArgs;
 
 /// Asks the node and renders its answer.
 pub async fn run(args: &ClusterStatusArgs) -> Result<String, String> {
-    let url = format!("{}/api/v1/admin/cluster", args.url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(&args.admin_key)
-        .timeout(std::time::Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.map_err(|e| format!("{url} answered {status} with no JSON: {e}"))?;
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("no message");
-        return Err(format!("{url} answered {status}: {message}"));
-    }
+    let api = AdminApi::new(&args.url, &args.admin_key).map_err(|e| e.to_string())?;
+    let view = api.cluster().await.map_err(|e| format!("{}: {e}", args.url))?;
     if args.json {
-        return Ok(serde_json::to_string_pretty(&body).unwrap_or_default());
+        return serde_json::to_string_pretty(&view).map_err(|e| e.to_string());
     }
-    Ok(render(&body))
+    Ok(render(&view))
 }
 
 /// The view as a table; each owner's shard count is recomputed from the view's `up` members with
 /// the same placement every node uses, so it shows where every shard lives, not only the asked
 /// node's share.
-fn render(view: &Value) -> String {
-    let epoch = view["epoch"].as_u64().unwrap_or(0);
-    let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
-    let owners =
-        nodes.iter().filter(|node| node["status"] == "up").filter_map(|node| node["id"].as_str()).map(NodeId::from);
+fn render(view: &ClusterView) -> String {
+    let epoch = view.epoch;
+    let owners = view.nodes.iter().filter(|node| node.status == "up").map(|node| NodeId::from(node.id.as_str()));
     let placement = ShardMap::new(epoch, owners);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "asked node: {}   view epoch: {epoch}   shards: {SHARDS}",
-        view["nodeId"].as_str().unwrap_or("?")
-    );
+    let _ = writeln!(out, "asked node: {}   view epoch: {epoch}   shards: {SHARDS}", view.node_id);
     let _ = writeln!(out, "{:<24} {:<9} {:>6}  {:<22} CLUSTER", "NODE", "STATUS", "SHARDS", "HTTP");
-    for node in &nodes {
-        let id = node["id"].as_str().unwrap_or("?");
+    for node in &view.nodes {
         let _ = writeln!(
             out,
             "{:<24} {:<9} {:>6}  {:<22} {}",
-            id,
-            node["status"].as_str().unwrap_or("?"),
-            placement.count_owned_by(&NodeId::from(id)),
-            node["addr"].as_str().unwrap_or("-"),
-            node["clusterAddr"].as_str().unwrap_or("-"),
+            node.id,
+            node.status,
+            placement.count_owned_by(&NodeId::from(node.id.as_str())),
+            node.addr,
+            node.cluster_addr.as_deref().unwrap_or("-"),
         );
     }
-    let shards = &view["shards"];
+    let shards = &view.shards;
     let _ = write!(
         out,
         "asked node serves {} of the {} shards it owns",
-        shards["served"].as_u64().unwrap_or(shards["owned"].as_u64().unwrap_or(0)),
-        shards["owned"].as_u64().unwrap_or(0)
+        shards.served.unwrap_or(shards.owned),
+        shards.owned
     );
     out
 }
@@ -85,7 +67,7 @@ mod tests {
             ],
             "shards": {"total": 1024, "owned": 500, "served": 500}
         });
-        let text = render(&view);
+        let text = render(&serde_json::from_value(view).unwrap());
         let count = |id: &str| -> usize {
             let line = text.lines().find(|line| line.starts_with(&format!("{id} "))).expect(id);
             line.split_whitespace().nth(2).unwrap().parse().unwrap()

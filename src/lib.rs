@@ -1,6 +1,7 @@
 //! Connectors Gateway: the HTTP edge, configuration, adapters of the ports, and the running
 //! gateway that ties them to the tenant actors of `connectors-actors`.
 
+pub mod admin_cli;
 pub mod app;
 pub mod backends;
 pub mod billing;

@@ -41,6 +41,11 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Migrate(MigrateCommand::SingleToMulti(args)) => runtime.block_on(migrate_single_to_multi(args)),
+        Command::Admin(args) => runtime.block_on(connectors::admin_cli::run(args)),
+        Command::Openapi => {
+            let _ = write!(std::io::stdout(), "{}", http::openapi::document_json());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

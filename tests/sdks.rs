@@ -10,15 +10,14 @@
 mod common;
 #[path = "common/mcp_servers.rs"]
 mod mcp_servers;
-#[path = "common/python_venv.rs"]
-mod python_venv;
+#[path = "common/cached_packages.rs"]
+mod cached_packages;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{ADMIN_KEY, FAST, Gateway};
 use mcp_servers::HttpServerProcess;
-use python_venv::{python_venv, venv_python};
 
 /// What the Python suite needs besides the SDK's own sources (pinned: the venv is named by them).
 const PYTHON_SUITE_REQUIREMENTS: &[&str] = &["httpx==0.28.1", "pytest==9.2.0"];
@@ -70,7 +69,8 @@ async fn the_typescript_sdk_suite_passes_against_the_gateway() {
 #[tokio::test]
 async fn the_python_sdk_suite_passes_against_the_gateway() {
     require_tool("python3", "the Python SDK's suite runs on Python 3.11 or later");
-    let venv = python_venv("sdk-python-venv", PYTHON_SUITE_REQUIREMENTS);
+    let venv =
+        cached_packages::python_venv("sdk-suite-httpx-0.28.1-pytest-9.2.0", PYTHON_SUITE_REQUIREMENTS, "import httpx, pytest");
     let (_gateway, _server, mut suite_env) = gateway_for_suite().await;
     let dir = sdk_dir("python");
     // The suite imports the SDK from its sources; `-p no:cacheprovider` keeps pytest's cache out of the tree.
@@ -79,7 +79,7 @@ async fn the_python_sdk_suite_passes_against_the_gateway() {
     run(
         "pytest",
         &dir,
-        Command::new(venv_python(&venv)).args(["-m", "pytest", "-v", "-p", "no:cacheprovider"]),
+        Command::new(venv.join("bin/python")).args(["-m", "pytest", "-v", "-p", "no:cacheprovider"]),
         &suite_env,
     );
 }

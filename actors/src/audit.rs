@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::tenant::TenantId;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditResult {
@@ -14,10 +15,12 @@ pub enum AuditResult {
     Error,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     pub timestamp: DateTime<Utc>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub tenant_id: TenantId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
@@ -37,6 +40,7 @@ pub struct AuditEvent {
     /// Set on an event sent to its tenant's owner on another node: if the owner's answer is lost,
     /// both nodes may record it, and the store keeps the first (see `AuditOutbox`). Not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub event_id: Option<String>,
 }
 

@@ -98,6 +98,7 @@ impl fmt::Display for SourceKind {
 
 /// Where a server comes from, in the API's shape (`{type, url?, image?, command?, args?,
 /// oauthIntegration?}`): each kind carries the fields it needs and no others.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", rename_all_fields = "camelCase")]
 pub enum ServerSource {
@@ -109,7 +110,8 @@ pub enum ServerSource {
     /// credential for `oauth_integration`, if given, is injected into calls.
     Http {
         url: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        // Spelled out as well as by `rename_all_fields`, which schema derivation does not read.
+        #[serde(default, skip_serializing_if = "Option::is_none", rename = "oauthIntegration")]
         oauth_integration: Option<String>,
     },
     /// A command speaking MCP over its stdin and stdout.

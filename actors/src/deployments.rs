@@ -44,6 +44,7 @@ const MAX_TEXT_CHARS: usize = 4_096;
 const MAX_ARGS: usize = 64;
 
 /// Where a server stands, as the API's `status` names it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerStatus {
@@ -86,6 +87,7 @@ pub struct ServerRecord {
 }
 
 /// The API's request body for a new server, as received.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerRequest {

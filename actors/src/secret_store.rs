@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::tenant::TenantId;
 
 /// Where a credential stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialStatus {

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use connectors_actors::api_key::KeyHash;
+use connectors_actors::audit::AuditEvent;
 use connectors_actors::audit::{AuditCursor, AuditQuery};
 use connectors_actors::store::TenantFilter;
 use connectors_actors::tenant::{
@@ -20,16 +21,17 @@ use connectors_actors::tenant::{
 use connectors_actors::tenant_actor::TenantError;
 use connectors_actors::tenant_core::PatchError;
 use connectors_actors::usage::{Month, UsageCounters};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::RequestId;
 use super::auth_throttle;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, JsonObject, OptionalJsonBody, QueryParams, TenantPath, request_client_ip};
 use super::views::TenantView;
 use crate::app::Gateway;
-use crate::billing::{metered_cost, usage_report};
+use crate::billing::{UsageReport, metered_cost, usage_report};
 use crate::keys;
 
 /// Admin routes need `Authorization: Bearer <admin key>`.
@@ -63,16 +65,20 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SecurityInput)]
 pub struct SecurityBody {
+    /// CIDRs and single addresses, v4 and v6; empty allows every address.
     #[serde(rename = "allowedIPs")]
     allowed_ips: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /tenants`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTenant {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,54}[a-z0-9])?$")]
     id: String,
     name: String,
     email: Option<String>,
@@ -117,6 +123,14 @@ fn valid_allow_list(entries: Vec<String>) -> Result<AllowedIps, ApiError> {
     AllowedIps::parse(entries).map_err(|e| ApiError::invalid(format!("`security.allowedIPs`: {e}")))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/admin/tenants", tag = "admin", operation_id = "createTenant",
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "The tenant, with its API key (shown this once)", body = TenantView),
+        (status = 409, description = "`conflict`: a tenant with this id exists", body = ErrorBody),
+    )
+)]
 pub async fn create_tenant(
     State(gateway): State<Arc<Gateway>>,
     Extension(request_id): Extension<RequestId>,
@@ -149,19 +163,38 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     cursor: Option<String>,
     plan: Option<String>,
     status: Option<TenantStatus>,
 }
 
+/// A page of tenants.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantPage<'a> {
+    tenants: Vec<TenantView<'a>>,
+    /// Tenants matching the filter, on every page.
+    total: u64,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/admin/tenants", tag = "admin", operation_id = "listTenants",
+    params(ListQuery),
+    responses((status = 200, description = "A page of tenants, by id", body = TenantPage))
+)]
 pub async fn list_tenants(
     State(gateway): State<Arc<Gateway>>,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit, 50)?;
     let after = query
         .cursor
@@ -170,12 +203,9 @@ pub async fn list_tenants(
         .transpose()?;
     let filter = TenantFilter { plan: query.plan, status: query.status };
     let page = gateway.store.tenants(&filter, after.as_ref(), limit).await?;
-    let tenants: Vec<_> = page.tenants.iter().map(|r| TenantView::from_record(&gateway.policy, r)).collect();
-    Ok(Json(json!({
-        "tenants": tenants,
-        "total": page.total,
-        "nextCursor": page.next.map(|id| id.to_string()),
-    })))
+    let tenants = page.tenants.iter().map(|r| TenantView::from_record(&gateway.policy, r)).collect();
+    let next_cursor = page.next.map(|id| id.to_string());
+    Ok(Json(TenantPage { tenants, total: page.total, next_cursor }).into_response())
 }
 
 fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
@@ -185,12 +215,20 @@ fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/admin/tenants/{id}", tag = "admin", operation_id = "getTenant",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant and this month's usage", body = TenantView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, TenantPath(id): TenantPath) -> Result<Response, ApiError> {
     let snapshot = gateway.router.snapshot(&id).await?;
     Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitPatchBody {
     #[serde(default, deserialize_with = "nullable")]
@@ -207,7 +245,7 @@ pub struct LimitPatchBody {
     max_storage_mb: Option<Option<u64>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FeaturePatchBody {
     #[serde(default, deserialize_with = "nullable")]
@@ -218,7 +256,9 @@ pub struct FeaturePatchBody {
     advanced_analytics: Option<Option<bool>>,
 }
 
-#[derive(Deserialize)]
+/// The body of `PATCH /tenants/{id}`: what is given changes; `null` clears a limit, feature or
+/// email back to the plan's.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateTenant {
     name: Option<String>,
@@ -280,6 +320,15 @@ pub fn tenant_error(error: TenantError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/admin/tenants/{id}", tag = "admin", operation_id = "updateTenant",
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "The tenant as changed", body = TenantView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn update_tenant(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
@@ -313,6 +362,14 @@ pub async fn update_tenant(
     Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)).into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/admin/tenants/{id}", tag = "admin", operation_id = "deleteTenant",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 204, description = "Deleted: its keys stop working at once; its audit history is kept"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn delete_tenant(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
@@ -326,10 +383,20 @@ pub async fn delete_tenant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// The (optional) body of `POST /tenants/{id}/rotate-key`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateKey {
+    /// How long the old key keeps working, at most 30 days (default 0: it stops at once).
+    #[schema(maximum = 2592000)]
     grace_seconds: Option<u64>,
+}
+
+/// A new API key, shown once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewApiKey {
+    api_key: String,
 }
 
 impl JsonObject for RotateKey {}
@@ -337,12 +404,21 @@ impl JsonObject for RotateKey {}
 /// Longest grace an old key may get: 30 days.
 const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 
+#[utoipa::path(
+    post, path = "/api/v1/admin/tenants/{id}/rotate-key", tag = "admin", operation_id = "rotateTenantKey",
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body(content = Option<RotateKey>, description = "Optional"),
+    responses(
+        (status = 200, description = "The new key", body = NewApiKey),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn rotate_key(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
     Extension(request_id): Extension<RequestId>,
     OptionalJsonBody(body): OptionalJsonBody<RotateKey>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NewApiKey>, ApiError> {
     let grace_seconds = body.and_then(|b| b.grace_seconds).unwrap_or(0);
     if grace_seconds > MAX_GRACE_SECONDS {
         return Err(ApiError::invalid(format!("`graceSeconds` must be at most {MAX_GRACE_SECONDS}")));
@@ -355,7 +431,7 @@ pub async fn rotate_key(
     tracing::info!(tenant = %id, grace_seconds, "tenant key rotated");
     let params = json!({"graceSeconds": grace_seconds});
     gateway.audit_admin(&id, "admin.tenant.rotate_key", Some(params), request_id.as_str(), started).await;
-    Ok(Json(json!({"apiKey": api_key})))
+    Ok(Json(NewApiKey { api_key }))
 }
 
 /// Makes the tenant's latest usage (on its owner) and the audit events this node recorded
@@ -375,21 +451,89 @@ fn parse_day(key: &str, text: &str) -> Result<NaiveDate, ApiError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| invalid())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct MetricsQuery {
+    /// First day, `YYYY-MM-DD` (default: the first of `endDate`'s month).
+    #[param(format = Date)]
     start_date: Option<String>,
+    /// Last day, inclusive, `YYYY-MM-DD` (default: today, UTC).
+    #[param(format = Date)]
     end_date: Option<String>,
+}
+
+/// A tenant's counters over a range of days.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantMetrics {
+    tenant_id: String,
+    #[schema(format = Date)]
+    start_date: String,
+    #[schema(format = Date)]
+    end_date: String,
+    requests: RequestCounts,
+    tools: ToolCounts,
+    servers: ServerCounts,
+    tokens: TokenCounts,
+    cost: CostTotal,
+    /// One entry per day with usage (`date, requests, apiCalls, rateLimited, errors,
+    /// toolInvocations, selections, tokens`); only with the `advancedAnalytics` feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    daily: Option<serde_json::Value>,
+    /// `{tools: [{toolId, calls, errors}], complete}`, most called first; only with the
+    /// `advancedAnalytics` feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    by_tool: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCounts {
+    total: u64,
+    rate_limited: u64,
+    errors: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ToolCounts {
+    invocations: u64,
+    selections: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServerCounts {
+    custom: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenCounts {
+    total: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CostTotal {
+    total: f64,
 }
 
 /// Longest range one metrics request may cover.
 const MAX_METRICS_DAYS: i64 = 3_660;
 
+#[utoipa::path(
+    get, path = "/api/v1/admin/tenants/{id}/metrics", tag = "admin", operation_id = "getTenantMetrics",
+    params(("id" = String, Path, description = "Tenant id"), MetricsQuery),
+    responses(
+        (status = 200, description = "The counters of the days asked", body = TenantMetrics),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn metrics(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
     QueryParams(query): QueryParams<MetricsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantMetrics>, ApiError> {
     let today = gateway.clock.now().date_naive();
     let end = query.end_date.as_deref().map(|d| parse_day("endDate", d)).transpose()?.unwrap_or(today);
     let start = match query.start_date.as_deref() {
@@ -408,32 +552,45 @@ pub async fn metrics(
     for (_, day) in &days {
         total.add(day);
     }
-    let mut body = json!({
-        "tenantId": id.to_string(),
-        "startDate": start.to_string(),
-        "endDate": end.to_string(),
-        "requests": {"total": total.requests, "rateLimited": total.rate_limited, "errors": total.errors},
-        "tools": {"invocations": total.tool_invocations, "selections": total.selections},
-        "servers": {"custom": total.custom_servers},
-        "tokens": {"total": total.tokens},
-        "cost": {"total": metered_cost(&gateway.config.pricing, &total)},
-    });
+    let mut metrics = TenantMetrics {
+        tenant_id: id.to_string(),
+        start_date: start.to_string(),
+        end_date: end.to_string(),
+        requests: RequestCounts { total: total.requests, rate_limited: total.rate_limited, errors: total.errors },
+        tools: ToolCounts { invocations: total.tool_invocations, selections: total.selections },
+        servers: ServerCounts { custom: total.custom_servers },
+        tokens: TokenCounts { total: total.tokens },
+        cost: CostTotal { total: metered_cost(&gateway.config.pricing, &total) },
+        daily: None,
+        by_tool: None,
+    };
     // The breakdowns are what the `advancedAnalytics` feature buys.
     let record = gateway.store.tenant(&id).await?;
     if record.is_some_and(|record| gateway.policy.features(&record).advanced_analytics) {
         gateway.router.flush_audit().await;
         gateway.recorder.flush().await?;
-        body["daily"] = super::analytics::daily(&days);
-        body["byTool"] = super::analytics::by_tool(gateway.store.as_ref(), &id, start, end).await?;
+        metrics.daily = Some(super::analytics::daily(&days));
+        metrics.by_tool = Some(super::analytics::by_tool(gateway.store.as_ref(), &id, start, end).await?);
     }
-    Ok(Json(body))
+    Ok(Json(metrics))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// `YYYY-MM` (default: this month, UTC).
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}$")]
     month: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/admin/tenants/{id}/usage", tag = "admin", operation_id = "getTenantUsage",
+    params(("id" = String, Path, description = "Tenant id"), UsageQuery),
+    responses(
+        (status = 200, description = "The month's usage and its cost", body = UsageReport),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn usage(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
@@ -450,13 +607,31 @@ pub async fn usage(
     Ok(Json(usage_report(&gateway.config.pricing, &id, month, &counters)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Events at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Events before this time (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// Only events of this action (e.g. `tools.invoke`, `admin.tenant.update`).
     action: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `nextCursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// A page of a tenant's audit log, oldest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditLogPage {
+    events: Vec<AuditEvent>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
 }
 
 fn parse_time(key: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -466,11 +641,19 @@ fn parse_time(key: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 /// A tenant's audit log. It outlives the tenant: a deleted tenant's history stays readable.
+#[utoipa::path(
+    get, path = "/api/v1/admin/tenants/{id}/audit", tag = "admin", operation_id = "getTenantAudit",
+    params(("id" = String, Path, description = "Tenant id"), AuditParams),
+    responses(
+        (status = 200, description = "A page of audit events", body = AuditLogPage),
+        (status = 404, description = "`not_found`: no such tenant, and it left no history", body = ErrorBody),
+    )
+)]
 pub async fn audit(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
     QueryParams(params): QueryParams<AuditParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditLogPage>, ApiError> {
     let query = AuditQuery {
         since: params.since.as_deref().map(|t| parse_time("since", t)).transpose()?,
         until: params.until.as_deref().map(|t| parse_time("until", t)).transpose()?,
@@ -489,7 +672,7 @@ pub async fn audit(
     if page.events.is_empty() && query.after.is_none() && gateway.store.tenant(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("tenant `{id}` not found")));
     }
-    Ok(Json(json!({"events": page.events, "nextCursor": page.next.map(|c| c.encode())})))
+    Ok(Json(AuditLogPage { events: page.events, next_cursor: page.next.map(|c| c.encode()) }))
 }
 
 /// Fault injection (only with `CONNECTORS_FAULT_INJECTION=1`): makes this node's tenant

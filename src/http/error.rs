@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use connectors_actors::secret_store::SecretError;
 use connectors_actors::store::StoreError;
 use connectors_cluster::router::RouteError;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 /// Boxed so that `Result<_, ApiError>` stays small on the request path.
 #[derive(Debug, Clone)]
@@ -144,7 +146,26 @@ impl From<SecretError> for ApiError {
     }
 }
 
-/// The body is rendered by [`render_errors`], which knows the request id.
+/// The error body of every failure, as [`render`] writes it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// What went wrong, for programs: `unauthorized`, `forbidden`, `tenant_mismatch`, `ip_not_allowed`,
+    /// `tenant_suspended`, `quota_exceeded`, `feature_disabled`, `not_found`, `conflict`, `oauth_required`,
+    /// `invalid_request`, `deployer_unavailable`, `payload_too_large`, `rate_limited`, `upstream_error`,
+    /// `upstream_timeout`, `unavailable`, `recorder_shedding`, `internal`.
+    pub code: String,
+    /// The request's `X-Request-Id`.
+    pub request_id: String,
+    /// Fields some errors add: `retryAfter` (seconds, with 429), `quota`, `limit` and `used` (with
+    /// `quota_exceeded`), `integration` (with `oauth_required`), `sourceType` (with `deployer_unavailable`).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The body is rendered by [`render`], which knows the request id.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.0.status.into_response();
@@ -173,13 +194,14 @@ pub fn render(mut response: Response, request_id: &str) -> Response {
         None => return response,
     };
     let error = *error.0;
-    let mut body = Map::new();
-    body.insert("error".into(), json!(error.message));
-    body.insert("code".into(), json!(error.code));
-    body.insert("requestId".into(), json!(request_id));
-    body.extend(error.extra);
+    let body = ErrorBody {
+        error: error.message,
+        code: error.code.to_string(),
+        request_id: request_id.to_string(),
+        extra: error.extra,
+    };
     let (parts, _) = response.into_parts();
-    let mut rendered = (parts.status, Json(Value::Object(body))).into_response();
+    let mut rendered = (parts.status, Json(body)).into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             rendered.headers_mut().append(name, value.clone());

@@ -6,15 +6,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, JsonObject};
 use crate::app::Gateway;
-use crate::tools::registry::{Integration, IntegrationAuth, NewIntegration, RegistryError};
+use crate::tools::registry::{Integration, IntegrationAuth, IntegrationStatus, NewIntegration, RegistryError};
 
-#[derive(Deserialize)]
+/// The body of `POST /integrations`: a shared MCP server (streamable HTTP) offered to every tenant.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateIntegration {
     name: String,
@@ -24,41 +25,59 @@ pub struct CreateIntegration {
     auth: Option<AuthBody>,
 }
 
-#[derive(Deserialize)]
+/// How the integration's calls are authorised.
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AuthBody {
+pub struct AuthBody {
+    /// `oauth`: calls carry the calling tenant's OAuth access token for this integration.
     #[serde(rename = "type")]
-    kind: AuthKind,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum AuthKind {
-    #[serde(rename = "oauth")]
-    OAuth,
-    None,
+    kind: IntegrationAuth,
 }
 
 impl JsonObject for CreateIntegration {
     const OBJECT_FIELDS: &'static [&'static str] = &["auth"];
 }
 
-fn view(integration: &Integration) -> Value {
-    let mut view = json!({
-        "name": integration.name,
-        "url": integration.url,
-        "category": integration.category,
-        "description": integration.description,
-        "auth": {"type": match integration.auth { IntegrationAuth::OAuth => "oauth", IntegrationAuth::None => "none" }},
-        "status": integration.status,
-        "toolsDiscovered": integration.tools.len(),
-        "tools": integration.tools.iter().map(|tool| format!("{}.{}", integration.name, tool.name)).collect::<Vec<_>>(),
-        "discoveredAt": integration.discovered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    });
-    if let Some(error) = &integration.error {
-        view["error"] = json!(error);
+/// A shared integration as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationView {
+    name: String,
+    url: String,
+    category: String,
+    description: String,
+    auth: AuthBody,
+    /// `unreachable` when the last `tools/list` failed (`error` says why).
+    status: IntegrationStatus,
+    tools_discovered: usize,
+    /// The ids of its tools.
+    tools: Vec<String>,
+    /// When its tools were last discovered (RFC 3339).
+    #[schema(format = DateTime)]
+    discovered_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn view(integration: &Integration) -> IntegrationView {
+    IntegrationView {
+        name: integration.name.clone(),
+        url: integration.url.clone(),
+        category: integration.category.clone(),
+        description: integration.description.clone(),
+        auth: AuthBody { kind: integration.auth },
+        status: integration.status,
+        tools_discovered: integration.tools.len(),
+        tools: integration.tools.iter().map(|tool| format!("{}.{}", integration.name, tool.name)).collect(),
+        discovered_at: integration.discovered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        error: integration.error.clone(),
     }
-    view
+}
+
+/// Every shared integration.
+#[derive(Serialize, ToSchema)]
+pub struct IntegrationList {
+    integrations: Vec<IntegrationView>,
 }
 
 impl From<RegistryError> for ApiError {
@@ -72,14 +91,19 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/admin/integrations", tag = "admin", operation_id = "createIntegration",
+    request_body = CreateIntegration,
+    responses(
+        (status = 201, description = "Registered; its tools were discovered with MCP `tools/list`", body = IntegrationView),
+        (status = 409, description = "`conflict`: an integration with this name exists", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
     JsonBody { value: body, .. }: JsonBody<CreateIntegration>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let auth = match body.auth.map(|auth| auth.kind) {
-        Some(AuthKind::OAuth) => IntegrationAuth::OAuth,
-        Some(AuthKind::None) | None => IntegrationAuth::None,
-    };
+    let auth = body.auth.map_or(IntegrationAuth::None, |auth| auth.kind);
     let new =
         NewIntegration { name: body.name, url: body.url, category: body.category, description: body.description, auth };
     let integration = gateway.registry.register(new, gateway.clock.now()).await?;
@@ -87,17 +111,39 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&integration))))
 }
 
-pub async fn list(State(gateway): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get, path = "/api/v1/admin/integrations", tag = "admin", operation_id = "listIntegrations",
+    responses((status = 200, description = "Every shared integration", body = IntegrationList))
+)]
+pub async fn list(State(gateway): State<Arc<Gateway>>) -> Result<Json<IntegrationList>, ApiError> {
     gateway.registry.reload().await?;
-    let integrations: Vec<Value> = gateway.registry.list().iter().map(view).collect();
-    Ok(Json(json!({"integrations": integrations})))
+    Ok(Json(IntegrationList { integrations: gateway.registry.list().iter().map(view).collect() }))
 }
 
-pub async fn refresh(State(gateway): State<Arc<Gateway>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post, path = "/api/v1/admin/integrations/{name}/refresh", tag = "admin", operation_id = "refreshIntegration",
+    params(("name" = String, Path, description = "Integration name")),
+    responses(
+        (status = 200, description = "Its tools, discovered again", body = IntegrationView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub async fn refresh(
+    State(gateway): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+) -> Result<Json<IntegrationView>, ApiError> {
     let integration = gateway.registry.refresh(&name, gateway.clock.now()).await?;
     Ok(Json(view(&integration)))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/admin/integrations/{name}", tag = "admin", operation_id = "deleteIntegration",
+    params(("name" = String, Path, description = "Integration name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn delete(State(gateway): State<Arc<Gateway>>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     gateway.registry.remove(&name).await?;
     tracing::info!(integration = %name, "integration deleted");

@@ -172,7 +172,8 @@ async fn call_tool(gateway: &Gateway, admitted: &Admitted, id: &Value, params: &
         Some(_) => return Err(invalid_params(id, "`arguments` must be an object")),
     };
     match invoke_tool(gateway, admitted, name, arguments, None).await {
-        Ok(mut answer) => Ok(answer["result"].take()),
+        Ok(answer) => serde_json::to_value(answer.result)
+            .map_err(|error| tool_error(id, name, &ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("the tool's result cannot be encoded: {error}")))),
         Err(error) => Err(tool_error(id, name, &error)),
     }
 }

@@ -14,6 +14,7 @@ pub mod mcp_methods;
 pub mod mcp_rpc;
 pub mod mcp_stream;
 pub mod oauth;
+pub mod openapi;
 pub mod ops;
 pub mod rate_headers;
 pub mod servers;
@@ -63,6 +64,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/api/v1/tools/feedback", post(tools::feedback))
         .route("/api/v1/tools/{id}", get(tools::get))
         .route("/mcp", post(mcp::post).get(mcp::get).delete(mcp::delete))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -15,12 +15,13 @@ use connectors_actors::secret_store::{CredentialStatus, OAuthCredential};
 use connectors_actors::tenant::TenantId;
 use connectors_actors::tenant_actor::TenantError;
 use connectors_actors::tenant_oauth::generation_after;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::RequestId;
 use super::admin::tenant_error;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, JsonObject, TenantPath};
 use crate::app::Gateway;
 
@@ -58,11 +59,15 @@ fn valid_integration(name: &str) -> Result<&str, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+/// The body of `PUT /tenants/{id}/oauth/{integration}`. Tokens and secrets are stored
+/// encrypted and never returned.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutCredential {
     access_token: String,
     refresh_token: Option<String>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
     scopes: Option<Vec<String>>,
     token_endpoint: Option<String>,
@@ -118,8 +123,41 @@ async fn store_here(
     Ok(gateway.secrets.get(tenant, integration).await?.unwrap_or(credential))
 }
 
-fn rfc3339(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+fn rfc3339(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// A stored credential, without its tokens and secrets.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialView {
+    integration: String,
+    /// When the access token expires (RFC 3339); null if it was given no expiry.
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    scopes: Vec<String>,
+    status: CredentialStatus,
+    /// When the gateway last refreshed it (RFC 3339); null if never.
+    #[schema(format = DateTime)]
+    last_refresh_at: Option<String>,
+}
+
+impl CredentialView {
+    fn of(integration: String, credential: &OAuthCredential, now: DateTime<Utc>) -> Self {
+        Self {
+            integration,
+            expires_at: rfc3339(credential.expires_at),
+            scopes: credential.scopes.clone(),
+            status: credential.status_at(now),
+            last_refresh_at: rfc3339(credential.last_refresh_at),
+        }
+    }
+}
+
+/// A tenant's stored credentials.
+#[derive(Serialize, ToSchema)]
+pub struct CredentialList {
+    integrations: Vec<CredentialView>,
 }
 
 /// The tenant as its actor sees it; 404 when it does not exist.
@@ -130,12 +168,25 @@ async fn require_tenant(
     Ok(gateway.router.snapshot(id).await?)
 }
 
+#[utoipa::path(
+    put, path = "/api/v1/admin/tenants/{id}/oauth/{integration}", tag = "admin", operation_id = "putOAuthCredential",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+        ("integration" = String, Path, description = "Integration name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$"),
+    ),
+    request_body = PutCredential,
+    responses(
+        (status = 200, description = "Stored", body = CredentialView),
+        (status = 403, description = "`feature_disabled`: the tenant's `oauth` feature is off", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn put_credential(
     State(gateway): State<Arc<Gateway>>,
     path: CredentialPath,
     Extension(request_id): Extension<RequestId>,
     JsonBody { value: body, .. }: JsonBody<PutCredential>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CredentialView>, ApiError> {
     let access_token = secret_field("accessToken", Some(body.access_token))?.unwrap_or_default();
     let expires_at = body
         .expires_at
@@ -165,7 +216,6 @@ pub async fn put_credential(
     let started = gateway.clock.now();
     let credential = store_here(&gateway, &path.tenant, &path.integration, credential).await?;
     tracing::info!(tenant = %path.tenant, integration = %path.integration, "OAuth credential stored");
-    let status = credential.status_at(gateway.clock.now()).as_str();
     let params = json!({
         "integration": path.integration,
         "scopes": credential.scopes,
@@ -173,38 +223,44 @@ pub async fn put_credential(
         "refreshable": credential.refreshable(),
     });
     gateway.audit_admin(&path.tenant, "admin.oauth.store", Some(params), request_id.as_str(), started).await;
-    Ok(Json(json!({
-        "integration": path.integration,
-        "expiresAt": rfc3339(credential.expires_at),
-        "scopes": credential.scopes,
-        "status": status,
-    })))
+    Ok(Json(CredentialView::of(path.integration, &credential, gateway.clock.now())))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/admin/tenants/{id}/oauth", tag = "admin", operation_id = "listOAuthCredentials",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant's credentials, without tokens", body = CredentialList),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn list_credentials(
     State(gateway): State<Arc<Gateway>>,
     TenantPath(id): TenantPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CredentialList>, ApiError> {
     require_tenant(&gateway, &id).await?;
     let now = gateway.clock.now();
-    let integrations: Vec<Value> = gateway
+    let integrations = gateway
         .secrets
         .list(&id)
         .await?
         .into_iter()
-        .map(|(integration, c)| {
-            json!({
-                "integration": integration,
-                "expiresAt": rfc3339(c.expires_at),
-                "scopes": c.scopes,
-                "status": c.status_at(now).as_str(),
-                "lastRefreshAt": rfc3339(c.last_refresh_at),
-            })
-        })
+        .map(|(integration, credential)| CredentialView::of(integration, &credential, now))
         .collect();
-    Ok(Json(json!({ "integrations": integrations })))
+    Ok(Json(CredentialList { integrations }))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/admin/tenants/{id}/oauth/{integration}", tag = "admin", operation_id = "deleteOAuthCredential",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+        ("integration" = String, Path, description = "Integration name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: no such tenant or credential", body = ErrorBody),
+    )
+)]
 pub async fn delete_credential(
     State(gateway): State<Arc<Gateway>>,
     path: CredentialPath,

@@ -8,15 +8,26 @@ use axum::response::IntoResponse;
 use connectors_actors::api_key::KeyHash;
 use connectors_actors::recorder_status::RecorderState;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::app::Gateway;
 
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "The process serves", body = String, content_type = "text/plain"))
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Ready when this node has joined and serves every shard it owns, its recorder keeps every
 /// audit event, and the store and the secret store answer.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, description = "The node owns its shards and its backends answer", body = String, content_type = "text/plain"),
+        (status = 503, description = "`unavailable` while joining, draining or degraded; `recorder_shedding` while the store refuses audit events", body = ErrorBody),
+    )
+)]
 pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<String, ApiError> {
     if let Some(cluster) = &gateway.cluster {
         let status = cluster.status();
@@ -63,6 +74,14 @@ fn recorder_readiness(state: &RecorderState) -> Result<String, ApiError> {
 }
 
 /// Prometheus text. Behind `METRICS_TOKEN` when one is configured: the series name every tenant.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text format, with per-tenant labels", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, description = "`unauthorized`: `METRICS_TOKEN` is set and the bearer token is not it", body = ErrorBody),
+    ),
+    security((), ("metricsBearer" = []))
+)]
 pub async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
     if let Some(token) = &gateway.config.metrics_token {
         let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::admin::bearer);

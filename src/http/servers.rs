@@ -12,12 +12,15 @@ use axum::response::{IntoResponse, Response};
 use connectors_actors::audit::AuditResult;
 use connectors_actors::deployer::ServerName;
 use connectors_actors::deployer::ServerSource;
+use connectors_actors::deployments::ServerStatus;
 use connectors_actors::deployments::{ServerRecord, ServerRequest};
 use connectors_actors::tenant::TenantId;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::admin::tenant_error;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, JsonObject};
 use super::tenant_api::{Admitted, admit, audit};
 use crate::app::Gateway;
@@ -27,23 +30,61 @@ impl JsonObject for ServerRequest {
 }
 
 /// The API's view of a server.
-pub fn server_view(tenant: &TenantId, record: &ServerRecord) -> Value {
-    let mut view = json!({
-        "name": record.name,
-        "deploymentId": record.deployment_id,
-        "category": record.category,
-        "description": record.description,
-        "source": record.source,
-        "status": record.status.as_str(),
-        "namespace": namespace(tenant),
-        "endpoint": record.endpoint.as_ref().map(ToString::to_string),
-        "toolsDiscovered": record.tools_discovered,
-        "createdAt": record.created_at,
-    });
-    if let Some(error) = &record.error {
-        view["error"] = json!(error);
+/// A tenant's own MCP server as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerView {
+    name: String,
+    deployment_id: String,
+    category: String,
+    description: Option<String>,
+    source: ServerSource,
+    /// `pending` → `deploying` → `ready` or `failed`; `deleting` once deleted.
+    status: ServerStatus,
+    /// `tenant-<id>`.
+    namespace: String,
+    /// Where its MCP endpoint is, once deployed.
+    endpoint: Option<String>,
+    tools_discovered: u64,
+    /// RFC 3339.
+    #[schema(value_type = String, format = DateTime)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    /// Why it failed (or why the last attempt failed, while retrying).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn server_view(tenant: &TenantId, record: &ServerRecord) -> ServerView {
+    ServerView {
+        name: record.name.to_string(),
+        deployment_id: record.deployment_id.clone(),
+        category: record.category.clone(),
+        description: record.description.clone(),
+        source: record.source.clone(),
+        status: record.status,
+        namespace: namespace(tenant),
+        endpoint: record.endpoint.as_ref().map(ToString::to_string),
+        tools_discovered: record.tools_discovered,
+        created_at: record.created_at,
+        error: record.error.clone(),
     }
-    view
+}
+
+/// The answer to a server's creation: its deployment has started.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerAccepted {
+    deployment_id: String,
+    name: String,
+    /// Always `pending`.
+    status: ServerStatus,
+    namespace: String,
+}
+
+/// The tenant's own servers.
+#[derive(Serialize, ToSchema)]
+pub struct ServerList {
+    servers: Vec<ServerView>,
 }
 
 fn namespace(tenant: &TenantId) -> String {
@@ -71,6 +112,16 @@ async fn admit_servers(gateway: &Gateway, parts: &Parts, action: &str) -> Result
 }
 
 /// `POST /api/v1/mcp/servers`: 202 once the request is persisted as `pending`.
+#[utoipa::path(
+    post, path = "/api/v1/mcp/servers", tag = "tenant", operation_id = "createServer",
+    request_body = ServerRequest,
+    responses(
+        (status = 202, description = "Accepted: its deployment has started", body = ServerAccepted),
+        (status = 403, description = "`feature_disabled` (`customServers`), `quota_exceeded` (`maxCustomServers`), or another refusal", body = ErrorBody),
+        (status = 409, description = "`conflict`: a server or integration has this name", body = ErrorBody),
+        (status = 422, description = "`deployer_unavailable`: `github` and `docker` sources need the Kubernetes deployer", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(gateway): State<Arc<Gateway>>,
     parts: Parts,
@@ -98,12 +149,12 @@ pub async fn create(
     }
     audit(&gateway, &admitted.caller, &tenant, "mcp.servers.create", result, Some(audited)).await;
     let record = outcome.map_err(|error| error.with_headers(headers.clone()))?;
-    let body = json!({
-        "deploymentId": record.deployment_id,
-        "name": record.name,
-        "status": "pending",
-        "namespace": namespace(&tenant),
-    });
+    let body = ServerAccepted {
+        deployment_id: record.deployment_id,
+        name: record.name.to_string(),
+        status: ServerStatus::Pending,
+        namespace: namespace(&tenant),
+    };
     Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
 }
 
@@ -123,6 +174,13 @@ fn http_source_allowed(gateway: &Gateway, url: &str, oauth_integration: Option<&
 }
 
 /// `GET /api/v1/mcp/servers`
+#[utoipa::path(
+    get, path = "/api/v1/mcp/servers", tag = "tenant", operation_id = "listServers",
+    responses(
+        (status = 200, description = "The tenant's own servers", body = ServerList),
+        (status = 403, description = "`feature_disabled` (`customServers`), or another refusal", body = ErrorBody),
+    )
+)]
 pub async fn list(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, ApiError> {
     let admitted = admit_servers(&gateway, &parts, "mcp.servers.list").await?;
     let tenant = admitted.tenant.record.id.clone();
@@ -131,11 +189,20 @@ pub async fn list(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<R
         Ok(Err(error)) => return Err(tenant_error(error).with_headers(admitted.headers)),
         Err(error) => return Err(ApiError::from(error).with_headers(admitted.headers)),
     };
-    let servers: Vec<Value> = records.iter().map(|record| server_view(&tenant, record)).collect();
-    Ok((admitted.headers, Json(json!({"servers": servers}))).into_response())
+    let servers = records.iter().map(|record| server_view(&tenant, record)).collect();
+    Ok((admitted.headers, Json(ServerList { servers })).into_response())
 }
 
 /// `GET /api/v1/mcp/servers/{name}`
+#[utoipa::path(
+    get, path = "/api/v1/mcp/servers/{name}", tag = "tenant", operation_id = "getServer",
+    params(("name" = String, Path, description = "Server name")),
+    responses(
+        (status = 200, description = "The server", body = ServerView),
+        (status = 403, description = "`feature_disabled` (`customServers`), or another refusal", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(gateway): State<Arc<Gateway>>,
     parts: Parts,
@@ -154,6 +221,15 @@ pub async fn get(
 
 /// `DELETE /api/v1/mcp/servers/{name}`: 202 with status `deleting`; the server is gone once
 /// its deployer stopped it (at once for `http` and `pending` servers).
+#[utoipa::path(
+    delete, path = "/api/v1/mcp/servers/{name}", tag = "tenant", operation_id = "deleteServer",
+    params(("name" = String, Path, description = "Server name")),
+    responses(
+        (status = 202, description = "Accepted: its status is `deleting`, then it is gone", body = ServerView),
+        (status = 403, description = "`feature_disabled` (`customServers`), or another refusal", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(gateway): State<Arc<Gateway>>,
     parts: Parts,
@@ -176,6 +252,6 @@ pub async fn delete(
     audit(&gateway, &admitted.caller, &tenant, "mcp.servers.delete", result, Some(audited)).await;
     let record = outcome.map_err(|error| error.with_headers(admitted.headers.clone()))?;
     let mut view = server_view(&tenant, &record);
-    view["status"] = json!("deleting");
+    view.status = ServerStatus::Deleting;
     Ok((StatusCode::ACCEPTED, admitted.headers, Json(view)).into_response())
 }

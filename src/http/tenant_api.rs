@@ -318,6 +318,10 @@ fn capped(value: Value, depth: u8) -> Value {
 }
 
 /// `GET /api/v1/tenant`: the caller's own tenant and this month's usage.
+#[utoipa::path(
+    get, path = "/api/v1/tenant", tag = "tenant", operation_id = "getOwnTenant",
+    responses((status = 200, description = "The caller's tenant (no key) and this month's usage", body = TenantView))
+)]
 pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, ApiError> {
     let admitted = admit(&gateway, &parts, "tenant.get", None, false).await?;
     let view = TenantView::from_snapshot(&admitted.tenant, &gateway.config.pricing);

@@ -17,16 +17,18 @@ use connectors_actors::secret_store::CredentialStatus;
 use connectors_actors::tenant::TenantId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, JsonObject, QueryParams};
 use super::tenant_api::{Admitted, admit, audit, denial_error};
 use crate::app::Gateway;
 use crate::tools::catalog::Tool;
-use crate::tools::mcp_client::{BearerToken, McpError, McpServer};
+use crate::tools::mcp_client::{BearerToken, CallToolResult, McpError, McpServer};
 use crate::tools::registry::IntegrationAuth;
 use crate::tools::selection::engine::SelectOptions;
 use crate::tools::served_tokens::record_served_tokens;
+use crate::tools::selection::tiering::Tiers;
 use crate::tools::tool_graph::ServedQuery;
 
 /// Longest query accepted; longer ones are not questions but documents.
@@ -34,9 +36,12 @@ const MAX_QUERY_CHARS: usize = 2_000;
 /// The query kept inside a selection id (enough to learn from, short enough for a header).
 const MAX_REMEMBERED_QUERY_CHARS: usize = 300;
 
-#[derive(Deserialize)]
+/// The body of `POST /tools/select`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SelectBody {
+    /// What the caller wants done, 1 to 2000 characters.
+    #[schema(min_length = 1, max_length = 2000)]
     query: String,
     #[serde(default)]
     options: Option<SelectOptionsBody>,
@@ -46,10 +51,15 @@ impl JsonObject for SelectBody {
     const OBJECT_FIELDS: &'static [&'static str] = &["options"];
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SelectOptions)]
 struct SelectOptionsBody {
+    /// 1 to 100 (default 10).
+    #[schema(minimum = 1, maximum = 100)]
     max_tools: Option<usize>,
+    /// Estimated tokens the returned tools may take, 1 to 1000000 (default 5000).
+    #[schema(minimum = 1, maximum = 1000000)]
     token_budget: Option<usize>,
     allowed_categories: Option<Vec<String>>,
     include_schemas: Option<bool>,
@@ -96,7 +106,34 @@ pub fn selected_query(tenant: &TenantId, id: &str) -> Option<String> {
     (selection.t == tenant.as_str()).then_some(selection.q)
 }
 
+/// The answer to `POST /tools/select`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectionAnswer {
+    /// Names this selection in a later invoke or feedback.
+    selection_id: String,
+    query: String,
+    tools: Tiers,
+    performance: SelectionPerformance,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectionPerformance {
+    /// Tools the query was matched against.
+    total_tools: usize,
+    /// Estimated tokens of the returned tools; never over `tokenBudget`.
+    token_usage: usize,
+    token_budget: usize,
+    latency_ms: f64,
+}
+
 /// `POST /api/v1/tools/select`
+#[utoipa::path(
+    post, path = "/api/v1/tools/select", tag = "tenant", operation_id = "selectTools",
+    request_body = SelectBody,
+    responses((status = 200, description = "The tools for the query, tiered to fit the token budget", body = SelectionAnswer))
+)]
 pub async fn select(
     State(gateway): State<Arc<Gateway>>,
     parts: Parts,
@@ -115,29 +152,66 @@ pub async fn select(
     let params = json!({"query": query, "returned": selection.tiers.len()});
     audit(&gateway, &admitted.caller, &tenant, "tools.select", AuditResult::Success, Some(params)).await;
     record_served_tokens(&gateway, &tenant, selection.token_usage).await;
-    let body = json!({
-        "selectionId": selection_id(&tenant, &query),
-        "query": query,
-        "tools": selection.tiers,
-        "performance": {
-            "totalTools": selection.total_tools,
-            "tokenUsage": selection.token_usage,
-            "tokenBudget": selection.token_budget,
-            "latencyMs": (latency_ms * 1000.0).round() / 1000.0,
+    let body = SelectionAnswer {
+        selection_id: selection_id(&tenant, &query),
+        query,
+        tools: selection.tiers,
+        performance: SelectionPerformance {
+            total_tools: selection.total_tools,
+            token_usage: selection.token_usage,
+            token_budget: selection.token_budget,
+            latency_ms: (latency_ms * 1000.0).round() / 1000.0,
         },
-    });
+    };
     Ok((admitted.headers, Json(body)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only tools of this category.
     category: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// A tool as listed; `inputSchema` only when one tool is asked for.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolView {
+    /// `<integration>.<toolName>`.
+    id: String,
+    name: String,
+    integration: String,
+    category: String,
+    description: String,
+    /// The names of its parameters.
+    parameters: Vec<String>,
+    /// The MCP `inputSchema` (JSON Schema) of its arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_schema: Option<Value>,
+}
+
+/// A page of the tools this tenant may use.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolPage {
+    tools: Vec<ToolView>,
+    total: usize,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
 /// `GET /api/v1/tools`: the tools this tenant may use, by id.
+#[utoipa::path(
+    get, path = "/api/v1/tools", tag = "tenant", operation_id = "listTools",
+    params(ListQuery),
+    responses((status = 200, description = "Shared integrations' tools and the tenant's own servers' tools, by id", body = ToolPage))
+)]
 pub async fn list(
     State(gateway): State<Arc<Gateway>>,
     parts: Parts,
@@ -152,13 +226,21 @@ pub async fn list(
     let tools = gateway.selector.visible_tools(tenant, query.category.as_deref());
     let total = tools.len();
     let start = query.cursor.as_deref().map_or(0, |after| tools.partition_point(|tool| tool.id.as_str() <= after));
-    let page: Vec<Value> = tools.iter().skip(start).take(limit).map(|tool| tool_view(tool, false)).collect();
-    let next = (start + page.len() < total).then(|| tools[start + page.len() - 1].id.clone());
+    let page: Vec<ToolView> = tools.iter().skip(start).take(limit).map(|tool| tool_view(tool, false)).collect();
+    let next_cursor = (start + page.len() < total).then(|| tools[start + page.len() - 1].id.clone());
     audit(&gateway, &admitted.caller, tenant, "tools.list", AuditResult::Success, None).await;
-    Ok((admitted.headers, Json(json!({"tools": page, "total": total, "nextCursor": next}))).into_response())
+    Ok((admitted.headers, Json(ToolPage { tools: page, total, next_cursor })).into_response())
 }
 
 /// `GET /api/v1/tools/{id}`: one tool with its `inputSchema`.
+#[utoipa::path(
+    get, path = "/api/v1/tools/{id}", tag = "tenant", operation_id = "getTool",
+    params(("id" = String, Path, description = "Tool id, `<integration>.<toolName>`")),
+    responses(
+        (status = 200, description = "The tool with its `inputSchema`", body = ToolView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(gateway): State<Arc<Gateway>>,
     parts: Parts,
@@ -172,28 +254,40 @@ pub async fn get(
     Ok((admitted.headers, Json(tool_view(&tool, true))).into_response())
 }
 
-fn tool_view(tool: &Tool, with_schema: bool) -> Value {
-    let mut view = json!({
-        "id": tool.id,
-        "name": tool.name,
-        "integration": tool.integration,
-        "category": tool.category,
-        "description": tool.description,
-        "parameters": tool.parameters,
-    });
-    if with_schema {
-        view["inputSchema"] = tool.input_schema.clone();
+fn tool_view(tool: &Tool, with_schema: bool) -> ToolView {
+    ToolView {
+        id: tool.id.clone(),
+        name: tool.name.clone(),
+        integration: tool.integration.clone(),
+        category: tool.category.clone(),
+        description: tool.description.clone(),
+        parameters: tool.parameters.clone(),
+        input_schema: with_schema.then(|| tool.input_schema.clone()),
     }
-    view
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /tools/invoke`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InvokeBody {
     tool_id: String,
+    /// The tool's arguments, as its `inputSchema` describes them.
     #[serde(default)]
     parameters: Map<String, Value>,
+    /// The selection the tool came from: the gateway learns which tools serve which queries.
     selection_id: Option<String>,
+}
+
+/// The answer to `POST /tools/invoke`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvokeAnswer {
+    tool_id: String,
+    /// The MCP `CallToolResult`: `content` (an array of content blocks), `isError`, and
+    /// `structuredContent` when the tool gives one.
+    #[schema(value_type = Object)]
+    pub(super) result: CallToolResult,
+    latency_ms: f64,
 }
 
 impl JsonObject for InvokeBody {
@@ -201,6 +295,18 @@ impl JsonObject for InvokeBody {
 }
 
 /// `POST /api/v1/tools/invoke`
+#[utoipa::path(
+    post, path = "/api/v1/tools/invoke", tag = "tenant", operation_id = "invokeTool",
+    request_body = InvokeBody,
+    responses(
+        (status = 200, description = "The tool's result (a failed tool call is a result with `isError`)", body = InvokeAnswer),
+        (status = 403, description = "`quota_exceeded` (`maxToolInvocations`), or another refusal", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such tool for this tenant", body = ErrorBody),
+        (status = 409, description = "`oauth_required`: no usable credential for the tool's OAuth integration", body = ErrorBody),
+        (status = 502, description = "`upstream_error`: the tool's server failed or answered too much", body = ErrorBody),
+        (status = 504, description = "`upstream_timeout`: the tool's server did not answer in time", body = ErrorBody),
+    )
+)]
 pub async fn invoke(
     State(gateway): State<Arc<Gateway>>,
     parts: Parts,
@@ -225,12 +331,12 @@ pub async fn invoke_tool(
     tool_id: &str,
     parameters: Map<String, Value>,
     query: Option<String>,
-) -> Result<Value, ApiError> {
+) -> Result<InvokeAnswer, ApiError> {
     let tenant = admitted.tenant.record.id.clone();
     let params = Value::Object(parameters.clone());
     let outcome = run_invocation(gateway, admitted, tool_id, parameters).await;
     let (result, error) = match &outcome {
-        Ok(answer) if answer["result"]["isError"] == Value::Bool(true) => (AuditResult::Error, None),
+        Ok(answer) if answer.result.is_error == Some(true) => (AuditResult::Error, None),
         Ok(_) => (AuditResult::Success, None),
         Err(error) => (AuditResult::Error, Some(error.code())),
     };
@@ -253,7 +359,7 @@ async fn run_invocation(
     admitted: &Admitted,
     tool_id: &str,
     parameters: Map<String, Value>,
-) -> Result<Value, ApiError> {
+) -> Result<InvokeAnswer, ApiError> {
     let tenant = &admitted.tenant.record.id;
     let tool = gateway
         .selector
@@ -272,11 +378,8 @@ async fn run_invocation(
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match called {
         Ok(result) => {
-            let answer = json!({
-                "toolId": tool.id,
-                "result": result,
-                "latencyMs": (latency_ms * 1000.0).round() / 1000.0,
-            });
+            let answer =
+                InvokeAnswer { tool_id: tool.id.clone(), result, latency_ms: (latency_ms * 1000.0).round() / 1000.0 };
             let bytes = serde_json::to_vec(&answer).map_or(usize::MAX, |encoded| encoded.len());
             let limit = gateway.config.tools.max_result_bytes;
             if bytes > limit {
@@ -372,17 +475,25 @@ async fn audit_tool(
     .await;
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /tools/feedback`: `selectionId` or `query`, and the tools that served it.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FeedbackBody {
     selection_id: Option<String>,
     query: Option<String>,
+    /// 1 to 100 tool ids.
+    #[schema(min_items = 1, max_items = 100)]
     tool_ids: Vec<String>,
 }
 
 impl JsonObject for FeedbackBody {}
 
 /// `POST /api/v1/tools/feedback`: these tools served that query.
+#[utoipa::path(
+    post, path = "/api/v1/tools/feedback", tag = "tenant", operation_id = "toolFeedback",
+    request_body = FeedbackBody,
+    responses((status = 204, description = "Learned"))
+)]
 pub async fn feedback(
     State(gateway): State<Arc<Gateway>>,
     parts: Parts,

@@ -2,29 +2,37 @@
 
 use connectors_actors::admission::TenantSnapshot;
 use connectors_actors::policy::Policy;
-use connectors_actors::tenant::{Features, Limits, Security, TenantRecord};
+use connectors_actors::tenant::{Features, Limits, Security, TenantRecord, TenantStatus};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::billing::{UsageReport, usage_report};
 use crate::config::Pricing;
 
 /// The tenant object of API.md, borrowing from the record it shows (it is built on every
-/// tenant-API request). Keys are never part of it.
-#[derive(Debug, Serialize)]
+/// tenant-API request). Keys are never part of it, except the new one in a create's answer.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Tenant)]
 pub struct TenantView<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub email: Option<&'a str>,
     pub plan: &'a str,
+    #[schema(value_type = TenantStatus)]
     pub status: &'static str,
     pub limits: Limits,
     pub features: Features,
+    #[schema(value_type = Security)]
     pub security: &'a Security,
+    /// RFC 3339.
     pub created_at: String,
+    /// RFC 3339.
     pub updated_at: String,
+    /// This month's usage (absent from lists and from a create's answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageReport<'a>>,
+    /// The tenant's API key: only in the answer to a create, shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
 }

@@ -21,7 +21,7 @@ use super::selector::Selector;
 
 const COLLECTION: &str = "integrations";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IntegrationAuth {
     /// Calls carry the calling tenant's OAuth access token for this integration.
@@ -29,7 +29,7 @@ pub enum IntegrationAuth {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IntegrationStatus {
     Ready,

@@ -25,7 +25,8 @@ pub fn estimate_tokens(object: &impl Serialize) -> usize {
     serde_json::to_string(object).map_or(usize::MAX, |json| json.len().div_ceil(4))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A tool of tier 1: enough to choose it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tier1Tool {
     pub id: String,
@@ -33,18 +34,21 @@ pub struct Tier1Tool {
     pub category: String,
     pub description: String,
     pub score: f64,
+    /// Only when the caller asked for schemas.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_schema: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A tool of tier 2: tier 1's fields and its parameter names.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Tier2Tool {
     #[serde(flatten)]
     pub tool: Tier1Tool,
     pub parameters: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A tool of tier 3: its id, and where to load the rest (`GET /api/v1/tools/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tier3Tool {
     pub id: String,
@@ -52,7 +56,7 @@ pub struct Tier3Tool {
     pub load_url: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Tiers {
     pub tier1: Vec<Tier1Tool>,
     pub tier2: Vec<Tier2Tool>,
