@@ -54,7 +54,7 @@ fn documented_operations() -> Vec<(String, String)> {
             prefix = "/api/v1/admin";
         } else if line.starts_with("## Tenant API") {
             prefix = "/api/v1";
-        } else if line.starts_with("## Operations") {
+        } else if line.starts_with("## MCP endpoint") || line.starts_with("## Operations") {
             prefix = "";
         }
         let Some(first_cell) = line.strip_prefix("| ").and_then(|rest| rest.split(" |").next()) else { continue };

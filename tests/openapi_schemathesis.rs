@@ -3,9 +3,9 @@
 //! schema, status code, content type). Bounded: a fixed seed and a few examples per operation.
 //! schemathesis is installed into a cached virtualenv outside the repository on first use.
 
-mod common;
 #[path = "common/cached_packages.rs"]
 mod cached_packages;
+mod common;
 
 use std::path::Path;
 use std::process::Command;

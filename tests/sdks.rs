@@ -7,11 +7,11 @@
 //! with `npm ci` (into `sdks/typescript/node_modules`, git-ignored, from npm's cache after the
 //! first time), the Python suite's into a virtualenv under the user's cache directory.
 
+#[path = "common/cached_packages.rs"]
+mod cached_packages;
 mod common;
 #[path = "common/mcp_servers.rs"]
 mod mcp_servers;
-#[path = "common/cached_packages.rs"]
-mod cached_packages;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,8 +69,11 @@ async fn the_typescript_sdk_suite_passes_against_the_gateway() {
 #[tokio::test]
 async fn the_python_sdk_suite_passes_against_the_gateway() {
     require_tool("python3", "the Python SDK's suite runs on Python 3.11 or later");
-    let venv =
-        cached_packages::python_venv("sdk-suite-httpx-0.28.1-pytest-9.2.0", PYTHON_SUITE_REQUIREMENTS, "import httpx, pytest");
+    let venv = cached_packages::python_venv(
+        "sdk-suite-httpx-0.28.1-pytest-9.2.0",
+        PYTHON_SUITE_REQUIREMENTS,
+        "import httpx, pytest",
+    );
     let (_gateway, _server, mut suite_env) = gateway_for_suite().await;
     let dir = sdk_dir("python");
     // The suite imports the SDK from its sources; `-p no:cacheprovider` keeps pytest's cache out of the tree.

@@ -31,7 +31,7 @@ use connectors_actors::tenant_actor::TenantError;
 use connectors_actors::tenant_mcp_sessions::{McpSessionAnswer, McpSessionCall};
 use serde_json::{Value, json};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::mcp_methods::{self, Era, SESSION_VERSIONS, STATELESS_VERSIONS};
 use super::mcp_rpc::{
     self, HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, Incoming, METHOD_NOT_FOUND, RpcError, SESSION_NOT_FOUND,
@@ -182,6 +182,21 @@ fn accepted(headers: HeaderMap) -> Response {
 }
 
 /// `POST /mcp`
+#[utoipa::path(
+    post, path = "/mcp", tag = "mcp", operation_id = "mcpPost",
+    request_body(content = Object, description = "One JSON-RPC message (MCP streamable HTTP)", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The JSON-RPC answer; `initialize` also answers the `Mcp-Session-Id` header", body = Object, content_type = "application/json"),
+        (status = 202, description = "A notification or response was accepted"),
+        (status = 400, description = "A malformed message, a missing session id, or an unsupported `MCP-Protocol-Version` (JSON-RPC error)", body = Object),
+        (status = 401, description = "`unauthorized`: missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "A refused `Origin`, or a tenant refusal (`quota_exceeded` with `quota: mcpSessions`, ...)", body = Object),
+        (status = 404, description = "Unknown or ended session (JSON-RPC error -32001)", body = Object),
+        (status = 406, description = "`Accept` allows neither JSON nor an event stream", body = Object),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("tenantBearer" = [], "tenantId" = []), ("tenantBearer" = []))
+)]
 pub async fn post(State(gateway): State<Arc<Gateway>>, parts: Parts, body: Bytes) -> Result<Response, Refusal> {
     check_origin(&gateway, &parts.headers)?;
     if parts.headers.contains_key(header::ACCEPT) && !accepts(&parts.headers, "application/json") {
@@ -366,6 +381,15 @@ fn stateless_envelope(headers: &HeaderMap, id: &Value, method: &str, params: &Va
 }
 
 /// `DELETE /mcp`: the client ends its session.
+#[utoipa::path(
+    delete, path = "/mcp", tag = "mcp", operation_id = "mcpDelete",
+    params(("Mcp-Session-Id" = String, Header, description = "The session to end")),
+    responses(
+        (status = 204, description = "The session ended"),
+        (status = 404, description = "Unknown or ended session", body = Object),
+    ),
+    security(("tenantBearer" = [], "tenantId" = []), ("tenantBearer" = []))
+)]
 pub async fn delete(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, Refusal> {
     check_origin(&gateway, &parts.headers)?;
     let admitted = admit(&gateway, &parts, "mcp.session.delete", None, false).await?;
@@ -382,6 +406,19 @@ pub async fn delete(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result
 }
 
 /// `GET /mcp`: the session's stream (see [`super::mcp_stream`]).
+#[utoipa::path(
+    get, path = "/mcp", tag = "mcp", operation_id = "mcpStream",
+    params(
+        ("Mcp-Session-Id" = String, Header, description = "The session whose stream is read"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event, on any node"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events: `notifications/tools/list_changed`", content_type = "text/event-stream"),
+        (status = 404, description = "Unknown or ended session", body = Object),
+        (status = 406, description = "`Accept` does not allow `text/event-stream`", body = Object),
+    ),
+    security(("tenantBearer" = [], "tenantId" = []), ("tenantBearer" = []))
+)]
 pub async fn get(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, Refusal> {
     check_origin(&gateway, &parts.headers)?;
     if text(&parts.headers, &PROTOCOL_VERSION).is_some_and(|v| STATELESS_VERSIONS.contains(&v)) {

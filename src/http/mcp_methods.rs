@@ -14,6 +14,8 @@ use super::tenant_api::Admitted;
 use super::tools::invoke_tool;
 use crate::app::Gateway;
 use crate::tools::catalog::Tool;
+use crate::tools::selection::tiering::estimate_tokens;
+use crate::tools::served_tokens::record_served_tokens;
 
 /// Versions negotiated with `initialize`, newest first.
 pub const SESSION_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
@@ -95,7 +97,11 @@ pub async fn answer(
             "ttlMs": 0,
             "cacheScope": "private",
         }),
-        "tools/list" => list_tools(gateway, admitted, id, params)?,
+        "tools/list" => {
+            let listed = list_tools(gateway, admitted, id, params)?;
+            record_served_tokens(gateway, &admitted.tenant.record.id, estimate_tokens(&listed["tools"])).await;
+            listed
+        }
         "tools/call" => call_tool(gateway, admitted, id, params).await?,
         other => {
             return Err(RpcError::new(
@@ -172,8 +178,17 @@ async fn call_tool(gateway: &Gateway, admitted: &Admitted, id: &Value, params: &
         Some(_) => return Err(invalid_params(id, "`arguments` must be an object")),
     };
     match invoke_tool(gateway, admitted, name, arguments, None).await {
-        Ok(answer) => serde_json::to_value(answer.result)
-            .map_err(|error| tool_error(id, name, &ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("the tool's result cannot be encoded: {error}")))),
+        Ok(answer) => serde_json::to_value(answer.result).map_err(|error| {
+            tool_error(
+                id,
+                name,
+                &ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    format!("the tool's result cannot be encoded: {error}"),
+                ),
+            )
+        }),
         Err(error) => Err(tool_error(id, name, &error)),
     }
 }

@@ -22,7 +22,7 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{admin, cluster, integrations, oauth, ops, servers, tenant_api, tools};
+use super::{admin, cluster, integrations, mcp, oauth, ops, servers, tenant_api, tools};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,6 +62,9 @@ use super::{admin, cluster, integrations, oauth, ops, servers, tenant_api, tools
         servers::list,
         servers::get,
         servers::delete,
+        mcp::post,
+        mcp::get,
+        mcp::delete,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -72,6 +75,7 @@ use super::{admin, cluster, integrations, oauth, ops, servers, tenant_api, tools
     tags(
         (name = "admin", description = "Tenants, their keys, credentials, usage and audit logs; shared integrations; the cluster. Admin key."),
         (name = "tenant", description = "A tenant's tools and servers. The tenant's API key; every response carries its rate-limit headers."),
+        (name = "mcp", description = "The gateway as an MCP server of the tenant's tools (streamable HTTP, JSON-RPC). The tenant's API key."),
         (name = "operations", description = "Probes, metrics and this document. No key (`/metrics` takes `METRICS_TOKEN` when set)."),
     )
 )]

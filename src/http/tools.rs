@@ -27,8 +27,8 @@ use crate::tools::catalog::Tool;
 use crate::tools::mcp_client::{BearerToken, CallToolResult, McpError, McpServer};
 use crate::tools::registry::IntegrationAuth;
 use crate::tools::selection::engine::SelectOptions;
-use crate::tools::served_tokens::record_served_tokens;
 use crate::tools::selection::tiering::Tiers;
+use crate::tools::served_tokens::record_served_tokens;
 use crate::tools::tool_graph::ServedQuery;
 
 /// Longest query accepted; longer ones are not questions but documents.
