@@ -64,6 +64,7 @@ struct FileConfig {
     recorder: RecorderSection,
     #[serde(default)]
     billing: BillingSection,
+    #[serde(default)]
     mcp: McpSection,
 }
 
