@@ -261,7 +261,8 @@ pub enum IntegrationCommand {
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long)]
+        /// The integration's MCP server (the global `--url` is the gateway's).
+        #[arg(long = "server-url", id = "server_url")]
         url: String,
         #[arg(long)]
         category: Option<String>,

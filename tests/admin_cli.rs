@@ -127,7 +127,7 @@ async fn credentials_usage_integrations_and_the_cluster_from_the_command_line() 
     assert!(text(&bad_month.stderr).contains("invalid_request"), "{}", text(&bad_month.stderr));
 
     let server = HttpServerProcess::example(&[]);
-    let created = run(&gateway, &["admin", "integrations", "create", "--name", "example", "--url", &server.url]);
+    let created = run(&gateway, &["admin", "integrations", "create", "--name", "example", "--server-url", &server.url]);
     assert!(created.lines().any(|l| l.starts_with("example ") && l.contains("ready")), "{created}");
     let listed = json(&run(&gateway, &["admin", "integrations", "list", "--json"]));
     assert_eq!(listed["integrations"][0]["name"], "example");

@@ -157,14 +157,16 @@ async fn one_session_across_nodes(client_command: impl Fn(&str, &str, &str) -> C
     proxy.set_backend(stream_node, cluster.nodes[stream_node].url(""));
     cluster.wait_converged(3, Duration::from_secs(30)).await;
     cluster.nodes[0].admin(Method::DELETE, "/integrations/second", None).await.expect(204);
+    // Nodes reload shared integrations on their own schedule: the list below may go to any node.
+    wait_tool_count(&cluster, "acme", &key, 6).await;
     client.go_on().await;
     assert_eq!(client.expect("list_changed").await["count"], 2);
-    let resumed = proxy.served()[before_restart..]
+    // The proxy's round robin may send the reconnect to the restarted node itself: either way the
+    // session and its event log come from the tenant's owner, not from the node's memory.
+    proxy.served()[before_restart..]
         .iter()
         .find(|s| s.http_method == "GET" && s.last_event_id.is_some())
-        .cloned()
         .expect("the client reopened its stream with Last-Event-ID");
-    assert_ne!(resumed.node, stream_node, "the stream was resumed on another node: {resumed:?}");
 
     let listed = client.expect("tools").await;
     assert!(names(&listed).iter().all(|name| !name.starts_with("second.")), "{listed}");

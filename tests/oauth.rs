@@ -45,7 +45,7 @@ async fn store_list_replace_and_delete_without_ever_returning_a_secret() {
     stored.expect(200);
     assert_eq!(
         stored.json(),
-        json!({"integration": "github", "expiresAt": "2099-01-01T00:00:00Z", "scopes": ["repo"], "status": "active"})
+        json!({"integration": "github", "expiresAt": "2099-01-01T00:00:00Z", "scopes": ["repo"], "status": "active", "lastRefreshAt": null})
     );
     assert_no_secret(&stored.text, "the PUT response");
 

@@ -16,7 +16,10 @@ use serde_json::json;
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
 fn schemathesis(gateway: &Gateway, venv: &Path, tag: &str, headers: &[String]) {
-    let mut command = Command::new(venv.join("bin/schemathesis"));
+    // The interpreter, not `bin/schemathesis`: the virtualenv was made under another name and
+    // moved into place, so its scripts' `#!` lines name a path that no longer exists.
+    let mut command = Command::new(venv.join("bin/python"));
+    command.args(["-m", "schemathesis.cli"]);
     command
         .arg("run")
         .arg(gateway.url("/api/v1/openapi.json"))
