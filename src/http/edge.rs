@@ -3,11 +3,15 @@
 //! One middleware instead of a stack of layers, because it sits on the hot path: it reuses the
 //! client's `X-Request-Id` (when it is sane) or makes one, opens the request's span (request id
 //! now, tenant id once known), renders the error body, and echoes the id on the response.
+//!
+//! The handler runs in a task of its own, so that a client that goes away mid-request does not
+//! cut it in half: an admission its tenant's owner granted (and billed) is always audited, a
+//! credential stored is always answered for in the log.
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::{REQUEST_ID, RequestId, error};
@@ -33,7 +37,14 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
         request_id = id_text,
         tenant_id = tracing::field::Empty,
     );
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = match tokio::spawn(next.run(request).instrument(span.clone())).await {
+        Ok(response) => response,
+        // Panics are caught inside (`CatchPanicLayer`); this is the runtime shutting down.
+        Err(join) => {
+            span.in_scope(|| tracing::error!(error = %join, "request task ended without an answer"));
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    };
     let status = response.status();
     let mut response = error::render(response, id_text);
     span.in_scope(|| {
