@@ -301,8 +301,10 @@ async fn after_a_crash_the_new_owner_continues_from_the_last_checkpoint() {
     for _ in 0..12 {
         cluster.nodes[0].tenant_get(Some(&id), Some(&key)).await.expect(200);
     }
-    // The checkpoint interval here is a tick (100 ms) plus a group commit (20 ms): wait past it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Reading usage has the owner write out its usage and rate checkpoint and waits until both are
+    // committed: from here the checkpoint holds all 12.
+    let usage = cluster.nodes[0].admin(Method::GET, &format!("/tenants/{id}/usage"), None).await.json();
+    assert_eq!(usage["apiCalls"], 12, "{usage}");
     cluster.nodes[1].kill9();
     let mut admitted = 0;
     eventually("node-0 to take the tenant over", Duration::from_secs(15), || async {
