@@ -33,8 +33,13 @@ pub enum Denial {
     Unauthorized,
     Suspended,
     IpNotAllowed,
-    RateLimited { retry_after: u64 },
+    RateLimited {
+        retry_after: u64,
+    },
     QuotaExceeded(QuotaExceeded),
+    /// The admission reached the owner after the node that asked stopped waiting (see
+    /// `AnswerBy`); nothing was counted.
+    Late,
 }
 
 /// The tenant as seen by one request: configuration and the current month's usage.

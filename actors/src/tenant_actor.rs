@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
-use crate::admission::{Admission, AdmissionRequest, TenantSnapshot};
+use crate::admission::{Admission, AdmissionRequest, Denial, TenantSnapshot};
 use crate::api_key::KeyHash;
 use crate::clock::Clock;
 use crate::deployer::{Deployer, ServerName};
@@ -26,6 +26,7 @@ use crate::server_tools::ServerTools;
 use crate::store::{Store, StoreError, UsageDelta};
 use crate::supervisor::SupervisorMsg;
 use crate::tenant::TenantPatch;
+use crate::tenant_call::AnswerBy;
 use crate::tenant_core::{Feature, PatchError, Proposal, TenantCore};
 use crate::tenant_mcp_sessions::{McpSessionAnswer, McpSessionCall, TenantMcpSessions};
 use crate::tenant_oauth::{OAuthCounts, RefreshAnswer, TenantOAuth};
@@ -86,7 +87,7 @@ pub enum TenantError {
 
 #[derive(RactorMessage)]
 pub enum TenantMsg {
-    Admit(AdmissionRequest, RpcReplyPort<Admission>),
+    Admit(AdmissionRequest, AnswerBy, RpcReplyPort<Admission>),
     /// One unit of a quota for work decided after admission.
     Charge(Quota, RpcReplyPort<Result<(), QuotaExceeded>>),
     Snapshot(RpcReplyPort<TenantSnapshot>),
@@ -180,7 +181,12 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = state.env.clock.now();
         match message {
-            TenantMsg::Admit(request, reply) => {
+            TenantMsg::Admit(_, answer_by, reply) if answer_by.has_passed() => {
+                let tenant = &state.core.record().id;
+                tracing::debug!(%tenant, "an admission came after its asker stopped waiting; not counted");
+                reply.answer(Admission { verdict: Err(Denial::Late), rate: None });
+            }
+            TenantMsg::Admit(request, _, reply) => {
                 reply.answer(state.core.admit(now, &request));
             }
             TenantMsg::Charge(quota, reply) => {

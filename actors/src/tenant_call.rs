@@ -2,6 +2,8 @@
 //! node (answered through the [`TenantDirectory`]) and one owned by another node (they cross the
 //! cluster as JSON and are answered there the same way).
 
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, AdmissionRequest, TenantSnapshot};
@@ -64,6 +66,19 @@ pub enum TenantCall {
     McpSession(McpSessionCall),
 }
 
+/// When the node that asked stops waiting for the answer. An admission reaching the actor after
+/// it is refused uncounted ([`Denial::Late`](crate::admission::Denial::Late)): its asker has told
+/// its client the request failed, and counting it would bill what nobody audits (the owner was
+/// paused, say, with the call in its mailbox). Local calls have none: their asker waits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnswerBy(pub Option<Instant>);
+
+impl AnswerBy {
+    pub fn has_passed(self) -> bool {
+        self.0.is_some_and(|by| Instant::now() > by)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum TenantReply {
     Admission(Admission),
@@ -81,11 +96,16 @@ pub enum TenantReply {
 
 impl TenantDirectory {
     /// Answers `call` with tenant `id`'s actor on this node, activating it when needed.
-    pub async fn ask(&self, id: &TenantId, call: TenantCall) -> Result<TenantReply, DirectoryError> {
+    pub async fn ask(
+        &self,
+        id: &TenantId,
+        call: TenantCall,
+        answer_by: AnswerBy,
+    ) -> Result<TenantReply, DirectoryError> {
         Ok(match call {
-            TenantCall::Admit(request) => {
-                TenantReply::Admission(self.call(id, |reply| TenantMsg::Admit(request.clone(), reply)).await?)
-            }
+            TenantCall::Admit(request) => TenantReply::Admission(
+                self.call(id, |reply| TenantMsg::Admit(request.clone(), answer_by, reply)).await?,
+            ),
             TenantCall::Charge(quota) => {
                 TenantReply::Charged(self.call(id, |reply| TenantMsg::Charge(quota, reply)).await?)
             }

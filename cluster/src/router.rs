@@ -15,7 +15,7 @@ use connectors_actors::hand_off::TenantHandOff;
 use connectors_actors::recorder::Recorder;
 use connectors_actors::supervisor::{DirectoryError, OwnershipGate, TenantDirectory};
 use connectors_actors::tenant::{TenantId, TenantRecord};
-use connectors_actors::tenant_call::{TenantCall, TenantReply};
+use connectors_actors::tenant_call::{AnswerBy, TenantCall, TenantReply};
 use dashmap::DashMap;
 
 use crate::audit_outbox::{AuditCounts, AuditOutbox};
@@ -289,7 +289,7 @@ impl ShardRouter {
         // this check, and a shared reference count would bounce between cores per request.
         let state = self.table.current.load().state(shard, now_ms());
         if state == ShardState::Active {
-            match self.directory.ask(tenant, call.clone()).await {
+            match self.directory.ask(tenant, call.clone(), AnswerBy::default()).await {
                 Err(DirectoryError::NotOwner(_)) => {}
                 answer => return Ok(answer?),
             }
@@ -300,7 +300,7 @@ impl ShardRouter {
             let now = now_ms();
             let state = self.table.current.load().state(shard, now);
             let moved = match state {
-                ShardState::Active => match self.directory.ask(tenant, call.clone()).await {
+                ShardState::Active => match self.directory.ask(tenant, call.clone(), AnswerBy::default()).await {
                     Err(DirectoryError::NotOwner(_)) => true,
                     answer => return hold.done(answer.map_err(RouteError::from)),
                 },
@@ -610,10 +610,11 @@ impl RegionHandler for ShardRouter {
     async fn ask(&self, payload: Vec<u8>) -> Vec<u8> {
         let answer = match wire::decode::<TenantRequest>(&payload) {
             Ok(request) => {
+                let answer_by = AnswerBy(self.links.as_ref().map(|links| Instant::now() + links.deadline()));
                 let ownership = self.table.snapshot();
                 let state = ownership.state(shard_of(&request.tenant), now_ms());
                 let reply = if state == ShardState::Active {
-                    match self.directory.ask(&request.tenant, request.call).await {
+                    match self.directory.ask(&request.tenant, request.call, answer_by).await {
                         Err(DirectoryError::NotOwner(_)) => {
                             let now = self.table.snapshot();
                             Err(Refusal::NotOwner { node: now.me().clone(), epoch: now.epoch() })

@@ -255,6 +255,7 @@ pub fn denial_error(denial: Denial) -> ApiError {
                 .with_field("limit", q.limit)
                 .with_field("used", q.used)
         }
+        Denial::Late => ApiError::unavailable("the tenant's owner answered after this node stopped waiting"),
     }
 }
 

@@ -138,6 +138,11 @@ impl Links {
         Ok(links)
     }
 
+    /// How long a peer waits for this node's answer to its request.
+    pub fn deadline(&self) -> Duration {
+        self.config.deadline
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
     }
