@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use connectors_client::types::{
-    AuditEvent, AuditQuery, Credential, FeatureSettings, Integration, IntegrationAuth, LimitSettings, NewCredential,
-    NewIntegration, NewTenant, Security, Tenant, TenantQuery, TenantStatus, TenantUpdate, UsageReport,
+    AuditEvent, AuditQuery, Credential, FeatureSettings, Integration, IntegrationAuth, LimitSettings, McpListing,
+    NewCredential, NewIntegration, NewTenant, Security, Tenant, TenantQuery, TenantStatus, TenantUpdate, ToolList,
+    UsageReport,
 };
 use connectors_client::{AdminApi, Error};
 use serde::Serialize;
@@ -81,6 +82,8 @@ pub enum TenantCommand {
         /// An allowed client address or CIDR (repeat for several).
         #[arg(long = "allowed-ip")]
         allowed_ips: Vec<String>,
+        #[command(flatten)]
+        mcp: McpArgs,
     },
     List {
         #[arg(long)]
@@ -115,6 +118,8 @@ pub enum TenantCommand {
         /// Replace the allow-list with these addresses or CIDRs (repeat for several).
         #[arg(long = "allowed-ip")]
         allowed_ips: Vec<String>,
+        #[command(flatten)]
+        mcp: McpArgs,
     },
     Delete {
         id: String,
@@ -191,6 +196,36 @@ impl FeatureArgs {
             advanced_analytics: self.advanced_analytics,
         };
         (settings != FeatureSettings::default()).then_some(settings)
+    }
+}
+
+/// What the tenant's MCP clients are listed (`--mcp-tool-list`, with `--mcp-category`).
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// `full`: every tool; `categories`: those of the `--mcp-category` names; `search`: the
+    /// meta-tools `find_tools` and `call_tool`.
+    #[arg(long, value_enum)]
+    mcp_tool_list: Option<ToolListArg>,
+    /// A category listed or searched (repeat for several).
+    #[arg(long = "mcp-category", requires = "mcp_tool_list")]
+    mcp_categories: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ToolListArg {
+    Full,
+    Categories,
+    Search,
+}
+
+impl McpArgs {
+    fn listing(&self) -> Option<McpListing> {
+        let tool_list = match self.mcp_tool_list? {
+            ToolListArg::Full => ToolList::Full,
+            ToolListArg::Categories => ToolList::Categories,
+            ToolListArg::Search => ToolList::Search,
+        };
+        Some(McpListing { tool_list, categories: self.mcp_categories.clone() })
     }
 }
 
@@ -337,7 +372,7 @@ fn to_json(value: &impl Serialize) -> Result<String, String> {
 async fn tenants(api: &AdminApi, command: TenantCommand, json: bool) -> Result<String, String> {
     let tenants = api.tenants();
     match command {
-        TenantCommand::Create { id, name, email, plan, limits, features, allowed_ips } => {
+        TenantCommand::Create { id, name, email, plan, limits, features, allowed_ips, mcp } => {
             let new = NewTenant {
                 id,
                 name,
@@ -346,6 +381,7 @@ async fn tenants(api: &AdminApi, command: TenantCommand, json: bool) -> Result<S
                 limits: limits.settings(),
                 features: features.settings(),
                 security: security(&allowed_ips),
+                mcp: mcp.listing(),
             };
             let created = tenants.create(&new).await.map_err(failure)?;
             if json {
@@ -379,7 +415,7 @@ async fn tenants(api: &AdminApi, command: TenantCommand, json: bool) -> Result<S
             }
             Ok(text)
         }
-        TenantCommand::Update { id, name, email, plan, status, limits, features, allowed_ips } => {
+        TenantCommand::Update { id, name, email, plan, status, limits, features, allowed_ips, mcp } => {
             let update = TenantUpdate {
                 name,
                 email,
@@ -388,6 +424,7 @@ async fn tenants(api: &AdminApi, command: TenantCommand, json: bool) -> Result<S
                 features: features.settings(),
                 security: security(&allowed_ips),
                 status: status.map(Into::into),
+                mcp: mcp.listing(),
             };
             let tenant = tenants.update(&id, &update).await.map_err(failure)?;
             if json { to_json(&tenant) } else { Ok(tenant_fields(&tenant)) }
@@ -584,9 +621,19 @@ fn tenant_fields(tenant: &Tenant) -> String {
             "allowed IPs",
             if tenant.security.allowed_ips.is_empty() { "any".into() } else { tenant.security.allowed_ips.join(", ") },
         ),
+        ("MCP tools", mcp_listing(&tenant.mcp)),
         ("created", tenant.created_at.clone()),
         ("updated", tenant.updated_at.clone()),
     ])
+}
+
+fn mcp_listing(listing: &McpListing) -> String {
+    let mode = match listing.tool_list {
+        ToolList::Full => "full",
+        ToolList::Categories => "categories",
+        ToolList::Search => "search (find_tools, call_tool)",
+    };
+    if listing.categories.is_empty() { mode.into() } else { format!("{mode}: {}", listing.categories.join(", ")) }
 }
 
 fn tenant_table(tenants: &[Tenant]) -> String {

@@ -390,6 +390,7 @@ impl Gateway {
             limits: Default::default(),
             features: Default::default(),
             security: Default::default(),
+            mcp: Default::default(),
             created_at: now,
             updated_at: now,
             keys: vec![connectors_actors::tenant::StoredKey { hash: key, created_at: now, expires_at: None }],

@@ -22,6 +22,7 @@ fn record(tenant: &str, plan: &str) -> TenantRecord {
         limits: Default::default(),
         features: Default::default(),
         security: Default::default(),
+        mcp: Default::default(),
         created_at: then,
         updated_at: then,
         keys: vec![StoredKey { hash: KeyHash::of("old"), created_at: then, expires_at: None }],

@@ -85,6 +85,7 @@ fn tenant(id: &str) -> TenantRecord {
         limits: Default::default(),
         features: Default::default(),
         security: Default::default(),
+        mcp: Default::default(),
         created_at: then,
         updated_at: then,
         keys: vec![StoredKey { hash: KeyHash::of(id), created_at: then, expires_at: None }],

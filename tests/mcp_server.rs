@@ -335,3 +335,117 @@ async fn stateless_requests_carry_their_version_and_routing_headers() {
             .await;
     expect_rpc_error(&mismatch, 400, -32020);
 }
+
+/// The names of a `find_tools` answer, best first.
+fn found_names(answer: &Resp) -> Vec<String> {
+    let body = answer.json();
+    let tools = body["result"]["structuredContent"]["tools"].as_array().cloned().unwrap_or_default();
+    tools.iter().map(|tool| tool["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn the_tool_list_follows_the_tenants_listing_and_searches_through_mcp_teach_the_selector() {
+    let server = HttpServerProcess::example(&[]);
+    let gateway = Gateway::start(common::FAST, &[]).await;
+    register_example(&gateway, &server).await;
+    let numbers = json!({"name": "numbers", "url": server.url, "category": "math"});
+    gateway.admin(Method::POST, "/integrations", Some(numbers)).await.expect(201);
+    let key = gateway.create_limited("acme", 1000).await;
+    let set_listing = |listing: Value| {
+        let gateway = &gateway;
+        async move {
+            let updated = gateway.admin(Method::PATCH, "/tenants/acme", Some(json!({"mcp": listing}))).await;
+            updated.expect(200);
+            updated.json()["mcp"].clone()
+        }
+    };
+    let opened = mcp_post(&gateway, "acme", &key, &[], initialize(1)).await;
+    let session = opened.header("mcp-session-id").expect("a session");
+    let in_session = [("mcp-session-id", session.as_str()), ("mcp-protocol-version", "2025-06-18")];
+    let call = |id: u64, name: &str, arguments: Value| {
+        request(id, "tools/call", json!({"name": name, "arguments": arguments}))
+    };
+
+    // Full, the default: both integrations' tools.
+    let listed = mcp_post(&gateway, "acme", &key, &in_session, request(2, "tools/list", json!({}))).await;
+    assert_eq!(tool_names(&listed.json()).len(), 12, "{}", listed.text);
+
+    // Categories: only the math tools are listed, and only they can be called.
+    let shown = set_listing(json!({"toolList": "categories", "categories": [" Math "]})).await;
+    assert_eq!(shown, json!({"toolList": "categories", "categories": ["Math"]}));
+    let listed = mcp_post(&gateway, "acme", &key, &in_session, request(3, "tools/list", json!({}))).await;
+    let names = tool_names(&listed.json());
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert!(names.iter().all(|name| name.starts_with("numbers.")), "{names:?}");
+    let added = mcp_post(&gateway, "acme", &key, &in_session, call(4, "numbers.add", json!({"a": 2, "b": 2}))).await;
+    assert_eq!(added.json()["result"]["content"][0]["text"], "4", "{}", added.text);
+    let hidden = mcp_post(&gateway, "acme", &key, &in_session, call(5, "example.add", json!({"a": 2, "b": 2}))).await;
+    let refused = expect_rpc_error(&hidden, 200, -32602);
+    assert_eq!(refused["error"]["message"], "Unknown tool: example.add");
+
+    // Listings that cannot be kept are refused, and the one kept stays.
+    for bad in [
+        json!({"toolList": "categories"}),
+        json!({"toolList": "full", "categories": ["math"]}),
+        json!({"toolList": "everything"}),
+        json!({"toolList": "search", "extra": 1}),
+    ] {
+        let refused = gateway.admin(Method::PATCH, "/tenants/acme", Some(json!({"mcp": bad}))).await;
+        refused.expect_error(400, "invalid_request");
+    }
+    let kept = gateway.admin(Method::GET, "/tenants/acme", None).await.json();
+    assert_eq!(kept["mcp"]["toolList"], "categories", "{kept}");
+
+    // Search: two meta-tools; find_tools ranks, call_tool calls what it found.
+    set_listing(json!({"toolList": "search"})).await;
+    let listed = mcp_post(&gateway, "acme", &key, &in_session, request(6, "tools/list", json!({}))).await;
+    assert_eq!(tool_names(&listed.json()), ["find_tools", "call_tool"]);
+    let found =
+        mcp_post(&gateway, "acme", &key, &in_session, call(7, "find_tools", json!({"query": "add two numbers"}))).await;
+    let names = found_names(&found);
+    assert!((1..=5).contains(&names.len()), "five tools at most unless asked for more: {names:?}");
+    assert!(names[0].ends_with(".add"), "{names:?}");
+    let first = &found.json()["result"]["structuredContent"]["tools"][0];
+    assert_eq!(first["inputSchema"]["type"], "object", "{first}");
+    let selection = found.json()["result"]["structuredContent"]["selectionId"].as_str().unwrap().to_string();
+    let through =
+        call(8, "call_tool", json!({"name": names[0], "arguments": {"a": 20, "b": 22}, "selectionId": selection}));
+    let called = mcp_post(&gateway, "acme", &key, &in_session, through).await;
+    assert_eq!(called.json()["result"]["content"][0]["text"], "42", "{}", called.text);
+    // Arguments a model got wrong come back as a tool error it can read and correct.
+    let wrong = mcp_post(&gateway, "acme", &key, &in_session, call(9, "find_tools", json!({"query": 3}))).await;
+    assert_eq!(wrong.json()["result"]["isError"], true, "{}", wrong.text);
+    let foreign = call(10, "call_tool", json!({"name": "example.echo", "selectionId": "sel_bogus"}));
+    let wrong = mcp_post(&gateway, "acme", &key, &in_session, foreign).await;
+    assert_eq!(wrong.json()["result"]["isError"], true, "{}", wrong.text);
+
+    // A routine the selector has never seen: tools called through call_tool with the selection
+    // that found them become its answer, for MCP clients and for tools/select alike.
+    let routine = "the friday wrap-up";
+    let first_found =
+        mcp_post(&gateway, "acme", &key, &in_session, call(11, "find_tools", json!({"query": routine}))).await;
+    assert_ne!(found_names(&first_found).first().map(String::as_str), Some("example.whoami"));
+    for i in 0..8 {
+        let query = json!({"query": format!("{routine} {i}")});
+        let found = mcp_post(&gateway, "acme", &key, &in_session, call(20 + i, "find_tools", query)).await;
+        let selection = found.json()["result"]["structuredContent"]["selectionId"].as_str().unwrap().to_string();
+        let through = call(40 + i, "call_tool", json!({"name": "example.whoami", "selectionId": selection}));
+        let called = mcp_post(&gateway, "acme", &key, &in_session, through).await;
+        assert_ne!(called.json()["result"]["isError"], true, "{}", called.text);
+    }
+    let learned =
+        mcp_post(&gateway, "acme", &key, &in_session, call(60, "find_tools", json!({"query": routine}))).await;
+    assert_eq!(found_names(&learned).first().map(String::as_str), Some("example.whoami"), "{}", learned.text);
+    let selected = send(
+        gateway
+            .request(Method::POST, "/api/v1/tools/select")
+            .header("X-Tenant-ID", "acme")
+            .bearer_auth(&key)
+            .json(&json!({"query": routine})),
+    )
+    .await;
+    assert_eq!(selected.json()["tools"]["tier1"][0]["id"], "example.whoami", "{}", selected.text);
+    // Each find_tools is audited as a selection.
+    let audited = gateway.audit_events("acme", &[("action", "tools.select")]).await;
+    assert!(audited.len() >= 11, "{} selections audited", audited.len());
+}

@@ -171,6 +171,72 @@ pub struct Security {
     pub allowed_ips: Vec<String>,
 }
 
+/// What the gateway's MCP endpoint lists to the tenant's clients, so that a model is not
+/// handed hundreds of tools at once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct McpListing {
+    pub tool_list: ToolList,
+    /// The categories listed (`categories`) or searched (`search`); empty searches all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+/// How the MCP endpoint's `tools/list` answers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolList {
+    /// Every tool the tenant may use.
+    #[default]
+    Full,
+    /// Only the tools of the listed categories.
+    Categories,
+    /// Two meta-tools: `find_tools` (the selection engine) and `call_tool`.
+    Search,
+}
+
+/// Why an [`McpListing`] is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum McpListingError {
+    #[error("`toolList` `categories` needs at least one category")]
+    NoCategories,
+    #[error("`categories` applies to `toolList` `categories` or `search`, not `full`")]
+    CategoriesWithFull,
+    #[error("`categories` holds at most {MAX_LISTED_CATEGORIES} names of 1 to 100 characters")]
+    BadCategories,
+}
+
+/// The most categories a listing names.
+pub const MAX_LISTED_CATEGORIES: usize = 50;
+
+impl McpListing {
+    /// The listing with its category names trimmed and deduplicated, or why it cannot be kept.
+    pub fn validated(mut self) -> Result<Self, McpListingError> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.categories = std::mem::take(&mut self.categories)
+            .into_iter()
+            .map(|name| name.trim().to_string())
+            .filter(|name| seen.insert(name.to_lowercase()))
+            .collect();
+        let fit = |name: &String| !name.is_empty() && name.chars().count() <= 100;
+        if self.categories.len() > MAX_LISTED_CATEGORIES || !self.categories.iter().all(fit) {
+            return Err(McpListingError::BadCategories);
+        }
+        match self.tool_list {
+            ToolList::Categories if self.categories.is_empty() => Err(McpListingError::NoCategories),
+            ToolList::Full if !self.categories.is_empty() => Err(McpListingError::CategoriesWithFull),
+            _ => Ok(self),
+        }
+    }
+
+    /// Whether a tool of `category` is one this listing offers (names compared case-insensitively).
+    pub fn offers(&self, category: &str) -> bool {
+        self.categories.is_empty() || self.categories.iter().any(|listed| listed.eq_ignore_ascii_case(category))
+    }
+}
+
 /// An API key of the tenant, as stored: its hash, and when it stops working if it was rotated
 /// out with a grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -204,6 +270,9 @@ pub struct TenantRecord {
     pub features: FeatureOverrides,
     #[serde(default)]
     pub security: Security,
+    /// What the MCP endpoint lists to the tenant's clients.
+    #[serde(default)]
+    pub mcp: McpListing,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub keys: Vec<StoredKey>,
@@ -281,6 +350,9 @@ impl TenantRecord {
         if let Some(allowed) = &patch.allowed_ips {
             self.security.allowed_ips = allowed.entries.clone();
         }
+        if let Some(mcp) = &patch.mcp {
+            self.mcp.clone_from(mcp);
+        }
         self.updated_at = now;
     }
 }
@@ -300,6 +372,9 @@ pub struct TenantPatch {
     pub limits: LimitPatch,
     pub features: FeaturePatch,
     pub allowed_ips: Option<AllowedIps>,
+    /// Replaces the MCP listing as a whole (validated by the caller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpListing>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -387,6 +462,7 @@ pub(crate) fn test_record(now: DateTime<Utc>, keys: Vec<StoredKey>) -> TenantRec
         limits: LimitOverrides::default(),
         features: FeatureOverrides::default(),
         security: Security::default(),
+        mcp: Default::default(),
         created_at: now,
         updated_at: now,
         keys,
@@ -396,6 +472,24 @@ pub(crate) fn test_record(now: DateTime<Utc>, keys: Vec<StoredKey>) -> TenantRec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_mcp_listing_is_kept_trimmed_and_deduplicated_or_refused_with_its_reason() {
+        let listing = |tool_list, categories: &[&str]| McpListing {
+            tool_list,
+            categories: categories.iter().map(|c| c.to_string()).collect(),
+        };
+        let kept = listing(ToolList::Categories, &[" Math ", "math", "code"]).validated().unwrap();
+        assert_eq!(kept.categories, ["Math", "code"]);
+        assert!(kept.offers("MATH") && kept.offers("code") && !kept.offers("files"));
+        assert!(listing(ToolList::Search, &[]).validated().unwrap().offers("anything"));
+        assert_eq!(listing(ToolList::Categories, &[]).validated(), Err(McpListingError::NoCategories));
+        assert_eq!(listing(ToolList::Full, &["math"]).validated(), Err(McpListingError::CategoriesWithFull));
+        assert_eq!(listing(ToolList::Search, &[" "]).validated(), Err(McpListingError::BadCategories));
+        let many: Vec<String> = (0..=MAX_LISTED_CATEGORIES).map(|i| format!("c{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(listing(ToolList::Search, &many).validated(), Err(McpListingError::BadCategories));
+    }
 
     #[test]
     fn tenant_ids_follow_the_namespace_rule() {

@@ -82,6 +82,29 @@ impl TenantStatus {
     }
 }
 
+/// What the gateway's MCP endpoint lists to the tenant's clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct McpListing {
+    pub tool_list: ToolList,
+    /// The categories listed (`categories`) or searched (`search`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+/// How the MCP endpoint's `tools/list` answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolList {
+    /// Every tool the tenant may use.
+    #[default]
+    Full,
+    /// Only the tools of the listed categories.
+    Categories,
+    /// The meta-tools `find_tools` and `call_tool`.
+    Search,
+}
+
 /// The tenant object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,6 +117,8 @@ pub struct Tenant {
     pub limits: Limits,
     pub features: Features,
     pub security: Security,
+    #[serde(default)]
+    pub mcp: McpListing,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -128,6 +153,8 @@ pub struct NewTenant {
     pub features: Option<FeatureSettings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<Security>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpListing>,
 }
 
 impl NewTenant {
@@ -154,6 +181,9 @@ pub struct TenantUpdate {
     pub security: Option<Security>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<TenantStatus>,
+    /// Replaces the MCP listing as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpListing>,
 }
 
 /// Which tenants to list.

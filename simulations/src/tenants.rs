@@ -132,6 +132,7 @@ impl Tenants {
                 limits: LimitOverrides::default(),
                 features: FeatureOverrides::default(),
                 security: Security::default(),
+                mcp: Default::default(),
                 created_at: base(),
                 updated_at: base(),
                 keys: Vec::new(),

@@ -93,6 +93,7 @@ fn tenant(name: &str) -> TenantRecord {
         limits: Default::default(),
         features: Default::default(),
         security: Default::default(),
+        mcp: Default::default(),
         created_at: at,
         updated_at: at,
         keys: vec![StoredKey { hash: KeyHash::of(&format!("ck_{name}")), created_at: at, expires_at: None }],

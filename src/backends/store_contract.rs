@@ -17,7 +17,7 @@ use connectors_actors::audit::{AuditEvent, AuditQuery, AuditResult};
 use connectors_actors::rate_windows::WindowCount;
 use connectors_actors::store::{Batch, Checkpoint, KeyOwner, Store, StoreError, TenantFilter, UsageDelta};
 use connectors_actors::tenant::{
-    FeatureOverrides, LimitOverrides, Security, StoredKey, TenantId, TenantRecord, TenantStatus,
+    FeatureOverrides, LimitOverrides, McpListing, Security, StoredKey, TenantId, TenantRecord, TenantStatus, ToolList,
 };
 use connectors_actors::usage::{Month, UsageCounters};
 
@@ -93,6 +93,7 @@ fn record(tenant: &str, plan: &str, status: TenantStatus, keys: Vec<StoredKey>) 
         limits: LimitOverrides { requests_per_minute: Some(42), ..Default::default() },
         features: FeatureOverrides { oauth: Some(true), ..Default::default() },
         security: Security { allowed_ips: vec!["10.0.0.0/8".into()] },
+        mcp: McpListing { tool_list: ToolList::Search, categories: vec!["code".into()] },
         created_at: at(0),
         updated_at: at(0),
         keys,

@@ -16,7 +16,8 @@ use connectors_actors::audit::AuditEvent;
 use connectors_actors::audit::{AuditCursor, AuditQuery};
 use connectors_actors::store::TenantFilter;
 use connectors_actors::tenant::{
-    AllowedIps, FeatureOverrides, FeaturePatch, LimitOverrides, LimitPatch, TenantId, TenantPatch, TenantStatus,
+    AllowedIps, FeatureOverrides, FeaturePatch, LimitOverrides, LimitPatch, McpListing, TenantId, TenantPatch,
+    TenantStatus, ToolList,
 };
 use connectors_actors::tenant_actor::TenantError;
 use connectors_actors::tenant_core::PatchError;
@@ -74,6 +75,24 @@ pub struct SecurityBody {
     allowed_ips: Option<Vec<String>>,
 }
 
+/// What the tenant's MCP clients are listed: `full` (every tool), `categories` (those of
+/// `categories`) or `search` (the meta-tools `find_tools` and `call_tool`, searching
+/// `categories` when given).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = McpListingInput)]
+pub struct McpListingBody {
+    tool_list: ToolList,
+    #[serde(default)]
+    categories: Vec<String>,
+}
+
+fn valid_listing(body: McpListingBody) -> Result<McpListing, ApiError> {
+    McpListing { tool_list: body.tool_list, categories: body.categories }
+        .validated()
+        .map_err(|e| ApiError::invalid(format!("`mcp`: {e}")))
+}
+
 /// The body of `POST /tenants`.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -86,10 +105,11 @@ pub struct CreateTenant {
     limits: Option<LimitOverrides>,
     features: Option<FeatureOverrides>,
     security: Option<SecurityBody>,
+    mcp: Option<McpListingBody>,
 }
 
 impl JsonObject for CreateTenant {
-    const OBJECT_FIELDS: &'static [&'static str] = &["limits", "features", "security"];
+    const OBJECT_FIELDS: &'static [&'static str] = &["limits", "features", "security", "mcp"];
 }
 
 fn valid_name(name: &str) -> Result<String, ApiError> {
@@ -141,11 +161,13 @@ pub async fn create_tenant(
     let email = body.email.as_deref().map(valid_email).transpose()?;
     let plan = body.plan.as_deref().map(|p| valid_plan(&gateway, p)).transpose()?;
     let allowed = body.security.and_then(|s| s.allowed_ips).map(valid_allow_list).transpose()?;
+    let mcp = body.mcp.map(valid_listing).transpose()?.unwrap_or_default();
     let now = gateway.clock.now();
     let api_key = keys::generate("ck_");
     let mut record = gateway.new_record(id.clone(), name, email, plan, now, KeyHash::of(&api_key));
     record.limits = body.limits.unwrap_or_default();
     record.features = body.features.unwrap_or_default();
+    record.mcp = mcp;
     if let Some(allowed) = allowed {
         record.apply(now, &TenantPatch { allowed_ips: Some(allowed), ..Default::default() });
     }
@@ -269,10 +291,12 @@ pub struct UpdateTenant {
     features: Option<FeaturePatchBody>,
     security: Option<SecurityBody>,
     status: Option<TenantStatus>,
+    /// Replaces the MCP listing as a whole.
+    mcp: Option<McpListingBody>,
 }
 
 impl JsonObject for UpdateTenant {
-    const OBJECT_FIELDS: &'static [&'static str] = &["limits", "features", "security"];
+    const OBJECT_FIELDS: &'static [&'static str] = &["limits", "features", "security", "mcp"];
 }
 
 pub fn tenant_error(error: TenantError) -> ApiError {
@@ -354,6 +378,7 @@ pub async fn update_tenant(
             advanced_analytics: f.advanced_analytics,
         }),
         allowed_ips: body.security.and_then(|s| s.allowed_ips).map(valid_allow_list).transpose()?,
+        mcp: body.mcp.map(valid_listing).transpose()?,
     };
     let started = gateway.clock.now();
     let snapshot = gateway.router.patch(&id, patch).await?.map_err(tenant_error)?;

@@ -1,14 +1,18 @@
 //! The MCP methods the gateway's endpoint serves over a tenant's tools, the same in a session
 //! (2025-06-18, 2025-11-25) and per request (2026-07-28): `initialize` / `server/discover`,
 //! `ping`, `tools/list` (pages in id order, opaque cursors) and `tools/call` (the path of
-//! `tools/invoke`: quota, OAuth token, audit, usage).
+//! `tools/invoke`: quota, OAuth token, audit, usage). What `tools/list` shows follows the
+//! tenant's `mcp.toolList`: every tool, those of some categories, or the meta-tools of
+//! `mcp_meta_tools`.
 
 use axum::http::StatusCode;
 use base64::Engine;
+use connectors_actors::tenant::ToolList;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::mcp_meta_tools::{self, ToolCall};
 use super::mcp_rpc::{GATEWAY_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND, RpcError};
 use super::tenant_api::Admitted;
 use super::tools::invoke_tool;
@@ -133,7 +137,15 @@ pub fn visible_tools(gateway: &Gateway, admitted: &Admitted) -> Vec<Tool> {
 }
 
 fn list_tools(gateway: &Gateway, admitted: &Admitted, id: &Value, params: &Value) -> Result<Value, RpcError> {
-    let tools = visible_tools(gateway, admitted);
+    let listing = &admitted.tenant.record.mcp;
+    if listing.tool_list == ToolList::Search {
+        return match params.get("cursor") {
+            None | Some(Value::Null) => Ok(json!({"tools": mcp_meta_tools::definitions()})),
+            Some(_) => Err(invalid_params(id, "invalid cursor")),
+        };
+    }
+    let tools: Vec<Tool> =
+        visible_tools(gateway, admitted).into_iter().filter(|tool| listing.offers(&tool.category)).collect();
     let start = match params.get("cursor") {
         None | Some(Value::Null) => 0,
         Some(Value::String(cursor)) => {
@@ -177,11 +189,32 @@ async fn call_tool(gateway: &Gateway, admitted: &Admitted, id: &Value, params: &
         Some(Value::Object(arguments)) => arguments.clone(),
         Some(_) => return Err(invalid_params(id, "`arguments` must be an object")),
     };
-    match invoke_tool(gateway, admitted, name, arguments, None).await {
+    let listing = &admitted.tenant.record.mcp;
+    let call = match (listing.tool_list, name) {
+        (ToolList::Search, mcp_meta_tools::FIND_TOOLS) => {
+            return match mcp_meta_tools::find_tools(gateway, admitted, &arguments).await {
+                Ok(found) => Ok(found),
+                Err(error) if error.status() == StatusCode::BAD_REQUEST => Ok(mcp_meta_tools::argument_error(&error)),
+                Err(error) => Err(tool_error(id, name, &error)),
+            };
+        }
+        (ToolList::Search, mcp_meta_tools::CALL_TOOL) => match mcp_meta_tools::call_tool(admitted, &arguments) {
+            Ok(call) => call,
+            Err(error) => return Ok(mcp_meta_tools::argument_error(&error)),
+        },
+        _ => ToolCall { name: name.to_string(), arguments, query: None },
+    };
+    // A tool outside the tenant's listed (or searched) categories is unknown to its MCP clients.
+    let offered =
+        gateway.selector.tool(&admitted.tenant.record.id, &call.name).is_none_or(|tool| listing.offers(&tool.category));
+    if !offered {
+        return Err(invalid_params(id, format!("Unknown tool: {}", call.name)));
+    }
+    match invoke_tool(gateway, admitted, &call.name, call.arguments, call.query).await {
         Ok(answer) => serde_json::to_value(answer.result).map_err(|error| {
             tool_error(
                 id,
-                name,
+                &call.name,
                 &ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
@@ -189,7 +222,7 @@ async fn call_tool(gateway: &Gateway, admitted: &Admitted, id: &Value, params: &
                 ),
             )
         }),
-        Err(error) => Err(tool_error(id, name, &error)),
+        Err(error) => Err(tool_error(id, &call.name, &error)),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod integrations;
 pub mod mcp;
+pub mod mcp_meta_tools;
 pub mod mcp_methods;
 pub mod mcp_rpc;
 pub mod mcp_stream;

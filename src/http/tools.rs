@@ -32,7 +32,7 @@ use crate::tools::served_tokens::record_served_tokens;
 use crate::tools::tool_graph::ServedQuery;
 
 /// Longest query accepted; longer ones are not questions but documents.
-const MAX_QUERY_CHARS: usize = 2_000;
+pub(super) const MAX_QUERY_CHARS: usize = 2_000;
 /// The query kept inside a selection id (enough to learn from, short enough for a header).
 const MAX_REMEMBERED_QUERY_CHARS: usize = 300;
 

@@ -2,7 +2,7 @@
 
 use connectors_actors::admission::TenantSnapshot;
 use connectors_actors::policy::Policy;
-use connectors_actors::tenant::{Features, Limits, Security, TenantRecord, TenantStatus};
+use connectors_actors::tenant::{Features, Limits, McpListing, Security, TenantRecord, TenantStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -25,6 +25,9 @@ pub struct TenantView<'a> {
     pub features: Features,
     #[schema(value_type = Security)]
     pub security: &'a Security,
+    /// What the tenant's MCP clients are listed.
+    #[schema(value_type = McpListing)]
+    pub mcp: &'a McpListing,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -62,6 +65,7 @@ impl<'a> TenantView<'a> {
             limits,
             features,
             security: &record.security,
+            mcp: &record.mcp,
             created_at: rfc3339(record.created_at),
             updated_at: rfc3339(record.updated_at),
             usage: None,

@@ -330,6 +330,7 @@ mod tests {
             limits: Default::default(),
             features: Default::default(),
             security: Default::default(),
+            mcp: Default::default(),
             created_at: now,
             updated_at: now,
             keys: Vec::new(),

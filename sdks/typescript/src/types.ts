@@ -23,6 +23,13 @@ export interface Security {
 
 export type TenantStatus = "active" | "suspended";
 
+/** What the gateway's MCP endpoint lists to the tenant's clients. */
+export interface McpListing {
+  /** `full`: every tool; `categories`: those of `categories`; `search`: `find_tools` and `call_tool`. */
+  toolList: "full" | "categories" | "search";
+  categories?: string[];
+}
+
 export interface Tenant {
   id: string;
   name: string;
@@ -32,6 +39,7 @@ export interface Tenant {
   limits: Limits;
   features: Features;
   security: Security;
+  mcp: McpListing;
   createdAt: string;
   updatedAt: string;
 }
@@ -54,6 +62,7 @@ export interface CreateTenantParams {
   limits?: Partial<Limits>;
   features?: Partial<Features>;
   security?: Partial<Security>;
+  mcp?: McpListing;
 }
 
 /** Keys of `limits`, `features` and `security` merge one by one; `null` returns one to its default. */
@@ -65,6 +74,8 @@ export interface UpdateTenantParams {
   limits?: { [K in keyof Limits]?: number | null };
   features?: { [K in keyof Features]?: boolean | null };
   security?: Partial<Security>;
+  /** Replaces the listing as a whole. */
+  mcp?: McpListing;
 }
 
 export interface ListTenantsParams {

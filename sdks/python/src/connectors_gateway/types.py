@@ -30,6 +30,14 @@ class Security(TypedDict):
     allowedIPs: list[str]
 
 
+class McpListing(TypedDict):
+    """What the gateway's MCP endpoint lists: ``full`` (every tool), ``categories`` (those of
+    ``categories``) or ``search`` (the meta-tools ``find_tools`` and ``call_tool``)."""
+
+    toolList: Literal["full", "categories", "search"]
+    categories: NotRequired[list[str]]
+
+
 class UsageReport(TypedDict):
     tenantId: str
     month: str
@@ -52,6 +60,7 @@ class Tenant(TypedDict):
     limits: Limits
     features: Features
     security: Security
+    mcp: McpListing
     createdAt: str
     updatedAt: str
     #: On ``GET /tenant`` and ``GET /admin/tenants/{id}``: this month's usage.
@@ -248,6 +257,8 @@ class NewTenantFields(TypedDict, total=False):
     limits: dict[str, int | None]
     features: dict[str, bool | None]
     security: dict[str, list[str]]
+    #: Replaces the MCP listing as a whole.
+    mcp: McpListing
 
 
 class TenantFields(NewTenantFields, total=False):
