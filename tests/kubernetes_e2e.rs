@@ -2,8 +2,10 @@
 //! kubeconfig file) at a stand-in API server (tests/common/kube_stand_in.rs, speaking the
 //! Kubernetes API over HTTP on loopback). A tenant deploys a `docker` server through the API;
 //! the stand-in plays the cluster's part (the Deployment becomes available, or a quota refuses
-//! it), and `deployer.kubernetes.endpointBase` sends the gateway to the project's example MCP
-//! server in place of the Service, so that its tools are really discovered and called.
+//! it), and `deployer.kubernetes.endpointBase` sends the gateway, through a
+//! proxy that routes by namespace and Service as one in front of a cluster would, to the
+//! project's example MCP server in place of the Service, so that its tools are really
+//! discovered and called.
 //! Nothing here runs against a real cluster.
 
 mod common;
@@ -11,6 +13,8 @@ mod common;
 mod kube_stand_in;
 #[path = "common/mcp_servers.rs"]
 mod mcp_servers;
+#[path = "common/round_robin_proxy.rs"]
+mod round_robin_proxy;
 
 use std::time::{Duration, Instant};
 
@@ -18,10 +22,17 @@ use common::{FAST, Gateway, send};
 use kube_stand_in::{KubeStandIn, Outcome};
 use mcp_servers::HttpServerProcess;
 use reqwest::Method;
+use round_robin_proxy::RoundRobinProxy;
 use serde_json::{Value, json};
 
-/// A gateway deploying on the stand-in, whose servers are reached at `upstream`'s address.
-async fn gateway_on(stand_in: &KubeStandIn, upstream: &HttpServerProcess, dir: &tempfile::TempDir) -> Gateway {
+/// A gateway deploying on the stand-in, whose servers `notes` and `files` of tenant `acme` are
+/// both `upstream`, reached through a proxy at `endpointBase` that routes by namespace and
+/// Service.
+async fn gateway_on(
+    stand_in: &KubeStandIn,
+    upstream: &HttpServerProcess,
+    dir: &tempfile::TempDir,
+) -> (Gateway, RoundRobinProxy) {
     let api = stand_in.start().await;
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
@@ -33,12 +44,15 @@ async fn gateway_on(stand_in: &KubeStandIn, upstream: &HttpServerProcess, dir: &
         ),
     )
     .unwrap();
-    let base = upstream.url.strip_suffix("/mcp").expect("the example server serves /mcp");
+    let upstream = upstream.url.strip_suffix("/mcp").expect("the example server serves /mcp").to_string();
+    let routes = ["/tenant-acme/mcp-notes", "/tenant-acme/mcp-files"];
+    let proxy = RoundRobinProxy::by_prefix(routes.map(|route| (route.to_string(), upstream.clone())).into()).await;
+    let base = &proxy.url;
     let config = format!(
         "{FAST}deployer:\n  kubernetes:\n    kubeconfig: \"{}\"\n    endpointBase: \"{base}\"\n    pollIntervalMs: 50\n",
         kubeconfig.display()
     );
-    Gateway::start(&config, &[]).await
+    (Gateway::start(&config, &[]).await, proxy)
 }
 
 async fn servers(gateway: &Gateway, key: &str, method: Method, path: &str, body: Option<Value>) -> common::Resp {
@@ -75,13 +89,13 @@ async fn a_docker_server_deploys_on_the_cluster_its_tools_are_discovered_and_the
     let stand_in = KubeStandIn::default();
     stand_in.auto_ready(true);
     let dir = tempfile::tempdir().unwrap();
-    let gateway = gateway_on(&stand_in, &upstream, &dir).await;
+    let (gateway, proxy) = gateway_on(&stand_in, &upstream, &dir).await;
     let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
 
     servers(&gateway, &acme, Method::POST, "", Some(docker_notes())).await.expect(202);
     let ready = wait_for(&gateway, &acme, |view| view["status"] == "ready").await;
     assert_eq!(ready["toolsDiscovered"], 6, "{ready}");
-    assert_eq!(ready["endpoint"], upstream.url.as_str());
+    assert_eq!(ready["endpoint"], format!("{}/tenant-acme/mcp-notes/mcp", proxy.url));
     assert_eq!(ready["namespace"], "tenant-acme");
     let deployment = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").expect("a Deployment");
     assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/acme/notes:1");
@@ -116,7 +130,7 @@ async fn a_quota_refusal_from_the_cluster_fails_the_server_with_the_clusters_rea
     let stand_in = KubeStandIn::default();
     stand_in.refuse_next_create("Deployment");
     let dir = tempfile::tempdir().unwrap();
-    let gateway = gateway_on(&stand_in, &upstream, &dir).await;
+    let (gateway, _proxy) = gateway_on(&stand_in, &upstream, &dir).await;
     let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
 
     servers(&gateway, &acme, Method::POST, "", Some(docker_notes())).await.expect(202);
@@ -132,7 +146,7 @@ async fn a_deployment_interrupted_by_a_restart_resumes_and_ends_ready() {
     let upstream = HttpServerProcess::example(&[]);
     let stand_in = KubeStandIn::default();
     let dir = tempfile::tempdir().unwrap();
-    let mut gateway = gateway_on(&stand_in, &upstream, &dir).await;
+    let (mut gateway, _proxy) = gateway_on(&stand_in, &upstream, &dir).await;
     let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
 
     servers(&gateway, &acme, Method::POST, "", Some(docker_notes())).await.expect(202);

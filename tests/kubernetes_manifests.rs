@@ -77,7 +77,17 @@ fn endpoints_name_the_service_in_the_tenants_namespace() {
     );
     assert!(manifests::endpoint_url(&settings, &acme, &notes).contains(&manifests::service_suffix(&settings)));
     let through_proxy = KubernetesSettings { endpoint_base: Some("http://127.0.0.1:9000".into()), ..settings };
-    assert_eq!(manifests::endpoint_url(&through_proxy, &acme, &notes), "http://127.0.0.1:9000/mcp");
+    assert_eq!(
+        manifests::endpoint_url(&through_proxy, &acme, &notes),
+        "http://127.0.0.1:9000/tenant-acme/mcp-notes/mcp"
+    );
+    // Each server its own path behind the proxy.
+    let files = ServerName::parse("files").unwrap();
+    let other = TenantId::parse("globex").unwrap();
+    assert_eq!(
+        manifests::endpoint_url(&through_proxy, &other, &files),
+        "http://127.0.0.1:9000/tenant-globex/mcp-files/mcp"
+    );
 }
 
 #[test]

@@ -29,9 +29,10 @@ pub struct KubernetesSection {
     server_path: String,
     /// The cluster's DNS domain, the tail of Service names (`<svc>.<ns>.svc.<domain>`).
     cluster_domain: String,
-    /// Replaces `http://<service>.<namespace>.svc.<domain>:<port>` in servers' endpoints: for a
-    /// gateway outside the cluster that reaches servers through a proxy, and for tests. Such
-    /// endpoints are not trusted beyond `outbound.*`.
+    /// Replaces `http://<service>.<namespace>.svc.<domain>:<port>` in servers' endpoints with
+    /// `<endpointBase>/<namespace>/<service>`: for a gateway outside the cluster that reaches
+    /// servers through a proxy routing by path, and for tests. Such endpoints are not trusted
+    /// beyond `outbound.*`.
     endpoint_base: Option<String>,
     /// The gateway's namespace and its pods' labels: the only pods a tenant namespace lets in.
     gateway_namespace: String,
