@@ -13,6 +13,9 @@ use connectors_actors::deployer::ServerName;
 use connectors_actors::tenant::TenantId;
 use serde_json::Value;
 
+#[path = "common/cached_packages.rs"]
+mod cached_packages;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -101,11 +104,13 @@ fn every_generated_object_validates_against_the_kubernetes_schemas() {
         std::fs::write(&path, text.join("\n---\n")).unwrap();
         files.push(path);
     }
+    let venv = cached_packages::kubernetes_validate_venv();
     let out = Command::new("bash")
         .arg("deploy/validate.sh")
         .arg("--generated")
         .args(&files)
         .current_dir(root())
+        .env("CONNECTORS_DEPLOY_VENV", &venv)
         .output()
         .expect("bash runs deploy/validate.sh");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
