@@ -78,7 +78,13 @@ def check_references(path, resources, secrets):
         error(path, "renders a Secret: secrets are created by the operator, never applied with the manifests")
 
     namespaces = set(by_kind.get("Namespace", {}))
-    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for resource in resources:
         if resource["kind"] in cluster_scoped:
             continue
@@ -93,6 +99,10 @@ def check_references(path, resources, secrets):
             if subject["kind"] == "ServiceAccount":
                 if subject["name"] not in by_kind.get("ServiceAccount", {}) or subject.get("namespace") not in namespaces:
                     error(where(binding), f"binds the missing ServiceAccount {subject.get('namespace')}/{subject['name']}")
+
+    for binding in by_kind.get("ValidatingAdmissionPolicyBinding", {}).values():
+        if binding["spec"]["policyName"] not in by_kind.get("ValidatingAdmissionPolicy", {}):
+            error(where(binding), f"binds the missing ValidatingAdmissionPolicy {binding['spec']['policyName']}")
 
     templates = list(pod_templates(resources))
     for workload, template in templates:

@@ -244,18 +244,7 @@ fn deploy_validate_sh_passes() {
         "deploy/validate.sh needs python3 with venv and pip (it installs kubernetes-validate from PyPI on first \
          use): install python3"
     );
-    // The script pins kubernetes-validate; its virtualenv comes from the tests' package cache.
-    let script = std::fs::read_to_string(root().join("deploy/validate.sh")).expect("read deploy/validate.sh");
-    let version = script
-        .lines()
-        .find_map(|line| line.strip_prefix("KUBERNETES_VALIDATE_VERSION="))
-        .expect("deploy/validate.sh pins KUBERNETES_VALIDATE_VERSION")
-        .trim();
-    let venv = cached_packages::python_venv(
-        &format!("kubernetes-validate-{version}"),
-        &[&format!("kubernetes-validate=={version}")],
-        "import kubernetes_validate",
-    );
+    let venv = cached_packages::kubernetes_validate_venv();
     let out = Command::new("bash")
         .arg("deploy/validate.sh")
         .current_dir(root())

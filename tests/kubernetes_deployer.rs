@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connectors::backends::kubernetes::KubernetesDeployer;
-use connectors::backends::kubernetes::settings::KubernetesSettings;
+use connectors::backends::kubernetes::settings::{KubernetesSettings, TenantQuota};
 use connectors::backends::redb_store::RedbStore;
 use connectors_actors::deployer::{DeployError, Deployer, Endpoint, Health, ServerName, ServerSource, SourceKind};
 use connectors_actors::store::Store;
@@ -124,29 +124,100 @@ async fn a_docker_server_is_applied_and_ready_once_its_deployment_is_available()
 }
 
 #[tokio::test]
-async fn a_quota_refusal_fails_the_deployment_for_good_with_the_clusters_reason() {
+async fn a_refusal_by_rbac_fails_the_deployment_for_good_with_the_clusters_reason() {
     let Fixture { stand_in, deployer, _dir } = fixture(KubernetesSettings::default()).await;
-    stand_in.refuse_next_create("Deployment");
+    stand_in.fail_next("PATCH", "Deployment", 403);
     let error = deployer.deploy(&acme(), &name("notes"), &docker("ghcr.io/acme/notes:1")).await.unwrap_err();
     let DeployError::Refused(reason) = &error else { panic!("not a refusal: {error:?}") };
-    assert!(reason.contains("exceeded quota: tenant-quota"), "{reason}");
+    assert!(reason.contains("cannot patch resource \"deployments\" in API group \"apps\""), "{reason}");
     assert!(!error.is_retryable());
     assert!(stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").is_none());
 }
 
 #[tokio::test]
-async fn a_deployment_the_cluster_cannot_run_fails_with_its_condition() {
+async fn a_conflict_fails_the_attempt_and_the_next_one_deploys() {
+    let Fixture { stand_in, deployer, _dir } = fixture(KubernetesSettings::default()).await;
+    stand_in.auto_ready(true);
+    stand_in.fail_next("PATCH", "Service", 409);
+    let error = deployer.deploy(&acme(), &name("notes"), &docker("ghcr.io/acme/notes:1")).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert!(error.to_string().contains("Operation cannot be fulfilled on services \"mcp-notes\""), "{error}");
+    deployer.deploy(&acme(), &name("notes"), &docker("ghcr.io/acme/notes:1")).await.expect("deployed when tried again");
+}
+
+#[tokio::test]
+async fn a_pod_the_quota_refuses_fails_the_attempt_with_the_clusters_message_until_the_quota_has_room() {
+    let mut settings = KubernetesSettings::default();
+    settings.quotas.insert("free".into(), TenantQuota { pods: 1, ..TenantQuota::default() });
+    let Fixture { stand_in, deployer, _dir } = fixture(settings).await;
+    stand_in.auto_ready(true);
+    deployer.deploy(&acme(), &name("notes"), &docker("ghcr.io/acme/notes:1")).await.expect("the first pod fits");
+
+    // The Deployment is accepted; its pod is not, and the Deployment says so.
+    let error = deployer.deploy(&acme(), &name("files"), &docker("ghcr.io/acme/files:1")).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("cannot create the server's pod: pods \"mcp-files-"), "{text}");
+    assert!(text.contains("exceeded quota: tenant-quota, requested: pods=1, used: pods=1, limited: pods=1"), "{text}");
+    assert!(stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-files").is_some());
+
+    // Once another server is stopped, the next attempt finds its pod created.
+    deployer.stop(&acme(), &name("notes")).await.expect("stopped");
+    deployer.deploy(&acme(), &name("files"), &docker("ghcr.io/acme/files:1")).await.expect("deployed with room");
+}
+
+#[tokio::test]
+async fn a_changed_server_is_ready_only_once_its_rollout_is_done() {
+    let Fixture { stand_in, deployer, _dir } = fixture(KubernetesSettings::default()).await;
+    stand_in.auto_ready(true);
+    deployer.deploy(&acme(), &name("notes"), &docker("ghcr.io/acme/notes:1")).await.expect("deployed");
+    stand_in.auto_ready(false);
+
+    let task = deploying(&deployer, "notes", docker("ghcr.io/acme/notes:2"));
+    // The deployer reads the Deployment mid-rollout (Available, thanks to the old pod) again and
+    // again, and does not answer.
+    let path = "/apis/apps/v1/namespaces/tenant-acme/deployments/mcp-notes";
+    let reads_before = stand_in.count("GET", path);
+    for _ in 0..500 {
+        if stand_in.count("GET", path) >= reads_before + 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rolling = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").unwrap();
+    assert_eq!(rolling["status"]["replicas"], 2, "{rolling}");
+    assert_eq!(rolling["metadata"]["generation"], 2);
+    assert!(!task.is_finished(), "deploy answered while the old pod was still serving");
+    stand_in.set_deployment("tenant-acme", "mcp-notes", Outcome::Ready);
+    task.await.unwrap().expect("deployed once rolled out");
+    assert_eq!(deployer.health(&acme(), &name("notes")).await, Some(Health::Running { restarts: 0 }));
+}
+
+#[tokio::test]
+async fn a_rollout_past_its_deadline_is_restarted_by_the_next_attempt() {
     let Fixture { stand_in, deployer, _dir } = fixture(KubernetesSettings::default()).await;
     let task = deploying(&deployer, "notes", docker("ghcr.io/acme/notes:1"));
     applied(&stand_in, "apps/v1", "deployments", "mcp-notes").await;
-    let message = "pods \"mcp-notes-5d4f\" is forbidden: exceeded quota: tenant-quota, requested: pods=1".to_string();
-    stand_in.set_deployment("tenant-acme", "mcp-notes", Outcome::Failed { condition: "ReplicaFailure", message });
+    let first = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").unwrap();
+    let message = "ReplicaSet \"mcp-notes-5d4f\" has timed out progressing.".to_string();
+    stand_in.set_deployment("tenant-acme", "mcp-notes", Outcome::Failed { condition: "Progressing", message });
     let error = task.await.unwrap().unwrap_err();
-    assert!(error.is_retryable(), "{error:?}");
-    assert!(
-        error.to_string().contains("cannot create the server's pod: pods \"mcp-notes-5d4f\" is forbidden"),
-        "{error}"
-    );
+    assert!(error.is_retryable() && error.to_string().contains("has timed out progressing"), "{error}");
+
+    // The next attempt does not find the same verdict: it starts the rollout afresh.
+    let task = deploying(&deployer, "notes", docker("ghcr.io/acme/notes:1"));
+    for _ in 0..500 {
+        let now = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes");
+        if now.is_some_and(|now| now["metadata"]["uid"] != first["metadata"]["uid"]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").unwrap();
+    assert_ne!(second["metadata"]["uid"], first["metadata"]["uid"], "the Deployment was not re-created");
+    assert!(!task.is_finished(), "the attempt ended before the new rollout did");
+    stand_in.set_deployment("tenant-acme", "mcp-notes", Outcome::Ready);
+    task.await.unwrap().expect("deployed by the restarted rollout");
 }
 
 #[tokio::test]
@@ -160,8 +231,7 @@ async fn a_server_that_never_becomes_ready_fails_after_the_timeout() {
 
 #[tokio::test]
 async fn a_github_source_is_built_by_a_job_then_run_from_the_built_image() {
-    let settings = KubernetesSettings { registry: Some("registry.local:5000/mcp".into()), ..Default::default() };
-    let Fixture { stand_in, deployer, _dir } = fixture(settings).await;
+    let Fixture { stand_in, deployer, _dir } = fixture(github_settings()).await;
     assert!(deployer.supports(SourceKind::Github));
     let repository = "https://github.com/acme/notes-mcp";
     let source = ServerSource::Github { url: repository.into() };
@@ -195,6 +265,62 @@ async fn a_github_source_is_built_by_a_job_then_run_from_the_built_image() {
     assert!(matches!(task.await.unwrap(), Ok(Endpoint::Deployed { .. })));
 }
 
+fn github_settings() -> KubernetesSettings {
+    KubernetesSettings { registry: Some("registry.local:5000/mcp".into()), ..Default::default() }
+}
+
+#[tokio::test]
+async fn a_build_job_that_cannot_be_read_is_left_building() {
+    let Fixture { stand_in, deployer, _dir } = fixture(github_settings()).await;
+    stand_in.auto_ready(true);
+    let source = ServerSource::Github { url: "https://github.com/acme/notes-mcp".into() };
+    stand_in.fail_next("GET", "Job", 500);
+    let error = deployer.deploy(&acme(), &name("notes"), &source).await.unwrap_err();
+    assert!(error.is_retryable() && error.to_string().contains("etcdserver: request timed out"), "{error}");
+    let job = stand_in.get("batch/v1", Some("tenant-acme"), "jobs", "mcp-notes-build").expect("the Job is kept");
+    assert_eq!(stand_in.count("DELETE", "/apis/batch/v1/namespaces/tenant-acme/jobs/mcp-notes-build"), 0);
+
+    // The next attempt follows the same Job.
+    let task = deploying(&deployer, "notes", source);
+    applied(&stand_in, "batch/v1", "jobs", "mcp-notes-build").await;
+    stand_in.set_job("tenant-acme", "mcp-notes-build", Outcome::Ready);
+    task.await.unwrap().expect("deployed");
+    let now = stand_in.get("batch/v1", Some("tenant-acme"), "jobs", "mcp-notes-build").unwrap();
+    assert_eq!(now["metadata"]["uid"], job["metadata"]["uid"]);
+}
+
+#[tokio::test]
+async fn a_changed_build_replaces_the_old_build_job_whose_template_the_cluster_will_not_change() {
+    let Fixture { stand_in, deployer, _dir } = fixture(github_settings()).await;
+    stand_in.auto_ready(true);
+    let built = |stand_in: &KubeStandIn| stand_in.get("batch/v1", Some("tenant-acme"), "jobs", "mcp-notes-build");
+    let task = deploying(&deployer, "notes", ServerSource::Github { url: "https://github.com/acme/notes-mcp".into() });
+    applied(&stand_in, "batch/v1", "jobs", "mcp-notes-build").await;
+    stand_in.set_job("tenant-acme", "mcp-notes-build", Outcome::Ready);
+    task.await.unwrap().expect("deployed");
+    let first = built(&stand_in).unwrap();
+
+    // Another repository: the cluster refuses the changed Job (422, immutable template); the
+    // deployer deletes it and builds anew.
+    let other = ServerSource::Github { url: "https://github.com/acme/notes-mcp-v2".into() };
+    let task = deploying(&deployer, "notes", other);
+    for _ in 0..500 {
+        if built(&stand_in).is_some_and(|job| job["metadata"]["uid"] != first["metadata"]["uid"]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = built(&stand_in).unwrap();
+    assert_ne!(second["metadata"]["uid"], first["metadata"]["uid"], "the Job was not replaced");
+    let args = &second["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert_eq!(args[0], "--context=git://github.com/acme/notes-mcp-v2");
+    stand_in.set_job("tenant-acme", "mcp-notes-build", Outcome::Ready);
+    task.await.unwrap().expect("deployed from the new build");
+    let deployment = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").unwrap();
+    let destination = args[1].as_str().unwrap().strip_prefix("--destination=").unwrap();
+    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], destination);
+}
+
 #[tokio::test]
 async fn without_a_registry_github_is_unsupported_and_stdio_never_is_supported() {
     let Fixture { deployer, _dir, .. } = fixture(KubernetesSettings::default()).await;
@@ -213,14 +339,17 @@ async fn without_a_registry_github_is_unsupported_and_stdio_never_is_supported()
 
 #[tokio::test]
 async fn stop_deletes_the_servers_objects_and_removing_the_tenant_its_namespace() {
-    let Fixture { stand_in, deployer, _dir } = fixture(KubernetesSettings::default()).await;
+    let Fixture { stand_in, deployer, _dir } = fixture(github_settings()).await;
     stand_in.auto_ready(true);
-    for server in ["notes", "files"] {
-        deployer.deploy(&acme(), &name(server), &docker("ghcr.io/acme/x:1")).await.expect("deployed");
-    }
+    deployer.deploy(&acme(), &name("files"), &docker("ghcr.io/acme/x:1")).await.expect("deployed");
+    let task = deploying(&deployer, "notes", ServerSource::Github { url: "https://github.com/acme/notes-mcp".into() });
+    applied(&stand_in, "batch/v1", "jobs", "mcp-notes-build").await;
+    stand_in.set_job("tenant-acme", "mcp-notes-build", Outcome::Ready);
+    task.await.unwrap().expect("deployed");
     deployer.stop(&acme(), &name("notes")).await.expect("stopped");
     assert_eq!(stand_in.names(Some("tenant-acme"), "deployments"), ["mcp-files"]);
     assert_eq!(stand_in.names(Some("tenant-acme"), "services"), ["mcp-files"]);
+    assert!(stand_in.names(Some("tenant-acme"), "jobs").is_empty(), "the build Job is left");
     // Stopping again, or what was never deployed, succeeds (404s are done).
     deployer.stop(&acme(), &name("notes")).await.expect("stopped again");
     assert_eq!(deployer.health(&acme(), &name("notes")).await, None);
@@ -285,8 +414,7 @@ fn rights_granted() -> std::collections::BTreeSet<(String, String, String)> {
 
 #[tokio::test]
 async fn the_rbac_manifest_grants_exactly_what_the_deployer_calls() {
-    let settings = KubernetesSettings { registry: Some("registry.local:5000/mcp".into()), ..Default::default() };
-    let Fixture { stand_in, deployer, _dir } = fixture(settings).await;
+    let Fixture { stand_in, deployer, _dir } = fixture(github_settings()).await;
     stand_in.auto_ready(true);
     // Every kind of call: a docker and a github deployment, health, stop, tenant removal.
     deployer.deploy(&acme(), &name("notes"), &docker("ghcr.io/acme/notes:1")).await.expect("deployed");

@@ -1,9 +1,11 @@
 //! End to end: the real `connectors` binary with `deployer.kubernetes` pointing (through a
 //! kubeconfig file) at a stand-in API server (tests/common/kube_stand_in.rs, speaking the
 //! Kubernetes API over HTTP on loopback). A tenant deploys a `docker` server through the API;
-//! the stand-in plays the cluster's part (the Deployment becomes available, or a quota refuses
-//! it), and `deployer.kubernetes.endpointBase` sends the gateway to the project's example MCP
-//! server in place of the Service, so that its tools are really discovered and called.
+//! the stand-in plays the cluster's part (the Deployment becomes available, or the namespace's
+//! quota refuses its pod), and `deployer.kubernetes.endpointBase` sends the gateway, through a
+//! proxy that routes by namespace and Service as one in front of a cluster would, to the
+//! project's example MCP server in place of the Service, so that its tools are really
+//! discovered and called.
 //! Nothing here runs against a real cluster.
 
 mod common;
@@ -11,6 +13,8 @@ mod common;
 mod kube_stand_in;
 #[path = "common/mcp_servers.rs"]
 mod mcp_servers;
+#[path = "common/round_robin_proxy.rs"]
+mod round_robin_proxy;
 
 use std::time::{Duration, Instant};
 
@@ -18,10 +22,18 @@ use common::{FAST, Gateway, send};
 use kube_stand_in::{KubeStandIn, Outcome};
 use mcp_servers::HttpServerProcess;
 use reqwest::Method;
+use round_robin_proxy::RoundRobinProxy;
 use serde_json::{Value, json};
 
-/// A gateway deploying on the stand-in, whose servers are reached at `upstream`'s address.
-async fn gateway_on(stand_in: &KubeStandIn, upstream: &HttpServerProcess, dir: &tempfile::TempDir) -> Gateway {
+/// A gateway deploying on the stand-in, whose servers `notes` and `files` of tenant `acme` are
+/// both `upstream`, reached through a proxy at `endpointBase` that routes by namespace and
+/// Service; `extra` is added to its `deployer.kubernetes` section.
+async fn gateway_on(
+    stand_in: &KubeStandIn,
+    upstream: &HttpServerProcess,
+    dir: &tempfile::TempDir,
+    extra: &str,
+) -> (Gateway, RoundRobinProxy) {
     let api = stand_in.start().await;
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
@@ -33,12 +45,15 @@ async fn gateway_on(stand_in: &KubeStandIn, upstream: &HttpServerProcess, dir: &
         ),
     )
     .unwrap();
-    let base = upstream.url.strip_suffix("/mcp").expect("the example server serves /mcp");
+    let upstream = upstream.url.strip_suffix("/mcp").expect("the example server serves /mcp").to_string();
+    let routes = ["/tenant-acme/mcp-notes", "/tenant-acme/mcp-files"];
+    let proxy = RoundRobinProxy::by_prefix(routes.map(|route| (route.to_string(), upstream.clone())).into()).await;
+    let base = &proxy.url;
     let config = format!(
-        "{FAST}deployer:\n  kubernetes:\n    kubeconfig: \"{}\"\n    endpointBase: \"{base}\"\n    pollIntervalMs: 50\n",
+        "{FAST}deployer:\n  kubernetes:\n    kubeconfig: \"{}\"\n    endpointBase: \"{base}\"\n    pollIntervalMs: 50\n{extra}",
         kubeconfig.display()
     );
-    Gateway::start(&config, &[]).await
+    (Gateway::start(&config, &[]).await, proxy)
 }
 
 async fn servers(gateway: &Gateway, key: &str, method: Method, path: &str, body: Option<Value>) -> common::Resp {
@@ -52,14 +67,19 @@ async fn servers(gateway: &Gateway, key: &str, method: Method, path: &str, body:
 
 /// Polls the server `notes` until `done` holds for its view; returns the view.
 async fn wait_for(gateway: &Gateway, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for_server(gateway, key, "notes", done).await
+}
+
+/// Polls the server `name` until `done` holds for its view; returns the view.
+async fn wait_for_server(gateway: &Gateway, key: &str, name: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let response = servers(gateway, key, Method::GET, "/notes", None).await;
+        let response = servers(gateway, key, Method::GET, &format!("/{name}"), None).await;
         let view = if response.status == 200 { response.json() } else { json!({"httpStatus": response.status}) };
         if done(&view) {
             return view;
         }
-        assert!(Instant::now() < deadline, "`notes` never got there; last: {view}\n{}", gateway.stderr_text());
+        assert!(Instant::now() < deadline, "`{name}` never got there; last: {view}\n{}", gateway.stderr_text());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -75,13 +95,13 @@ async fn a_docker_server_deploys_on_the_cluster_its_tools_are_discovered_and_the
     let stand_in = KubeStandIn::default();
     stand_in.auto_ready(true);
     let dir = tempfile::tempdir().unwrap();
-    let gateway = gateway_on(&stand_in, &upstream, &dir).await;
+    let (gateway, proxy) = gateway_on(&stand_in, &upstream, &dir, "").await;
     let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
 
     servers(&gateway, &acme, Method::POST, "", Some(docker_notes())).await.expect(202);
     let ready = wait_for(&gateway, &acme, |view| view["status"] == "ready").await;
     assert_eq!(ready["toolsDiscovered"], 6, "{ready}");
-    assert_eq!(ready["endpoint"], upstream.url.as_str());
+    assert_eq!(ready["endpoint"], format!("{}/tenant-acme/mcp-notes/mcp", proxy.url));
     assert_eq!(ready["namespace"], "tenant-acme");
     let deployment = stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").expect("a Deployment");
     assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/acme/notes:1");
@@ -111,20 +131,35 @@ async fn a_docker_server_deploys_on_the_cluster_its_tools_are_discovered_and_the
 }
 
 #[tokio::test]
-async fn a_quota_refusal_from_the_cluster_fails_the_server_with_the_clusters_reason() {
+async fn a_pod_the_tenants_quota_refuses_fails_the_attempt_with_the_clusters_reason_and_a_retry_deploys_it_once_there_is_room()
+ {
     let upstream = HttpServerProcess::example(&[]);
     let stand_in = KubeStandIn::default();
-    stand_in.refuse_next_create("Deployment");
+    stand_in.auto_ready(true);
     let dir = tempfile::tempdir().unwrap();
-    let gateway = gateway_on(&stand_in, &upstream, &dir).await;
+    // The `pro` plan's namespaces hold one pod.
+    let (gateway, _proxy) = gateway_on(&stand_in, &upstream, &dir, "    quotas:\n      pro: {pods: 1}\n").await;
     let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
-
     servers(&gateway, &acme, Method::POST, "", Some(docker_notes())).await.expect(202);
-    let failed = wait_for(&gateway, &acme, |view| view["status"] == "failed").await;
-    let error = failed["error"].as_str().unwrap_or_default();
-    assert!(error.contains("exceeded quota: tenant-quota"), "{failed}");
-    assert!(error.contains("deployments.apps \"mcp-notes\" is forbidden"), "{failed}");
-    assert!(stand_in.get("apps/v1", Some("tenant-acme"), "deployments", "mcp-notes").is_none());
+    wait_for(&gateway, &acme, |view| view["status"] == "ready").await;
+
+    // The cluster accepts the second Deployment and refuses its pod: the attempt fails with the
+    // cluster's words, and the deployment is retried.
+    let files = json!({"name": "files", "category": "productivity", "source": {"type": "docker", "image": "ghcr.io/acme/files:1"}});
+    servers(&gateway, &acme, Method::POST, "", Some(files)).await.expect(202);
+    let refused = wait_for_server(&gateway, &acme, "files", |view| view["error"].is_string()).await;
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("cannot create the server's pod: pods \"mcp-files-"), "{refused}");
+    assert!(
+        error.contains("exceeded quota: tenant-quota, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{refused}"
+    );
+    assert_ne!(refused["status"], "ready", "{refused}");
+
+    // Deleting the first server makes room; a later attempt finds the pod created.
+    servers(&gateway, &acme, Method::DELETE, "/notes", None).await.expect(202);
+    let ready = wait_for_server(&gateway, &acme, "files", |view| view["status"] == "ready").await;
+    assert_eq!(ready["toolsDiscovered"], 6, "{ready}");
 }
 
 #[tokio::test]
@@ -132,7 +167,7 @@ async fn a_deployment_interrupted_by_a_restart_resumes_and_ends_ready() {
     let upstream = HttpServerProcess::example(&[]);
     let stand_in = KubeStandIn::default();
     let dir = tempfile::tempdir().unwrap();
-    let mut gateway = gateway_on(&stand_in, &upstream, &dir).await;
+    let (mut gateway, _proxy) = gateway_on(&stand_in, &upstream, &dir, "").await;
     let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
 
     servers(&gateway, &acme, Method::POST, "", Some(docker_notes())).await.expect(202);

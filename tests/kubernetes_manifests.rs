@@ -13,6 +13,9 @@ use connectors_actors::deployer::ServerName;
 use connectors_actors::tenant::TenantId;
 use serde_json::Value;
 
+#[path = "common/cached_packages.rs"]
+mod cached_packages;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -77,7 +80,17 @@ fn endpoints_name_the_service_in_the_tenants_namespace() {
     );
     assert!(manifests::endpoint_url(&settings, &acme, &notes).contains(&manifests::service_suffix(&settings)));
     let through_proxy = KubernetesSettings { endpoint_base: Some("http://127.0.0.1:9000".into()), ..settings };
-    assert_eq!(manifests::endpoint_url(&through_proxy, &acme, &notes), "http://127.0.0.1:9000/mcp");
+    assert_eq!(
+        manifests::endpoint_url(&through_proxy, &acme, &notes),
+        "http://127.0.0.1:9000/tenant-acme/mcp-notes/mcp"
+    );
+    // Each server its own path behind the proxy.
+    let files = ServerName::parse("files").unwrap();
+    let other = TenantId::parse("globex").unwrap();
+    assert_eq!(
+        manifests::endpoint_url(&through_proxy, &other, &files),
+        "http://127.0.0.1:9000/tenant-globex/mcp-files/mcp"
+    );
 }
 
 #[test]
@@ -91,11 +104,13 @@ fn every_generated_object_validates_against_the_kubernetes_schemas() {
         std::fs::write(&path, text.join("\n---\n")).unwrap();
         files.push(path);
     }
+    let venv = cached_packages::kubernetes_validate_venv();
     let out = Command::new("bash")
         .arg("deploy/validate.sh")
         .arg("--generated")
         .args(&files)
         .current_dir(root())
+        .env("CONNECTORS_DEPLOY_VENV", &venv)
         .output()
         .expect("bash runs deploy/validate.sh");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

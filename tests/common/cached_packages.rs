@@ -46,6 +46,23 @@ pub fn python_venv(name: &str, requirements: &[&str], ready: &str) -> PathBuf {
     })
 }
 
+/// The virtualenv holding the kubernetes-validate that `deploy/validate.sh` pins (its
+/// `KUBERNETES_VALIDATE_VERSION`), for the script's `CONNECTORS_DEPLOY_VENV`.
+pub fn kubernetes_validate_venv() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/validate.sh");
+    let script = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let version = script
+        .lines()
+        .find_map(|line| line.strip_prefix("KUBERNETES_VALIDATE_VERSION="))
+        .expect("deploy/validate.sh pins KUBERNETES_VALIDATE_VERSION")
+        .trim();
+    python_venv(
+        &format!("kubernetes-validate-{version}"),
+        &[&format!("kubernetes-validate=={version}")],
+        "import kubernetes_validate",
+    )
+}
+
 /// A directory under the cache whose `node_modules` holds `packages` (npm specifiers, pinned),
 /// installed on first use; `ready` names a file under `node_modules` that exists once they are.
 pub fn npm_packages(name: &str, packages: &[&str], ready: &str) -> PathBuf {

@@ -2,12 +2,17 @@
 //! calls the Kubernetes deployer makes as an API server would: server-side apply (`PATCH` with
 //! `application/apply-patch+yaml`, a `fieldManager` and `force=true`; 201 on create, 200 after),
 //! `GET`, `DELETE` (background propagation; a deleted namespace takes its objects with it), and
-//! errors as `Status` bodies (404 not found, 409 conflict, 422 invalid, 403 forbidden).
+//! errors as `Status` bodies (404 not found, 422 invalid, among them a changed pod template of a
+//! Job, which is immutable, and what [`KubeStandIn::fail_next`] injects: 403 forbidden by RBAC,
+//! 409 conflict, 500 internal error).
 //!
 //! Objects are kept in memory, keyed by their API path. Nothing runs them: the test says how a
 //! Deployment or a Job is doing ([`KubeStandIn::set_deployment`], [`KubeStandIn::set_job`]) or
-//! lets every Deployment become available on its own ([`KubeStandIn::auto_ready`]), and can make
-//! the next create of a kind be refused by a quota ([`KubeStandIn::refuse_next_create`]).
+//! lets every Deployment become available on its own ([`KubeStandIn::auto_ready`]). A changed
+//! Deployment is mid-rollout (its old pod still available) until the test says otherwise. The
+//! namespace's ResourceQuota `pods` is enforced as a cluster does, on the pods and not on the
+//! Deployment: one pod per Deployment, and a Deployment whose pod would exceed it gets the
+//! condition `ReplicaFailure` (`FailedCreate`, `exceeded quota`) until, read again, its pod fits.
 //! Included with `#[path]` by the tests that need it.
 #![allow(dead_code, unreachable_pub)]
 
@@ -34,8 +39,10 @@ struct Cluster {
     objects: BTreeMap<String, Value>,
     calls: Vec<Call>,
     auto_ready: bool,
-    /// Kinds whose next create is refused with 403 `exceeded quota`.
-    refuse_create: Vec<String>,
+    /// `(method, kind, code)`: the next such request is answered with that error.
+    faults: Vec<(String, String, u16)>,
+    /// The keys of the Deployments whose pod the namespace's quota refuses.
+    over_quota: std::collections::BTreeSet<String>,
     next_uid: u64,
     resource_version: u64,
 }
@@ -140,9 +147,17 @@ impl KubeStandIn {
         self.lock().auto_ready = on;
     }
 
-    /// The next create of `kind` is refused by a quota (403, as the quota admission answers).
-    pub fn refuse_next_create(&self, kind: &str) {
-        self.lock().refuse_create.push(kind.to_string());
+    /// The next `method` request on an object of `kind` is answered with `code` as a cluster
+    /// would: 403 (RBAC does not allow it), 409 (a conflicting write), or 500 (e.g. etcd timing
+    /// out).
+    pub fn fail_next(&self, method: &str, kind: &str, code: u16) {
+        assert!([403, 409, 500].contains(&code), "no message for {code}");
+        self.lock().faults.push((method.to_string(), kind.to_string(), code));
+    }
+
+    /// How many `method` requests were made on `path`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.lock().calls.iter().filter(|call| call.method == method && call.path == path).count()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -221,6 +236,22 @@ fn deployment_status(deployment: &Value, outcome: Outcome) -> Value {
     }
 }
 
+/// A changed Deployment mid-rollout: its new pod starting while the old one still serves (and
+/// keeps the Deployment `Available`).
+fn rollout_status(deployment: &Value) -> Value {
+    let generation = deployment["metadata"]["generation"].clone();
+    json!({
+        "observedGeneration": generation,
+        "replicas": 2, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+        "unavailableReplicas": 1,
+        "conditions": [
+            { "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable" },
+            { "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+              "message": format!("ReplicaSet \"{}-7c9d\" is progressing.", deployment["metadata"]["name"].as_str().unwrap_or_default()) },
+        ],
+    })
+}
+
 async fn handle(
     State(stand_in): State<KubeStandIn>,
     method: Method,
@@ -242,15 +273,107 @@ async fn handle(
             format!("the server could not find the requested resource ({path})"),
         );
     };
+    if let Some(fault) = injected(&stand_in, &method, &target) {
+        return fault;
+    }
     match method {
         Method::PATCH => apply(&stand_in, &target, &query, &headers, &body),
-        Method::GET => match stand_in.lock().objects.get(&target.key()) {
-            Some(found) => object(StatusCode::OK, found),
-            None => not_found(&target),
-        },
+        Method::GET => {
+            let mut cluster = stand_in.lock();
+            // The ReplicaSet controller tries again to create a pod the quota refused.
+            if cluster.over_quota.contains(&target.key()) {
+                start_pod(&mut cluster, &target);
+            }
+            match cluster.objects.get(&target.key()) {
+                Some(found) => object(StatusCode::OK, found),
+                None => not_found(&target),
+            }
+        }
         Method::DELETE => delete(&stand_in, &target),
         _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here")),
     }
+}
+
+/// The error [`KubeStandIn::fail_next`] asked for this request, if any (taken once).
+fn injected(stand_in: &KubeStandIn, method: &Method, target: &Target) -> Option<Response> {
+    let mut cluster = stand_in.lock();
+    let at = cluster.faults.iter().position(|(m, kind, _)| m == method.as_str() && kind == target.kind())?;
+    let (_, _, code) = cluster.faults.remove(at);
+    let qualified = format!("{} \"{}\"", target.qualified(), target.name);
+    Some(match code {
+        403 => {
+            let verb = match *method {
+                Method::GET => "get",
+                Method::DELETE => "delete",
+                _ => "patch",
+            };
+            let group = target.api_version.split_once('/').map_or("", |(group, _)| group);
+            let namespace = target.namespace.as_deref().unwrap_or_default();
+            status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "{qualified} is forbidden: User \"system:serviceaccount:connectors:connectors-gateway\" cannot \
+                     {verb} resource \"{}\" in API group \"{group}\" in the namespace \"{namespace}\"",
+                    target.resource
+                ),
+            )
+        }
+        409 => status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {qualified}: the object has been modified; please apply your \
+                 changes to the latest version and try again"
+            ),
+        ),
+        _ => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "Internal error occurred: etcdserver: request timed out".into(),
+        ),
+    })
+}
+
+/// The namespace's `pods` quota (none: no limit).
+fn pods_quota(cluster: &Cluster, namespace: &str) -> Option<u64> {
+    let quota = cluster.objects.get(&format!("v1/{namespace}/resourcequotas/tenant-quota"))?;
+    quota["spec"]["hard"]["pods"].as_str()?.parse().ok()
+}
+
+/// Starts the pod of the Deployment at `target` (created, or refused by the quota before), or
+/// has the quota refuse it, as the ReplicaSet controller would.
+fn start_pod(cluster: &mut Cluster, target: &Target) {
+    let key = target.key();
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let prefix = format!("apps/v1/{namespace}/deployments/");
+    let used = cluster
+        .objects
+        .keys()
+        .filter(|k| k.starts_with(&prefix) && **k != key && !cluster.over_quota.contains(*k))
+        .count() as u64;
+    let limit = pods_quota(cluster, &namespace);
+    let auto_ready = cluster.auto_ready;
+    let Some(deployment) = cluster.objects.get_mut(&key) else { return };
+    if let Some(limit) = limit.filter(|limit| used + 1 > *limit) {
+        let message = format!(
+            "pods \"{}-5d4f8c7b9-x2x7k\" is forbidden: exceeded quota: tenant-quota, requested: pods=1, used: \
+             pods={used}, limited: pods={limit}",
+            target.name
+        );
+        deployment["status"] = deployment_status(deployment, Outcome::Failed { condition: "ReplicaFailure", message });
+        cluster.over_quota.insert(key);
+        return;
+    }
+    deployment["status"] = if auto_ready {
+        deployment_status(deployment, Outcome::Ready)
+    } else {
+        json!({ "observedGeneration": deployment["metadata"]["generation"], "replicas": 1, "unavailableReplicas": 1,
+        "conditions": [
+            { "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "ReplicaSet is progressing." },
+        ]})
+    };
+    cluster.over_quota.remove(&key);
 }
 
 fn not_found(target: &Target) -> Response {
@@ -310,6 +433,7 @@ fn apply(
         return status(StatusCode::NOT_FOUND, "NotFound", format!("namespaces \"{namespace}\" not found"));
     }
     let key = target.key();
+    let auto_ready = cluster.auto_ready;
     cluster.resource_version += 1;
     let version = cluster.resource_version.to_string();
     if let Some(existing) = cluster.objects.get_mut(&key) {
@@ -322,6 +446,16 @@ fn apply(
                 format!("Apply failed with 1 conflict: conflict with \"{manager}\""),
             );
         }
+        if target.kind() == "Job" && existing["spec"]["template"] != applied["spec"]["template"] {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!(
+                    "Job.batch \"{}\" is invalid: spec.template: Invalid value: core.PodTemplateSpec{{...}}: field is immutable",
+                    target.name
+                ),
+            );
+        }
         let spec_changed = existing.get("spec") != applied.get("spec");
         for field in ["spec", "data"] {
             if let Some(value) = applied.get(field) {
@@ -332,20 +466,12 @@ fn apply(
         existing["metadata"]["resourceVersion"] = json!(version);
         if spec_changed && let Some(generation) = existing["metadata"]["generation"].as_i64() {
             existing["metadata"]["generation"] = json!(generation + 1);
+            if target.kind() == "Deployment" {
+                existing["status"] =
+                    if auto_ready { deployment_status(existing, Outcome::Ready) } else { rollout_status(existing) };
+            }
         }
         return object(StatusCode::OK, existing);
-    }
-    if let Some(at) = cluster.refuse_create.iter().position(|kind| kind == target.kind()) {
-        cluster.refuse_create.remove(at);
-        let namespace = target.namespace.as_deref().unwrap_or_default();
-        return status(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!(
-                "{qualified} is forbidden: exceeded quota: tenant-quota, requested: count/{res}=1, used: count/{res}=5, limited: count/{res}=5 (namespace {namespace})",
-                res = target.qualified()
-            ),
-        );
     }
     cluster.next_uid += 1;
     let mut created = applied;
@@ -359,17 +485,11 @@ fn apply(
     if target.kind() == "Namespace" {
         created["status"] = json!({ "phase": "Active" });
     }
+    cluster.objects.insert(key.clone(), created);
     if target.kind() == "Deployment" {
-        created["status"] = if cluster.auto_ready {
-            deployment_status(&created, Outcome::Ready)
-        } else {
-            json!({ "observedGeneration": 1, "replicas": 1, "unavailableReplicas": 1, "conditions": [
-                { "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "ReplicaSet is progressing." },
-            ]})
-        };
+        start_pod(&mut cluster, target);
     }
-    cluster.objects.insert(key, created.clone());
-    object(StatusCode::CREATED, &created)
+    object(StatusCode::CREATED, &cluster.objects[&key])
 }
 
 fn delete(stand_in: &KubeStandIn, target: &Target) -> Response {
@@ -377,6 +497,7 @@ fn delete(stand_in: &KubeStandIn, target: &Target) -> Response {
     if cluster.objects.remove(&target.key()).is_none() {
         return not_found(target);
     }
+    cluster.over_quota.remove(&target.key());
     if target.kind() == "Namespace" {
         // What a namespace holds goes with it (at once here; a cluster takes a moment).
         let inside = format!("/{}/", target.name);

@@ -2,7 +2,9 @@
 //! in production: each request goes to the next node that accepts a connection (a node being
 //! restarted is skipped), and response bodies are streamed through (SSE included). It records
 //! which node served each request, so a test can tell that one MCP session was served by many.
-//! Included with `#[path]` by the tests that need it.
+//! Or, made with [`RoundRobinProxy::by_prefix`], a proxy that sends each path prefix to a
+//! backend of its own with the prefix taken off, as a proxy in front of a cluster's Services
+//! does. Included with `#[path]` by the tests that need it.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,9 @@ pub(crate) struct Served {
 #[derive(Default)]
 struct Shared {
     backends: Mutex<Vec<String>>,
+    /// `(prefix, backend)`: when not empty, a request goes to the backend of the prefix of its
+    /// path, without the prefix, and to no other.
+    prefixes: Vec<(String, String)>,
     next: Mutex<usize>,
     served: Mutex<Vec<Served>>,
 }
@@ -38,7 +43,17 @@ pub(crate) struct RoundRobinProxy {
 impl RoundRobinProxy {
     /// Listens on a free loopback port; `backends` are base URLs (`http://127.0.0.1:port`).
     pub(crate) async fn start(backends: Vec<String>) -> Self {
-        let shared = Arc::new(Shared { backends: Mutex::new(backends), ..Shared::default() });
+        Self::serve(Shared { backends: Mutex::new(backends), ..Shared::default() }).await
+    }
+
+    /// Listens on a free loopback port; a request whose path starts with one of `prefixes`
+    /// (`(prefix, backend base URL)`) goes to its backend without the prefix, any other is 502.
+    pub(crate) async fn by_prefix(prefixes: Vec<(String, String)>) -> Self {
+        Self::serve(Shared { prefixes, ..Shared::default() }).await
+    }
+
+    async fn serve(shared: Shared) -> Self {
+        let shared = Arc::new(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = axum::Router::new().fallback(forward).with_state(shared.clone());
@@ -74,7 +89,21 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         .and_then(|value| value["method"].as_str().map(str::to_string));
     let last_event_id = parts.headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let client = reqwest::Client::new();
-    let backends = shared.backends.lock().unwrap().clone();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let (backends, path_and_query) = if shared.prefixes.is_empty() {
+        (shared.backends.lock().unwrap().clone(), path_and_query)
+    } else {
+        let routed = shared.prefixes.iter().find_map(|(prefix, backend)| {
+            path_and_query
+                .strip_prefix(prefix.as_str())
+                .filter(|rest| rest.starts_with('/'))
+                .map(|rest| (backend, rest))
+        });
+        match routed {
+            Some((backend, rest)) => (vec![backend.clone()], rest),
+            None => (Vec::new(), path_and_query),
+        }
+    };
     let start = {
         let mut next = shared.next.lock().unwrap();
         *next += 1;
@@ -82,7 +111,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     };
     for offset in 0..backends.len() {
         let node = (start + offset) % backends.len();
-        let url = format!("{}{}", backends[node], parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        let url = format!("{}{path_and_query}", backends[node]);
         let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
         let mut outgoing = client.request(method, url).body(body.clone());
         for (name, value) in &parts.headers {

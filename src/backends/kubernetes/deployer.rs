@@ -7,8 +7,9 @@
 //! then, or until `readyTimeoutSeconds`. A `github` source is first built into an image by a Job.
 //!
 //! Errors are for the tenant: the cluster's own messages (a quota refusal says which quota), no
-//! credential. A refusal that retrying cannot cure (403 `exceeded quota`, 422 invalid) fails the
-//! deployment at once; anything else is retried by the tenant's `Deployments`.
+//! credential. A refusal that retrying cannot cure (403 forbidden, 422 invalid) fails the
+//! deployment at once; anything else, a pod the quota does not let the cluster create included,
+//! fails the attempt, and the tenant's `Deployments` decides whether to try again.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -86,6 +87,11 @@ impl KubernetesDeployer {
 
     /// Applies one object of [`manifests`], whatever its kind.
     async fn apply(&self, object: &Value) -> Result<(), DeployError> {
+        self.try_apply(object).await.map_err(|e| refused(text(object, "/kind"), text(object, "/metadata/name"), e))
+    }
+
+    /// [`Self::apply`], answering the cluster's error as it is.
+    async fn try_apply(&self, object: &Value) -> Result<(), kube::Error> {
         let (kind, name) = (text(object, "/kind"), text(object, "/metadata/name"));
         let (group, version) = match text(object, "/apiVersion").split_once('/') {
             Some((group, version)) => (group, version),
@@ -97,7 +103,7 @@ impl KubernetesDeployer {
             None => Api::all_with(self.client.clone(), &resource),
         };
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(name, &params, &Patch::Apply(object)).await.map(drop).map_err(|e| refused(kind, name, e))
+        api.patch(name, &params, &Patch::Apply(object)).await.map(drop)
     }
 
     /// The tenant's namespace and its fence, as its plan says.
@@ -113,28 +119,57 @@ impl KubernetesDeployer {
         Ok(())
     }
 
-    /// Builds `repository` into an image with a Job, or finds it built; answers the image.
-    async fn build(&self, tenant: &TenantId, name: &ServerName, repository: &str) -> Result<String, DeployError> {
-        let Some(registry) = &self.settings.registry else { return Err(DeployError::Unsupported(SourceKind::Github)) };
+    /// Builds `repository` into an image under `registry` with a Job, or finds it built;
+    /// answers the image.
+    async fn build(
+        &self,
+        tenant: &TenantId,
+        name: &ServerName,
+        registry: &str,
+        repository: &str,
+    ) -> Result<String, DeployError> {
         let image = manifests::built_image(registry, tenant, name, repository);
-        self.apply(&manifests::build_job(&self.settings, tenant, name, repository, &image)).await?;
+        let object = manifests::build_job(&self.settings, tenant, name, repository, &image);
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &names::namespace(tenant));
         let job = names::build_job(name);
+        match self.try_apply(&object).await {
+            // A Job's pod template cannot change: a build of another repository or by another
+            // builder replaces the Job of the last one (a Job the cluster refuses for another
+            // reason is refused again, and that answer is final).
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                tracing::info!(%tenant, server = %name, reason = %status.message, "replacing the build Job");
+                delete(&jobs, &job).await?;
+                self.apply(&object).await?;
+            }
+            applied => applied.map_err(|e| refused("Job", &job, e))?,
+        }
         if let Err(error) = self.wait(&jobs, &job, self.settings.build_timeout, status::job).await {
-            // A failed Job stays failed: the next attempt needs a new one.
-            delete(&jobs, &job).await?;
-            return Err(error);
+            // A failed or late Job stays so: the next attempt needs a new one. A Job that could
+            // not be read may still be building and is left alone.
+            if error.ended()
+                && let Err(failed) = delete(&jobs, &job).await
+            {
+                tracing::warn!(%tenant, server = %name, error = %failed, "cannot delete the failed build Job");
+            }
+            return Err(error.into());
         }
         Ok(image)
     }
 
     /// Runs `image` as the server and waits until it is available.
     async fn run(&self, tenant: &TenantId, name: &ServerName, image: &str) -> Result<Endpoint, DeployError> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &names::namespace(tenant));
+        let object = names::server_object(name);
+        // A rollout past its progress deadline is never tried again by the cluster: this attempt
+        // starts it afresh with a new Deployment.
+        let existing = deployments.get_opt(&object).await.map_err(|e| refused("Deployment", &object, e))?;
+        if existing.as_ref().is_some_and(status::deadline_exceeded) {
+            tracing::info!(%tenant, server = %name, "restarting a rollout past its progress deadline");
+            delete(&deployments, &object).await?;
+        }
         for object in manifests::server_objects(&self.settings, tenant, name, image) {
             self.apply(&object).await?;
         }
-        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &names::namespace(tenant));
-        let object = names::server_object(name);
         self.wait(&deployments, &object, self.settings.ready_timeout, status::deployment).await?;
         Ok(Endpoint::Deployed { url: manifests::endpoint_url(&self.settings, tenant, name) })
     }
@@ -146,7 +181,7 @@ impl KubernetesDeployer {
         name: &str,
         timeout: Duration,
         judge: fn(&K) -> Progress,
-    ) -> Result<(), DeployError>
+    ) -> Result<(), WaitError>
     where
         K: kube::Resource + Clone + DeserializeOwned + Debug,
         K::DynamicType: Default,
@@ -154,15 +189,15 @@ impl KubernetesDeployer {
         let kind = K::kind(&K::DynamicType::default()).into_owned();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let current = api.get_opt(name).await.map_err(|e| refused(&kind, name, e))?;
+            let current = api.get_opt(name).await.map_err(|e| WaitError::Unread(refused(&kind, name, e)))?;
             let Some(current) = current else {
-                return Err(DeployError::Failed(format!("the {kind} {name} was deleted while deploying")));
+                return Err(WaitError::Deleted { kind, name: name.to_owned() });
             };
             match judge(&current) {
                 Progress::Done => return Ok(()),
-                Progress::Failed(why) => return Err(DeployError::Failed(why)),
-                Progress::Waiting(why) if tokio::time::Instant::now() >= deadline => {
-                    return Err(DeployError::Failed(format!("not ready after {} s: {why}", timeout.as_secs())));
+                Progress::Failed(why) => return Err(WaitError::Failed(why)),
+                Progress::Waiting(waiting) if tokio::time::Instant::now() >= deadline => {
+                    return Err(WaitError::TimedOut { seconds: timeout.as_secs(), waiting });
                 }
                 Progress::Waiting(_) => tokio::time::sleep(self.settings.poll_interval).await,
             }
@@ -197,11 +232,11 @@ impl Deployer for KubernetesDeployer {
                 image.clone()
             }
             ServerSource::Github { url } => {
-                if self.settings.registry.is_none() {
+                let Some(registry) = &self.settings.registry else {
                     return Err(DeployError::Unsupported(SourceKind::Github));
-                }
+                };
                 self.apply_tenant(tenant).await?;
-                self.build(tenant, name, url).await?
+                self.build(tenant, name, registry, url).await?
             }
         };
         let endpoint = self.run(tenant, name, &image).await?;
@@ -252,14 +287,45 @@ where
     }
 }
 
-/// The cluster's answer as a deployment error: a quota or validation refusal is final (the
-/// same request would be refused again), the rest may pass when tried again.
+/// Why waiting for an object to be done ended without it.
+#[derive(Debug, thiserror::Error)]
+enum WaitError {
+    /// Its status says it failed.
+    #[error("{0}")]
+    Failed(String),
+    #[error("not ready after {seconds} s: {waiting}")]
+    TimedOut { seconds: u64, waiting: String },
+    #[error("the {kind} {name} was deleted while deploying")]
+    Deleted { kind: String, name: String },
+    /// It could not be read; it may still be on its way.
+    #[error(transparent)]
+    Unread(DeployError),
+}
+
+impl WaitError {
+    /// Whether the object itself has ended without being done (failed, or out of time).
+    fn ended(&self) -> bool {
+        matches!(self, WaitError::Failed(_) | WaitError::TimedOut { .. })
+    }
+}
+
+impl From<WaitError> for DeployError {
+    fn from(error: WaitError) -> Self {
+        match error {
+            WaitError::Unread(error) => error,
+            ended => DeployError::Failed(ended.to_string()),
+        }
+    }
+}
+
+/// The cluster's answer as a deployment error: a refusal by RBAC or admission (403) or by
+/// validation (422) is final (the same request would be refused again), the rest may pass when
+/// tried again.
 fn refused(kind: &str, name: &str, error: kube::Error) -> DeployError {
     match error {
         kube::Error::Api(status) => {
             let message = format!("the cluster refused the {kind} {name}: {}", status.message);
-            let quota = status.code == 403 && status.message.contains("exceeded quota");
-            if quota || status.code == 422 { DeployError::Refused(message) } else { DeployError::Failed(message) }
+            if matches!(status.code, 403 | 422) { DeployError::Refused(message) } else { DeployError::Failed(message) }
         }
         other => DeployError::Failed(format!("cannot reach the Kubernetes API: {other}")),
     }

@@ -212,18 +212,14 @@ pub fn build_job(
     })
 }
 
-/// Where the gateway reaches a deployed server.
+/// Where the gateway reaches a deployed server: its Service, or, with `endpointBase`, a proxy
+/// there that tells servers apart by the path (`<base>/<namespace>/<service><serverPath>`).
 pub fn endpoint_url(settings: &KubernetesSettings, tenant: &TenantId, name: &ServerName) -> String {
+    let (service, namespace) = (names::server_object(name), names::namespace(tenant));
+    let path = &settings.server_path;
     match &settings.endpoint_base {
-        Some(base) => format!("{base}{}", settings.server_path),
-        None => format!(
-            "http://{}.{}.svc.{}:{}{}",
-            names::server_object(name),
-            names::namespace(tenant),
-            settings.cluster_domain,
-            settings.server_port,
-            settings.server_path
-        ),
+        Some(base) => format!("{base}/{namespace}/{service}{path}"),
+        None => format!("http://{service}.{namespace}.svc.{}:{}{path}", settings.cluster_domain, settings.server_port),
     }
 }
 

@@ -29,9 +29,10 @@ pub struct KubernetesSection {
     server_path: String,
     /// The cluster's DNS domain, the tail of Service names (`<svc>.<ns>.svc.<domain>`).
     cluster_domain: String,
-    /// Replaces `http://<service>.<namespace>.svc.<domain>:<port>` in servers' endpoints: for a
-    /// gateway outside the cluster that reaches servers through a proxy, and for tests. Such
-    /// endpoints are not trusted beyond `outbound.*`.
+    /// Replaces `http://<service>.<namespace>.svc.<domain>:<port>` in servers' endpoints with
+    /// `<endpointBase>/<namespace>/<service>`: for a gateway outside the cluster that reaches
+    /// servers through a proxy routing by path, and for tests. Such endpoints are not trusted
+    /// beyond `outbound.*`.
     endpoint_base: Option<String>,
     /// The gateway's namespace and its pods' labels: the only pods a tenant namespace lets in.
     gateway_namespace: String,
@@ -213,8 +214,14 @@ impl KubernetesSection {
                 return Err(bad(&format!("container.{key}"), format!("`{value}` is not a Kubernetes quantity")));
             }
         }
-        if self.ready_timeout_seconds == 0 || self.build_timeout_seconds == 0 || self.poll_interval_ms == 0 {
-            return Err(bad("readyTimeoutSeconds", "timeouts and the poll interval must be positive".into()));
+        for (key, value) in [
+            ("readyTimeoutSeconds", self.ready_timeout_seconds),
+            ("buildTimeoutSeconds", self.build_timeout_seconds),
+            ("pollIntervalMs", self.poll_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(bad(key, "must be positive".into()));
+            }
         }
         Ok(KubernetesSettings {
             access,
@@ -291,6 +298,16 @@ mod tests {
         let (key, message) = section.check(&["free", "enterprise"]).unwrap_err();
         assert_eq!(key, "deployer.kubernetes.quotas");
         assert!(message.contains("gold"), "{message}");
+    }
+
+    #[test]
+    fn a_zero_timeout_or_poll_interval_names_its_own_key() {
+        for key in ["readyTimeoutSeconds", "buildTimeoutSeconds", "pollIntervalMs"] {
+            let section: KubernetesSection = serde_norway::from_str(&format!("{key}: 0\n")).unwrap();
+            let (named, message) = section.check(&[]).unwrap_err();
+            assert_eq!(named, format!("deployer.kubernetes.{key}"));
+            assert_eq!(message, "must be positive");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What a Deployment's and a Job's status say about a deployment: still going, done, or failed
 //! with a reason a tenant can read (the cluster's own condition messages).
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
 use k8s_openapi::api::batch::v1::Job;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +12,10 @@ pub enum Progress {
     Failed(String),
 }
 
-/// A server's Deployment: done once its one replica is updated, ready and available.
+/// A server's Deployment, judged as `kubectl rollout status` does: done once the cluster has
+/// seen its latest spec and every replica is updated and available with no old one left (during
+/// a rollout the old pod is still available, and the Deployment with it, while the new one
+/// starts).
 pub fn deployment(deployment: &Deployment) -> Progress {
     let Some(status) = &deployment.status else { return Progress::Waiting("no status yet".into()) };
     let generation = deployment.metadata.generation.unwrap_or(0);
@@ -21,24 +24,36 @@ pub fn deployment(deployment: &Deployment) -> Progress {
     }
     let conditions = status.conditions.as_deref().unwrap_or_default();
     let condition = |kind: &str| conditions.iter().find(|c| c.type_ == kind);
-    let message = |c: &k8s_openapi::api::apps::v1::DeploymentCondition| {
-        c.message.clone().or_else(|| c.reason.clone()).unwrap_or_default()
-    };
+    let message = |c: &DeploymentCondition| c.message.clone().or_else(|| c.reason.clone()).unwrap_or_default();
     if let Some(failure) = condition("ReplicaFailure").filter(|c| c.status == "True") {
         return Progress::Failed(format!("the cluster cannot create the server's pod: {}", message(failure)));
     }
-    if let Some(progressing) = condition("Progressing")
-        && progressing.status == "False"
-    {
+    if let Some(progressing) = condition("Progressing").filter(|c| c.status == "False") {
         return Progress::Failed(format!("the server did not become ready in time: {}", message(progressing)));
     }
-    let available = condition("Available").is_some_and(|c| c.status == "True");
-    let ready = status.ready_replicas.unwrap_or(0) >= 1 && status.updated_replicas.unwrap_or(0) >= 1;
-    if available && ready {
-        return Progress::Done;
+    let wanted = deployment.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    if updated < wanted {
+        return Progress::Waiting(format!("{updated} of {wanted} replicas updated"));
     }
-    let waiting = condition("Progressing").map(message).filter(|m| !m.is_empty());
-    Progress::Waiting(waiting.unwrap_or_else(|| "waiting for the server's pod to be ready".into()))
+    let replicas = status.replicas.unwrap_or(0);
+    if replicas > updated {
+        return Progress::Waiting(format!("{} old replicas still running", replicas - updated));
+    }
+    let available = status.available_replicas.unwrap_or(0);
+    if available < updated {
+        return Progress::Waiting(format!("{available} of {updated} updated replicas available"));
+    }
+    Progress::Done
+}
+
+/// Whether a Deployment's rollout has stopped for good: its progress deadline passed, and the
+/// Deployment controller will not try again until its pod template changes.
+pub fn deadline_exceeded(deployment: &Deployment) -> bool {
+    let conditions = deployment.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    conditions.iter().any(|c| {
+        c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    })
 }
 
 /// A build Job: done when complete, failed when it failed (it is never retried in the cluster).
@@ -66,19 +81,23 @@ mod tests {
     }
 
     #[test]
-    fn a_deployment_is_done_when_available_with_a_ready_replica_of_its_latest_spec() {
+    fn a_deployment_is_done_once_every_replica_of_its_latest_spec_is_available_and_no_old_one_is_left() {
         let available = json!([{ "type": "Available", "status": "True" }]);
-        let old = deployment_with(
-            json!({ "observedGeneration": 1, "readyReplicas": 1, "updatedReplicas": 1, "conditions": available }),
-        );
-        assert!(matches!(deployment(&old), Progress::Waiting(_)));
-        let current = deployment_with(
-            json!({ "observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 1, "conditions": available }),
-        );
-        assert_eq!(deployment(&current), Progress::Done);
-        let not_ready =
-            deployment_with(json!({ "observedGeneration": 2, "updatedReplicas": 1, "conditions": available }));
-        assert!(matches!(deployment(&not_ready), Progress::Waiting(_)));
+        let all = |generation: i64| {
+            json!({ "observedGeneration": generation, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+                    "availableReplicas": 1, "conditions": available })
+        };
+        assert!(matches!(deployment(&deployment_with(all(1))), Progress::Waiting(_)));
+        assert_eq!(deployment(&deployment_with(all(2))), Progress::Done);
+        // Mid-rollout: the old pod keeps the Deployment available while the new one starts.
+        let rolling = deployment_with(json!({ "observedGeneration": 2, "replicas": 2, "updatedReplicas": 1,
+            "readyReplicas": 1, "availableReplicas": 1, "conditions": available }));
+        assert_eq!(deployment(&rolling), Progress::Waiting("1 old replicas still running".into()));
+        let starting = deployment_with(json!({ "observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+            "conditions": available }));
+        assert_eq!(deployment(&starting), Progress::Waiting("0 of 1 updated replicas available".into()));
+        let none_updated = deployment_with(json!({ "observedGeneration": 2, "replicas": 1, "availableReplicas": 1 }));
+        assert_eq!(deployment(&none_updated), Progress::Waiting("0 of 1 replicas updated".into()));
     }
 
     #[test]
@@ -94,6 +113,8 @@ mod tests {
             { "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"x\" has timed out progressing." },
         ]}));
         assert!(matches!(deployment(&late), Progress::Failed(m) if m.contains("timed out progressing")));
+        assert!(deadline_exceeded(&late));
+        assert!(!deadline_exceeded(&quota));
     }
 
     #[test]
