@@ -201,3 +201,44 @@ async fn a_deployment_interrupted_by_a_restart_resumes_and_ends_ready() {
     assert_eq!(now["spec"], first["spec"]);
     assert_eq!(stand_in.names(None, "namespaces"), ["tenant-acme"]);
 }
+
+#[tokio::test]
+async fn a_server_the_cluster_has_not_started_yet_does_not_hold_up_another_servers_deployment() {
+    let upstream = HttpServerProcess::example(&[]);
+    let stand_in = KubeStandIn::default();
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _proxy) = gateway_on(&stand_in, &upstream, &dir, "").await;
+    let (_, acme) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
+    let applied = |name: &'static str| {
+        let stand_in = &stand_in;
+        async move {
+            common::eventually(
+                &format!("the Deployment of `{name}` to be applied"),
+                Duration::from_secs(30),
+                || async {
+                    stand_in
+                        .get("apps/v1", Some("tenant-acme"), "deployments", name)
+                        .map(drop)
+                        .ok_or("not yet".to_string())
+                },
+            )
+            .await;
+        }
+    };
+
+    // `files` waits for pods the cluster does not start.
+    let files = json!({"name": "files", "category": "productivity", "source": {"type": "docker", "image": "ghcr.io/acme/files:1"}});
+    servers(&gateway, &acme, Method::POST, "", Some(files)).await.expect(202);
+    applied("mcp-files").await;
+    // `notes` is deployed meanwhile, and becomes ready while `files` still waits.
+    servers(&gateway, &acme, Method::POST, "", Some(docker_notes())).await.expect(202);
+    applied("mcp-notes").await;
+    stand_in.set_deployment("tenant-acme", "mcp-notes", Outcome::Ready);
+    let ready = wait_for(&gateway, &acme, |view| view["status"] == "ready").await;
+    assert_eq!(ready["toolsDiscovered"], 6, "{ready}");
+    // And it is stopped while `files` still waits.
+    servers(&gateway, &acme, Method::DELETE, "/notes", None).await.expect(202);
+    wait_for(&gateway, &acme, |view| view["httpStatus"] == 404).await;
+    let files = wait_for_server(&gateway, &acme, "files", |view| view["status"].is_string()).await;
+    assert_eq!(files["status"], "deploying", "{files}");
+}

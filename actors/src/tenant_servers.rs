@@ -9,8 +9,9 @@
 //! this actor last read or wrote there ([`Store::replace_entry`](crate::store::Store::replace_entry));
 //! otherwise another node served the tenant meanwhile (this one was paused, or cut off, and has
 //! not stopped yet), and the actor reloads what is stored before its next input instead of
-//! undoing that node's work. Deploy and Stop calls of one tenant run one at a time, in order, on
-//! a worker task; discoveries run on tasks of their own. Both answer with messages to the actor,
+//! undoing that node's work. Deploy and Stop calls of one server run one at a time, in order, on
+//! that server's worker task (a build of one server that takes many minutes does not hold up
+//! the stop of another); discoveries run on tasks of their own. Both answer with messages to the actor,
 //! which keeps admitting requests meanwhile.
 
 use std::collections::BTreeMap;
@@ -37,10 +38,18 @@ pub fn collection(tenant: &TenantId) -> String {
 /// starting node can wake them and resume their deployments without waiting for a request.
 pub const SERVER_TENANTS: &str = "server-tenants";
 
-/// A deployer call for the worker.
+/// A deployer call for a server's worker.
 enum Job {
     Deploy { name: ServerName, source: ServerSource, attempt: u32 },
     Stop { name: ServerName },
+}
+
+impl Job {
+    fn server(&self) -> &ServerName {
+        match self {
+            Job::Deploy { name, .. } | Job::Stop { name } => name,
+        }
+    }
 }
 
 pub struct TenantServers {
@@ -51,7 +60,8 @@ pub struct TenantServers {
     stored: BTreeMap<String, Vec<u8>>,
     /// A write found the store changed: reload before the next input.
     stale: bool,
-    worker: Option<mpsc::UnboundedSender<Job>>,
+    /// One worker per server, so that its calls keep their order.
+    workers: BTreeMap<ServerName, mpsc::UnboundedSender<Job>>,
 }
 
 impl TenantServers {
@@ -62,7 +72,7 @@ impl TenantServers {
             persisted: Vec::new(),
             stored: BTreeMap::new(),
             stale: false,
-            worker: None,
+            workers: BTreeMap::new(),
         }
     }
 
@@ -227,6 +237,8 @@ impl TenantServers {
         }
         env.store.delete_entry(SERVER_TENANTS, tenant.as_str()).await?;
         self.persisted.clear();
+        // Their calls under way finish; no other is sent.
+        self.workers.clear();
         self.deployments = Deployments::new(env.deploy_retry.clone(), [SourceKind::Http]);
         Ok(())
     }
@@ -324,18 +336,19 @@ impl TenantServers {
     }
 
     fn send(&mut self, env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>, job: Job) {
-        let worker = self.worker.get_or_insert_with(|| spawn_worker(env, tenant, myself));
+        let server = job.server().clone();
+        let worker = self.workers.entry(server.clone()).or_insert_with(|| spawn_worker(env, tenant, myself));
         if let Err(mpsc::error::SendError(job)) = worker.send(job) {
             // The worker ended (it cannot, while its sender lives); start another.
             let worker = spawn_worker(env, tenant, myself);
             // A new worker holds its receiver until its sender is dropped: this send cannot fail.
             worker.send(job).ok();
-            self.worker = Some(worker);
+            self.workers.insert(server, worker);
         }
     }
 }
 
-/// The task that calls the deployer for one tenant, one call at a time.
+/// The task that calls the deployer for one server of a tenant, one call at a time.
 fn spawn_worker(env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>) -> mpsc::UnboundedSender<Job> {
     let (sender, mut jobs) = mpsc::unbounded_channel::<Job>();
     let (deployer, tenant, myself) = (env.deployer.clone(), tenant.clone(), myself.clone());
