@@ -2,7 +2,6 @@
 //! (`connectors-client`). Human tables by default, the API's JSON with `--json`; a refused call
 //! prints the gateway's message (with its code and request id) and exits non-zero.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
@@ -14,6 +13,8 @@ use connectors_client::types::{
     UsageReport,
 };
 use connectors_client::{AdminApi, Error};
+
+use crate::audit_follow::AuditFollow;
 use serde::Serialize;
 
 #[derive(Debug, Args)]
@@ -515,7 +516,8 @@ async fn integrations(api: &AdminApi, command: IntegrationCommand, json: bool) -
     }
 }
 
-/// Prints the audit log; with `--follow`, keeps reading from the newest event printed.
+/// Prints the audit log; with `--follow`, keeps reading, each event printed once (late ones
+/// too, see `audit_follow`).
 async fn audit(api: &AdminApi, args: AuditArgs, json: bool) -> Result<(), String> {
     let mut query = AuditQuery {
         since: args.since.clone(),
@@ -527,21 +529,10 @@ async fn audit(api: &AdminApi, args: AuditArgs, json: bool) -> Result<(), String
     if !json {
         print(&audit_header());
     }
-    // Events already printed at the newest timestamp: a read `since` that time returns them again.
-    let mut newest: Option<String> = None;
-    let mut printed_at_newest: HashSet<String> = HashSet::new();
+    let mut follow = AuditFollow::default();
     loop {
         let page = api.audit(&args.tenant, &query).await.map_err(failure)?;
-        for event in &page.events {
-            let key = event_key(event);
-            if newest.as_deref() == Some(event.timestamp.as_str()) && printed_at_newest.contains(&key) {
-                continue;
-            }
-            if newest.as_deref() != Some(event.timestamp.as_str()) {
-                newest = Some(event.timestamp.clone());
-                printed_at_newest.clear();
-            }
-            printed_at_newest.insert(key);
+        for event in page.events.iter().filter(|event| follow.is_new(event)) {
             print(&if json { serde_json::to_string(event).map_err(|e| e.to_string())? } else { audit_line(event) });
         }
         if let Some(next) = page.next_cursor {
@@ -556,15 +547,11 @@ async fn audit(api: &AdminApi, args: AuditArgs, json: bool) -> Result<(), String
         }
         query.cursor = None;
         query.limit = None;
-        if newest.is_some() {
-            query.since.clone_from(&newest);
+        if let Some(since) = follow.next_since() {
+            query.since = Some(since);
         }
         tokio::time::sleep(Duration::from_secs(args.interval.max(1))).await;
     }
-}
-
-fn event_key(event: &AuditEvent) -> String {
-    serde_json::to_string(event).unwrap_or_default()
 }
 
 // ----- rendering --------------------------------------------------------------------------------

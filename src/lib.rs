@@ -3,6 +3,7 @@
 
 pub mod admin_cli;
 pub mod app;
+pub mod audit_follow;
 pub mod backends;
 pub mod billing;
 pub mod billing_webhook;
