@@ -179,7 +179,13 @@ class AsyncTenantResource:
 
 
 class AsyncConnectors(_AsyncClient):
-    """The tenant API, async; arguments as :class:`connectors_gateway.Connectors`."""
+    """The tenant API: ``AsyncConnectors(base_url=..., tenant_id=..., api_key=...)``.
+
+    ``tenant_id`` may be left out: the gateway then serves the key's own tenant. ``max_retries``
+    (default 2, 0 turns retrying off) bounds how often a 429 / 503 answer is retried after its
+    ``Retry-After``; an answer asking to wait longer than ``max_retry_delay`` seconds is raised at
+    once. ``tenant_id_header`` / ``api_key_header`` follow the gateway's configuration.
+    """
 
     def __init__(
         self,
@@ -210,7 +216,7 @@ class AsyncTenants:
     def __init__(self, run: AsyncRun) -> None:
         self._run = run
 
-    async def create(self, id: str, name: str, **fields: Unpack[NewTenantFields]) -> Tenant:  # noqa: A002
+    async def create(self, id: str, name: str, **fields: Unpack[NewTenantFields]) -> Tenant:  # noqa: A002 - the API's name
         """Creates a tenant; the answer's ``apiKey`` is shown this once."""
         return await self._run(calls.tenants_create(id, name, dict(fields)))
 
@@ -278,7 +284,7 @@ class AsyncAudit:
         self._run = run
 
     async def list(self, tenant_id: str, *, cursor: str | None = None, **options: Unpack[AuditOptions]) -> AuditPage:
-        """One page of a tenant's audit log."""
+        """One page of a tenant's audit log: ``{events, nextCursor}``."""
         return await self._run(calls.audit_list(tenant_id, dict(options), cursor))
 
     def iterate(self, tenant_id: str, **options: Unpack[AuditOptions]) -> AsyncIterator[AuditEvent]:
@@ -315,7 +321,7 @@ class AsyncCluster:
 
 
 class AsyncAdminAPI(_AsyncClient):
-    """The admin API, async; arguments as :class:`connectors_gateway.AdminAPI`."""
+    """The admin API: ``AsyncAdminAPI(base_url=..., api_key=<admin key>)``; options as :class:`AsyncConnectors`."""
 
     def __init__(
         self,

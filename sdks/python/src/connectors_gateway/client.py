@@ -1,9 +1,12 @@
-"""The synchronous clients: :class:`Connectors` (tenant API) and :class:`AdminAPI`."""
+"""The synchronous clients: :class:`Connectors` (tenant API) and :class:`AdminAPI`.
+
+Generated from ``aio.py`` by ``tools/unasync.py``: edit that file, not this one."""
+
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Callable
 import builtins
 from typing import Any, Self, TypeVar, Unpack
 
@@ -14,8 +17,8 @@ from ._request import Run, ClientConfig, Request, auth_headers, build, result, r
 from .errors import ApiConnectionError, ConnectorsError
 from .types import (
     AuditEvent,
-    AuditPage,
     AuditOptions,
+    AuditPage,
     ClusterView,
     Credential,
     CredentialFields,
@@ -77,7 +80,8 @@ def _pages(fetch: Callable[[str | None], Any], items: str) -> Iterator[Any]:
     cursor: str | None = None
     while True:
         page = fetch(cursor)
-        yield from page[items]
+        for item in page[items]:
+            yield item
         cursor = page.get("nextCursor")
         if not cursor:
             return
@@ -136,7 +140,9 @@ class McpServers:
     def __init__(self, run: Run) -> None:
         self._run = run
 
-    def add(self, name: str, source: ServerSource, category: str, *, description: str | None = None) -> ServerAccepted:
+    def add(
+        self, name: str, source: ServerSource, category: str, *, description: str | None = None
+    ) -> ServerAccepted:
         """Registers one of the tenant's own MCP servers; its deployment goes on in the background."""
         return self._run(calls.mcp_add(name, source, category, description))
 
@@ -241,7 +247,9 @@ class OAuthCredentials:
     def __init__(self, run: Run) -> None:
         self._run = run
 
-    def put(self, tenant_id: str, integration: str, access_token: str, **fields: Unpack[CredentialFields]) -> Credential:
+    def put(
+        self, tenant_id: str, integration: str, access_token: str, **fields: Unpack[CredentialFields]
+    ) -> Credential:
         """Stores a tenant's credential for an OAuth integration; tokens are never returned."""
         return self._run(calls.oauth_put(tenant_id, integration, access_token, dict(fields)))
 
@@ -265,7 +273,9 @@ class Metrics:
     def __init__(self, run: Run) -> None:
         self._run = run
 
-    def get(self, tenant_id: str, *, start_date: str | None = None, end_date: str | None = None) -> TenantMetrics:
+    def get(
+        self, tenant_id: str, *, start_date: str | None = None, end_date: str | None = None
+    ) -> TenantMetrics:
         """A tenant's counts over a date range (``YYYY-MM-DD``, inclusive)."""
         return self._run(calls.metrics_get(tenant_id, start_date, end_date))
 
