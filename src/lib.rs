@@ -16,6 +16,7 @@ pub mod keys;
 pub mod metrics;
 pub mod migrate;
 pub mod oauth_client;
+pub mod otel;
 pub mod outbound;
 pub mod tenant_logs;
 pub mod tools;

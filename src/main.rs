@@ -16,6 +16,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let tenant_logs = TenantLogs::default();
+    let (otel_layer, traces) = match connectors::otel::from_env(&ProcessEnv) {
+        Ok(Some((layer, traces))) => (Some(layer), Some(traces)),
+        Ok(None) => (None, None),
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -24,6 +32,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .finish()
         .with(tenant_logs.clone())
+        .with(otel_layer)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -47,6 +56,9 @@ fn main() -> ExitCode {
             Ok(())
         }
     };
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
