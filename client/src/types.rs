@@ -240,6 +240,43 @@ pub struct TenantMetrics {
     pub servers: ServerCounts,
     pub tokens: Total<u64>,
     pub cost: Total<f64>,
+    /// One entry per day with usage, oldest first; only with the `advancedAnalytics` feature.
+    #[serde(default)]
+    pub daily: Option<Vec<DailyUsage>>,
+    /// Invocations per tool, most called first; only with the `advancedAnalytics` feature.
+    #[serde(default)]
+    pub by_tool: Option<ToolBreakdown>,
+}
+
+/// One day of a tenant's usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyUsage {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub requests: u64,
+    pub api_calls: u64,
+    pub rate_limited: u64,
+    pub errors: u64,
+    pub tool_invocations: u64,
+    pub selections: u64,
+    pub tokens: u64,
+}
+
+/// Tool invocations of a date range, per tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolBreakdown {
+    pub tools: Vec<ToolCalls>,
+    /// False when the range held more invocations than were counted.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolCalls {
+    pub tool_id: String,
+    pub calls: u64,
+    pub errors: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,6 +436,9 @@ pub struct Integration {
     pub tools: Vec<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// RFC 3339: when its tools were last discovered.
+    #[serde(default)]
+    pub discovered_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -618,6 +658,10 @@ pub struct DeploymentStarted {
 pub struct Server {
     pub name: String,
     pub category: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub deployment_id: Option<String>,
     pub source: ServerSource,
     /// `pending`, `deploying`, `ready`, `failed` or `deleting`.
     pub status: String,

@@ -119,6 +119,21 @@ export interface TenantMetrics {
   servers: { custom: number };
   tokens: { total: number };
   cost: { total: number };
+  /** One entry per day with usage, oldest first; only with the `advancedAnalytics` feature. */
+  daily?: DailyUsage[] | null;
+  /** Invocations per tool, most called first; only with the `advancedAnalytics` feature. */
+  byTool?: { tools: { toolId: string; calls: number; errors: number }[]; complete: boolean } | null;
+}
+
+export interface DailyUsage {
+  date: string;
+  requests: number;
+  apiCalls: number;
+  rateLimited: number;
+  errors: number;
+  toolInvocations: number;
+  selections: number;
+  tokens: number;
 }
 
 export interface AuditEvent {

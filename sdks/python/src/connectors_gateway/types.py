@@ -79,6 +79,17 @@ class RotatedKey(TypedDict):
     apiKey: str
 
 
+class DailyUsage(TypedDict):
+    date: str
+    requests: int
+    apiCalls: int
+    rateLimited: int
+    errors: int
+    toolInvocations: int
+    selections: int
+    tokens: int
+
+
 class TenantMetrics(TypedDict):
     tenantId: str
     startDate: str
@@ -88,6 +99,10 @@ class TenantMetrics(TypedDict):
     servers: dict[str, int]
     tokens: dict[str, int]
     cost: dict[str, float]
+    #: Only with the ``advancedAnalytics`` feature: one entry per day with usage, oldest first.
+    daily: NotRequired[list[DailyUsage] | None]
+    #: Only with the ``advancedAnalytics`` feature: ``{tools: [{toolId, calls, errors}], complete}``.
+    byTool: NotRequired[dict[str, Any] | None]
 
 
 class AuditEvent(TypedDict):
