@@ -19,10 +19,11 @@ pub struct Traces {
     provider: SdkTracerProvider,
 }
 
-/// The layer that hands spans to the exporter, and the pipeline, when an endpoint is configured.
-pub fn from_env<S>(
-    env: &dyn Env,
-) -> Result<Option<(tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>, Traces)>, String>
+/// The layer that hands a subscriber's spans to the exporter.
+pub type TraceLayer<S> = tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>;
+
+/// The layer and the pipeline, when an endpoint is configured.
+pub fn from_env<S>(env: &dyn Env) -> Result<Option<(TraceLayer<S>, Traces)>, String>
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
 {
