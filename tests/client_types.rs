@@ -50,6 +50,20 @@ fn block<'a>(source: &'a str, head: &str, python: bool) -> Option<Vec<&'a str>> 
     )
 }
 
+/// The lines of the types `names` in `source`, each found by the first of `heads` (`NAME` standing
+/// for its name) that is there.
+fn lines<'a>(source: &'a str, names: &[&str], heads: &[&str], python: bool) -> Vec<&'a str> {
+    names
+        .iter()
+        .flat_map(|name| {
+            heads
+                .iter()
+                .find_map(|head| block(source, &head.replace("NAME", name), python))
+                .unwrap_or_else(|| panic!("no type {name} in the client ({heads:?})"))
+        })
+        .collect()
+}
+
 fn snake(camel: &str) -> String {
     let mut out = String::new();
     let mut previous_lower = false;
@@ -74,29 +88,10 @@ fn every_field_the_api_answers_is_read_by_each_client() {
         let properties = document["components"]["schemas"][schema]["properties"]
             .as_object()
             .unwrap_or_else(|| panic!("no schema {schema} with properties in openapi.json"));
-        let ts: Vec<&str> = ts_types
-            .iter()
-            .flat_map(|name| {
-                block(&typescript, &format!("export interface {name} "), false)
-                    .unwrap_or_else(|| panic!("types.ts has no interface {name}"))
-            })
-            .collect();
-        let py: Vec<&str> = py_types
-            .iter()
-            .flat_map(|name| {
-                // A class, or the functional form for keys that are not identifiers' style.
-                block(&python, &format!("class {name}("), true)
-                    .or_else(|| block(&python, &format!("{name} = TypedDict("), true))
-                    .unwrap_or_else(|| panic!("types.py has no TypedDict {name}"))
-            })
-            .collect();
-        let rs: Vec<&str> = rust_types
-            .iter()
-            .flat_map(|name| {
-                block(&rust, &format!("pub struct {name} "), false)
-                    .unwrap_or_else(|| panic!("client/src/types.rs has no struct {name}"))
-            })
-            .collect();
+        let ts = lines(&typescript, ts_types, &["export interface NAME "], false);
+        // A class, or the functional form for keys that are not identifiers' style.
+        let py = lines(&python, py_types, &["class NAME(", "NAME = TypedDict("], true);
+        let rs = lines(&rust, rust_types, &["pub struct NAME "], false);
         for field in properties.keys() {
             let has = |lines: &[&str], forms: &[String]| {
                 lines.iter().any(|line| forms.iter().any(|form| line.trim_start().starts_with(form.as_str())))
