@@ -4,16 +4,17 @@
 //! client's `X-Request-Id` (when it is sane) or makes one, opens the request's span (request id
 //! now, tenant id once known), renders the error body, and echoes the id on the response.
 //!
-//! The handler runs in a task of its own, so that a client that goes away mid-request does not
-//! cut it in half: an admission its tenant's owner granted (and billed) is always audited, a
-//! credential stored is always answered for in the log.
+//! The handler runs to its end even when its client goes away mid-request ([`RunToCompletion`]):
+//! an admission its tenant's owner granted (and billed) is always audited, a credential stored
+//! is always answered for in the log.
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tracing::Instrument;
 
+use super::run_to_completion::RunToCompletion;
 use super::{REQUEST_ID, RequestId, error};
 
 /// The longest client-chosen request id we echo; longer ones are replaced.
@@ -37,14 +38,7 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
         request_id = id_text,
         tenant_id = tracing::field::Empty,
     );
-    let response = match tokio::spawn(next.run(request).instrument(span.clone())).await {
-        Ok(response) => response,
-        // Panics are caught inside (`CatchPanicLayer`); this is the runtime shutting down.
-        Err(join) => {
-            span.in_scope(|| tracing::error!(error = %join, "request task ended without an answer"));
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-    };
+    let response = RunToCompletion::new(next.run(request).instrument(span.clone())).await;
     let status = response.status();
     let mut response = error::render(response, id_text);
     span.in_scope(|| {

@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod rate_headers;
+pub mod run_to_completion;
 pub mod servers;
 pub mod tenant_api;
 pub mod tools;
