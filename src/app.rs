@@ -46,14 +46,12 @@ use crate::metrics::Metrics;
 use crate::oauth_client::TokenClient;
 use crate::outbound::CheckedHttp;
 use crate::tools::catalog::Catalog;
-use crate::tools::mcp_client::{BearerToken, McpServer};
 use crate::tools::registry::ToolRegistry;
 use crate::tools::selection::engine::SelectionEngine;
 use crate::tools::selector::{CO_USAGE_REFRESH, Selector};
-use crate::tools::tenant_servers::{RegistryServerTools, endpoint_server};
+use crate::tools::tenant_servers::RegistryServerTools;
 use crate::tools::tool_graph::{ToolGraph, ToolGraphError};
-use connectors_actors::deployer::ServerName;
-use connectors_actors::deployments::{RetryPolicy, ServerStatus};
+use connectors_actors::deployments::RetryPolicy;
 
 const ADMIN_KEY_META: &str = "admin_key_sha256";
 
@@ -312,46 +310,6 @@ impl Gateway {
             tokio::spawn(prune_audit(Arc::downgrade(&gateway), retention));
         }
         Ok(gateway)
-    }
-
-    /// Where `tenant`'s own server `server` is reached, as its actor knows it, and the tenant's
-    /// token for the server's `oauthIntegration`, if it names one.
-    pub async fn custom_server_endpoint(
-        &self,
-        tenant: &TenantId,
-        server: &str,
-    ) -> Result<(McpServer, Option<BearerToken>), crate::http::error::ApiError> {
-        use crate::http::error::ApiError;
-        let not_found = || ApiError::not_found(format!("custom server `{server}` not found"));
-        let name = ServerName::parse(server).map_err(|_| not_found())?;
-        let record = self.router.get_server(tenant, name).await?.ok_or_else(not_found)?;
-        let endpoint = match (&record.status, &record.endpoint) {
-            (ServerStatus::Ready, Some(endpoint)) => endpoint,
-            (status, _) => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "server_not_ready",
-                    format!("custom server `{server}` is {}", status.as_str()),
-                ));
-            }
-        };
-        let token = match &record.source {
-            connectors_actors::deployer::ServerSource::Http { url, oauth_integration: Some(integration) } => {
-                // Checked again here: the integration may have moved since the server was registered.
-                if !self.registry.integration(integration).is_some_and(|shared| shared.may_receive_token(url)) {
-                    return Err(ApiError::new(
-                        axum::http::StatusCode::FORBIDDEN,
-                        "forbidden",
-                        format!(
-                            "custom server `{server}` is not on the host of `{integration}`; its token is not sent there"
-                        ),
-                    ));
-                }
-                Some(crate::http::tools::usable_token(self, tenant, integration).await?)
-            }
-            _ => None,
-        };
-        Ok((endpoint_server(tenant, server, endpoint), token))
     }
 
     /// In single-tenant and key-less modes the fallback tenant must exist; create it once.

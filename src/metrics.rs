@@ -11,7 +11,7 @@ use connectors_actors::recorder_status::RecorderState;
 use connectors_actors::tenant::TenantId;
 use connectors_actors::tenant_oauth::OAuthCounts;
 use connectors_cluster::audit_outbox::AuditCounts;
-use connectors_cluster::router::{HandOffCounts, HoldCounts};
+use connectors_cluster::router::{HandOffCounts, HoldCounts, OwnerCalls};
 use dashmap::DashMap;
 
 #[derive(Default)]
@@ -164,6 +164,18 @@ pub fn render_hand_offs(counts: &HandOffCounts) -> String {
     );
     for (way, count) in [("sent", &counts.sent), ("received", &counts.received)] {
         let _ = writeln!(out, "{name}{{way=\"{way}\"}} {}", count.load(Ordering::Relaxed));
+    }
+    out
+}
+
+/// Calls to tenants' owners besides admissions, by kind.
+pub fn render_owner_calls(calls: &OwnerCalls) -> String {
+    let name = "connectors_owner_calls_total";
+    let mut out = format!(
+        "# HELP {name} Calls this node made to tenants' owners other than admissions (one per tenant-API request), by kind.\n# TYPE {name} counter\n"
+    );
+    for (call, count) in calls.counts() {
+        let _ = writeln!(out, "{name}{{call=\"{call}\"}} {count}");
     }
     out
 }

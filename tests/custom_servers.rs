@@ -134,10 +134,20 @@ async fn an_http_server_goes_ready_serves_only_its_tenant_and_is_deleted() {
     // The owner sees and calls the tools; another tenant neither.
     assert!(tool_ids(&gateway, "acme", &acme).await.contains(&"notes.echo".to_string()));
     assert!(!tool_ids(&gateway, "globex", &globex).await.iter().any(|id| id.starts_with("notes.")));
+    let owner_calls = |metrics: &str, call| common::metric(metrics, "connectors_owner_calls_total", &[("call", call)]);
+    let before = gateway.metrics_text().await;
     let answer = invoke(&gateway, "acme", &acme, "notes.echo", json!({"text": "hello"})).await;
     answer.expect(200);
+    // The invocation cost acme's owner one call: the admission answered the server's record and
+    // charged it.
+    let after = gateway.metrics_text().await;
+    for call in ["get_server", "charge"] {
+        assert_eq!(owner_calls(&before, call), owner_calls(&after, call), "{call}: {after}");
+    }
     assert!(text_of(&answer.json()).contains("hello"), "{}", answer.text);
     invoke(&gateway, "globex", &globex, "notes.echo", json!({"text": "x"})).await.expect_error(404, "not_found");
+    let usage = gateway.admin(Method::GET, "/tenants/acme/usage", None).await.json();
+    assert_eq!(usage["toolInvocations"], 1, "{usage}");
     let theirs = servers(&gateway, "globex", &globex, Method::GET, "", None).await.json();
     assert_eq!(theirs["servers"], json!([]));
     server(&gateway, "globex", &globex, "notes").await.expect_error(404, "not_found");

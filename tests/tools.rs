@@ -184,6 +184,8 @@ async fn register_discover_select_and_invoke_with_the_example_server() {
     assert!(
         common::metric(&metrics, "connectors_tenant_tool_invocations_total", &[("tenant", "acme")]).unwrap() >= 3.0
     );
+    // Each invocation cost its tenant's owner one call: the admission, which also charged it.
+    assert_eq!(common::metric(&metrics, "connectors_owner_calls_total", &[("call", "charge")]), None, "{metrics}");
 
     // Refresh finds tools again; delete removes them from every tenant's view.
     gateway.admin(Method::POST, "/integrations/example/refresh", None).await.expect(200);
@@ -221,6 +223,9 @@ async fn the_tenants_oauth_token_is_injected_and_never_a_stale_one() {
         .await
         .expect_error(409, "oauth_required");
     assert!(!gateway.stderr_text().contains("acme-access-token"), "a token reached the log");
+    // A call refused for its credential is not charged: only the one that went out counts.
+    let usage = gateway.wait_usage_api_calls("acme", 3).await;
+    assert_eq!(usage["toolInvocations"], 1, "{usage}");
 }
 
 #[tokio::test]

@@ -86,6 +86,13 @@ pub struct ServerRecord {
     pub attempts: u32,
 }
 
+impl ServerRecord {
+    /// Ready with an endpoint: a tool call can go to it.
+    pub fn can_take_calls(&self) -> bool {
+        self.status == ServerStatus::Ready && self.endpoint.is_some()
+    }
+}
+
 /// The API's request body for a new server, as received.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
-use crate::admission::{Admission, AdmissionRequest, Denial, TenantSnapshot};
+use crate::admission::{Admission, AdmissionRequest, Denial, ServerLookup, TenantSnapshot};
 use crate::api_key::KeyHash;
 use crate::clock::Clock;
 use crate::deployer::{Deployer, ServerName};
@@ -184,10 +184,16 @@ impl Actor for TenantActor {
             TenantMsg::Admit(_, answer_by, reply) if answer_by.has_passed() => {
                 let tenant = &state.core.record().id;
                 tracing::debug!(%tenant, "an admission came after its asker stopped waiting; not counted");
-                reply.answer(Admission { verdict: Err(Denial::Late), rate: None });
+                reply.answer(Admission { verdict: Err(Denial::Late), rate: None, server: None });
             }
             TenantMsg::Admit(request, _, reply) => {
-                reply.answer(state.core.admit(now, &request));
+                let server = request.server.as_ref().map(|name| match state.servers.get(name) {
+                    Some(record) => ServerLookup::Found(Box::new(record)),
+                    None => ServerLookup::NotFound,
+                });
+                let mut admission = state.core.admit(now, &request.for_server(server.as_ref()));
+                admission.server = server.filter(|_| admission.verdict.is_ok());
+                reply.answer(admission);
             }
             TenantMsg::Charge(quota, reply) => {
                 reply.answer(state.core.charge(now, quota));

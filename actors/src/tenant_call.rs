@@ -66,6 +66,31 @@ pub enum TenantCall {
     McpSession(McpSessionCall),
 }
 
+impl TenantCall {
+    /// The call's name, for the metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TenantCall::Admit(_) => "admit",
+            TenantCall::Charge(_) => "charge",
+            TenantCall::Snapshot => "snapshot",
+            TenantCall::Patch(_) => "patch",
+            TenantCall::RotateKey { .. } => "rotate_key",
+            TenantCall::Delete => "delete",
+            TenantCall::StoreCredential { .. } => "store_credential",
+            TenantCall::DeleteCredential { .. } => "delete_credential",
+            TenantCall::WriteOut => "write_out",
+            TenantCall::Crash => "crash",
+            TenantCall::CreateServer { .. } => "create_server",
+            TenantCall::DeleteServer { .. } => "delete_server",
+            TenantCall::ListServers => "list_servers",
+            TenantCall::GetServer { .. } => "get_server",
+            TenantCall::Created => "created",
+            TenantCall::CredentialStored { .. } => "credential_stored",
+            TenantCall::McpSession(_) => "mcp_session",
+        }
+    }
+}
+
 /// When the node that asked stops waiting for the answer. An admission reaching the actor after
 /// it is refused uncounted ([`Denial::Late`](crate::admission::Denial::Late)): its asker has told
 /// its client the request failed, and counting it would bill what nobody audits (the owner was

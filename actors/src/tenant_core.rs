@@ -152,7 +152,7 @@ impl TenantCore {
             Err(_) => usage.errors = 1,
         }
         self.record_usage(now, &usage);
-        Admission { verdict: verdict.map(|()| self.snapshot(now)), rate }
+        Admission { verdict: verdict.map(|()| self.snapshot(now)), rate, server: None }
     }
 
     /// Consumes one unit of `quota` for work decided after admission (a tool invocation, once

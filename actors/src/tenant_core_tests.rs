@@ -42,6 +42,7 @@ fn request(key: &str) -> AdmissionRequest {
         client_ip: IpAddr::from([127, 0, 0, 1]),
         charge: None,
         selection: false,
+        server: None,
     }
 }
 

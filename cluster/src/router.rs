@@ -189,6 +189,25 @@ pub struct ShardRouter {
     hold: HoldConfig,
     hold_counts: HoldCounts,
     hand_off_counts: HandOffCounts,
+    owner_calls: OwnerCalls,
+}
+
+/// Calls to tenants' owners other than admissions, by kind: what a request costs beyond its one
+/// admission (admissions are counted per request, `connectors_tenant_requests_total`). Not on
+/// the hot path, so a lock is cheap enough.
+#[derive(Debug, Default)]
+pub struct OwnerCalls(std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>);
+
+impl OwnerCalls {
+    fn count(&self, call: &TenantCall) {
+        let mut counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *counts.entry(call.kind()).or_default() += 1;
+    }
+
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        let counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        counts.iter().map(|(kind, count)| (*kind, *count)).collect()
+    }
 }
 
 /// Tenants whose live state crossed a node link at a hand-off: for the metrics.
@@ -228,6 +247,7 @@ impl ShardRouter {
             hold,
             hold_counts: HoldCounts::default(),
             hand_off_counts: HandOffCounts::default(),
+            owner_calls: OwnerCalls::default(),
         });
         tokio::spawn(drive_ownership(Arc::downgrade(&router)));
         router
@@ -239,6 +259,10 @@ impl ShardRouter {
 
     pub fn hand_off_counts(&self) -> &HandOffCounts {
         &self.hand_off_counts
+    }
+
+    pub fn owner_calls(&self) -> &OwnerCalls {
+        &self.owner_calls
     }
 
     /// Records an audit event: here when this node serves the tenant (or the owner is not
@@ -284,6 +308,9 @@ impl ShardRouter {
     /// Asks the owner of `tenant`. A request that meets the tenant's shard while it changes
     /// hands is held until the new owner serves it (bounded in count and time), not refused.
     pub async fn ask(&self, tenant: &TenantId, call: TenantCall) -> Result<TenantReply, RouteError> {
+        if !matches!(call, TenantCall::Admit(_)) {
+            self.owner_calls.count(&call);
+        }
         let shard = shard_of(tenant);
         // A guard, not a counted reference: on the local path the view is needed only for
         // this check, and a shared reference count would bounce between cores per request.

@@ -234,6 +234,7 @@ fn request(invocation: bool) -> AdmissionRequest {
         client_ip: IpAddr::from([10, 0, 0, 1]),
         charge: invocation.then_some(Quota::ToolInvocations),
         selection: false,
+        server: None,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod integrations;
+pub mod invocation;
 pub mod mcp;
 pub mod mcp_meta_tools;
 pub mod mcp_methods;

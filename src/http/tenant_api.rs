@@ -23,6 +23,7 @@ use super::admin::bearer;
 use super::auth_throttle;
 use super::error::ApiError;
 use super::extract::request_client_ip;
+use super::invocation::InvocationPlan;
 use super::rate_headers::rate_headers;
 use super::views::TenantView;
 use crate::app::Gateway;
@@ -98,6 +99,8 @@ pub struct Admitted {
     pub caller: Caller,
     pub tenant: TenantSnapshot,
     pub headers: HeaderMap,
+    /// The invocation planned before the admission, which charged it (`tools/invoke`).
+    pub invocation: Option<InvocationPlan>,
 }
 
 /// Authenticates and admits a tenant-API request. A refusal is audited and counted here and
@@ -109,10 +112,28 @@ pub async fn admit(
     charge: Option<Quota>,
     selection: bool,
 ) -> Result<Admitted, ApiError> {
+    admit_asking(gateway, parts, action, Ask { charge, selection, invoke: None }).await
+}
+
+/// Authenticates and admits a `tools/invoke` of `tool_id`, charged in the same call to the
+/// tenant's owner when the tool can be called (see [`InvocationPlan`]).
+pub async fn admit_invocation(gateway: &Gateway, parts: &Parts, tool_id: &str) -> Result<Admitted, ApiError> {
+    admit_asking(gateway, parts, "tools.invoke", Ask { charge: None, selection: false, invoke: Some(tool_id) }).await
+}
+
+/// What a request asks of its tenant's owner besides being admitted.
+struct Ask<'a> {
+    charge: Option<Quota>,
+    selection: bool,
+    /// The tool a `tools/invoke` calls, planned before the admission.
+    invoke: Option<&'a str>,
+}
+
+async fn admit_asking(gateway: &Gateway, parts: &Parts, action: &str, ask: Ask<'_>) -> Result<Admitted, ApiError> {
     let caller = Caller::from_parts(gateway, parts)?;
     auth_throttle::check(gateway, caller.ip)?;
     let ip = caller.ip;
-    let admitted = authenticate_and_admit(gateway, caller, action, charge, selection).await;
+    let admitted = authenticate_and_admit(gateway, caller, action, ask).await;
     if let Err(error) = &admitted {
         auth_throttle::count(gateway, ip, error);
     }
@@ -123,8 +144,7 @@ async fn authenticate_and_admit(
     gateway: &Gateway,
     caller: Caller,
     action: &str,
-    charge: Option<Quota>,
-    selection: bool,
+    ask: Ask<'_>,
 ) -> Result<Admitted, ApiError> {
     let rules = &gateway.config.identity;
     // The key's owner is looked up only when needed: no tenant header, or a refused key.
@@ -136,12 +156,19 @@ async fn authenticate_and_admit(
         return Err(ApiError::unauthorized());
     };
     tracing::Span::current().record("tenant_id", target.as_str());
+    let plan = match ask.invoke {
+        // In the Redis counter mode the counter may still refuse an admitted request, so the
+        // invocation is charged after it instead (`invoke_tool`).
+        Some(tool_id) if gateway.rate_counter.is_none() => Some(InvocationPlan::new(gateway, &target, tool_id).await),
+        _ => None,
+    };
     let request = AdmissionRequest {
         key: caller.key,
         key_required: key_required(rules, &target),
         client_ip: caller.ip,
-        charge,
-        selection,
+        charge: ask.charge.or_else(|| plan.as_ref().and_then(InvocationPlan::charge)),
+        selection: ask.selection,
+        server: plan.as_ref().and_then(InvocationPlan::server),
     };
     let mut admission = match gateway.router.admit(&target, request).await {
         Ok(admission) => admission,
@@ -168,7 +195,8 @@ async fn authenticate_and_admit(
     match admission.verdict {
         Ok(tenant) => {
             gateway.metrics.count(&target, Outcome::Admitted);
-            Ok(Admitted { caller, tenant, headers })
+            let invocation = plan.map(|plan| plan.admitted(admission.server));
+            Ok(Admitted { caller, tenant, headers, invocation })
         }
         Err(denial) => {
             if denial == Denial::Unauthorized {

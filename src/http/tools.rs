@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use connectors_actors::audit::{AuditResult, redact_secrets};
 use connectors_actors::quotas::Quota;
-use connectors_actors::secret_store::CredentialStatus;
 use connectors_actors::tenant::TenantId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -21,11 +20,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, JsonObject, QueryParams};
-use super::tenant_api::{Admitted, admit, audit, denial_error};
+use super::invocation::{InvocationPlan, Resolved, oauth_required};
+use super::tenant_api::{Admitted, admit, admit_invocation, audit, denial_error};
 use crate::app::Gateway;
 use crate::tools::catalog::Tool;
-use crate::tools::mcp_client::{BearerToken, CallToolResult, McpError, McpServer};
-use crate::tools::registry::IntegrationAuth;
+use crate::tools::mcp_client::{CallToolResult, McpError};
 use crate::tools::selection::engine::SelectOptions;
 use crate::tools::selection::tiering::Tiers;
 use crate::tools::served_tokens::record_served_tokens;
@@ -312,7 +311,7 @@ pub async fn invoke(
     parts: Parts,
     JsonBody { value: body, .. }: JsonBody<InvokeBody>,
 ) -> Result<Response, ApiError> {
-    let admitted = admit(&gateway, &parts, "tools.invoke", None, false).await?;
+    let admitted = admit_invocation(&gateway, &parts, &body.tool_id).await?;
     let tenant = admitted.tenant.record.id.clone();
     let query = body.selection_id.as_deref().and_then(|id| selected_query(&tenant, id));
     match invoke_tool(&gateway, &admitted, &body.tool_id, body.parameters, query).await {
@@ -361,17 +360,24 @@ async fn run_invocation(
     parameters: Map<String, Value>,
 ) -> Result<InvokeAnswer, ApiError> {
     let tenant = &admitted.tenant.record.id;
-    let tool = gateway
-        .selector
-        .tool(tenant, tool_id)
-        .ok_or_else(|| ApiError::not_found(format!("tool `{tool_id}` not found")))?;
-    let (server, token) = server_and_token(gateway, tenant, &tool).await?;
-    // Charged only now that the tool exists: an unknown tool costs nothing.
-    gateway
-        .router
-        .charge(tenant, Quota::ToolInvocations)
-        .await?
-        .map_err(|exceeded| denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded)))?;
+    // `tools/invoke` planned before its admission, which charged it; otherwise plan and charge now.
+    let unplanned;
+    let (plan, charged) = match admitted.invocation.as_ref().filter(|plan| plan.tool_id == tool_id) {
+        Some(plan) => (plan, true),
+        None => {
+            unplanned = InvocationPlan::new(gateway, tenant, tool_id).await;
+            (&unplanned, false)
+        }
+    };
+    let Resolved { tool, server, token } = plan.resolve(gateway, tenant).await?;
+    if !charged {
+        // Charged only now that the tool can be called: an unknown tool costs nothing.
+        gateway
+            .router
+            .charge(tenant, Quota::ToolInvocations)
+            .await?
+            .map_err(|exceeded| denial_error(connectors_actors::admission::Denial::QuotaExceeded(exceeded)))?;
+    }
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + gateway.config.tools.call_timeout;
     let called = gateway.registry.mcp().call_tool(&server, token.as_ref(), &tool.name, parameters, deadline).await;
@@ -412,47 +418,6 @@ async fn run_invocation(
             ))
         }
     }
-}
-
-/// Where a tool is served, and the tenant's access token when its integration needs one.
-async fn server_and_token(
-    gateway: &Gateway,
-    tenant: &TenantId,
-    tool: &Tool,
-) -> Result<(McpServer, Option<BearerToken>), ApiError> {
-    if tool.owner.is_some() {
-        return gateway.custom_server_endpoint(tenant, &tool.integration).await;
-    }
-    let integration = gateway
-        .registry
-        .integration(&tool.integration)
-        .ok_or_else(|| ApiError::not_found(format!("tool `{}` not found", tool.id)))?;
-    let token = match integration.auth {
-        IntegrationAuth::None => None,
-        IntegrationAuth::OAuth => Some(usable_token(gateway, tenant, &integration.name).await?),
-    };
-    Ok((integration.server(), token))
-}
-
-/// The tenant's access token for `integration`, if it can be used now; never a stale one.
-pub async fn usable_token(gateway: &Gateway, tenant: &TenantId, integration: &str) -> Result<BearerToken, ApiError> {
-    let credential = gateway
-        .secrets
-        .get(tenant, integration)
-        .await?
-        .ok_or_else(|| oauth_required(integration, "no OAuth credential is stored for this integration"))?;
-    match credential.status_at(gateway.clock.now()) {
-        CredentialStatus::NeedsReauth => {
-            Err(oauth_required(integration, "the OAuth credential needs to be authorised again"))
-        }
-        CredentialStatus::Expired => Err(oauth_required(integration, "the OAuth access token has expired")),
-        CredentialStatus::Active | CredentialStatus::Refreshing => Ok(BearerToken::new(credential.access_token)),
-    }
-}
-
-fn oauth_required(integration: &str, why: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "oauth_required", format!("`{integration}`: {why}"))
-        .with_field("integration", integration)
 }
 
 async fn audit_tool(

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use connectors_actors::admission::{Admission, TenantSnapshot};
+use connectors_actors::admission::{Admission, ServerLookup, TenantSnapshot};
 use connectors_actors::audit::AuditEvent;
 use connectors_actors::hand_off::TenantHandOff;
 use connectors_actors::rate_windows::{RateStatus, WindowCount};
@@ -85,17 +85,20 @@ pub struct AdmittedSameRecord {
     pub month: Month,
     pub usage: UsageCounters,
     pub rate: Option<RateStatus>,
+    /// As [`Admission::server`]. (Added after version 1: absent from an older owner.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerLookup>,
 }
 
 impl TenantAnswer {
     /// The answer to `reply` for a sender that holds the record with fingerprint `held_record`.
     pub fn to_sender(reply: Result<TenantReply, Refusal>, held_record: Option<u64>) -> Self {
         match reply {
-            Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), rate }))
+            Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), rate, server }))
                 if held_record.is_some_and(|held| held == tenant.record.fingerprint()) =>
             {
                 let TenantSnapshot { limits, features, month, usage, .. } = tenant;
-                TenantAnswer::SameRecord(AdmittedSameRecord { limits, features, month, usage, rate })
+                TenantAnswer::SameRecord(AdmittedSameRecord { limits, features, month, usage, rate, server })
             }
             Ok(reply) => TenantAnswer::Ok(reply),
             Err(refusal) => TenantAnswer::Err(refusal),
@@ -112,9 +115,9 @@ impl TenantAnswer {
                 let record = held.ok_or_else(|| {
                     Refusal::Unavailable("the owner answered without a tenant record this node does not hold".into())
                 })?;
-                let AdmittedSameRecord { limits, features, month, usage, rate } = same;
+                let AdmittedSameRecord { limits, features, month, usage, rate, server } = same;
                 let tenant = TenantSnapshot { record, limits, features, month, usage };
-                Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), rate }))
+                Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), rate, server }))
             }
         }
     }
@@ -316,7 +319,7 @@ mod tests {
             month: Month::of(now),
             usage: UsageCounters::default(),
         };
-        TenantReply::Admission(Admission { verdict: Ok(tenant), rate: None })
+        TenantReply::Admission(Admission { verdict: Ok(tenant), rate: None, server: None })
     }
 
     fn record(name: &str) -> TenantRecord {
