@@ -80,7 +80,12 @@ use crate::tenants::{active_actors, register, sequential, tenant_id};
 /// Thread name of the bare axum server's runtime (to tell its CPU time from the client's).
 const BARE_THREAD: &str = "bare-server";
 const THROUGHPUT_GOAL: f64 = 0.85;
-const MEMORY_GOAL_KIB: f64 = 4.0;
+/// Issue 16's goals: ractor's empty actor (9.5 KiB) plus at most 1.5 KiB of state.
+const MEMORY_GOAL_KIB: f64 = 11.0;
+/// The gateway's server CPU per request minus the bare handler's, same run.
+const CPU_OVER_BARE_GOAL_MICROS: f64 = 5.0;
+/// Memory per registered tenant without an actor.
+const IDLE_TENANT_GOAL_BYTES: f64 = 300.0;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -243,6 +248,8 @@ struct Report {
     cold: Latencies,
     warm: Latencies,
     extra_cold: Latencies,
+    /// Gateway RSS (KiB) before and after registering the tenants, none of them active.
+    registration_rss: (u64, u64),
     /// (label, RSS KiB, active actors)
     memory: Vec<(String, u64, u64)>,
     idle_cpu_percent: f64,
@@ -254,6 +261,11 @@ async fn scenario(args: &Args, gw: &mut Gateway, bare_threads: usize) -> Result<
     let mut report = Report::default();
     gw.wait_healthy(Duration::from_secs(30)).await?;
     let addr = gw.addr;
+    let settled_rss = || async {
+        tokio::time::sleep(Duration::from_millis(1500)).await; // let ticks and flushes settle
+        gw.rss_kib()
+    };
+    let rss_before_registration = settled_rss().await?;
 
     // 2. Registration.
     println!(
@@ -292,12 +304,12 @@ async fn scenario(args: &Args, gw: &mut Gateway, bare_threads: usize) -> Result<
 
     // 4. Activation latency and memory per active actor.
     let sample = |label: String| async {
-        tokio::time::sleep(Duration::from_millis(1500)).await; // let ticks and flushes settle
-        let rss = gw.rss_kib()?;
+        let rss = settled_rss().await?;
         let active = active_actors(addr).await?;
         Ok::<_, String>((label, rss, active))
     };
     report.memory.push(sample("before activation".into()).await?);
+    report.registration_rss = (rss_before_registration, report.memory[0].1);
     let first: Vec<Vec<u8>> = (0..args.active).map(|i| tenant_request(i, addr)).collect();
     println!("bench: activating {} tenants one at a time, then a warm request each...", args.active);
     report.cold = sequential(addr, &first).await?;
@@ -445,6 +457,22 @@ impl Report {
         let slope = (m.len() >= 3).then(|| per(&m[1], &m[2])).flatten();
         let overall = (m.len() >= 2).then(|| per(&m[0], &m[m.len() - 1])).flatten();
         (first, slope, overall)
+    }
+
+    /// Gateway RSS per registered tenant that has no actor, in bytes.
+    fn bytes_per_idle_tenant(&self) -> Option<f64> {
+        let (before, after) = self.registration_rss;
+        (self.registered > 0).then(|| (after as f64 - before as f64) * 1024.0 / self.registered as f64)
+    }
+
+    /// Server CPU per request over all rounds of `target`, in microseconds.
+    fn cpu_micros(&self, target: &str) -> f64 {
+        let (cpu, ok) = self
+            .runs
+            .iter()
+            .filter(|r| r.target == target)
+            .fold((0.0, 0u64), |acc, r| (acc.0 + r.server_cpu, acc.1 + r.result.completed));
+        cpu / ok.max(1) as f64 * 1e6
     }
 
     /// The headline memory figure: the slope over the extra activations when there are any.
@@ -598,8 +626,16 @@ impl Report {
         );
         if let Some(kib) = self.memory_headline() {
             println!(
-                "  headline: {kib:.2} KiB per active tenant actor   (goal < {MEMORY_GOAL_KIB:.0} KiB)  {}",
-                verdict(kib < MEMORY_GOAL_KIB)
+                "  headline: {kib:.2} KiB per active tenant actor   (goal <= {MEMORY_GOAL_KIB:.0} KiB)  {}",
+                verdict(kib <= MEMORY_GOAL_KIB)
+            );
+        }
+        if let Some(bytes) = self.bytes_per_idle_tenant() {
+            let (before, after) = self.registration_rss;
+            println!(
+                "  per registered tenant without an actor: RSS {before} -> {after} KiB over {} tenants = {bytes:.0} bytes   (goal <= {IDLE_TENANT_GOAL_BYTES:.0} bytes)  {}",
+                self.registered,
+                verdict(bytes <= IDLE_TENANT_GOAL_BYTES)
             );
         }
         println!("  gateway CPU while idle with these actors active: {:.1}% of one core", self.idle_cpu_percent);
@@ -616,9 +652,40 @@ impl Report {
             reg.percentile_ms(99.0)
         );
         println!("Tenant body served by both targets: {} bytes", self.body_bytes);
+        println!();
+        self.print_goals();
         println!("Gateway shutdown: {}", self.shutdown);
         println!("Benchmark wall time: {:.1} s", self.total_seconds);
         println!("{}", "=".repeat(100));
+    }
+
+    /// The single-node rows of the hot path's goals (`bench cluster` and `bench tools` print the
+    /// others).
+    fn print_goals(&self) {
+        let over_bare = self.cpu_micros("gateway") - self.cpu_micros("bare");
+        let show = |value: Option<f64>, unit: &str| value.map_or("n/a".to_string(), |v| format!("{v:.2} {unit}"));
+        println!("Goals of the hot path (single node; see also `bench cluster` and `bench tools`)");
+        println!("{}", "-".repeat(100));
+        println!(
+            "  gateway server CPU per request minus the bare handler's: {:.1} - {:.1} = {over_bare:.1} us   (goal <= {CPU_OVER_BARE_GOAL_MICROS:.0} us)  {}",
+            self.cpu_micros("gateway"),
+            self.cpu_micros("bare"),
+            verdict(over_bare <= CPU_OVER_BARE_GOAL_MICROS)
+        );
+        let kib = self.memory_headline();
+        println!(
+            "  memory per active tenant actor: {}   (goal <= {MEMORY_GOAL_KIB:.0} KiB)  {}",
+            show(kib, "KiB"),
+            verdict(kib.is_some_and(|kib| kib <= MEMORY_GOAL_KIB))
+        );
+        let bytes = self.bytes_per_idle_tenant();
+        println!(
+            "  memory per registered, idle tenant ({} registered): {}   (goal <= {IDLE_TENANT_GOAL_BYTES:.0} bytes)  {}",
+            self.registered,
+            show(bytes, "bytes"),
+            verdict(bytes.is_some_and(|bytes| bytes <= IDLE_TENANT_GOAL_BYTES))
+        );
+        println!("{}", "-".repeat(100));
     }
 
     fn json_value(&mut self, args: &Args) -> Value {
@@ -662,6 +729,8 @@ impl Report {
                 "gateway": summary(self, "gateway"),
                 "ratioGatewayOverBare": self.ratio(),
                 "goalRatio": THROUGHPUT_GOAL,
+                "serverCpuMicrosOverBare": self.cpu_micros("gateway") - self.cpu_micros("bare"),
+                "goalCpuMicrosOverBare": CPU_OVER_BARE_GOAL_MICROS,
             },
             "activation": {
                 "cold": latency(&mut self.cold),
@@ -676,6 +745,9 @@ impl Report {
                 "kibPerActorHeadline": self.memory_headline(),
                 "goalKiB": MEMORY_GOAL_KIB,
                 "idleGatewayCpuPercent": self.idle_cpu_percent,
+                "registrationRssKiB": [self.registration_rss.0, self.registration_rss.1],
+                "bytesPerIdleTenant": self.bytes_per_idle_tenant(),
+                "goalBytesPerIdleTenant": IDLE_TENANT_GOAL_BYTES,
             },
             "registration": {
                 "tenants": self.registered,

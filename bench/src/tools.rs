@@ -56,6 +56,16 @@ use crate::stats::Latencies;
 use crate::tenants::{register, tenant_id};
 
 const MAX_TOOLS: usize = 10;
+/// `tools/select` over HTTP against in-process, 500 tools (throughput).
+const HTTP_RATIO_GOAL: f64 = 0.6;
+/// Calls to the tenant's owner per `tools/invoke`.
+const OWNER_CALLS_GOAL: f64 = 1.0;
+/// Invocations measured for the owner calls.
+const INVOCATIONS: usize = 200;
+/// Selection without history on the metatool development set.
+const COLD_NDCG_GOAL: f64 = 0.70;
+/// Selection latency at about 4,000 tools (seal-tools), in-process.
+const P95_GOAL_MS: f64 = 5.0;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ToolsArgs {
@@ -117,6 +127,8 @@ struct SizeReport {
     single_http: Latencies,
     /// Queries whose ranked ids differ between the two.
     rank_mismatches: usize,
+    /// Calls to the tenant's owner per `tools/invoke` (admissions and every other call).
+    owner_calls_per_invoke: f64,
     runs: Vec<Run>,
     shutdown: String,
 }
@@ -150,7 +162,23 @@ impl SizeReport {
 }
 
 fn shared_data(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/tool-retrieval/seal-tools").join(file)
+    eval_data("seal-tools", file)
+}
+
+fn eval_data(set: &str, file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/tool-retrieval").join(set).join(file)
+}
+
+/// Selection quality and latency without history (cold start) on a development set, as
+/// `connectors eval-selection` measures it.
+fn cold_start(
+    runtime: &tokio::runtime::Runtime,
+    set: &str,
+) -> Result<connectors::tools::evaluation::EvalReport, String> {
+    let (catalog, queries) = (eval_data(set, "catalog.jsonl"), eval_data(set, "queries.jsonl"));
+    let input =
+        connectors::tools::evaluation::EvalInput { catalog: &catalog, queries: &queries, history: None, output: None };
+    runtime.block_on(connectors::tools::evaluation::run(&input)).map_err(|e| format!("evaluation of {set}: {e}"))
 }
 
 pub(crate) fn run(args: &ToolsArgs) -> Result<bool, String> {
@@ -214,9 +242,11 @@ pub(crate) fn run(args: &ToolsArgs) -> Result<bool, String> {
         clean &= report.shutdown.contains("exit status: 0");
         reports.push(report);
     }
-    print(args, &reports, queries.len(), total_started.elapsed().as_secs_f64());
+    println!("bench: selection without history on the development sets (connectors eval-selection)...");
+    let cold = [("metatool", cold_start(&runtime, "metatool")?), ("seal-tools", cold_start(&runtime, "seal-tools")?)];
+    print(args, &reports, &cold, queries.len(), total_started.elapsed().as_secs_f64());
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&json_value(args, &mut reports)).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&json_value(args, &mut reports, &cold)).map_err(|e| e.to_string())?;
         std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("results written to {}", path.display());
     }
@@ -305,6 +335,7 @@ fn one_size(
     let mut gw = Gateway::spawn(binary)?;
     println!("bench: gateway pid {} listening on {}", gw.pid(), gw.addr);
     let tool_count = tools.len();
+    let invoked = tools[0].id.clone();
     let outcome = runtime.block_on(async {
         gw.wait_healthy(Duration::from_secs(30)).await?;
         let selector = Arc::new(
@@ -315,7 +346,8 @@ fn one_size(
             .await
             .map_err(|e| e.to_string())?,
         );
-        measure(args, &gw, server.addr, &integrations, tool_count, selector, queries).await
+        let catalog = Served { mcp: server.addr, integrations: &integrations, tool_count, invoked: &invoked };
+        measure(args, &gw, &catalog, selector, queries).await
     });
     let log_tail = gw.log_tail();
     let stopped = gw.stop(Duration::from_secs(30));
@@ -328,15 +360,24 @@ fn one_size(
     Ok(report)
 }
 
+/// What the example MCP server serves for one catalog size.
+struct Served<'a> {
+    mcp: SocketAddr,
+    /// (name, category, tools) in file order.
+    integrations: &'a [(String, String, usize)],
+    tool_count: usize,
+    /// The tool the invocations call.
+    invoked: &'a str,
+}
+
 async fn measure(
     args: &ToolsArgs,
     gw: &Gateway,
-    mcp: SocketAddr,
-    integrations: &[(String, String, usize)],
-    tool_count: usize,
+    served: &Served<'_>,
     selector: Arc<Selector>,
     queries: &Arc<Vec<String>>,
 ) -> Result<SizeReport, String> {
+    let Served { mcp, integrations, tool_count, .. } = *served;
     let addr = gw.addr;
     let (keys, _) = register(&[addr], &gw.admin_key, 1, 1).await?;
     let (tenant, key) = (tenant_id(0), keys[0].clone());
@@ -408,6 +449,7 @@ async fn measure(
             .collect();
         rank_mismatches += usize::from(local != remote);
     }
+    let owner_calls_per_invoke = owner_calls_per_invoke(&mut conn, addr, &tenant, &bearer, served.invoked).await?;
     drop(conn);
     println!(
         "bench: one at a time, {} queries: in-process p50 {:.3} ms, HTTP p50 {:.3} ms; rankings differing: {rank_mismatches}",
@@ -439,9 +481,53 @@ async fn measure(
         single_engine,
         single_http,
         rank_mismatches,
+        owner_calls_per_invoke,
         runs,
         shutdown: String::new(),
     })
+}
+
+/// Sends [`INVOCATIONS`] `tools/invoke` of `tool` one at a time and counts the calls the edge
+/// made to the tenant's owner meanwhile (`/metrics`: the tenant's admissions and every other
+/// call). The catalog's tools are listed, not callable: each call ends in the example server's
+/// refusal (502) after the gateway's whole path, admission and charge included.
+async fn owner_calls_per_invoke(
+    conn: &mut Conn,
+    addr: SocketAddr,
+    tenant: &str,
+    bearer: &str,
+    tool: &str,
+) -> Result<f64, String> {
+    let owner_calls = || async {
+        let text = crate::tenants::metrics_text(addr).await?;
+        let admissions =
+            crate::tenants::metric(&text, &format!("connectors_tenant_requests_total{{tenant=\"{tenant}\"}}"))
+                .unwrap_or(0.0);
+        let others: f64 = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("connectors_owner_calls_total{"))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        Ok::<_, String>(admissions + others)
+    };
+    let body = json!({"toolId": tool, "parameters": {}}).to_string();
+    let request = http1::request(
+        "POST",
+        addr,
+        "/api/v1/tools/invoke",
+        &[("X-Tenant-ID", tenant), ("Authorization", bearer)],
+        Some(body.as_bytes()),
+    );
+    let before = owner_calls().await?;
+    for _ in 0..INVOCATIONS {
+        let (status, reply) = conn.send(&request).await.map_err(|e| format!("POST /api/v1/tools/invoke: {e}"))?;
+        if status != 200 && status != 502 {
+            return Err(format!("tools/invoke answered {status}: {}", String::from_utf8_lossy(&reply)));
+        }
+    }
+    let per_invoke = (owner_calls().await? - before) / INVOCATIONS as f64;
+    println!("bench: {INVOCATIONS} tools/invoke of {tool}: {per_invoke:.2} calls to the tenant's owner each");
+    Ok(per_invoke)
 }
 
 fn report_run(mode: &'static str, round: usize, result: LoadResult, cpu_per_query: f64) -> Run {
@@ -526,7 +612,9 @@ async fn in_process(
     Ok(total)
 }
 
-fn print(args: &ToolsArgs, reports: &[SizeReport], queries: usize, seconds: f64) {
+type ColdStart = [(&'static str, connectors::tools::evaluation::EvalReport); 2];
+
+fn print(args: &ToolsArgs, reports: &[SizeReport], cold: &ColdStart, queries: usize, seconds: f64) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let line = "-".repeat(112);
     println!();
@@ -605,11 +693,50 @@ fn print(args: &ToolsArgs, reports: &[SizeReport], queries: usize, seconds: f64)
             report.tools, report.integrations, report.register_seconds, report.rank_mismatches, report.shutdown
         );
     }
+    println!("{line}");
+    println!("Goals");
+    if let Some(small) = reports.first() {
+        let ratio = small.mean_rps("http") / small.mean_rps("in-process").max(f64::MIN_POSITIVE);
+        println!(
+            "  tools/select HTTP / in-process, {} tools: {ratio:.3}   (goal >= {HTTP_RATIO_GOAL})  {}",
+            small.tools,
+            verdict(ratio >= HTTP_RATIO_GOAL)
+        );
+    }
+    for report in reports {
+        println!(
+            "  calls to the tenant's owner per tools/invoke ({} tools): {:.2}   (goal {OWNER_CALLS_GOAL:.0})  {}",
+            report.tools,
+            report.owner_calls_per_invoke,
+            verdict(report.owner_calls_per_invoke <= OWNER_CALLS_GOAL + 0.005)
+        );
+    }
+    for (set, eval) in cold {
+        println!(
+            "  selection without history, {set} ({} queries): recall@5 {:.3}, nDCG@10 {:.3}, MRR {:.3}; p50 {:.3} ms, p95 {:.3} ms",
+            eval.queries, eval.recall_at_5, eval.ndcg_at_10, eval.mrr, eval.p50_ms, eval.p95_ms
+        );
+    }
+    let [(_, metatool), (_, seal)] = cold;
+    println!(
+        "  cold-start nDCG@10, metatool: {:.3}   (goal >= {COLD_NDCG_GOAL:.2})  {}",
+        metatool.ndcg_at_10,
+        verdict(metatool.ndcg_at_10 >= COLD_NDCG_GOAL)
+    );
+    println!(
+        "  selection p95 in-process at 4,076 tools (seal-tools): {:.3} ms   (goal < {P95_GOAL_MS:.0} ms)  {}",
+        seal.p95_ms,
+        verdict(seal.p95_ms < P95_GOAL_MS)
+    );
     println!("Benchmark wall time: {seconds:.1} s");
     println!("{}", "=".repeat(112));
 }
 
-fn json_value(args: &ToolsArgs, reports: &mut [SizeReport]) -> Value {
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+fn json_value(args: &ToolsArgs, reports: &mut [SizeReport], cold: &ColdStart) -> Value {
     let sizes: Vec<Value> = reports
         .iter_mut()
         .map(|report| {
@@ -640,6 +767,7 @@ fn json_value(args: &ToolsArgs, reports: &mut [SizeReport]) -> Value {
                 },
                 "throughputRatioHttpOverInProcess": report.mean_rps("http") / report.mean_rps("in-process").max(f64::MIN_POSITIVE),
                 "rankingsDiffering": report.rank_mismatches,
+                "ownerCallsPerInvoke": report.owner_calls_per_invoke,
                 "shutdown": report.shutdown,
             })
         })
@@ -648,5 +776,8 @@ fn json_value(args: &ToolsArgs, reports: &mut [SizeReport]) -> Value {
         "settings": {"connections": args.connections, "engineThreads": args.engine_threads, "durationSeconds": args.duration,
                      "warmupSeconds": args.warmup, "rounds": args.rounds, "maxTools": MAX_TOOLS},
         "sizes": sizes,
+        "coldStart": cold.iter().map(|(set, eval)| json!({"set": set, "report": eval})).collect::<Vec<_>>(),
+        "goals": {"httpOverInProcess": HTTP_RATIO_GOAL, "ownerCallsPerInvoke": OWNER_CALLS_GOAL,
+                  "coldStartNdcgAt10Metatool": COLD_NDCG_GOAL, "p95MsAt4000Tools": P95_GOAL_MS},
     })
 }
