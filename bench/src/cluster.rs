@@ -226,7 +226,7 @@ pub(crate) fn run(args: &ClusterArgs) -> Result<bool, String> {
     let redis_pid = gateway::child_pid_named("redis-server").ok_or("cannot find the redis-server process")?;
     println!("bench: redis-server pid {redis_pid} on {}", redis.url());
     let runtime = load::client_runtime(args.client_threads)?;
-    let site = Site { binary, redis_url: redis.url(), cookie: format!("bench-cookie-{}", std::process::id()) };
+    let site = Site::new(binary, redis.url());
     let mut groups = Vec::new();
     let spawned = (|| {
         groups.push(Group::spawn(&site, "2-node cluster", "bench2:", &["bench-a", "bench-b"], true, "")?);

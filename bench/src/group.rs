@@ -19,6 +19,13 @@ pub(crate) struct Site {
     pub(crate) cookie: String,
 }
 
+impl Site {
+    /// A site of this process's nodes; the cookie is as long as the gateway requires (32+ characters).
+    pub(crate) fn new(binary: PathBuf, redis_url: String) -> Self {
+        Self { binary, redis_url, cookie: format!("connectors-bench-cluster-cookie-{:010}", std::process::id()) }
+    }
+}
+
 /// One node's row after [`Group::converge`]: (group, node id, shards owned as reported, as
 /// computed by [`ShardMap`], epoch).
 pub(crate) type OwnershipRow = (String, String, u64, usize, u64);

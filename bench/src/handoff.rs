@@ -359,7 +359,7 @@ pub(crate) fn run(args: &HandoffArgs) -> Result<bool, String> {
     let redis = std::panic::catch_unwind(RedisServer::start).map_err(|_| "redis-server did not start".to_string())?;
     println!("bench: redis-server on {}", redis.url());
     let runtime = load::client_runtime(args.client_threads)?;
-    let site = Site { binary, redis_url: redis.url(), cookie: format!("bench-cookie-{}", std::process::id()) };
+    let site = Site::new(binary, redis.url());
     let mut report = Report::default();
     let mut clean = true;
 
