@@ -84,7 +84,7 @@ pub(crate) fn new_admin_key() -> String {
 
 /// Environment variables that change what the gateway runs as; a child gets only the ones its
 /// [`Options`] set, never the bench's own.
-const MODE_VARIABLES: [&str; 8] = [
+const MODE_VARIABLES: [&str; 9] = [
     "REDIS_URL",
     "REDIS_TENANT_PREFIX",
     "RATE_LIMIT_STORE",
@@ -93,6 +93,7 @@ const MODE_VARIABLES: [&str; 8] = [
     "CONNECTORS_CLUSTER_COOKIE",
     "VAULT_ADDR",
     "CONNECTORS_MASTER_KEY",
+    "CONNECTORS_EMBEDDING_MODEL",
 ];
 
 /// A fresh master key for the sealed secrets (32 random bytes as hex): with Redis, the nodes of
@@ -297,7 +298,10 @@ fn launch(
         .arg(dir.join("data"))
         .arg("--config")
         .arg(dir.join("bench.yaml"))
-        .env("ADMIN_API_KEY", admin_key);
+        .env("ADMIN_API_KEY", admin_key)
+        // The example MCP server the tools bench registers listens on loopback, which the
+        // gateway's outbound policy refuses by default.
+        .env("OUTBOUND_ALLOWED_HOSTS", "127.0.0.1");
     for name in MODE_VARIABLES {
         command.env_remove(name);
     }
