@@ -49,6 +49,7 @@ use crate::tools::catalog::Catalog;
 use crate::tools::registry::ToolRegistry;
 use crate::tools::selection::engine::SelectionEngine;
 use crate::tools::selector::{CO_USAGE_REFRESH, Selector};
+use crate::tools::sentence_encoder::SentenceEncoder;
 use crate::tools::tenant_servers::RegistryServerTools;
 use crate::tools::tool_graph::{ToolGraph, ToolGraphError};
 use connectors_actors::deployments::RetryPolicy;
@@ -73,6 +74,8 @@ pub enum StartError {
     ClusterTls { key: &'static str, error: LinkTlsError },
     #[error("tool graph: {0}")]
     ToolGraph(String),
+    #[error("config: `tools.embeddingModel`: {0}")]
+    EmbeddingModel(String),
     #[error("deployer: {0}")]
     Kubernetes(#[from] crate::backends::kubernetes::KubernetesSetupError),
 }
@@ -188,8 +191,10 @@ impl Gateway {
         let (graph, shared_graph) = open_tool_graph(&config, options.data_dir, redis)
             .await
             .map_err(|e| StartError::ToolGraph(e.to_string()))?;
+        let encoder = load_encoder(config.embedding_model.clone()).await?;
         let engine = SelectionEngine::new(Catalog::default());
-        let selector = Arc::new(Selector::open(engine, graph).await.map_err(|e| StartError::ToolGraph(e.to_string()))?);
+        let selector =
+            Arc::new(Selector::open(engine, graph, encoder).await.map_err(|e| StartError::ToolGraph(e.to_string()))?);
         if shared_graph {
             // Edges made by other nodes' lessons; each tenant's own history is read per selection.
             tokio::spawn(Selector::keep_co_usage_fresh(Arc::downgrade(&selector), CO_USAGE_REFRESH));
@@ -445,6 +450,21 @@ impl Gateway {
             task.abort();
         }
     }
+}
+
+/// The sentence encoder of `tools.embeddingModel`, loaded on a blocking thread (a 90 MB read);
+/// without one, selection ranks by words alone, and the log says so.
+async fn load_encoder(path: Option<std::path::PathBuf>) -> Result<Option<SentenceEncoder>, StartError> {
+    let Some(path) = path else {
+        tracing::info!("tool selection ranks by words alone: no tools.embeddingModel is configured");
+        return Ok(None);
+    };
+    let loaded = tokio::task::spawn_blocking(move || SentenceEncoder::load(&path).map(|encoder| (encoder, path)))
+        .await
+        .map_err(|error| StartError::EmbeddingModel(error.to_string()))?;
+    let (encoder, path) = loaded.map_err(|error| StartError::EmbeddingModel(error.to_string()))?;
+    tracing::info!(model = %path.display(), "tool selection ranks by meaning as well as by words");
+    Ok(Some(encoder))
 }
 
 /// The tool graph: Neo4j when configured, else Redis when the gateway has one (shared by the

@@ -175,4 +175,8 @@ pub struct EvalSelectionArgs {
     /// Where to write one `{query, tools, latencyMs}` line per query.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// A sentence-embedding model's directory (all-MiniLM-L6-v2): ranks by meaning as well as
+    /// by words, as the gateway does with `tools.embeddingModel`.
+    #[arg(long, env = "CONNECTORS_EMBEDDING_MODEL")]
+    pub embedding_model: Option<PathBuf>,
 }

@@ -271,6 +271,7 @@ struct ToolsSection {
     max_result_bytes: usize,
     co_usage: CoUsageSection,
     graph: ToolGraphSection,
+    embedding_model: Option<std::path::PathBuf>,
 }
 
 impl Default for ToolsSection {
@@ -281,6 +282,7 @@ impl Default for ToolsSection {
             max_result_bytes: 4 * 1024 * 1024,
             co_usage: CoUsageSection::default(),
             graph: ToolGraphSection::default(),
+            embedding_model: None,
         }
     }
 }
@@ -665,6 +667,9 @@ pub struct Config {
     pub tools: ToolLimits,
     /// `tools.coUsage`: which tool co-usage is shared between tenants.
     pub co_usage: CoUsagePolicy,
+    /// `tools.embeddingModel` / `CONNECTORS_EMBEDDING_MODEL`: the directory of a sentence-embedding
+    /// model (all-MiniLM-L6-v2) selection ranks by meaning with; `None`, by words alone.
+    pub embedding_model: Option<std::path::PathBuf>,
     /// `tools.graph.neo4j` / `NEO4J_URI`: learning lives in Neo4j (else Redis when given, else
     /// the embedded graph).
     pub neo4j: Option<Neo4jConfig>,
@@ -900,6 +905,11 @@ impl Config {
                 min_tenants: positive("tools.coUsage.minTenants", file.tools.co_usage.min_tenants(mt.enabled))?,
                 per_tenant_cap: positive("tools.coUsage.perTenantCap", file.tools.co_usage.per_tenant_cap)?,
             },
+            embedding_model: env
+                .var("CONNECTORS_EMBEDDING_MODEL")
+                .map(std::path::PathBuf::from)
+                .or(file.tools.embedding_model)
+                .filter(|path| !path.as_os_str().is_empty()),
             stdio: StdioSettings {
                 allowed_commands: crate::backends::command_allow_list::CommandAllowList::new(
                     file.deployer.allowed_commands,

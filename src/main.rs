@@ -179,6 +179,7 @@ async fn eval_selection(args: EvalSelectionArgs) -> Result<(), String> {
         queries: &args.queries,
         history: args.history.as_deref(),
         output: args.output.as_deref(),
+        embedding_model: args.embedding_model.as_deref(),
     };
     let report = connectors::tools::evaluation::run(&input).await.map_err(|e| e.to_string())?;
     // A closed pipe (`| head`) is not an error of the evaluation.

@@ -64,3 +64,37 @@ fn selection_beats_both_references_on_both_development_sets() {
         }
     }
 }
+
+/// With the sentence-embedding model (`.ci/run` fetches it and sets CONNECTORS_TEST_EMBEDDING_MODEL),
+/// selection without history ranks by meaning as well as by words: better than by words alone on
+/// metatool, whose queries rarely use a tool's words. (Seal-tools, 4,076 tools to embed, is left
+/// to `bench tools`, which prints its figures with the model.)
+#[test]
+fn meaning_lifts_selection_without_history() {
+    let Ok(model) = std::env::var("CONNECTORS_TEST_EMBEDDING_MODEL") else {
+        println!(
+            "skipped: CONNECTORS_TEST_EMBEDDING_MODEL not set (scripts/fetch-embedding-model.sh prints a directory for it)"
+        );
+        return;
+    };
+    let dir = sets_dir();
+    let cold = |set: &str, model: Option<&str>| -> f64 {
+        let set_dir = dir.join(set);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_connectors"));
+        command
+            .arg("eval-selection")
+            .env_remove("CONNECTORS_EMBEDDING_MODEL")
+            .args(["--catalog".as_ref(), set_dir.join("catalog.jsonl").as_os_str()])
+            .args(["--queries".as_ref(), set_dir.join("queries.jsonl").as_os_str()]);
+        if let Some(model) = model {
+            command.args(["--embedding-model", model]);
+        }
+        let output = command.output().unwrap();
+        let report = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{set}: {}\n{report}", String::from_utf8_lossy(&output.stderr));
+        println!("{set}, model {model:?}:\n{report}");
+        metric(&report, "nDCG@10")
+    };
+    let (words, meaning) = (cold("metatool", None), cold("metatool", Some(&model)));
+    assert!(meaning >= words + 0.05, "metatool nDCG@10: {meaning:.3} with the model, {words:.3} without");
+}

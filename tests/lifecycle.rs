@@ -397,6 +397,7 @@ async fn bad_configuration_stops_start_up_with_a_message() {
         ("multiTenant:\n  requireApiKey: maybe\n", "requireApiKey"),
         ("multiTenant:\n  plans:\n    pro:\n      limits: {requestsPerMinute: many}\n", "requestsPerMinute"),
         ("gateway:\n  trustedProxies: [\"not-a-cidr\"]\n", "trustedProxies"),
+        ("tools:\n  embeddingModel: /nonexistent/all-MiniLM-L6-v2\n", "embeddingModel"),
     ];
     for (yaml, named) in cases {
         let started = Instant::now();

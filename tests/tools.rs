@@ -378,3 +378,47 @@ async fn one_tenant_cannot_teach_co_usage_to_the_others_but_three_can() {
     assert_eq!(after[0], "example.add", "{after:?}");
     assert!(after.contains(&"example.whoami".to_string()), "three tenants' co-usage is shared: {after:?}");
 }
+
+/// With `tools.embeddingModel` (CONNECTORS_TEST_EMBEDDING_MODEL, which `.ci/run` sets), a query
+/// that shares no word with any tool still finds the one it means, once the catalog is embedded;
+/// the log says selection ranks by meaning.
+#[tokio::test]
+async fn with_an_embedding_model_selection_finds_a_tool_by_meaning() {
+    let Ok(model) = std::env::var("CONNECTORS_TEST_EMBEDDING_MODEL") else {
+        println!(
+            "skipped: CONNECTORS_TEST_EMBEDDING_MODEL not set (scripts/fetch-embedding-model.sh prints a directory for it)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.jsonl");
+    let tool = |name: &str, description: &str| {
+        json!({"name": name, "integration": "office", "description": description, "inputSchema": {"type": "object"}})
+            .to_string()
+    };
+    let lines = [
+        tool("getForecast", "Predicts sunshine, showers or snow over the coming days for a town."),
+        tool("sendEmail", "Sends a message to a mailbox."),
+        tool("createInvoice", "Bills a customer for goods sold."),
+        tool("translateText", "Renders a passage in another language."),
+    ];
+    std::fs::write(&catalog, lines.join("\n")).unwrap();
+    let server = HttpServerProcess::example(&["--catalog", catalog.to_str().unwrap()]);
+    let gateway = Gateway::start(&format!("{CONFIG}  embeddingModel: {model}\n"), &[]).await;
+    assert!(gateway.stderr_text().contains("ranks by meaning"), "{}", gateway.stderr_text());
+    register(&gateway, json!({"name": "office", "url": server.url, "category": "office"})).await;
+    let (_, key) = gateway.create_tenant(json!({"id": "acme", "name": "Acme", "plan": "pro"})).await;
+    let query = json!({"query": "will it rain in Lisbon tomorrow?", "options": {"maxTools": 1}});
+    // The tools are embedded in the background after discovery; until then they rank by words.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let selected = tool_post(&gateway, "acme", &key, "/select", query.clone()).await;
+        selected.expect(200);
+        let body = selected.json();
+        if body["tools"]["tier1"][0]["id"] == "office.getForecast" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not found by meaning within 60 s: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -105,6 +105,10 @@ pub(crate) struct ToolsArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The sentence-embedding model's directory the cold-start selection is measured with (as
+    /// the gateway's `tools.embeddingModel`); without it, by words alone.
+    #[arg(long, env = "CONNECTORS_EMBEDDING_MODEL")]
+    embedding_model: Option<PathBuf>,
 }
 
 /// One measured run.
@@ -174,10 +178,16 @@ fn eval_data(set: &str, file: &str) -> PathBuf {
 fn cold_start(
     runtime: &tokio::runtime::Runtime,
     set: &str,
+    embedding_model: Option<&Path>,
 ) -> Result<connectors::tools::evaluation::EvalReport, String> {
     let (catalog, queries) = (eval_data(set, "catalog.jsonl"), eval_data(set, "queries.jsonl"));
-    let input =
-        connectors::tools::evaluation::EvalInput { catalog: &catalog, queries: &queries, history: None, output: None };
+    let input = connectors::tools::evaluation::EvalInput {
+        catalog: &catalog,
+        queries: &queries,
+        history: None,
+        output: None,
+        embedding_model,
+    };
     runtime.block_on(connectors::tools::evaluation::run(&input)).map_err(|e| format!("evaluation of {set}: {e}"))
 }
 
@@ -242,8 +252,20 @@ pub(crate) fn run(args: &ToolsArgs) -> Result<bool, String> {
         clean &= report.shutdown.contains("exit status: 0");
         reports.push(report);
     }
-    println!("bench: selection without history on the development sets (connectors eval-selection)...");
-    let cold = [("metatool", cold_start(&runtime, "metatool")?), ("seal-tools", cold_start(&runtime, "seal-tools")?)];
+    let model = args.embedding_model.as_deref();
+    match model {
+        Some(path) => println!(
+            "bench: selection without history on the development sets (connectors eval-selection), embedding model {}...",
+            path.display()
+        ),
+        None => println!(
+            "bench: selection without history on the development sets (connectors eval-selection), by words alone (no --embedding-model)..."
+        ),
+    }
+    let cold = [
+        ("metatool", cold_start(&runtime, "metatool", model)?),
+        ("seal-tools", cold_start(&runtime, "seal-tools", model)?),
+    ];
     print(args, &reports, &cold, queries.len(), total_started.elapsed().as_secs_f64());
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&json_value(args, &mut reports, &cold)).map_err(|e| e.to_string())?;
@@ -342,6 +364,7 @@ fn one_size(
             Selector::open(
                 SelectionEngine::new(Catalog::new(tools).map_err(|e| e.to_string())?),
                 Arc::new(EmbeddedToolGraph::in_memory(CoUsagePolicy::default())),
+                None,
             )
             .await
             .map_err(|e| e.to_string())?,
@@ -711,9 +734,10 @@ fn print(args: &ToolsArgs, reports: &[SizeReport], cold: &ColdStart, queries: us
             verdict(report.owner_calls_per_invoke <= OWNER_CALLS_GOAL + 0.005)
         );
     }
+    let ranking = if args.embedding_model.is_some() { "words and meaning" } else { "words alone" };
     for (set, eval) in cold {
         println!(
-            "  selection without history, {set} ({} queries): recall@5 {:.3}, nDCG@10 {:.3}, MRR {:.3}; p50 {:.3} ms, p95 {:.3} ms",
+            "  selection without history by {ranking}, {set} ({} queries): recall@5 {:.3}, nDCG@10 {:.3}, MRR {:.3}; p50 {:.3} ms, p95 {:.3} ms",
             eval.queries, eval.recall_at_5, eval.ndcg_at_10, eval.mrr, eval.p50_ms, eval.p95_ms
         );
     }
@@ -776,6 +800,7 @@ fn json_value(args: &ToolsArgs, reports: &mut [SizeReport], cold: &ColdStart) ->
         "settings": {"connections": args.connections, "engineThreads": args.engine_threads, "durationSeconds": args.duration,
                      "warmupSeconds": args.warmup, "rounds": args.rounds, "maxTools": MAX_TOOLS},
         "sizes": sizes,
+        "coldStartEmbeddingModel": args.embedding_model.as_ref().map(|path| path.display().to_string()),
         "coldStart": cold.iter().map(|(set, eval)| json!({"set": set, "report": eval})).collect::<Vec<_>>(),
         "goals": {"httpOverInProcess": HTTP_RATIO_GOAL, "ownerCallsPerInvoke": OWNER_CALLS_GOAL,
                   "coldStartNdcgAt10Metatool": COLD_NDCG_GOAL, "p95MsAt4000Tools": P95_GOAL_MS},

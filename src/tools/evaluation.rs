@@ -16,6 +16,7 @@ use super::catalog::{Catalog, CatalogError, Tool, ToolId};
 use super::co_usage_policy::CoUsagePolicy;
 use super::selection::engine::{SelectOptions, SelectionEngine};
 use super::selector::Selector;
+use super::sentence_encoder::{EncoderError, SentenceEncoder};
 use super::tool_graph::{ServedQuery, ToolGraphError};
 use crate::backends::embedded_tool_graph::EmbeddedToolGraph;
 
@@ -37,6 +38,10 @@ pub enum EvalError {
     ToolGraph(#[from] ToolGraphError),
     #[error("the query file has no queries")]
     NoQueries,
+    #[error("embedding model: {0}")]
+    Encoder(#[from] EncoderError),
+    #[error("the tools could not be embedded: {0}")]
+    Embedding(String),
 }
 
 /// What to evaluate.
@@ -46,6 +51,8 @@ pub struct EvalInput<'a> {
     pub queries: &'a Path,
     pub history: Option<&'a Path>,
     pub output: Option<&'a Path>,
+    /// A sentence-embedding model's directory: ranks by meaning as well as by words.
+    pub embedding_model: Option<&'a Path>,
 }
 
 #[derive(Deserialize)]
@@ -103,10 +110,15 @@ pub async fn run(input: &EvalInput<'_>) -> Result<EvalReport, EvalError> {
         None => Vec::new(),
     };
     let tenant = TenantId::parse(EVAL_TENANT).map_err(|e| ToolGraphError::Backend(e.to_string()))?;
-    let engine = SelectionEngine::new(Catalog::new(tools)?);
+    let catalog = Catalog::new(tools)?;
+    let encoder = input.embedding_model.map(SentenceEncoder::load).transpose()?;
     // The gateway's default policy: one tenant's history shares no co-usage, as in production
     // (on the development sets it made no difference at three decimals).
-    let selector = Selector::open(engine, Arc::new(EmbeddedToolGraph::in_memory(CoUsagePolicy::default()))).await?;
+    let graph = Arc::new(EmbeddedToolGraph::in_memory(CoUsagePolicy::default()));
+    let selector = Selector::open(SelectionEngine::new(Catalog::default()), graph, encoder).await?;
+    if let Some(embedding) = selector.replace_catalog(catalog) {
+        embedding.await.map_err(|error| EvalError::Embedding(error.to_string()))?;
+    }
     let replay_started = Instant::now();
     for served in &history {
         selector.record_served(&tenant, served).await?;

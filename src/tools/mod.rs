@@ -10,6 +10,7 @@ pub mod mcp_client;
 pub mod registry;
 pub mod selection;
 pub mod selector;
+pub mod sentence_encoder;
 pub mod served_tokens;
 pub mod tenant_servers;
 pub mod tool_graph;

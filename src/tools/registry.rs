@@ -310,7 +310,8 @@ impl ToolRegistry {
         let mut seen = std::collections::HashSet::new();
         tools.retain(|tool| seen.insert((tool.id.clone(), tool.owner.clone())));
         match Catalog::new(tools) {
-            Ok(catalog) => self.selector.replace_catalog(catalog),
+            // With an encoder, new tools are embedded in the background and rank by words until then.
+            Ok(catalog) => drop(self.selector.replace_catalog(catalog)),
             Err(error) => tracing::error!(%error, "catalog not rebuilt"),
         }
     }

@@ -12,34 +12,64 @@
 //! query recorded here, and again whole by [`Selector::refresh_co_usage`] once the graph's
 //! co-usage version has moved (a node calls it periodically when the graph is shared). The lock
 //! is never held across an await.
+//!
+//! With a sentence encoder, the selector also embeds: each tool once per text, on a blocking
+//! thread after its catalog arrives (until then it ranks by its words alone), and each query
+//! once, on a blocking thread, before ranking.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use connectors_actors::tenant::TenantId;
+use tokio::task::JoinHandle;
 
 use super::catalog::{Catalog, Tool};
+use super::selection::dense::{ToolVector, embedded_text};
 use super::selection::engine::{SelectOptions, Selection, SelectionEngine};
+use super::sentence_encoder::SentenceEncoder;
 use super::tool_graph::{ServedQuery, ToolGraph, ToolGraphError};
 
 /// How often a node re-reads the shared co-usage edges when the graph says they may have changed:
 /// edges are a cross-tenant quorum signal that moves slowly, and a full read is not free.
 pub const CO_USAGE_REFRESH: Duration = Duration::from_secs(5);
 
+/// How many tools are embedded in one batch.
+const EMBEDDING_BATCH: usize = 32;
+
 pub struct Selector {
-    engine: RwLock<SelectionEngine>,
+    engine: Arc<RwLock<SelectionEngine>>,
     graph: Arc<dyn ToolGraph>,
     /// The graph's co-usage version the engine's edges were read at.
     co_usage_version: AtomicU64,
+    embeddings: Option<Arc<Embeddings>>,
+}
+
+/// The encoder and the tool vectors it made, by embedded text.
+struct Embeddings {
+    encoder: SentenceEncoder,
+    known: Mutex<HashMap<String, ToolVector>>,
 }
 
 impl Selector {
-    /// Wraps `engine` and loads the shared co-usage edges from `graph`.
-    pub async fn open(engine: SelectionEngine, graph: Arc<dyn ToolGraph>) -> Result<Self, ToolGraphError> {
-        let selector = Self { engine: RwLock::new(engine), graph, co_usage_version: AtomicU64::new(0) };
+    /// Wraps `engine` and loads the shared co-usage edges from `graph`; with `encoder`, ranks by
+    /// meaning as well as by words.
+    pub async fn open(
+        engine: SelectionEngine,
+        graph: Arc<dyn ToolGraph>,
+        encoder: Option<SentenceEncoder>,
+    ) -> Result<Self, ToolGraphError> {
+        let embeddings = encoder.map(|encoder| Arc::new(Embeddings { encoder, known: Mutex::default() }));
+        let selector =
+            Self { engine: Arc::new(RwLock::new(engine)), graph, co_usage_version: AtomicU64::new(0), embeddings };
         selector.read_co_usage().await?;
         Ok(selector)
+    }
+
+    /// Whether queries and tools are embedded.
+    pub fn embeds(&self) -> bool {
+        self.embeddings.is_some()
     }
 
     pub async fn select(
@@ -49,7 +79,11 @@ impl Selector {
         options: &SelectOptions,
     ) -> Result<Selection, ToolGraphError> {
         self.catch_up(tenant).await?;
-        Ok(self.read().select(tenant, query, options))
+        let query_vector = match &self.embeddings {
+            Some(embeddings) => embeddings.clone().query_vector(query.to_string()).await,
+            None => None,
+        };
+        Ok(self.read().select(tenant, query, query_vector.as_deref(), options))
     }
 
     /// Learns that `tenant`'s query was served by `served.tools`: durably first, then in memory.
@@ -89,9 +123,29 @@ impl Selector {
         }
     }
 
-    /// Swaps in a new catalog; what was learned stays.
-    pub fn replace_catalog(&self, catalog: Catalog) {
-        self.write().replace_catalog(catalog);
+    /// Swaps in a new catalog; what was learned stays. With an encoder, the tools whose text was
+    /// not embedded before are embedded on a blocking thread, and the handle says when.
+    pub fn replace_catalog(&self, catalog: Catalog) -> Option<JoinHandle<()>> {
+        let Some(embeddings) = &self.embeddings else {
+            self.write().replace_catalog(catalog, &HashMap::new());
+            return None;
+        };
+        let texts: HashSet<String> = catalog.tools().iter().map(embedded_text).collect();
+        let missing = {
+            let mut known = embeddings.known();
+            // Vectors of texts no tool has any more are dropped, so the cache follows the catalog.
+            known.retain(|text, _| texts.contains(text));
+            self.write().replace_catalog(catalog, &known);
+            let mut missing: Vec<String> = texts.into_iter().filter(|text| !known.contains_key(text)).collect();
+            // Texts of a like length share a batch, so little of it is padding.
+            missing.sort_by_key(String::len);
+            missing
+        };
+        if missing.is_empty() {
+            return None;
+        }
+        let (embeddings, engine) = (embeddings.clone(), self.engine.clone());
+        Some(tokio::task::spawn_blocking(move || embeddings.embed_tools(&missing, &engine)))
     }
 
     /// The tool `id` as `tenant` sees it now.
@@ -153,13 +207,59 @@ impl Selector {
         Ok(())
     }
 
-    // A panic while holding the lock leaves the engine usable: every mutation is a whole insert.
     fn read(&self) -> RwLockReadGuard<'_, SelectionEngine> {
         self.engine.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, SelectionEngine> {
-        self.engine.write().unwrap_or_else(PoisonError::into_inner)
+        write(&self.engine)
+    }
+}
+
+// A panic while holding the lock leaves the engine usable: every mutation is a whole insert.
+fn write(engine: &RwLock<SelectionEngine>) -> RwLockWriteGuard<'_, SelectionEngine> {
+    engine.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Embeddings {
+    /// The query's vector, made on a blocking thread; `None` (ranking by words alone) when the
+    /// encoder fails.
+    async fn query_vector(self: Arc<Self>, query: String) -> Option<Vec<f32>> {
+        let encoded = tokio::task::spawn_blocking(move || self.encoder.encode(&[query.as_str()]))
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|encoded| encoded.map_err(|error| error.to_string()));
+        match encoded {
+            Ok(mut vectors) => vectors.pop(),
+            Err(error) => {
+                tracing::warn!(%error, "query not embedded; ranking by its words alone");
+                None
+            }
+        }
+    }
+
+    /// Embeds `texts` (tools' embedded texts) and gives the engine's tools their vectors.
+    fn embed_tools(&self, texts: &[String], engine: &RwLock<SelectionEngine>) {
+        for batch in texts.chunks(EMBEDDING_BATCH) {
+            let batch_texts: Vec<&str> = batch.iter().map(String::as_str).collect();
+            match self.encoder.encode(&batch_texts) {
+                Ok(vectors) => {
+                    let mut known = self.known();
+                    for (text, vector) in batch.iter().zip(vectors) {
+                        known.insert(text.clone(), vector.into());
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, tools = batch.len(), "tools not embedded; they rank by their words")
+                }
+            }
+        }
+        let known = self.known();
+        write(engine).attach_vectors(&known);
+    }
+
+    fn known(&self) -> MutexGuard<'_, HashMap<String, ToolVector>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -189,7 +289,7 @@ mod tests {
 
     async fn open(path: &std::path::Path) -> Selector {
         let graph = EmbeddedToolGraph::open(path, CoUsagePolicy::default()).unwrap();
-        Selector::open(engine(), Arc::new(graph)).await.unwrap()
+        Selector::open(engine(), Arc::new(graph), None).await.unwrap()
     }
 
     fn served(query: &str, tools: &[&str]) -> ServedQuery {
@@ -257,8 +357,8 @@ mod tests {
     #[tokio::test]
     async fn selectors_sharing_a_graph_rank_with_each_others_lessons() {
         let graph: Arc<dyn ToolGraph> = Arc::new(EmbeddedToolGraph::in_memory(CoUsagePolicy::default()));
-        let one = Selector::open(engine(), graph.clone()).await.unwrap();
-        let other = Selector::open(engine(), graph).await.unwrap();
+        let one = Selector::open(engine(), graph.clone(), None).await.unwrap();
+        let other = Selector::open(engine(), graph, None).await.unwrap();
         let [acme, rest @ ..] = ["acme", "globex", "initech", "hooli"].map(|id| TenantId::parse(id).unwrap());
         let (query, options) = ("where should we go for the offsite", SelectOptions::default());
         assert_eq!(top(&other.select(&acme, query, &options).await.unwrap()), None);

@@ -53,6 +53,7 @@ pub(crate) const CONFIG_ENV: &[&str] = &[
     "OUTBOUND_ALLOWED_HOSTS",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
+    "CONNECTORS_EMBEDDING_MODEL",
 ];
 
 /// What the gateways of these tests may call: the test's MCP servers and token endpoints, which

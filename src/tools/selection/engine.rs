@@ -2,7 +2,8 @@
 //! `eval-selection` command. Given a tenant, a query and options it ranks the tools the tenant
 //! may see and tiers them within the token budget; given served queries it learns.
 //!
-//! Rank = lexical BM25 (normalised by the best lexical match) + the votes of the tenant's own
+//! Rank = lexical BM25 (normalised by the best lexical match) + when the query and the tools have
+//! sentence vectors, their cosine (above a floor, normalised by the best) + the votes of the tenant's own
 //! similar past queries, weighted by what the tenant's traffic says they are worth, + a small lift
 //! for tools often used with the leaders (cross-tenant, tool ids only). No I/O, no clock: the selector shell feeds it from the `ToolGraph` and times it.
 
@@ -12,7 +13,7 @@ use connectors_actors::tenant::TenantId;
 use serde::Deserialize;
 
 use super::calibration::BlendCalibration;
-
+use super::dense::{ToolVector, ToolVectors};
 use super::index::Bm25Index;
 use super::learning::{CoUsage, TenantMemory};
 use super::terms::{push_terms, terms};
@@ -58,6 +59,10 @@ pub struct Tuning {
     pub category_weight: f32,
     pub description_weight: f32,
     pub parameter_weight: f32,
+    /// Weight of the dense (sentence-vector) similarity against the normalised lexical score.
+    pub dense_weight: f32,
+    /// Cosines at or below this say nothing; above it they count up to the best one's.
+    pub dense_floor: f32,
     /// Past queries less similar than this do not vote.
     pub min_similarity: f32,
     /// How many of the most similar past queries vote.
@@ -84,6 +89,8 @@ impl Default for Tuning {
             category_weight: 1.0,
             description_weight: 1.0,
             parameter_weight: 0.5,
+            dense_weight: 0.8,
+            dense_floor: 0.05,
             min_similarity: 0.1,
             neighbours: 120,
             blend_weights: vec![0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
@@ -126,6 +133,7 @@ struct TenantLearning {
 pub struct SelectionEngine {
     catalog: Catalog,
     index: Bm25Index,
+    vectors: ToolVectors,
     tenants: HashMap<TenantId, TenantLearning>,
     co_usage: CoUsage,
     tuning: Tuning,
@@ -138,15 +146,28 @@ impl SelectionEngine {
 
     pub fn with_tuning(catalog: Catalog, tuning: Tuning) -> Self {
         let index = index_of(&catalog, &tuning);
-        Self { catalog, index, tenants: HashMap::new(), co_usage: CoUsage::default(), tuning }
+        Self {
+            catalog,
+            index,
+            vectors: ToolVectors::default(),
+            tenants: HashMap::new(),
+            co_usage: CoUsage::default(),
+            tuning,
+        }
     }
 
-    /// Swaps in a new catalog (an integration or a tenant's server came, changed or went).
-    /// What was learned is kept: it is keyed by tool id, and ids of tools that are gone simply
-    /// never rank.
-    pub fn replace_catalog(&mut self, catalog: Catalog) {
+    /// Swaps in a new catalog (an integration or a tenant's server came, changed or went), with
+    /// the sentence vectors of its tools found in `vectors`. What was learned is kept: it is keyed
+    /// by tool id, and ids of tools that are gone simply never rank.
+    pub fn replace_catalog(&mut self, catalog: Catalog, vectors: &HashMap<String, ToolVector>) {
         self.index = index_of(&catalog, &self.tuning);
+        self.vectors = ToolVectors::of(&catalog, vectors);
         self.catalog = catalog;
+    }
+
+    /// Attaches the sentence vectors found in `vectors` to the current catalog's tools.
+    pub fn attach_vectors(&mut self, vectors: &HashMap<String, ToolVector>) {
+        self.vectors = ToolVectors::of(&self.catalog, vectors);
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -213,14 +234,27 @@ impl SelectionEngine {
         }
     }
 
-    pub fn select(&self, tenant: &TenantId, query: &str, options: &SelectOptions) -> Selection {
-        let (ranked, total_tools) = self.rank(tenant, query, options);
+    /// `query_vector`: the query's sentence vector, when there is an encoder.
+    pub fn select(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        query_vector: Option<&[f32]>,
+        options: &SelectOptions,
+    ) -> Selection {
+        let (ranked, total_tools) = self.rank(tenant, query, query_vector, options);
         let (tiers, token_usage) = tier(&ranked, options.token_budget, options.include_schemas);
         Selection { tiers, token_usage, token_budget: options.token_budget, total_tools }
     }
 
     /// The best `options.max_tools` tools for `query`, best first, and how many were considered.
-    pub fn rank(&self, tenant: &TenantId, query: &str, options: &SelectOptions) -> (Vec<Ranked<'_>>, usize) {
+    pub fn rank(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        query_vector: Option<&[f32]>,
+        options: &SelectOptions,
+    ) -> (Vec<Ranked<'_>>, usize) {
         let tools = self.catalog.tools();
         let eligible: Vec<bool> = tools
             .iter()
@@ -236,6 +270,10 @@ impl SelectionEngine {
         }
         let query_terms = terms(query);
         let mut scores = self.lexical_scores(&query_terms, &eligible);
+        let dense_weight = match query_vector {
+            Some(vector) if !self.vectors.is_empty() => self.add_dense_scores(vector, &eligible, &mut scores),
+            _ => 0.0,
+        };
         let weight = self.blend_weight(tenant);
         for (index, vote) in self.votes(tenant, &query_terms) {
             scores[index] += weight * vote;
@@ -244,7 +282,7 @@ impl SelectionEngine {
         let candidates = top(&scores, &eligible, options.max_tools);
         // Scores are reported in [0, 1].
         let top_weight = self.tuning.blend_weights.last().copied().unwrap_or(0.0);
-        let scale = 1.0 / (1.0 + top_weight + self.tuning.co_usage_weight);
+        let scale = 1.0 / (1.0 + dense_weight + top_weight + self.tuning.co_usage_weight);
         let ranked =
             candidates.into_iter().map(|i| Ranked { tool: &tools[i], score: f64::from(scores[i] * scale) }).collect();
         (ranked, total_tools)
@@ -261,6 +299,23 @@ impl SelectionEngine {
             }
         }
         scores
+    }
+
+    /// Adds each tool's cosine with `query_vector`, above the floor and divided by the best
+    /// eligible one's, times the dense weight; returns the weight.
+    fn add_dense_scores(&self, query_vector: &[f32], eligible: &[bool], scores: &mut [f32]) -> f32 {
+        let floor = self.tuning.dense_floor;
+        let mut similarities = vec![floor; scores.len()];
+        self.vectors.similarities_into(query_vector, &mut similarities);
+        let best = similarities.iter().zip(eligible).filter(|(_, e)| **e).map(|(s, _)| *s).fold(floor, f32::max);
+        if best <= floor {
+            return 0.0;
+        }
+        let weight = self.tuning.dense_weight / (best - floor);
+        for (score, similarity) in scores.iter_mut().zip(similarities) {
+            *score += weight * (similarity - floor).max(0.0);
+        }
+        self.tuning.dense_weight
     }
 
     /// The votes of `tenant`'s past queries similar to this one, by tool index, in [0, 1]: each

@@ -2,6 +2,7 @@
 //! them, and the token-budget tiering of the answer.
 
 pub mod calibration;
+pub mod dense;
 pub mod engine;
 pub mod index;
 pub mod learning;

@@ -36,7 +36,7 @@ pub(crate) fn terms(text: &str) -> Vec<String> {
 
 /// Splits `getHTTPResponse2` into `get`, `HTTP`, `Response2`: a new part starts at an upper-case
 /// letter that follows a lower-case one, or that precedes a lower-case one after capitals.
-fn camel_parts(word: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn camel_parts(word: &str) -> impl Iterator<Item = &str> {
     let bytes = word.as_bytes();
     let mut starts = vec![0];
     for i in 1..bytes.len() {
