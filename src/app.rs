@@ -497,7 +497,7 @@ pub async fn open_store(config: &Config, data_dir: &Path, redis: Option<&str>) -
             tracing::info!(prefix = %config.redis_prefix, "store: Redis");
             Arc::new(RedisStore::connect(url, &config.redis_prefix).await?.with_layout(config.redis_layout).await?)
         }
-        None => Arc::new(RedbStore::open(&data_dir.join("connectors.redb"))?),
+        None => Arc::new(RedbStore::open(&data_dir.join("connectors.redb"), config.store_cache_bytes)?),
     };
     Ok(store)
 }

@@ -63,6 +63,8 @@ struct FileConfig {
     #[serde(default)]
     recorder: RecorderSection,
     #[serde(default)]
+    store: StoreSection,
+    #[serde(default)]
     billing: BillingSection,
     #[serde(default)]
     mcp: McpSection,
@@ -206,6 +208,24 @@ impl Default for RecorderSection {
         Self { max_pending_bytes: 64 * 1024 * 1024 }
     }
 }
+
+/// The embedded store (the redb file of a node without Redis).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct StoreSection {
+    /// The memory the store keeps pages of its file in. Registered tenants live in the file, so
+    /// this, not their number, bounds what they cost in memory.
+    cache_bytes: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self { cache_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// The smallest `store.cacheBytes`: below it a B-tree's inner pages no longer stay cached.
+const MIN_STORE_CACHE_BYTES: u64 = 1024 * 1024;
 
 /// The smallest `recorder.maxPendingBytes`: less would drop audit events while the store is
 /// healthy, between two commits.
@@ -641,6 +661,8 @@ pub struct Config {
     pub audit_retention: Option<chrono::Duration>,
     /// `recorder.maxPendingBytes`: see `RecorderConfig::max_pending_bytes`.
     pub recorder_max_pending_bytes: usize,
+    /// `store.cacheBytes`: the embedded store's page cache.
+    pub store_cache_bytes: usize,
     pub max_body_bytes: usize,
     pub passivate_after: Duration,
     pub tick: Duration,
@@ -832,6 +854,9 @@ impl Config {
         }
         let positive =
             |key: &str, value: u64| if value == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(value) };
+        if file.store.cache_bytes < MIN_STORE_CACHE_BYTES {
+            return Err(invalid("store.cacheBytes", format!("must be at least {MIN_STORE_CACHE_BYTES} (1 MiB)")));
+        }
         if file.recorder.max_pending_bytes < MIN_RECORDER_PENDING_BYTES {
             return Err(invalid(
                 "recorder.maxPendingBytes",
@@ -863,6 +888,7 @@ impl Config {
             audit_retention: (file.audit.retention_days > 0)
                 .then(|| chrono::Duration::days(i64::from(file.audit.retention_days))),
             recorder_max_pending_bytes: usize::try_from(file.recorder.max_pending_bytes).unwrap_or(usize::MAX),
+            store_cache_bytes: usize::try_from(file.store.cache_bytes).unwrap_or(usize::MAX),
             max_body_bytes: gw.max_body_bytes,
             passivate_after: Duration::from_secs(positive(
                 "gateway.passivateAfterSeconds",

@@ -75,6 +75,14 @@ fn the_recorder_bound_has_a_default_and_a_floor() {
 }
 
 #[test]
+fn the_store_cache_has_a_default_and_a_floor() {
+    assert_eq!(Config::load(None, &no_env()).unwrap().store_cache_bytes, 64 * 1024 * 1024);
+    let config = Config::from_yaml("store:\n  cacheBytes: 8388608\n", &no_env()).unwrap();
+    assert_eq!(config.store_cache_bytes, 8 * 1024 * 1024);
+    assert!(error_text("store:\n  cacheBytes: 4096\n").contains("store.cacheBytes"));
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let env = FakeEnv(HashMap::from([
         ("TENANT_ID_HEADER", "X-Org"),

@@ -132,7 +132,7 @@ async fn closed_bills_are_posted_signed_retried_until_acknowledged_and_audited()
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("connectors.redb")).unwrap());
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("connectors.redb"), 8 << 20).unwrap());
     for id in ["acme", "globex"] {
         store.create_tenant(&tenant(id)).await.unwrap();
     }
@@ -211,7 +211,7 @@ async fn an_unreachable_receiver_is_retried_and_audited_without_the_bill() {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     drop(listener); // nothing listens there now
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("connectors.redb")).unwrap());
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("connectors.redb"), 8 << 20).unwrap());
     store.create_tenant(&tenant("acme")).await.unwrap();
     let clock = Arc::new(ManualClock(Mutex::new(Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap())));
     let webhook = BillingWebhook::new(store.clone(), clock.clone(), settings(&url), pricing()).unwrap();

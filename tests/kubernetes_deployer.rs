@@ -29,7 +29,7 @@ async fn fixture(settings: KubernetesSettings) -> Fixture {
     let stand_in = KubeStandIn::default();
     let url = stand_in.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(&dir.path().join("store.redb")).unwrap();
+    let store = RedbStore::open(&dir.path().join("store.redb"), 8 << 20).unwrap();
     let record: TenantRecord = serde_json::from_value(json!({
         "id": "acme", "name": "Acme", "plan": "free", "status": "active",
         "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z", "keys": [],

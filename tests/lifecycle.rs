@@ -464,7 +464,7 @@ async fn audit_events_past_their_retention_are_deleted() {
         event_id: None,
     };
     {
-        let store = RedbStore::open(&gw.data_dir().join("connectors.redb")).unwrap();
+        let store = RedbStore::open(&gw.data_dir().join("connectors.redb"), 8 << 20).unwrap();
         let audit = vec![event("old-timer", 40, "forty"), event("old-timer", 10, "ten"), event("gone", 40, "gone")];
         let batch = Batch { id: None, audit, usage: Vec::new(), checkpoints: Vec::new() };
         store.commit(std::sync::Arc::new(batch)).await.unwrap();

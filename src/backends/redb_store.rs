@@ -42,7 +42,7 @@ use connectors_actors::store::{Batch, Checkpoint, KeyOwner, Store, StoreError, T
 use connectors_actors::tenant::{TenantId, TenantRecord};
 use connectors_actors::usage::{Month, UsageCounters};
 use redb::{
-    Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    Builder, Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
     WriteTransaction,
 };
 use serde::Serialize;
@@ -68,12 +68,14 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens the store file at `path`, creating it and its tables if needed.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens the store file at `path`, creating it and its tables if needed, keeping at most
+    /// `cache_bytes` of its pages in memory. redb reads pages into that cache (it maps nothing), so
+    /// the cache, not the file's size, is what registered tenants cost in memory.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         let cannot_open = |reason: &dyn Display| {
             StoreError::Backend(format!("cannot open the store file `{}`: {reason}", path.display()))
         };
-        let db = Database::create(path).map_err(|err| match err {
+        let db = Builder::new().set_cache_size(cache_bytes).create(path).map_err(|err| match err {
             // redb holds an exclusive lock on the file while it is open.
             DatabaseError::DatabaseAlreadyOpen => {
                 cannot_open(&"it is already open, by another gateway process or by this one")
@@ -619,6 +621,9 @@ mod tests {
     use super::*;
     use crate::backends::store_contract::{self, Fixture};
 
+    /// The contract holds with the smallest cache the configuration allows, pages evicted often.
+    const SMALLEST_CACHE: usize = 1024 * 1024;
+
     /// A store file in its own temporary directory, removed with the fixture.
     struct RedbFixture {
         dir: TempDir,
@@ -637,7 +642,7 @@ mod tests {
     #[async_trait]
     impl Fixture for RedbFixture {
         async fn open(&self) -> Arc<dyn Store> {
-            Arc::new(RedbStore::open(&self.path()).expect("a fresh store file opens"))
+            Arc::new(RedbStore::open(&self.path(), SMALLEST_CACHE).expect("a fresh store file opens"))
         }
     }
 
@@ -671,7 +676,7 @@ mod tests {
             .collect();
         for chunk in [1, 2, 3, 100] {
             let fixture = RedbFixture::new();
-            let store = RedbStore::open(&fixture.path()).unwrap();
+            let store = RedbStore::open(&fixture.path(), SMALLEST_CACHE).unwrap();
             store.commit(Arc::new(Batch { audit: audit.clone(), ..Default::default() })).await.unwrap();
             assert_eq!(store.prune_audit(before, chunk).await.unwrap(), 6, "chunk {chunk}");
             for tenant in tenants {
@@ -688,8 +693,8 @@ mod tests {
     #[test]
     fn a_file_open_elsewhere_is_refused_with_its_path() {
         let fixture = RedbFixture::new();
-        let _first = RedbStore::open(&fixture.path()).unwrap();
-        let Err(StoreError::Backend(message)) = RedbStore::open(&fixture.path()) else {
+        let _first = RedbStore::open(&fixture.path(), SMALLEST_CACHE).unwrap();
+        let Err(StoreError::Backend(message)) = RedbStore::open(&fixture.path(), SMALLEST_CACHE) else {
             panic!("a second open of a locked file must fail");
         };
         assert!(message.contains(&fixture.path().display().to_string()), "{message}");
@@ -702,7 +707,7 @@ mod tests {
         let not_a_store = fixture.dir.path().join("notes.txt");
         std::fs::write(&not_a_store, "not a database, but long enough to be mistaken for one ".repeat(100)).unwrap();
         for path in [not_a_store, fixture.dir.path().join("missing").join("store.redb")] {
-            let Err(StoreError::Backend(message)) = RedbStore::open(&path) else {
+            let Err(StoreError::Backend(message)) = RedbStore::open(&path, SMALLEST_CACHE) else {
                 panic!("{} must not open", path.display());
             };
             assert!(message.contains(&path.display().to_string()), "{message}");
@@ -712,7 +717,7 @@ mod tests {
     #[tokio::test]
     async fn unreadable_records_are_reported_as_corrupt() {
         let fixture = RedbFixture::new();
-        let store = RedbStore::open(&fixture.path()).unwrap();
+        let store = RedbStore::open(&fixture.path(), SMALLEST_CACHE).unwrap();
         let id = TenantId::parse("broken").unwrap();
         let txn = store.db.begin_write().unwrap();
         txn.open_table(TENANTS).unwrap().insert(id.as_str(), b"{not json".as_slice()).unwrap();
