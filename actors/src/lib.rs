@@ -45,6 +45,7 @@ pub mod tenant_core;
 pub mod tenant_mcp_sessions;
 pub mod tenant_oauth;
 pub mod tenant_servers;
+pub mod tick_due;
 pub mod token_endpoint;
 pub mod unique_id;
 pub mod usage;

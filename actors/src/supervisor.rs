@@ -33,6 +33,7 @@ use crate::tenant::TenantId;
 use crate::tenant_actor::{TenantActor, TenantEnv, TenantMsg, TenantState};
 use crate::tenant_core::TenantCore;
 use crate::tenant_oauth::TenantOAuth;
+use crate::tick_due::TickDue;
 use crate::usage::Month;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -389,7 +390,8 @@ pub struct SupervisorState {
     env: Arc<TenantEnv>,
     gate: Arc<dyn OwnershipGate>,
     directory: Arc<TenantDirectory>,
-    tenants_by_actor: HashMap<ActorId, TenantId>,
+    /// Every tenant actor started and not yet seen to terminate.
+    tenants_by_actor: HashMap<ActorId, Started>,
     tick: Duration,
     /// Passivated tenants to activate at a time (their next OAuth refresh or expiry).
     wake_ups: BTreeSet<(DateTime<Utc>, TenantId)>,
@@ -399,6 +401,12 @@ pub struct SupervisorState {
     /// complete (one still running could admit beside the new owner).
     stuck: Vec<(TenantId, ActorRef<TenantMsg>)>,
     crashes: CrashBackoff,
+}
+
+/// A tenant actor the supervisor started: whose, and when it wants its next tick.
+struct Started {
+    tenant: TenantId,
+    tick_due: Arc<TickDue>,
 }
 
 impl TenantSupervisor {
@@ -442,12 +450,14 @@ impl TenantSupervisor {
             None => Self::load(&env, id, now).await?,
         }
         .map_err(|e| unavailable(e.to_string()))?;
+        let tick_due = Arc::new(TickDue::now());
         let tenant_state = TenantState {
             core,
             oauth: TenantOAuth::new(env.refresh_before),
             servers: crate::tenant_servers::TenantServers::new(&env),
             mcp_sessions: crate::tenant_mcp_sessions::TenantMcpSessions::new(env.mcp_sessions),
             env: env.clone(),
+            tick_due: tick_due.clone(),
         };
         let (actor, _) = match Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell()).await {
             Ok(spawned) => spawned,
@@ -457,7 +467,7 @@ impl TenantSupervisor {
                 return Err(unavailable(error.to_string()));
             }
         };
-        state.tenants_by_actor.insert(actor.get_id(), id.clone());
+        state.tenants_by_actor.insert(actor.get_id(), Started { tenant: id.clone(), tick_due });
         state.directory.actors.insert(id.clone(), actor.clone());
         Ok(actor)
     }
@@ -640,7 +650,7 @@ impl TenantSupervisor {
     }
 
     fn forget(state: &mut SupervisorState, actor: ActorId) -> Option<TenantId> {
-        let id = state.tenants_by_actor.remove(&actor)?;
+        let id = state.tenants_by_actor.remove(&actor)?.tenant;
         state.directory.actors.remove_if(&id, |_, current| current.get_id() == actor);
         Some(id)
     }
@@ -715,11 +725,17 @@ impl Actor for TenantSupervisor {
                 reply.answer(result);
             }
             SupervisorMsg::Tick => {
-                for entry in state.directory.actors.iter() {
-                    // A stopping actor needs no tick: it writes its state out as it stops.
-                    entry.value().cast(TenantMsg::Tick).ok();
-                }
                 let now = state.env.clock.now();
+                for (actor_id, started) in &state.tenants_by_actor {
+                    // A stopping actor (out of the directory) needs no tick: it writes its state
+                    // out as it stops.
+                    if started.tick_due.is_due(now)
+                        && let Some(actor) = state.directory.actors.get(&started.tenant)
+                        && actor.get_id() == *actor_id
+                    {
+                        actor.cast(TenantMsg::Tick).ok();
+                    }
+                }
                 state.crashes.forget_old(now);
                 state.directory.degraded.store(state.crashes.degraded(now) as u64, Ordering::Relaxed);
                 let mut woken = 0;

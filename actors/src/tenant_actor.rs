@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
@@ -31,6 +33,7 @@ use crate::tenant_core::{Feature, PatchError, Proposal, TenantCore};
 use crate::tenant_mcp_sessions::{McpSessionAnswer, McpSessionCall, TenantMcpSessions};
 use crate::tenant_oauth::{OAuthCounts, RefreshAnswer, TenantOAuth};
 use crate::tenant_servers::TenantServers;
+use crate::tick_due::{MAX_TICK_GAP, TickDue};
 use crate::token_endpoint::TokenEndpoint;
 
 /// What every tenant actor of a node shares.
@@ -134,9 +137,22 @@ pub struct TenantState {
     pub servers: TenantServers,
     pub mcp_sessions: TenantMcpSessions,
     pub env: Arc<TenantEnv>,
+    /// When this actor next needs a [`TenantMsg::Tick`], for the supervisor's round.
+    pub tick_due: Arc<TickDue>,
 }
 
 impl TenantState {
+    /// The earliest time a tick could find work: usage to write out, an idle tenant to
+    /// passivate, an OAuth refresh or retry, a server to start; at the latest [`MAX_TICK_GAP`].
+    fn next_tick(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let core = self.core.next_tick(now, self.env.passivate_after);
+        [self.oauth.next_deadline(), self.servers.next_deadline()]
+            .into_iter()
+            .flatten()
+            .fold(core, DateTime::min)
+            .min(now + MAX_TICK_GAP)
+    }
+
     async fn write_out(&mut self) {
         let flush = self.core.flush();
         let tenant = self.core.record().id.clone();
@@ -170,6 +186,7 @@ impl Actor for TenantActor {
         let now = state.env.clock.now();
         let count = state.servers.count();
         state.core.record_custom_servers(now, count);
+        state.tick_due.set(state.next_tick(now));
         Ok(())
     }
 
@@ -210,6 +227,7 @@ impl Actor for TenantActor {
             // of idle actors would each carry the space of these rare, I/O-bound branches.
             other => Box::pin(handle_io(myself, other, state, now)).await,
         }
+        state.tick_due.set(state.next_tick(now));
         Ok(())
     }
 

@@ -253,6 +253,12 @@ impl TenantCore {
     pub fn is_idle(&self, now: DateTime<Utc>, idle_for: chrono::Duration) -> bool {
         now - self.last_active >= idle_for
     }
+
+    /// When this tenant next has periodic work: at once while it holds usage or window counts
+    /// not written out, else when it will have been idle for `idle_for` (and may passivate).
+    pub fn next_tick(&self, now: DateTime<Utc>, idle_for: chrono::Duration) -> DateTime<Utc> {
+        if self.windows_dirty || !self.unflushed.is_empty() { now } else { self.last_active + idle_for }
+    }
 }
 
 #[cfg(test)]

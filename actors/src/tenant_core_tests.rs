@@ -143,6 +143,20 @@ fn flush_hands_out_usage_per_day_and_a_checkpoint_once() {
 }
 
 #[test]
+fn the_next_tick_is_at_once_while_counts_are_unwritten_then_when_idle_long_enough() {
+    let idle_for = Duration::seconds(60);
+    let mut c = core(true);
+    let fresh = now() + Duration::seconds(5);
+    assert_eq!(c.next_tick(fresh, idle_for), now() + idle_for, "nothing to write: only passivation");
+    c.admit(fresh, &request("ck_1"));
+    let later = fresh + Duration::seconds(1);
+    assert_eq!(c.next_tick(later, idle_for), later, "usage and windows to write out");
+    c.flush();
+    assert_eq!(c.next_tick(later, idle_for), fresh + idle_for, "idle from the last request");
+    assert!(c.is_idle(c.next_tick(later, idle_for), idle_for));
+}
+
+#[test]
 fn idleness_is_measured_from_the_last_request() {
     let mut c = core(true);
     c.admit(now(), &request("ck_1"));

@@ -174,6 +174,11 @@ impl TenantServers {
         Ok(self.deployments.server(&name).cloned().unwrap_or(before))
     }
 
+    /// When [`Self::tick`] next has work: a pending server to start or a retry.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.deployments.next_deadline()
+    }
+
     /// Starts what is due (pending servers, retries).
     pub async fn tick(&mut self, env: &TenantEnv, tenant: &TenantId, myself: &ActorRef<TenantMsg>) {
         let now = env.clock.now();
