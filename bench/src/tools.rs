@@ -26,7 +26,9 @@
 //! 5. closed loop, rounds alternating: in-process on `--engine-threads` threads (each calling
 //!    `Selector::select` back to back over the queries), then over HTTP with `--connections`
 //!    keep-alive connections (the same queries round robin, `{"query", "options": {"maxTools"}}`,
-//!    tenant key and `X-Tenant-ID`); every answer must be 200;
+//!    tenant key and `X-Tenant-ID`); every answer must be 200; then `GET /api/v1/tenant` of the
+//!    same tenant over the same connections, the cheapest admitted request, whose CPU bounds the
+//!    ratio HTTP / in-process from above (the ceiling printed with the goal);
 //! 6. stops the gateway with SIGTERM (it must exit 0) and the example server.
 //!
 //! The table gives req/s, p50/p99, CPU per query and the ratios HTTP / in-process. On a 2-core
@@ -119,6 +121,8 @@ struct Run {
     /// CPU seconds per completed query of the process doing the selection (the gateway, or this
     /// process for in-process runs), warm-up included.
     cpu_per_query: f64,
+    /// CPU seconds per completed request of this process, the load generator of HTTP runs.
+    client_cpu_per_query: f64,
 }
 
 /// What one catalog size gave.
@@ -156,13 +160,30 @@ impl SizeReport {
     }
 
     fn cpu_us(&self, mode: &str) -> f64 {
-        let cpu: Vec<f64> = self.runs(mode).map(|r| r.cpu_per_query).collect();
-        if cpu.is_empty() { 0.0 } else { cpu.iter().sum::<f64>() / cpu.len() as f64 * 1e6 }
+        mean_us(self.runs(mode).map(|r| r.cpu_per_query))
+    }
+
+    fn client_cpu_us(&self, mode: &str) -> f64 {
+        mean_us(self.runs(mode).map(|r| r.client_cpu_per_query))
+    }
+
+    /// The most HTTP / in-process can be while an admitted request costs the gateway what
+    /// `GET /api/v1/tenant` did in this run: the selection's own CPU over the selection plus that
+    /// request plus the load generator's CPU per request, as if the answer's JSON and the
+    /// selection's bookkeeping cost nothing.
+    fn ratio_ceiling(&self) -> f64 {
+        let selection = self.cpu_us("in-process");
+        selection / (selection + self.cpu_us("admitted") + self.client_cpu_us("http")).max(f64::MIN_POSITIVE)
     }
 
     fn failures(&self, mode: &str) -> (u64, u64) {
         self.runs(mode).fold((0, 0), |acc, r| (acc.0 + r.result.non_200, acc.1 + r.result.io_errors))
     }
+}
+
+fn mean_us(seconds: impl Iterator<Item = f64>) -> f64 {
+    let seconds: Vec<f64> = seconds.collect();
+    if seconds.is_empty() { 0.0 } else { seconds.iter().sum::<f64>() / seconds.len() as f64 * 1e6 }
 }
 
 fn shared_data(file: &str) -> PathBuf {
@@ -446,6 +467,14 @@ async fn measure(
             })
             .collect(),
     );
+    // The cheapest admitted request, for the ceiling of HTTP / in-process.
+    let admitted: Arc<Vec<Vec<u8>>> = Arc::new(vec![http1::request(
+        "GET",
+        addr,
+        "/api/v1/tenant",
+        &[("X-Tenant-ID", &tenant), ("Authorization", &bearer)],
+        None,
+    )]);
     let engine_tenant = TenantId::parse("bench").map_err(|e| e.to_string())?;
     let options = SelectOptions { max_tools: MAX_TOOLS, ..SelectOptions::default() };
 
@@ -490,12 +519,17 @@ async fn measure(
         let cpu_before = process_cpu(me);
         let result = in_process(selector.clone(), queries.clone(), args.engine_threads, warmup, duration).await?;
         let cpu = (process_cpu(me) - cpu_before) / result.completed.max(1) as f64;
-        runs.push(report_run("in-process", round, result, cpu));
-        // HTTP: the gateway's CPU.
-        let cpu_before = process_cpu(gw.pid());
-        let result = load::closed_loop(addr, requests.clone(), args.connections, warmup, duration).await?;
-        let cpu = (process_cpu(gw.pid()) - cpu_before) / result.completed.max(1) as f64;
-        runs.push(report_run("http", round, result, cpu));
+        runs.push(report_run("in-process", round, result, cpu, cpu));
+        // HTTP, selections and then the cheapest admitted request: the gateway's CPU, and the
+        // load generator's.
+        for (mode, load) in [("http", &requests), ("admitted", &admitted)] {
+            let (gateway_before, client_before) = (process_cpu(gw.pid()), process_cpu(me));
+            let result = load::closed_loop(addr, load.clone(), args.connections, warmup, duration).await?;
+            let completed = result.completed.max(1) as f64;
+            let cpu = (process_cpu(gw.pid()) - gateway_before) / completed;
+            let client_cpu = (process_cpu(me) - client_before) / completed;
+            runs.push(report_run(mode, round, result, cpu, client_cpu));
+        }
     }
     Ok(SizeReport {
         tools: tool_count,
@@ -553,8 +587,8 @@ async fn owner_calls_per_invoke(
     Ok(per_invoke)
 }
 
-fn report_run(mode: &'static str, round: usize, result: LoadResult, cpu_per_query: f64) -> Run {
-    let mut run = Run { mode, round, result, cpu_per_query };
+fn report_run(mode: &'static str, round: usize, result: LoadResult, cpu_per_query: f64, client_cpu: f64) -> Run {
+    let mut run = Run { mode, round, result, cpu_per_query, client_cpu_per_query: client_cpu };
     println!(
         "bench: round {round} {mode:<10} {:>8.0} q/s  p50 {:.3} ms  p99 {:.3} ms  CPU {:.0} us/query  non-200 {}  errors {}",
         run.result.rps(),
@@ -660,7 +694,11 @@ fn print(args: &ToolsArgs, reports: &[SizeReport], cold: &ColdStart, queries: us
     );
     let mut ratios = Vec::new();
     for report in reports {
-        for (label, mode) in [("in-process, closed loop", "in-process"), ("HTTP, closed loop", "http")] {
+        for (label, mode) in [
+            ("in-process, closed loop", "in-process"),
+            ("HTTP, closed loop", "http"),
+            ("GET /api/v1/tenant", "admitted"),
+        ] {
             let mut all = report.merged(mode);
             let (non_200, errors) = report.failures(mode);
             println!(
@@ -725,6 +763,13 @@ fn print(args: &ToolsArgs, reports: &[SizeReport], cold: &ColdStart, queries: us
             small.tools,
             verdict(ratio >= HTTP_RATIO_GOAL)
         );
+        println!(
+            "    ceiling while an admitted request costs what GET /api/v1/tenant did: {:.3} = selection {:.1} us / (selection + GET /api/v1/tenant {:.1} us + load generator {:.1} us)",
+            small.ratio_ceiling(),
+            small.cpu_us("in-process"),
+            small.cpu_us("admitted"),
+            small.client_cpu_us("http")
+        );
     }
     for report in reports {
         println!(
@@ -765,7 +810,7 @@ fn json_value(args: &ToolsArgs, reports: &mut [SizeReport], cold: &ColdStart) ->
         .iter_mut()
         .map(|report| {
             let mut modes = BTreeMap::new();
-            for mode in ["in-process", "http"] {
+            for mode in ["in-process", "http", "admitted"] {
                 let mut all = report.merged(mode);
                 let (non_200, errors) = report.failures(mode);
                 modes.insert(
@@ -775,6 +820,7 @@ fn json_value(args: &ToolsArgs, reports: &mut [SizeReport], cold: &ColdStart) ->
                         "p50Ms": all.percentile_ms(50.0),
                         "p99Ms": all.percentile_ms(99.0),
                         "cpuMicrosPerQuery": report.cpu_us(mode),
+                        "loadGeneratorCpuMicrosPerQuery": report.client_cpu_us(mode),
                         "non200": non_200,
                         "errors": errors,
                         "runs": report.runs(mode).map(|r| json!({"round": r.round, "queriesPerSecond": r.result.rps()})).collect::<Vec<_>>(),
@@ -790,6 +836,7 @@ fn json_value(args: &ToolsArgs, reports: &mut [SizeReport], cold: &ColdStart) ->
                     "http": {"p50Ms": report.single_http.percentile_ms(50.0), "p99Ms": report.single_http.percentile_ms(99.0)},
                 },
                 "throughputRatioHttpOverInProcess": report.mean_rps("http") / report.mean_rps("in-process").max(f64::MIN_POSITIVE),
+                "throughputRatioCeiling": report.ratio_ceiling(),
                 "rankingsDiffering": report.rank_mismatches,
                 "ownerCallsPerInvoke": report.owner_calls_per_invoke,
                 "shutdown": report.shutdown,
