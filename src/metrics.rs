@@ -83,6 +83,7 @@ impl Metrics {
             degraded: tenants_degraded,
             supervisor_restarts,
             absent_lookups,
+            ticks,
         } = *actors;
         let mut rows: Vec<(TenantId, [u64; 5])> = self
             .tenants
@@ -116,6 +117,10 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP connectors_tenant_ticks_total Periodic ticks sent to tenant actors (only to those with work due: counts to write out, passivation, OAuth or server deadlines).\n# TYPE connectors_tenant_ticks_total counter\nconnectors_tenant_ticks_total {ticks}"
+        );
+        let _ = writeln!(
+            out,
             "# HELP connectors_tenant_actor_restarts_total Tenant actors restarted after a crash.\n# TYPE connectors_tenant_actor_restarts_total counter\nconnectors_tenant_actor_restarts_total {actor_restarts}"
         );
         let _ = writeln!(
@@ -143,6 +148,7 @@ pub struct NodeActors {
     pub degraded: u64,
     pub supervisor_restarts: u64,
     pub absent_lookups: u64,
+    pub ticks: u64,
 }
 
 pub fn render_audit_forwarding(counts: &AuditCounts) -> String {
@@ -270,8 +276,14 @@ mod tests {
         m.count(&acme, Outcome::Admitted);
         m.count(&acme, Outcome::RateLimited);
         m.count(&acme, Outcome::Denied);
-        let text =
-            m.render(&NodeActors { active: 1, restarts: 2, degraded: 0, supervisor_restarts: 1, absent_lookups: 0 });
+        let text = m.render(&NodeActors {
+            active: 1,
+            restarts: 2,
+            degraded: 0,
+            supervisor_restarts: 1,
+            absent_lookups: 0,
+            ticks: 0,
+        });
         assert!(text.contains("connectors_tenant_requests_total{tenant=\"acme\"} 3"));
         assert!(text.contains("connectors_tenant_rate_limited_total{tenant=\"acme\"} 1"));
         assert!(text.contains("connectors_tenant_denied_total{tenant=\"acme\"} 1"));

@@ -96,6 +96,32 @@ async fn idle_tenants_passivate_and_resume_with_their_counts() {
 }
 
 #[tokio::test]
+async fn a_quiet_active_tenant_gets_no_ticks_until_it_has_work() {
+    // Ticks every 100 ms; an idle actor would passivate only after the default 300 s.
+    let gw = Gateway::start("gateway:\n  tickMillis: 100\n  flushIntervalMillis: 20\n", &[]).await;
+    let key = gw.create_limited("quiet", 1_000).await;
+    gw.tenant_get(Some("quiet"), Some(&key)).await.expect(200);
+    // The request's counts are written out at a tick; then the actor has nothing due.
+    eventually("the request's usage written out", Duration::from_secs(8), || async {
+        let ticks = gauge(&gw, "connectors_tenant_ticks_total").await;
+        if ticks >= 1.0 { Ok(()) } else { Err(format!("{ticks} ticks")) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let settled = gauge(&gw, "connectors_tenant_ticks_total").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(gauge(&gw, "connectors_tenant_ticks_total").await, settled, "15 rounds passed a quiet actor by");
+    assert_eq!(gauge(&gw, "connectors_tenant_actors_active").await, 1.0, "the actor stays active meanwhile");
+    // A request gives it counts to write out: it is ticked again.
+    gw.tenant_get(Some("quiet"), Some(&key)).await.expect(200);
+    eventually("a tick after the next request", Duration::from_secs(8), || async {
+        let ticks = gauge(&gw, "connectors_tenant_ticks_total").await;
+        if ticks > settled { Ok(()) } else { Err(format!("{ticks} ticks")) }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_crashed_tenant_actor_is_restarted_with_its_checkpointed_state() {
     let gw = Gateway::start(FAST, &[("CONNECTORS_FAULT_INJECTION", "1")]).await;
     ensure_minute_room(15).await;

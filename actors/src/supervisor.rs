@@ -100,6 +100,8 @@ pub struct TenantDirectory {
     call_timeout: Duration,
     restarts: AtomicU64,
     degraded: AtomicU64,
+    /// Ticks the supervisor's rounds sent to tenant actors (only to those due).
+    ticks: AtomicU64,
     /// Whether this node obeys fault-injection calls (`TenantCall::Crash`), whoever sends them.
     pub(crate) fault_injection: bool,
 }
@@ -203,6 +205,11 @@ impl TenantDirectory {
     /// Number of tenant actors alive on this node.
     pub fn active(&self) -> usize {
         self.actors.len()
+    }
+
+    /// Ticks sent to tenant actors since start.
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
     }
 
     /// Tenant actors restarted after a crash since start.
@@ -678,6 +685,7 @@ impl Actor for TenantSupervisor {
                     call_timeout: args.call_timeout,
                     restarts: AtomicU64::new(0),
                     degraded: AtomicU64::new(0),
+                    ticks: AtomicU64::new(0),
                     fault_injection: args.fault_injection,
                 });
                 // The receiver waits in `start`; it is gone only if `start` was cancelled.
@@ -734,6 +742,7 @@ impl Actor for TenantSupervisor {
                         && actor.get_id() == *actor_id
                     {
                         actor.cast(TenantMsg::Tick).ok();
+                        state.directory.ticks.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 state.crashes.forget_old(now);

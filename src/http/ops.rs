@@ -95,6 +95,7 @@ pub async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
         degraded: gateway.directory.degraded(),
         supervisor_restarts: gateway.directory.supervisor_restarts(),
         absent_lookups: gateway.directory.absent_lookups(),
+        ticks: gateway.directory.ticks(),
     });
     body.push_str(&crate::metrics::render_audit_forwarding(gateway.router.audit_counts()));
     body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
