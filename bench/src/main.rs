@@ -16,14 +16,17 @@
 //!    (high limits, `passivateAfterSeconds: 3600`, `tickMillis: 1000`, the default group-commit interval);
 //! 2. registers 10,000 tenants through the admin API (12 concurrent requests);
 //! 3. starts, in this process, a bare axum server whose `GET /api/v1/tenant` returns the body the
-//!    gateway returned for one tenant, without auth, limits, audit or metering;
+//!    gateway returned for one tenant, without auth, limits, audit or metering, and the two
+//!    floors of the design beside it (module [`floor`]): the same handler asking the tenant's own
+//!    ractor actor first, and that plus queueing the audit event to the gateway's recorder and
+//!    redb store;
 //! 4. activation: the first request of 1,000 tenants one at a time (each loads the tenant from the
 //!    store and spawns its actor), then a second (warm) request each; then 5,000 more
 //!    activations; gateway RSS before/after, and memory per active actor = ΔRSS / Δactive
 //!    (active count from the `connectors_tenant_actors_active` gauge);
 //! 5. throughput: closed loop, C keep-alive connections for D seconds after a warm-up, against
-//!    the bare server and against the gateway (round robin over the 1,000 active tenants, each
-//!    request with that tenant's `X-Tenant-ID` and key), alternating bare, gateway, bare, gateway;
+//!    the bare server, the two floors and the gateway (round robin over the 1,000 active tenants,
+//!    each request with that tenant's `X-Tenant-ID` and key), alternating them round by round;
 //! 6. prints the table (and writes JSON with `--json PATH`);
 //! 7. stops the gateway with SIGTERM, checks it exits 0, and removes the temporary files.
 //!
@@ -49,11 +52,13 @@
 //! throughput during a rolling restart against steady throughput (under a minute).
 
 mod cluster;
+mod floor;
 mod gateway;
 mod group;
 mod handoff;
 mod http1;
 mod load;
+mod local_server;
 #[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
 mod stats;
@@ -74,11 +79,17 @@ use serde_json::{Value, json};
 use crate::gateway::{Gateway, process_cpu, system_busy, thread_cpu};
 use crate::http1::Conn;
 use crate::load::LoadResult;
+use crate::local_server::LocalServer;
 use crate::stats::Latencies;
 use crate::tenants::{active_actors, register, sequential, tenant_id};
 
 /// Thread name of the bare axum server's runtime (to tell its CPU time from the client's).
 const BARE_THREAD: &str = "bare-server";
+/// The in-process targets of the throughput runs and their threads.
+/// Every target of the throughput runs, in the order they run.
+const TARGETS: [&str; 4] = ["bare", "actor", "audit", "gateway"];
+const SERVER_THREADS: [(&str, &str); 3] =
+    [("bare", BARE_THREAD), ("actor", floor::ACTOR_THREAD), ("audit", floor::AUDIT_THREAD)];
 const THROUGHPUT_GOAL: f64 = 0.85;
 /// Issue 16's goals: ractor's empty actor (9.5 KiB) plus at most 1.5 KiB of state.
 const MEMORY_GOAL_KIB: f64 = 11.0;
@@ -126,7 +137,7 @@ struct Args {
     /// Warm-up seconds before each throughput run (not measured).
     #[arg(long, default_value_t = 2)]
     warmup: u64,
-    /// Rounds of (bare, gateway) throughput runs.
+    /// Rounds of throughput runs (bare, the two floors, gateway).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
     /// Tenants to register.
@@ -293,14 +304,23 @@ async fn scenario(args: &Args, gw: &mut Gateway, bare_threads: usize) -> Result<
         return Err(format!("GET /api/v1/tenant answered {status}: {}", String::from_utf8_lossy(&body)));
     }
     report.body_bytes = body.len();
-    let bare = BareServer::start(Bytes::from(body.clone()), bare_threads)?;
-    let mut bare_conn = Conn::connect(bare.addr).await.map_err(|e| format!("connect bare: {e}"))?;
-    let (bare_status, bare_body) = bare_conn.send(&tenant_request(0, bare.addr)).await.map_err(|e| e.to_string())?;
-    if bare_status != 200 || bare_body != body {
-        return Err(format!("the bare server answered {bare_status} with a different body"));
+    // The floors' actors are those of the tenants the throughput runs use.
+    let servers = [
+        ("bare", bare_server(Bytes::from(body.clone()), bare_threads)?),
+        ("actor", floor::start(Bytes::from(body.clone()), args.active, bare_threads, false)?),
+        ("audit", floor::start(Bytes::from(body.clone()), args.active, bare_threads, true)?),
+    ];
+    for (target, server) in &servers {
+        let mut conn = Conn::connect(server.addr).await.map_err(|e| format!("connect {target}: {e}"))?;
+        let (status, answer) = conn.send(&tenant_request(0, server.addr)).await.map_err(|e| e.to_string())?;
+        if status != 200 || answer != body {
+            return Err(format!("the {target} server answered {status} with a different body"));
+        }
     }
-    drop(bare_conn);
-    println!("bench: bare axum server on {} serving the gateway's {}-byte tenant body", bare.addr, body.len());
+    println!(
+        "bench: bare axum server and the floors (tenant actor; actor and audit) serving the gateway's {}-byte tenant body",
+        body.len()
+    );
 
     // 4. Activation latency and memory per active actor.
     let sample = |label: String| async {
@@ -327,29 +347,36 @@ async fn scenario(args: &Args, gw: &mut Gateway, bare_threads: usize) -> Result<
     tokio::time::sleep(idle_window).await;
     report.idle_cpu_percent = (process_cpu(gw.pid()) - cpu_before) / idle_window.as_secs_f64() * 100.0;
 
-    // 5. Throughput, alternating bare and gateway.
-    let gateway_requests = Arc::new((0..args.active).map(|i| tenant_request(i, addr)).collect::<Vec<_>>());
-    let bare_requests = Arc::new((0..args.active).map(|i| tenant_request(i, bare.addr)).collect::<Vec<_>>());
+    // 5. Throughput, alternating the in-process servers and the gateway.
+    let mut targets: Vec<(&'static str, SocketAddr)> = servers.iter().map(|(target, s)| (*target, s.addr)).collect();
+    targets.push(("gateway", addr));
+    let requests: Vec<Arc<Vec<Vec<u8>>>> = targets
+        .iter()
+        .map(|(_, target_addr)| Arc::new((0..args.active).map(|i| tenant_request(i, *target_addr)).collect()))
+        .collect();
     let warmup = Duration::from_secs(args.warmup);
     let duration = Duration::from_secs(args.duration);
     for round in 1..=args.rounds {
-        for target in ["bare", "gateway"] {
-            let (target_addr, requests) =
-                if target == "bare" { (bare.addr, bare_requests.clone()) } else { (addr, gateway_requests.clone()) };
+        for ((target, target_addr), requests) in targets.iter().zip(&requests) {
+            let target = *target;
             let me = std::process::id();
             let (gw_before, bench_before) = (thread_cpu(gw.pid()), thread_cpu(me));
             let gw_total_before = process_cpu(gw.pid());
             let (bench_total_before, system_before) = (process_cpu(me), system_busy());
-            let result = load::closed_loop(target_addr, requests, args.connections, warmup, duration).await?;
+            let result = load::closed_loop(*target_addr, requests.clone(), args.connections, warmup, duration).await?;
             let (gw_after, bench_after) = (thread_cpu(gw.pid()), thread_cpu(me));
             let gw_total = process_cpu(gw.pid()) - gw_total_before;
             let bench_total = process_cpu(me) - bench_total_before;
             let other_cpu = (system_busy() - system_before - gw_total - bench_total).max(0.0);
             let bench_delta = delta(&bench_before, &bench_after);
-            let bare_cpu: f64 = bench_delta.iter().filter(|(n, _)| n == BARE_THREAD).map(|(_, c)| c).sum();
-            let client_cpu: f64 = bench_delta.iter().filter(|(n, _)| n != BARE_THREAD).map(|(_, c)| c).sum();
-            let (server_cpu, threads) =
-                if target == "bare" { (bare_cpu, Vec::new()) } else { (gw_total, delta(&gw_before, &gw_after)) };
+            let in_process = |name: &str| SERVER_THREADS.iter().any(|(_, thread)| *thread == name);
+            let client_cpu: f64 = bench_delta.iter().filter(|(n, _)| !in_process(n)).map(|(_, c)| c).sum();
+            let (server_cpu, threads) = match SERVER_THREADS.iter().find(|(t, _)| *t == target) {
+                Some((_, thread)) => {
+                    (bench_delta.iter().filter(|(n, _)| n == thread).map(|(_, c)| c).sum(), Vec::new())
+                }
+                None => (gw_total, delta(&gw_before, &gw_after)),
+            };
             let mut run = Run { target, round, result, server_cpu, client_cpu, threads, other_cpu };
             println!(
                 "bench: round {round} {target:<7} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  non-200 {}  errors {}  other processes {:.0}% of a core",
@@ -366,7 +393,7 @@ async fn scenario(args: &Args, gw: &mut Gateway, bare_threads: usize) -> Result<
             report.runs.push(run);
         }
     }
-    drop(bare);
+    drop(servers);
     Ok(report)
 }
 
@@ -379,49 +406,16 @@ fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> Vec<(St
 }
 
 /// The bare axum 0.8 server: `GET /api/v1/tenant` returns fixed bytes, nothing else.
-struct BareServer {
-    addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl BareServer {
-    fn start(body: Bytes, threads: usize) -> Result<Self, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name(BARE_THREAD)
-            .enable_all()
-            .build()
-            .map_err(|e| format!("bare server runtime: {e}"))?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bare server bind: {e}"))?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let app = axum::Router::new().route(
+fn bare_server(body: Bytes, threads: usize) -> Result<LocalServer, String> {
+    LocalServer::start(BARE_THREAD, threads, async move {
+        Ok(axum::Router::new().route(
             "/api/v1/tenant",
             axum::routing::get(move || {
                 let body = body.clone();
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
             }),
-        );
-        runtime.spawn(async move {
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    if let Err(error) = axum::serve(listener, app).await {
-                        eprintln!("bench: bare server: {error}");
-                    }
-                }
-                Err(error) => eprintln!("bench: bare server listener: {error}"),
-            }
-        });
-        Ok(Self { addr, runtime: Some(runtime) })
-    }
-}
-
-impl Drop for BareServer {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
+        ))
+    })
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -542,7 +536,7 @@ impl Report {
                 other,
             );
         }
-        for target in ["bare", "gateway"] {
+        for target in TARGETS {
             let mut all = self.merged(target);
             let runs = self.runs.iter().filter(|r| r.target == target);
             let (non_200, errors): (u64, u64) =
@@ -651,7 +645,7 @@ impl Report {
             reg.percentile_ms(50.0),
             reg.percentile_ms(99.0)
         );
-        println!("Tenant body served by both targets: {} bytes", self.body_bytes);
+        println!("Tenant body served by every target: {} bytes", self.body_bytes);
         println!();
         self.print_goals();
         println!("Gateway shutdown: {}", self.shutdown);
@@ -671,6 +665,18 @@ impl Report {
             self.cpu_micros("gateway"),
             self.cpu_micros("bare"),
             verdict(over_bare <= CPU_OVER_BARE_GOAL_MICROS)
+        );
+        let floor = self.cpu_micros("audit") - self.cpu_micros("bare");
+        println!(
+            "  the design's floor, in-process, same run: bare + asking the tenant's actor {:.1} us (+{:.1}); + queueing the audit event to the recorder and redb {:.1} us (+{floor:.1})",
+            self.cpu_micros("actor"),
+            self.cpu_micros("actor") - self.cpu_micros("bare"),
+            self.cpu_micros("audit"),
+        );
+        println!(
+            "  the gateway over that floor (what its edge adds): {:.1} us; the goal is {} this design's floor",
+            self.cpu_micros("gateway") - self.cpu_micros("audit"),
+            if floor <= CPU_OVER_BARE_GOAL_MICROS { "above" } else { "below" }
         );
         let kib = self.memory_headline();
         println!(
@@ -726,11 +732,15 @@ impl Report {
             "throughput": {
                 "runs": runs,
                 "bare": summary(self, "bare"),
+                "floorActor": summary(self, "actor"),
+                "floorAudit": summary(self, "audit"),
                 "gateway": summary(self, "gateway"),
                 "ratioGatewayOverBare": self.ratio(),
                 "goalRatio": THROUGHPUT_GOAL,
                 "serverCpuMicrosOverBare": self.cpu_micros("gateway") - self.cpu_micros("bare"),
                 "goalCpuMicrosOverBare": CPU_OVER_BARE_GOAL_MICROS,
+                "floorActorCpuMicrosOverBare": self.cpu_micros("actor") - self.cpu_micros("bare"),
+                "floorAuditCpuMicrosOverBare": self.cpu_micros("audit") - self.cpu_micros("bare"),
             },
             "activation": {
                 "cold": latency(&mut self.cold),

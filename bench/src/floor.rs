@@ -1,0 +1,151 @@
+//! The design's floor, served in this process side by side with the bare handler and the gateway
+//! (same body, same requests, same run): the bare handler plus only what every admitted request
+//! of the gateway has to do on this design.
+//!
+//! - `actor`: asks the tenant's own actor, one ractor actor per tenant found by `X-Tenant-ID` in
+//!   a map, and waits for its answer with a call timeout, as the gateway's directory does;
+//! - `audit`: that, and queues the request's audit event to the gateway's own [`Recorder`], which
+//!   group-commits it to the gateway's own redb store with the gateway's default settings.
+//!
+//! `audit`'s CPU per request over the bare handler's is what this design costs at the least; what
+//! the gateway costs over `audit` is what its edge adds (authentication, the rate and quota
+//! decisions, the span, the headers, the tenant's JSON, metrics).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use connectors::backends::quarantine_file::QuarantineFile;
+use connectors::backends::redb_store::RedbStore;
+use connectors::config::{Config, Env};
+use connectors_actors::audit::{AuditEvent, AuditResult};
+use connectors_actors::recorder::{Recorder, RecorderConfig};
+use connectors_actors::tenant::TenantId;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, rpc::CallResult};
+
+use crate::local_server::LocalServer;
+use crate::tenants::tenant_id;
+
+/// Thread names of the two floors' runtimes.
+pub(crate) const ACTOR_THREAD: &str = "floor-actor";
+pub(crate) const AUDIT_THREAD: &str = "floor-audit";
+
+/// The gateway's tenant-call timeout is of the same order; it only arms a timer here.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts the floor that asks the tenant's actor (and, with `audit`, records the audit event)
+/// for each of the first `tenants` tenants, answering `body`.
+pub(crate) fn start(body: Bytes, tenants: usize, threads: usize, audit: bool) -> Result<LocalServer, String> {
+    let name = if audit { AUDIT_THREAD } else { ACTOR_THREAD };
+    LocalServer::start(name, threads, async move {
+        let mut actors = HashMap::with_capacity(tenants);
+        for i in 0..tenants {
+            let id = tenant_id(i);
+            let tenant = TenantId::parse(&id).map_err(|e| e.to_string())?;
+            let (actor, _) = Actor::spawn(None, TenantStandIn, ()).await.map_err(|e| format!("spawn: {e}"))?;
+            actors.insert(id, (tenant, actor));
+        }
+        let store = if audit { Some(Store::open()?) } else { None };
+        let floor = Floor { body, actors, store, requests: AtomicU64::new(0) };
+        Ok(axum::Router::new().route("/api/v1/tenant", axum::routing::get(get_tenant)).with_state(Arc::new(floor)))
+    })
+}
+
+struct Floor {
+    body: Bytes,
+    actors: HashMap<String, (TenantId, ActorRef<Ask>)>,
+    store: Option<Store>,
+    requests: AtomicU64,
+}
+
+/// The gateway's recorder over the gateway's redb store, in a temporary directory.
+struct Store {
+    recorder: Recorder,
+    _dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn open() -> Result<Self, String> {
+        let config = Config::from_yaml("{}", &NoEnv).map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let store = RedbStore::open(&dir.path().join("connectors.redb"), config.store_cache_bytes)
+            .map_err(|e| e.to_string())?;
+        let (recorder, _) = Recorder::start(
+            Arc::new(store),
+            Arc::new(QuarantineFile::new(dir.path().join("quarantine.jsonl"))),
+            RecorderConfig {
+                flush_interval: config.flush_interval,
+                max_batch: 65_536,
+                queue: 65_536,
+                max_pending_bytes: config.recorder_max_pending_bytes,
+            },
+        );
+        Ok(Self { recorder, _dir: dir })
+    }
+}
+
+struct NoEnv;
+
+impl Env for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+async fn get_tenant(State(floor): State<Arc<Floor>>, headers: HeaderMap) -> Response {
+    let found = headers.get("x-tenant-id").and_then(|id| id.to_str().ok()).and_then(|id| floor.actors.get(id));
+    let Some((tenant, actor)) = found else { return StatusCode::NOT_FOUND.into_response() };
+    let Ok(CallResult::Success(_admitted)) = actor.call(Ask, Some(CALL_TIMEOUT)).await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    if let Some(store) = &floor.store {
+        let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let event = AuditEvent {
+            timestamp: chrono::Utc::now(),
+            tenant_id: tenant.clone(),
+            user_id: None,
+            action: "tenant.get".into(),
+            tool_id: None,
+            params: None,
+            result: AuditResult::Success,
+            duration: 0,
+            ip: Some("127.0.0.1".into()),
+            user_agent,
+            request_id: format!("{:032x}", floor.requests.fetch_add(1, Ordering::Relaxed)),
+            event_id: None,
+        };
+        if store.recorder.audit(event).await.is_err() {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
+    ([(header::CONTENT_TYPE, "application/json")], floor.body.clone()).into_response()
+}
+
+/// A tenant's actor reduced to counting what it admits.
+struct TenantStandIn;
+
+struct Ask(RpcReplyPort<u64>);
+
+impl ractor::Message for Ask {}
+
+impl Actor for TenantStandIn {
+    type Msg = Ask;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Ask>, _: ()) -> Result<u64, ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(&self, _: ActorRef<Ask>, Ask(reply): Ask, admitted: &mut u64) -> Result<(), ActorProcessingErr> {
+        *admitted += 1;
+        // The caller may have timed out; nothing to do then.
+        let _ = reply.send(*admitted);
+        Ok(())
+    }
+}
