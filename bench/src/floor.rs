@@ -7,6 +7,9 @@
 //! - `audit`: that, and queues the request's audit event to the gateway's own [`Recorder`], which
 //!   group-commits it to the gateway's own redb store with the gateway's default settings.
 //!
+//! [`memory_per_actor`] is the memory side of the floor: what an actor per tenant costs when it
+//! holds nothing.
+//!
 //! `audit`'s CPU per request over the bare handler's is what this design costs at the least; what
 //! the gateway costs over `audit` is what its edge adds (authentication, the rate and quota
 //! decisions, the span, the headers, the tenant's JSON, metrics).
@@ -28,6 +31,7 @@ use connectors_actors::recorder::{Recorder, RecorderConfig};
 use connectors_actors::tenant::TenantId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, rpc::CallResult};
 
+use crate::gateway::rss_kib;
 use crate::local_server::LocalServer;
 use crate::tenants::tenant_id;
 
@@ -124,6 +128,40 @@ async fn get_tenant(State(floor): State<Arc<Floor>>, headers: HeaderMap) -> Resp
         }
     }
     ([(header::CONTENT_TYPE, "application/json")], floor.body.clone()).into_response()
+}
+
+/// This process's resident memory per stand-in actor, in KiB: before and after spawning `count`
+/// of them on a runtime of `threads` workers like the gateway's, each kept in a map by tenant id
+/// as the gateway's directory keeps them.
+pub(crate) fn memory_per_actor(count: usize, threads: usize) -> Result<f64, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("floor-memory")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("floor-memory runtime: {e}"))?;
+    let settle = || std::thread::sleep(Duration::from_millis(500));
+    let me = std::process::id();
+    settle();
+    let before = rss_kib(me)?;
+    // One after another from one task, as the gateway's supervisor actor spawns its tenants' actors.
+    let spawning = runtime.spawn(async move {
+        let mut actors = HashMap::with_capacity(count);
+        for i in 0..count {
+            let (actor, _) = Actor::spawn(None, TenantStandIn, ()).await.map_err(|e| format!("spawn: {e}"))?;
+            actors.insert(tenant_id(i), actor);
+        }
+        Ok::<_, String>(actors)
+    });
+    let actors = runtime.block_on(spawning).map_err(|e| e.to_string())??;
+    settle();
+    let after = rss_kib(me)?;
+    for actor in actors.values() {
+        actor.stop(None);
+    }
+    drop(actors);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok((after as f64 - before as f64) / count.max(1) as f64)
 }
 
 /// A tenant's actor reduced to counting what it admits.

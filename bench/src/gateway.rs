@@ -205,13 +205,7 @@ impl Gateway {
 
     /// Resident set size of the gateway process, in KiB.
     pub(crate) fn rss_kib(&self) -> Result<u64, String> {
-        let status =
-            fs::read_to_string(format!("/proc/{}/status", self.pid())).map_err(|e| format!("/proc status: {e}"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| "no VmRSS in /proc/PID/status".to_string())
+        rss_kib(self.pid())
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and how long shutdown took.
@@ -460,4 +454,14 @@ pub(crate) fn system_busy() -> f64 {
     // user nice system idle iowait irq softirq steal (guest time is already in user).
     let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
     busy / clock_ticks()
+}
+
+/// The resident memory of process `pid`, in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/PID/status".to_string())
 }

@@ -264,6 +264,9 @@ struct Report {
     /// (label, RSS KiB, active actors)
     memory: Vec<(String, u64, u64)>,
     idle_cpu_percent: f64,
+    /// KiB per empty stand-in actor, and how many were spawned to measure it.
+    floor_actor_kib: Option<f64>,
+    floor_actors: usize,
     runs: Vec<Run>,
     shutdown: String,
 }
@@ -342,6 +345,15 @@ async fn scenario(args: &Args, gw: &mut Gateway, bare_threads: usize) -> Result<
         report.extra_cold = sequential(addr, &extra).await?;
         report.memory.push(sample(format!("after {} more", args.extra_active)).await?);
     }
+    // The memory side of the floor, in this process: as many empty actors as the slope above.
+    let floor_actors = args.extra_active.max(1_000);
+    let threads = bare_threads;
+    report.floor_actor_kib = Some(
+        std::thread::spawn(move || floor::memory_per_actor(floor_actors, threads))
+            .join()
+            .map_err(|_| "the floor's memory measurement panicked".to_string())??,
+    );
+    report.floor_actors = floor_actors;
     let cpu_before = process_cpu(gw.pid());
     let idle_window = Duration::from_secs(2);
     tokio::time::sleep(idle_window).await;
@@ -632,6 +644,12 @@ impl Report {
                 verdict(bytes <= IDLE_TENANT_GOAL_BYTES)
             );
         }
+        if let Some(kib) = self.floor_actor_kib {
+            println!(
+                "  the design's floor: an empty ractor actor per tenant, {} spawned in the benchmark's process: {kib:.2} KiB each",
+                self.floor_actors
+            );
+        }
         println!("  gateway CPU while idle with these actors active: {:.1}% of one core", self.idle_cpu_percent);
         println!("{line}");
         println!();
@@ -683,6 +701,11 @@ impl Report {
             "  memory per active tenant actor: {}   (goal <= {MEMORY_GOAL_KIB:.0} KiB)  {}",
             show(kib, "KiB"),
             verdict(kib.is_some_and(|kib| kib <= MEMORY_GOAL_KIB))
+        );
+        println!(
+            "  the design's floor: an empty actor per tenant {}, so the tenant's own state has {} of the goal",
+            show(self.floor_actor_kib, "KiB"),
+            show(self.floor_actor_kib.map(|floor| MEMORY_GOAL_KIB - floor), "KiB"),
         );
         let bytes = self.bytes_per_idle_tenant();
         println!(
@@ -754,6 +777,8 @@ impl Report {
                 "kibPerActorOverall": overall,
                 "kibPerActorHeadline": self.memory_headline(),
                 "goalKiB": MEMORY_GOAL_KIB,
+                "floorKibPerEmptyActor": self.floor_actor_kib,
+                "floorEmptyActors": self.floor_actors,
                 "idleGatewayCpuPercent": self.idle_cpu_percent,
                 "registrationRssKiB": [self.registration_rss.0, self.registration_rss.1],
                 "bytesPerIdleTenant": self.bytes_per_idle_tenant(),
