@@ -176,13 +176,7 @@ impl Gateway {
         let (recorder, recorder_task) = Recorder::start(
             store.clone(),
             Arc::new(QuarantineFile::new(options.data_dir.join(QUARANTINE_FILE))),
-            RecorderConfig {
-                flush_interval: config.flush_interval,
-                // A batch commits early at 65,536 entries (about 20 MB).
-                max_batch: 65_536,
-                queue: 65_536,
-                max_pending_bytes: config.recorder_max_pending_bytes,
-            },
+            recorder_config(&config),
         );
         let deployer = match &config.kubernetes {
             Some(settings) => NodeDeployer::kubernetes(settings.clone(), store.clone()).await?,
@@ -725,6 +719,17 @@ fn private_data_dir(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The recorder's settings from the configuration (the benchmark's floor uses the same).
+pub fn recorder_config(config: &Config) -> RecorderConfig {
+    RecorderConfig {
+        flush_interval: config.flush_interval,
+        // A batch commits early at 65,536 entries (about 20 MB).
+        max_batch: 65_536,
+        queue: 65_536,
+        max_pending_bytes: config.recorder_max_pending_bytes,
+    }
 }
 
 /// Where and as whom tenants' `stdio` servers run: as `run_as` when the gateway runs as root (a

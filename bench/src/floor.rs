@@ -23,11 +23,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use connectors::app::recorder_config;
 use connectors::backends::quarantine_file::QuarantineFile;
 use connectors::backends::redb_store::RedbStore;
 use connectors::config::{Config, Env};
 use connectors_actors::audit::{AuditEvent, AuditResult};
-use connectors_actors::recorder::{Recorder, RecorderConfig};
+use connectors_actors::recorder::Recorder;
 use connectors_actors::tenant::TenantId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, rpc::CallResult};
 
@@ -82,12 +83,7 @@ impl Store {
         let (recorder, _) = Recorder::start(
             Arc::new(store),
             Arc::new(QuarantineFile::new(dir.path().join("quarantine.jsonl"))),
-            RecorderConfig {
-                flush_interval: config.flush_interval,
-                max_batch: 65_536,
-                queue: 65_536,
-                max_pending_bytes: config.recorder_max_pending_bytes,
-            },
+            recorder_config(&config),
         );
         Ok(Self { recorder, _dir: dir })
     }
