@@ -191,8 +191,8 @@ impl Gathered {
     }
 }
 
-/// Roughly what an audit event takes in memory: its fixed part and the length of its JSON (the
-/// text it holds), counted without writing the JSON anywhere.
+/// Roughly what an audit event takes in memory: its fixed part, the text of its strings and the
+/// length of its parameters' JSON (counted without writing it anywhere; most events have none).
 fn audit_bytes(event: &AuditEvent) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
@@ -204,8 +204,52 @@ fn audit_bytes(event: &AuditEvent) -> usize {
             Ok(())
         }
     }
-    let mut counter = Counter(0);
-    // An event always serializes; were it not to, its fixed part and what was counted remain.
-    serde_json::to_writer(&mut counter, event).ok();
-    std::mem::size_of::<AuditEvent>() + counter.0
+    let mut params = Counter(0);
+    if let Some(value) = &event.params {
+        // A JSON value always serializes; were it not to, what was counted remains.
+        serde_json::to_writer(&mut params, value).ok();
+    }
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    std::mem::size_of::<AuditEvent>()
+        + event.tenant_id.as_str().len()
+        + event.action.len()
+        + event.request_id.len()
+        + text(&event.user_id)
+        + text(&event.tool_id)
+        + text(&event.ip)
+        + text(&event.user_agent)
+        + text(&event.event_id)
+        + params.0
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+    use crate::audit::AuditResult;
+
+    #[test]
+    fn an_audit_event_is_counted_by_its_text_and_its_parameters_json() {
+        let event = AuditEvent {
+            timestamp: Utc::now(),
+            tenant_id: TenantId::parse("acme").unwrap(),
+            user_id: None,
+            action: "tenant.get".into(),
+            tool_id: None,
+            params: None,
+            result: AuditResult::Success,
+            duration: 0,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            request_id: "r-1".into(),
+            event_id: None,
+        };
+        let fixed = std::mem::size_of::<AuditEvent>();
+        assert_eq!(audit_bytes(&event), fixed + "acme".len() + "tenant.get".len() + "r-1".len() + "127.0.0.1".len());
+        let with_params = AuditEvent { params: Some(json!({"text": "x".repeat(1_000)})), ..event.clone() };
+        // {"text":"xxx…"}: the 1,000 characters and 11 of JSON around them.
+        assert_eq!(audit_bytes(&with_params), audit_bytes(&event) + 1_011);
+    }
 }
