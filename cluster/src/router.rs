@@ -361,6 +361,9 @@ impl ShardRouter {
             tenant: tenant.clone(),
             call: call.clone(),
             held_record: held.as_ref().map(|(fingerprint, _)| *fingerprint),
+            answer_by_ms: Some(
+                now_ms().saturating_add(i64::try_from(links.deadline().as_millis()).unwrap_or(i64::MAX)),
+            ),
         };
         let answer = links.ask(owner, &request).await.map(|answer| answer.into_reply(held.map(|(_, r)| r)));
         Forwarded::Answer(match answer {
@@ -628,6 +631,21 @@ const CATCH_UP: Duration = Duration::from_secs(1);
 /// How often a held request looks again when nothing is published here.
 const HOLD_POLL: Duration = Duration::from_millis(20);
 
+/// When the asker of `request` stops waiting: a link's deadline after its receipt here, or earlier
+/// when the asker's own deadline says so (the call waited in this node's socket while the node was
+/// paused). The two wall clocks are taken to agree to well within a deadline.
+fn answer_by(deadline: Duration, request: &TenantRequest) -> Instant {
+    let received = Instant::now();
+    let by_receipt = received + deadline;
+    match request.answer_by_ms {
+        Some(by) => {
+            let left = u64::try_from(by.saturating_sub(now_ms())).unwrap_or(0);
+            by_receipt.min(received + Duration::from_millis(left))
+        }
+        None => by_receipt,
+    }
+}
+
 fn unavailable(reason: String) -> RouteError {
     RouteError::Unavailable { reason, retry_after: MOVING_RETRY_AFTER_SECS }
 }
@@ -637,7 +655,7 @@ impl RegionHandler for ShardRouter {
     async fn ask(&self, payload: Vec<u8>) -> Vec<u8> {
         let answer = match wire::decode::<TenantRequest>(&payload) {
             Ok(request) => {
-                let answer_by = AnswerBy(self.links.as_ref().map(|links| Instant::now() + links.deadline()));
+                let answer_by = AnswerBy(self.links.as_ref().map(|links| answer_by(links.deadline(), &request)));
                 let ownership = self.table.snapshot();
                 let state = ownership.state(shard_of(&request.tenant), now_ms());
                 let reply = if state == ShardState::Active {
@@ -762,5 +780,36 @@ impl ShardRouter {
             // A change or the poll interval, alike: the loop looks at the table again.
             tokio::time::timeout(HOLD_POLL, changed).await.ok();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(answer_by_ms: Option<i64>) -> TenantRequest {
+        TenantRequest {
+            epoch: 1,
+            tenant: TenantId::parse("acme").unwrap(),
+            call: TenantCall::Snapshot,
+            held_record: None,
+            answer_by_ms,
+        }
+    }
+
+    #[test]
+    fn a_call_is_late_by_its_askers_deadline_even_when_just_received() {
+        let deadline = Duration::from_secs(2);
+        // Sent 5 s ago with a 2 s deadline: it waited in the socket of a paused node.
+        let stale = answer_by(deadline, &request(Some(now_ms() - 3_000)));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(AnswerBy(Some(stale)).has_passed());
+        // Sent just now: the asker's deadline, about a link's deadline from now.
+        let fresh = answer_by(deadline, &request(Some(now_ms() + 2_000)));
+        assert!(fresh > Instant::now() + Duration::from_millis(1_500));
+        assert!(fresh <= Instant::now() + deadline);
+        // From a sender that does not say: a link's deadline from the receipt.
+        let unsaid = answer_by(deadline, &request(None));
+        assert!(unsaid > Instant::now() + Duration::from_millis(1_900));
     }
 }

@@ -42,6 +42,12 @@ pub struct TenantRequest {
     /// version 1: older owners ignore it and always send the record.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_record: Option<u64>,
+    /// When the sender stops waiting for the answer, on its wall clock (milliseconds since the
+    /// Unix epoch): an admission that waited past it in a paused owner's socket is refused
+    /// uncounted even though the owner has only just received it. (Added after version 1: older
+    /// senders leave it out, and their calls are timed from their receipt alone.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_by_ms: Option<i64>,
 }
 
 /// Why the owner did not answer a [`TenantRequest`].
@@ -277,11 +283,13 @@ mod tests {
             tenant: TenantId::parse("acme").unwrap(),
             call: TenantCall::Snapshot,
             held_record: None,
+            answer_by_ms: Some(1_700_000_000_000),
         };
         let decoded: TenantRequest = decode(&encode(&request)).unwrap();
         assert_eq!(decoded.epoch, 7);
         assert_eq!(decoded.tenant.as_str(), "acme");
         assert!(matches!(decoded.call, TenantCall::Snapshot));
+        assert_eq!(decoded.answer_by_ms, Some(1_700_000_000_000));
     }
 
     #[test]
