@@ -631,19 +631,19 @@ const CATCH_UP: Duration = Duration::from_secs(1);
 /// How often a held request looks again when nothing is published here.
 const HOLD_POLL: Duration = Duration::from_millis(20);
 
-/// When the asker of `request` stops waiting: a link's deadline after its receipt here, or earlier
-/// when the asker's own deadline says so (the call waited in this node's socket while the node was
-/// paused). The two wall clocks are taken to agree to well within a deadline.
+/// Until when the owner may count `request`'s admission: a quarter of a link's deadline before its
+/// asker stops waiting, so that the answer has that long to reach it (one that arrives after the
+/// asker gave up would be billed and never audited). The asker stops waiting a link's deadline
+/// after it sent the call, on its wall clock (the call may have waited in this node's socket while
+/// the node was paused), or, from an older sender that does not say, after this node received it.
+/// The two wall clocks are taken to agree to well within a deadline.
 fn answer_by(deadline: Duration, request: &TenantRequest) -> Instant {
     let received = Instant::now();
-    let by_receipt = received + deadline;
-    match request.answer_by_ms {
-        Some(by) => {
-            let left = u64::try_from(by.saturating_sub(now_ms())).unwrap_or(0);
-            by_receipt.min(received + Duration::from_millis(left))
-        }
-        None => by_receipt,
-    }
+    let asker_waits = match request.answer_by_ms {
+        Some(by) => Duration::from_millis(u64::try_from(by.saturating_sub(now_ms())).unwrap_or(0)).min(deadline),
+        None => deadline,
+    };
+    received + asker_waits.saturating_sub(deadline / 4)
 }
 
 fn unavailable(reason: String) -> RouteError {
@@ -804,12 +804,13 @@ mod tests {
         let stale = answer_by(deadline, &request(Some(now_ms() - 3_000)));
         std::thread::sleep(Duration::from_millis(2));
         assert!(AnswerBy(Some(stale)).has_passed());
-        // Sent just now: the asker's deadline, about a link's deadline from now.
+        // Sent just now: a quarter of a deadline before the asker's, so the answer has time to arrive.
         let fresh = answer_by(deadline, &request(Some(now_ms() + 2_000)));
-        assert!(fresh > Instant::now() + Duration::from_millis(1_500));
-        assert!(fresh <= Instant::now() + deadline);
-        // From a sender that does not say: a link's deadline from the receipt.
+        assert!(fresh > Instant::now() + Duration::from_millis(1_400));
+        assert!(fresh <= Instant::now() + Duration::from_millis(1_500));
+        // From a sender that does not say: the same, counted from the receipt.
         let unsaid = answer_by(deadline, &request(None));
-        assert!(unsaid > Instant::now() + Duration::from_millis(1_900));
+        assert!(unsaid > Instant::now() + Duration::from_millis(1_400));
+        assert!(unsaid <= Instant::now() + Duration::from_millis(1_500));
     }
 }
