@@ -12,6 +12,7 @@ use connectors_actors::tenant::TenantId;
 use connectors_actors::tenant_oauth::OAuthCounts;
 use connectors_cluster::audit_outbox::AuditCounts;
 use connectors_cluster::router::{HandOffCounts, HoldCounts, OwnerCalls};
+use connectors_cluster::transport::ask_batches::AskCounts;
 use dashmap::DashMap;
 
 #[derive(Default)]
@@ -171,6 +172,24 @@ pub fn render_hand_offs(counts: &HandOffCounts) -> String {
     for (way, count) in [("sent", &counts.sent), ("received", &counts.received)] {
         let _ = writeln!(out, "{name}{{way=\"{way}\"}} {}", count.load(Ordering::Relaxed));
     }
+    out
+}
+
+/// Requests sent to their tenants' owners on other nodes: alone or in batches, and the batches.
+pub fn render_remote_asks(counts: &AskCounts) -> String {
+    let name = "connectors_cluster_remote_asks_total";
+    let mut out = format!(
+        "# HELP {name} Requests this node sent to their tenants' owners on other nodes: in batches per peer, or alone (to a peer of a version before batches).\n# TYPE {name} counter\n"
+    );
+    for (sent, count) in [("batched", &counts.batched), ("alone", &counts.alone)] {
+        let _ = writeln!(out, "{name}{{sent=\"{sent}\"}} {}", count.load(Ordering::Relaxed));
+    }
+    let batches = "connectors_cluster_ask_batches_total";
+    let _ = writeln!(
+        out,
+        "# HELP {batches} Batches of requests sent to owners on other nodes (requests batched / batches = the mean batch size).\n# TYPE {batches} counter\n{batches} {}",
+        counts.batches.load(Ordering::Relaxed)
+    );
     out
 }
 

@@ -58,6 +58,37 @@ async fn concurrent_clients_on_every_node_admit_exactly_the_limit() {
     }
 }
 
+/// Requests for a tenant another node owns go to it in batches per peer, each answered as if alone.
+#[tokio::test]
+async fn requests_for_another_nodes_tenant_go_in_batches_and_each_gets_its_own_answer() {
+    let cluster = Cluster::start(2).await;
+    let (edge, owner) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let id = id_owned_by_second_of_two("batched");
+    let key = edge.create_limited(&id, 150).await;
+    let remote_asks = |sent: &'static str| async move {
+        metric(&edge.metrics_text().await, "connectors_cluster_remote_asks_total", &[("sent", sent)]).unwrap_or(0.0)
+    };
+    ensure_minute_room(20).await;
+    // The link asks its peer whether it reads batches once it is up; until then requests go alone.
+    eventually("node-0 to send its requests to node-1 in batches", Duration::from_secs(10), || async {
+        edge.tenant_get(Some(&id), Some(&key)).await.expect(200);
+        if remote_asks("batched").await > 0.0 { Ok(()) } else { Err("no request batched yet".to_string()) }
+    })
+    .await;
+    let before = (remote_asks("batched").await, remote_asks("alone").await);
+    let used =
+        owner.admin(Method::GET, &format!("/tenants/{id}/usage"), None).await.json()["apiCalls"].as_u64().unwrap();
+    let requests = (0..150).map(|_| edge.tenant_request(Some(&id), Some(&key))).collect();
+    let responses = send_all(requests).await;
+    let admitted = responses.iter().filter(|r| r.status == 200).count() as u64;
+    assert_eq!(admitted, 150 - used, "exactly the limit admitted through the batches");
+    assert!(responses.iter().all(|r| r.status == 200 || r.status == 429), "only admissions and refusals");
+    assert_eq!(remote_asks("batched").await - before.0, 150.0, "every request went in a batch");
+    assert_eq!(remote_asks("alone").await, before.1, "none went alone");
+    let batches = metric(&edge.metrics_text().await, "connectors_cluster_ask_batches_total", &[]).unwrap();
+    assert!((1.0..=remote_asks("batched").await).contains(&batches), "{batches} batches");
+}
+
 #[tokio::test]
 async fn rotation_and_limit_changes_through_one_node_apply_at_once_on_the_others() {
     let cluster = Cluster::start(3).await;

@@ -208,6 +208,8 @@ struct Report {
     /// While no load runs: CPU (% of one core) of all the gateways, of Redis, of the rest of the machine.
     idle_percent: (f64, f64, f64),
     runs: Vec<RunRecord>,
+    /// Over the saturated remote-hop runs, what the edge node sent its peer: (requests, batches).
+    remote_batching: (f64, f64),
     shutdown: Vec<String>,
     total_seconds: f64,
 }
@@ -397,6 +399,9 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
             let plan = &plans[(offset + round - 1) % plans.len()];
             let pids = groups[plan.scenario.group()].pids();
             let idle: Vec<u32> = all_pids.iter().copied().filter(|pid| !pids.contains(pid)).collect();
+            let edge = plan.targets[0].addr;
+            let remote = plan.scenario == Scenario::Remote;
+            let batched_before = if remote { remote_batching(edge).await? } else { (0.0, 0.0) };
             let before = (cpu_of(&pids), process_cpu(redis_pid), process_cpu(me), cpu_of(&idle), system_busy());
             let result = load::spread(&plan.targets, args.connections, warmup, duration).await?;
             let gateway_cpu = cpu_of(&pids) - before.0;
@@ -430,10 +435,23 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
             if let Some(error) = &record.result.first_error {
                 println!("bench:   first error: {error}");
             }
+            if remote {
+                let batched = remote_batching(edge).await?;
+                report.remote_batching.0 += batched.0 - batched_before.0;
+                report.remote_batching.1 += batched.1 - batched_before.1;
+            }
             report.runs.push(record);
         }
     }
     Ok(report)
+}
+
+/// What node `addr` sent to owners on other nodes so far: (requests batched, batches); zeros
+/// from a node not in a cluster.
+async fn remote_batching(addr: std::net::SocketAddr) -> Result<(f64, f64), String> {
+    let text = tenants::metrics_text(addr).await?;
+    let batched = tenants::metric(&text, "connectors_cluster_remote_asks_total{sent=\"batched\"}").unwrap_or(0.0);
+    Ok((batched, tenants::metric(&text, "connectors_cluster_ask_batches_total").unwrap_or(0.0)))
 }
 
 fn describe_ownership(rows: &[(String, String, u64, usize, u64)], group: &str) -> String {
@@ -656,6 +674,11 @@ impl Report {
             args.connections, remote.gateway_us, local.gateway_us
         );
         println!("      halves the throughput of these shared cores, and the queue doubles with it)");
+        let (batched, batches) = self.remote_batching;
+        println!(
+            "      (bench-a sent those requests to bench-b in {batches:.0} batches: {:.1} requests per message)",
+            batched / batches.max(1.0)
+        );
         let hop_cpu = remote.gateway_us - local.gateway_us;
         println!(
             "  remote hop extra CPU per request, both nodes together: {:.1} - {:.1} = {hop_cpu:.1} us   (goal <= {HOP_CPU_GOAL_MICROS:.0} us)  {}",
@@ -796,6 +819,7 @@ impl Report {
                 "goalRemoteHopSaturatedMs": HOP_SATURATED_GOAL_MS,
                 "remoteHopExtraCpuMicros": self.summary(Scenario::Remote).gateway_us - self.summary(Scenario::Local).gateway_us,
                 "goalRemoteHopCpuMicros": HOP_CPU_GOAL_MICROS,
+                "remoteHopRequestsPerBatch": self.remote_batching.0 / self.remote_batching.1.max(1.0),
                 "localOverRedisCounterThroughput": r.local_over_counter,
                 "goalLocalOverRedisCounter": COUNTER_RATIO_GOAL,
                 "localP99BelowRedisCounterP99": r.local_p99_below_counter,

@@ -21,6 +21,7 @@ use dashmap::DashMap;
 use crate::audit_outbox::{AuditCounts, AuditOutbox};
 use crate::ownership::{OwnershipConfig, OwnershipEffect, OwnershipInput, ReleaseVerdict, ShardOwnership, ShardState};
 use crate::shard_map::{NodeId, ShardMap, shard_of};
+use crate::transport::ask_batches::AskCounts;
 use crate::transport::links::{LinkError, Links};
 use crate::transport::region::RegionHandler;
 use crate::transport::wire::{
@@ -263,6 +264,11 @@ impl ShardRouter {
 
     pub fn owner_calls(&self) -> &OwnerCalls {
         &self.owner_calls
+    }
+
+    /// Requests sent to owners on other nodes (`None` on a single node).
+    pub fn ask_counts(&self) -> Option<&AskCounts> {
+        self.links.as_deref().map(Links::ask_counts)
     }
 
     /// Records an audit event: here when this node serves the tenant (or the owner is not
@@ -654,34 +660,27 @@ fn unavailable(reason: String) -> RouteError {
 impl RegionHandler for ShardRouter {
     async fn ask(&self, payload: Vec<u8>) -> Vec<u8> {
         let answer = match wire::decode::<TenantRequest>(&payload) {
-            Ok(request) => {
-                let answer_by = AnswerBy(self.links.as_ref().map(|links| answer_by(links.deadline(), &request)));
-                let ownership = self.table.snapshot();
-                let state = ownership.state(shard_of(&request.tenant), now_ms());
-                let reply = if state == ShardState::Active {
-                    match self.directory.ask(&request.tenant, request.call, answer_by).await {
-                        Err(DirectoryError::NotOwner(_)) => {
-                            let now = self.table.snapshot();
-                            Err(Refusal::NotOwner { node: now.me().clone(), epoch: now.epoch() })
-                        }
-                        reply => reply.map_err(Refusal::from),
-                    }
-                } else if state == ShardState::Fenced {
-                    Err(Refusal::Unavailable("the owner lost contact with the cluster's membership table".into()))
-                } else {
-                    if request.epoch > ownership.epoch() {
-                        self.table.behind.notify_one();
-                    }
-                    Err(Refusal::NotOwner { node: ownership.me().clone(), epoch: ownership.epoch() })
-                };
-                TenantAnswer::to_sender(reply, request.held_record)
-            }
+            Ok(request) => self.answer(request).await,
             Err(wire::WireError::UnsupportedVersion(version)) => {
                 TenantAnswer::Err(Refusal::UnsupportedVersion(version))
             }
             Err(error) => TenantAnswer::Err(Refusal::Unavailable(error.to_string())),
         };
         wire::encode(&answer)
+    }
+
+    async fn ask_batch(&self, payload: Vec<u8>) -> Vec<u8> {
+        match wire::decode::<Vec<TenantRequest>>(&payload) {
+            Ok(requests) => {
+                let answers = futures_util::future::join_all(requests.into_iter().map(|r| self.answer(r))).await;
+                wire::encode(&answers)
+            }
+            // No answers: the sender fails each of the batch's requests.
+            Err(error) => {
+                tracing::warn!(%error, "undecodable batch of tenant requests from a peer");
+                wire::encode(&Vec::<TenantAnswer>::new())
+            }
+        }
     }
 
     async fn release(&self, payload: Vec<u8>) -> Vec<u8> {
@@ -768,6 +767,30 @@ impl RegionHandler for ShardRouter {
 }
 
 impl ShardRouter {
+    /// The owner's answer to a peer's request for one of its tenants.
+    async fn answer(&self, request: TenantRequest) -> TenantAnswer {
+        let answer_by = AnswerBy(self.links.as_ref().map(|links| answer_by(links.deadline(), &request)));
+        let ownership = self.table.snapshot();
+        let state = ownership.state(shard_of(&request.tenant), now_ms());
+        let reply = if state == ShardState::Active {
+            match self.directory.ask(&request.tenant, request.call, answer_by).await {
+                Err(DirectoryError::NotOwner(_)) => {
+                    let now = self.table.snapshot();
+                    Err(Refusal::NotOwner { node: now.me().clone(), epoch: now.epoch() })
+                }
+                reply => reply.map_err(Refusal::from),
+            }
+        } else if state == ShardState::Fenced {
+            Err(Refusal::Unavailable("the owner lost contact with the cluster's membership table".into()))
+        } else {
+            if request.epoch > ownership.epoch() {
+                self.table.behind.notify_one();
+            }
+            Err(Refusal::NotOwner { node: ownership.me().clone(), epoch: ownership.epoch() })
+        };
+        TenantAnswer::to_sender(reply, request.held_record)
+    }
+
     /// Waits (briefly) until this node holds view `epoch` or a newer one.
     async fn catch_up(&self, epoch: u64) {
         let deadline = Instant::now() + CATCH_UP;

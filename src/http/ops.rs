@@ -101,6 +101,9 @@ pub async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
     body.push_str(&crate::metrics::render_holds(gateway.router.hold_counts()));
     body.push_str(&crate::metrics::render_hand_offs(gateway.router.hand_off_counts()));
     body.push_str(&crate::metrics::render_owner_calls(gateway.router.owner_calls()));
+    if let Some(asks) = gateway.router.ask_counts() {
+        body.push_str(&crate::metrics::render_remote_asks(asks));
+    }
     body.push_str(&crate::metrics::render_recorder(&gateway.recorder.state()));
     body.push_str(&crate::metrics::render_oauth(&gateway.oauth_counts));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))

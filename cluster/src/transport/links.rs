@@ -1,10 +1,12 @@
 //! `Links`: this node's connections to its peers over ractor_cluster, and what ractor_cluster
 //! leaves to us: dialling the members of the view and re-dialling with backoff, a heartbeat that
 //! detects dead links (ractor_cluster has no failure detector), deadlines on every request, and
-//! a bound on the requests in flight to each peer (its queues are unbounded).
+//! a bound on the requests in flight to each peer (its queues are unbounded). Tenant requests go
+//! in batches per peer (see [`super::ask_batches`]) to peers that read them.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+use super::ask_batches::{AskCounts, AskQueue, Batching, MAX_BATCH, QueuedAsk};
 use super::peer_health::{PeerHealth, PingVerdict};
 use super::region::{RegionMsg, region_group};
 use super::tls::LinkTls;
@@ -69,8 +72,22 @@ pub enum LinkError {
 struct Peer {
     cluster_addr: Mutex<String>,
     in_flight: Semaphore,
-    region: Mutex<Option<ActorRef<RegionMsg>>>,
+    link: Mutex<Option<Link>>,
     health: Mutex<PeerHealth>,
+    asks: AskQueue,
+}
+
+/// A working link to a peer: its region, and whether it reads batches of requests.
+#[derive(Clone)]
+struct Link {
+    region: ActorRef<RegionMsg>,
+    batching: Batching,
+}
+
+impl Peer {
+    fn drop_link(&self) {
+        *lock(&self.link) = None;
+    }
 }
 
 pub struct Links {
@@ -82,6 +99,7 @@ pub struct Links {
     tls: Option<LinkTls>,
     peers: DashMap<NodeId, Arc<Peer>>,
     config: LinkConfig,
+    ask_counts: Arc<AskCounts>,
 }
 
 impl Links {
@@ -133,7 +151,8 @@ impl Links {
                 subscription: Box::new(AuthWatch::default()),
             })
             .map_err(|e| listen_error(format!("the node server stopped at start: {e}")))?;
-        let links = Arc::new(Self { me, listen, node_server, tls, peers: DashMap::new(), config });
+        let links =
+            Arc::new(Self { me, listen, node_server, tls, peers: DashMap::new(), config, ask_counts: Arc::default() });
         tokio::spawn(keep_links(Arc::downgrade(&links)));
         Ok(links)
     }
@@ -147,6 +166,10 @@ impl Links {
         self.listen
     }
 
+    pub fn ask_counts(&self) -> &AskCounts {
+        &self.ask_counts
+    }
+
     /// The members of the current view besides this node, with their cluster addresses.
     pub fn sync(&self, members: &[(NodeId, String)]) {
         let wanted: HashSet<&NodeId> = members.iter().map(|(id, _)| id).filter(|id| **id != self.me).collect();
@@ -156,26 +179,42 @@ impl Links {
                 Arc::new(Peer {
                     cluster_addr: Mutex::new(addr.clone()),
                     in_flight: Semaphore::new(self.config.max_in_flight),
-                    region: Mutex::new(None),
+                    link: Mutex::new(None),
                     health: Mutex::new(PeerHealth::new(Instant::now())),
+                    asks: AskQueue::default(),
                 })
             });
             let mut known = lock(&peer.cluster_addr);
             if *known != *addr {
                 // A restarted node may listen elsewhere; whatever link we had is stale.
                 *known = addr.clone();
-                *lock(&peer.region) = None;
+                peer.drop_link();
             }
         }
     }
 
     /// Whether there is a working link to every peer of the view.
     pub fn all_connected(&self) -> bool {
-        self.peers.iter().all(|peer| lock(&peer.region).is_some())
+        self.peers.iter().all(|peer| lock(&peer.link).is_some())
     }
 
+    /// Asks the owner `node`: in the next batch to it, or alone to a peer that does not read
+    /// batches.
     pub async fn ask(&self, node: &NodeId, request: &TenantRequest) -> Result<TenantAnswer, LinkError> {
-        self.request(node, request, RegionMsg::Ask).await
+        let peer = self.peer(node)?;
+        let link = self.link(node, &peer)?;
+        if link.batching != Batching::Yes {
+            self.ask_counts.alone.fetch_add(1, Ordering::Relaxed);
+            return self.request(node, request, RegionMsg::Ask).await;
+        }
+        let _permit = peer.in_flight.try_acquire().map_err(|_| LinkError::Overloaded(node.clone()))?;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if peer.asks.push(QueuedAsk { request: wire::request_json(request), answer }) {
+            let (node, counts, deadline) = (node.clone(), self.ask_counts.clone(), self.config.deadline);
+            tokio::spawn(flush_asks(peer.clone(), node, link.region, deadline, counts));
+        }
+        // The flush answers every request it takes, if only with an error.
+        answered.await.unwrap_or_else(|_| Err(LinkError::Broken(node.clone())))
     }
 
     pub async fn release(&self, node: &NodeId, request: &ReleaseRequest) -> Result<ReleaseAnswer, LinkError> {
@@ -209,32 +248,28 @@ impl Links {
         payload: Vec<u8>,
         variant: fn(Vec<u8>, ractor::RpcReplyPort<Vec<u8>>) -> RegionMsg,
     ) -> Result<A, LinkError> {
-        let peer = self.peers.get(node).map(|p| p.clone()).ok_or_else(|| LinkError::NotConnected(node.clone()))?;
-        let region = self.region(node, &peer)?;
+        let peer = self.peer(node)?;
+        let link = self.link(node, &peer)?;
         let _permit = peer.in_flight.try_acquire().map_err(|_| LinkError::Overloaded(node.clone()))?;
-        match region.call(|reply| variant(payload, reply), Some(self.config.deadline)).await {
-            Ok(CallResult::Success(bytes)) => {
-                wire::decode(&bytes).map_err(|error| LinkError::Wire { node: node.clone(), error })
-            }
-            // An undecodable message is dropped by ractor_cluster without a word: it looks
-            // like a timeout, which is why every payload carries a version.
-            Ok(CallResult::Timeout) => Err(LinkError::Timeout(node.clone())),
-            Ok(CallResult::SenderError) | Err(_) => {
-                *lock(&peer.region) = None;
-                Err(LinkError::Broken(node.clone()))
-            }
-        }
+        let bytes = call(&peer, node, &link.region, self.config.deadline, payload, variant).await?;
+        wire::decode(&bytes).map_err(|error| LinkError::Wire { node: node.clone(), error })
     }
 
-    fn region(&self, node: &NodeId, peer: &Peer) -> Result<ActorRef<RegionMsg>, LinkError> {
-        let mut cached = lock(&peer.region);
-        if let Some(region) = cached.as_ref() {
-            return Ok(region.clone());
+    fn peer(&self, node: &NodeId) -> Result<Arc<Peer>, LinkError> {
+        self.peers.get(node).map(|p| p.clone()).ok_or_else(|| LinkError::NotConnected(node.clone()))
+    }
+
+    fn link(&self, node: &NodeId, peer: &Peer) -> Result<Link, LinkError> {
+        let mut cached = lock(&peer.link);
+        if let Some(link) = cached.as_ref() {
+            return Ok(link.clone());
         }
         let found = ractor::pg::get_members(&region_group(node)).into_iter().find(|cell| !cell.get_id().is_local());
         let region: ActorRef<RegionMsg> = found.ok_or_else(|| LinkError::NotConnected(node.clone()))?.into();
-        *cached = Some(region.clone());
-        Ok(region)
+        // A new link may lead to another version of the peer: asked again whether it reads batches.
+        let link = Link { region, batching: Batching::Unknown };
+        *cached = Some(link.clone());
+        Ok(link)
     }
 
     /// One round of upkeep: dial missing links (the node with the smaller id dials, so two
@@ -242,8 +277,13 @@ impl Links {
     async fn upkeep(&self) {
         let peers: Vec<(NodeId, Arc<Peer>)> = self.peers.iter().map(|p| (p.key().clone(), p.value().clone())).collect();
         for (node, peer) in peers {
-            match self.region(&node, &peer) {
-                Ok(region) => self.ping(&node, &peer, region).await,
+            match self.link(&node, &peer) {
+                Ok(link) => {
+                    if link.batching == Batching::Unknown {
+                        self.probe_batching(&node, &peer, &link);
+                    }
+                    self.ping(&node, &peer, link.region).await;
+                }
                 Err(_) if self.me < node => self.dial(&node, &peer).await,
                 Err(_) => {}
             }
@@ -257,9 +297,30 @@ impl Links {
         );
         if lock(&peer.health).pinged(Instant::now(), answered, self.config.missed_pings) == PingVerdict::Dead {
             tracing::warn!(peer = %node, missed = self.config.missed_pings, "cluster link missed its heartbeats; dropping it");
-            *lock(&peer.region) = None;
+            peer.drop_link();
             self.close_sessions_with(node).await;
         }
+    }
+
+    /// Asks a new link's peer, on a task of its own, whether it reads batches of requests.
+    fn probe_batching(&self, node: &NodeId, peer: &Arc<Peer>, link: &Link) {
+        set_batching(peer, &link.region, Batching::Probing);
+        let (node, peer, region, deadline) = (node.clone(), peer.clone(), link.region.clone(), self.config.deadline);
+        tokio::spawn(async move {
+            let empty = wire::encode_ask_batch([]);
+            let batching = match call(&peer, &node, &region, deadline, empty, RegionMsg::AskBatch).await {
+                Ok(bytes) if wire::decode::<Vec<TenantAnswer>>(&bytes).is_ok_and(|answers| answers.is_empty()) => {
+                    tracing::debug!(peer = %node, "cluster peer reads batches of tenant requests");
+                    Batching::Yes
+                }
+                Err(LinkError::Broken(_)) => Batching::Unknown,
+                _ => {
+                    tracing::info!(peer = %node, "cluster peer does not read batches of tenant requests (an older version?): asking it one request at a time");
+                    Batching::No
+                }
+            };
+            set_batching(&peer, &region, batching);
+        });
     }
 
     async fn dial(&self, node: &NodeId, peer: &Peer) {
@@ -297,6 +358,92 @@ impl Links {
         if let Err(error) = self.node_server.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(2))).await
         {
             tracing::warn!(%error, "the cluster node server did not stop in time; its links close with the process");
+        }
+    }
+}
+
+/// Calls `region` of `peer`, which drops the link when it broke.
+async fn call(
+    peer: &Peer,
+    node: &NodeId,
+    region: &ActorRef<RegionMsg>,
+    deadline: Duration,
+    payload: Vec<u8>,
+    variant: fn(Vec<u8>, ractor::RpcReplyPort<Vec<u8>>) -> RegionMsg,
+) -> Result<Vec<u8>, LinkError> {
+    match region.call(|reply| variant(payload, reply), Some(deadline)).await {
+        Ok(CallResult::Success(bytes)) => Ok(bytes),
+        // An undecodable message is dropped by ractor_cluster without a word: it looks
+        // like a timeout, which is why every payload carries a version.
+        Ok(CallResult::Timeout) => Err(LinkError::Timeout(node.clone())),
+        Ok(CallResult::SenderError) | Err(_) => {
+            peer.drop_link();
+            Err(LinkError::Broken(node.clone()))
+        }
+    }
+}
+
+/// What the probe of the link to `region` found, unless that link was replaced meanwhile.
+fn set_batching(peer: &Peer, region: &ActorRef<RegionMsg>, batching: Batching) {
+    if let Some(link) = lock(&peer.link).as_mut().filter(|link| link.region.get_id() == region.get_id()) {
+        link.batching = batching;
+    }
+}
+
+/// Sends the requests queued for `peer`, after letting the tasks about to queue theirs do so.
+async fn flush_asks(
+    peer: Arc<Peer>,
+    node: NodeId,
+    region: ActorRef<RegionMsg>,
+    deadline: Duration,
+    counts: Arc<AskCounts>,
+) {
+    tokio::task::yield_now().await;
+    let mut asks = peer.asks.take();
+    while asks.len() > MAX_BATCH {
+        let rest = asks.split_off(MAX_BATCH);
+        let batch = send_batch(peer.clone(), node.clone(), region.clone(), deadline, counts.clone(), asks);
+        tokio::spawn(batch);
+        asks = rest;
+    }
+    send_batch(peer, node, region, deadline, counts, asks).await;
+}
+
+/// Sends one batch and hands each of its requests its answer, or the batch's error.
+async fn send_batch(
+    peer: Arc<Peer>,
+    node: NodeId,
+    region: ActorRef<RegionMsg>,
+    deadline: Duration,
+    counts: Arc<AskCounts>,
+    asks: Vec<QueuedAsk>,
+) {
+    if asks.is_empty() {
+        return;
+    }
+    counts.batches.fetch_add(1, Ordering::Relaxed);
+    counts.batched.fetch_add(asks.len() as u64, Ordering::Relaxed);
+    let payload = wire::encode_ask_batch(asks.iter().map(|ask| ask.request.as_slice()));
+    let answers = call(&peer, &node, &region, deadline, payload, RegionMsg::AskBatch).await.and_then(|bytes| {
+        let wire_error = |error| LinkError::Wire { node: node.clone(), error };
+        let answers: Vec<TenantAnswer> = wire::decode(&bytes).map_err(wire_error)?;
+        if answers.len() != asks.len() {
+            let count = format!("{} answers to {} requests", answers.len(), asks.len());
+            return Err(wire_error(wire::WireError::Undecodable(count)));
+        }
+        Ok(answers)
+    });
+    // A request whose asker stopped waiting has nobody to tell.
+    match answers {
+        Ok(answers) => {
+            for (ask, answer) in asks.into_iter().zip(answers) {
+                let _ = ask.answer.send(Ok(answer));
+            }
+        }
+        Err(error) => {
+            for ask in asks {
+                let _ = ask.answer.send(Err(error.clone()));
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The node-to-node transport over ractor_cluster: framing ([`wire`]), the actor peers talk to
 //! ([`region`]) and the links to peers ([`links`], whose decisions are `peer_health`'s, encrypted
-//! with [`tls`] when configured, their handshakes accepted by [`tls_listener`]).
+//! with [`tls`] when configured, their handshakes accepted by [`tls_listener`]; tenant requests
+//! go in [`ask_batches`]).
 
+pub mod ask_batches;
 pub mod links;
 mod peer_health;
 pub mod region;

@@ -3,7 +3,8 @@
 //! tenants it takes over and pings. It is found by peers through a
 //! process group named after the node, which ractor_cluster mirrors across node links.
 //!
-//! Each question is answered on its own task, so one slow tenant never holds up the others.
+//! Each question (or batch of questions) is answered on its own task, so one slow tenant never
+//! holds up the others beyond its batch.
 
 use std::sync::Arc;
 
@@ -35,12 +36,20 @@ pub enum RegionMsg {
     /// drops it, and the new owner of those tenants reads their state from the store.)
     #[rpc]
     HandOff(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// `TenantRequest`s to this node as one JSON array (`wire::encode_ask_batch`), answered
+    /// with their `TenantAnswer`s in order. (Added after `HandOff`: an older node drops it, so a
+    /// sender asks with an empty batch first and sends `Ask`s one by one to a node that does not
+    /// answer.)
+    #[rpc]
+    AskBatch(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 /// What the region does with what arrives (the shard router, on a real node).
 #[async_trait]
 pub trait RegionHandler: Send + Sync + 'static {
     async fn ask(&self, payload: Vec<u8>) -> Vec<u8>;
+    /// A batch is answered when its last request is: each request's own deadline bounds that.
+    async fn ask_batch(&self, payload: Vec<u8>) -> Vec<u8>;
     async fn release(&self, payload: Vec<u8>) -> Vec<u8>;
     async fn audit(&self, payload: Vec<u8>) -> Vec<u8>;
     async fn hand_off(&self, payload: Vec<u8>) -> Vec<u8>;
@@ -91,6 +100,11 @@ impl Actor for ShardRegion {
             RegionMsg::Ask(payload, reply) => {
                 tokio::spawn(async move {
                     reply.answer(handler.ask(payload).await);
+                });
+            }
+            RegionMsg::AskBatch(payload, reply) => {
+                tokio::spawn(async move {
+                    reply.answer(handler.ask_batch(payload).await);
                 });
             }
             RegionMsg::Release(payload, reply) => {

@@ -50,6 +50,29 @@ pub struct TenantRequest {
     pub answer_by_ms: Option<i64>,
 }
 
+/// Several [`TenantRequest`]s to one owner in one message ([`super::region::RegionMsg::AskBatch`]),
+/// each already written as JSON by its asker: the batch is their JSON array, answered by a
+/// `Vec<TenantAnswer>` in the same order. An empty batch asks only whether the peer reads batches
+/// (a node of a version before them drops the message, and its asker's call times out).
+pub fn encode_ask_batch<'a>(requests: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut bytes = WIRE_VERSION.to_be_bytes().to_vec();
+    bytes.push(b'[');
+    for (i, request) in requests.into_iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        bytes.extend_from_slice(request);
+    }
+    bytes.push(b']');
+    bytes
+}
+
+/// A request as [`encode_ask_batch`] takes it.
+pub fn request_json(request: &TenantRequest) -> Vec<u8> {
+    // Serializing this plain data type to a Vec cannot fail.
+    serde_json::to_vec(request).unwrap_or_default()
+}
+
 /// Why the owner did not answer a [`TenantRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Refusal {
@@ -290,6 +313,29 @@ mod tests {
         assert_eq!(decoded.tenant.as_str(), "acme");
         assert!(matches!(decoded.call, TenantCall::Snapshot));
         assert_eq!(decoded.answer_by_ms, Some(1_700_000_000_000));
+    }
+
+    #[test]
+    fn a_batch_of_requests_is_their_json_array_answered_in_order() {
+        let requests: Vec<TenantRequest> = ["acme", "globex", "initech"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| TenantRequest {
+                epoch: i as u64,
+                tenant: TenantId::parse(id).unwrap(),
+                call: TenantCall::Snapshot,
+                held_record: None,
+                answer_by_ms: None,
+            })
+            .collect();
+        let written: Vec<Vec<u8>> = requests.iter().map(request_json).collect();
+        let batch = encode_ask_batch(written.iter().map(Vec::as_slice));
+        let decoded: Vec<TenantRequest> = decode(&batch).unwrap();
+        let tenants: Vec<(u64, &str)> = decoded.iter().map(|r| (r.epoch, r.tenant.as_str())).collect();
+        assert_eq!(tenants, [(0, "acme"), (1, "globex"), (2, "initech")]);
+        // The probe: an empty batch, answered by an empty list.
+        assert!(decode::<Vec<TenantRequest>>(&encode_ask_batch([])).unwrap().is_empty());
+        assert!(decode::<Vec<TenantAnswer>>(&encode(&Vec::<TenantAnswer>::new())).unwrap().is_empty());
     }
 
     #[test]
