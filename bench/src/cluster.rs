@@ -34,7 +34,8 @@
 //! 5. measures five scenarios, closed loop, C keep-alive connections for D seconds after a
 //!    warm-up, rounds alternating the scenarios (the order rotates each round):
 //!    - `local owner`: `GET /api/v1/tenant` to `bench-a` for the tenants `bench-a` owns;
-//!    - `remote hop`: to `bench-a` for the tenants `bench-b` owns (one RPC A→B per admission);
+//!    - `remote hop`: to `bench-a` for the tenants `bench-b` owns (an RPC A→B per admission,
+//!      batched per peer link: the run prints the requests per message);
 //!    - `Redis counter`: to the Redis-counter node, the same tenant ids as `local owner`;
 //!    - `1 node`: to `bench-solo`, every tenant;
 //!    - `3 nodes`: connections dealt round robin over the three nodes, every tenant on each;
