@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build --release -p connectors -p bench
 //! cargo run --release -p bench -- cluster
-//! cargo run --release -p bench -- cluster --tenants 2000 --duration 8 --rounds 2 --json cluster.json
+//! cargo run --release -p bench -- cluster --tenants 2000 --duration 8 --rounds 2 --json cluster.json --logs logs/
 //! ```
 //!
 //! One run (about 2 1/2 minutes with the defaults on a 2-core machine):
@@ -44,7 +44,8 @@
 //!    < 0.2 ms at p50 (one request at a time, at the steady rate, and at saturation, where p50
 //!    is connections / throughput and so follows the hop's CPU cost); local-owner throughput >= 1.25 x the Redis counter's, with a lower p99;
 //!    and 3 nodes / 1 node; writes JSON with `--json PATH`;
-//! 7. stops every gateway with SIGTERM (checking each exits 0), kills Redis, removes the
+//! 7. stops every gateway with SIGTERM (checking each exits 0), copies their logs with
+//!    `--logs DIR`, kills Redis, removes the
 //!    temporary directories (also on error; a gateway not stopped is killed when dropped).
 //!
 //! On a 2-core machine every gateway, Redis and the load generator share the same two cores, so
@@ -116,6 +117,10 @@ pub(crate) struct ClusterArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also copy every gateway's log (its stdout and stderr) into this directory, as
+    /// `<node>.log`.
+    #[arg(long)]
+    logs: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,8 +254,11 @@ pub(crate) fn run(args: &ClusterArgs) -> Result<bool, String> {
         .flat_map(|g| g.nodes.iter())
         .map(|n| format!("--- last log lines of {} ---\n{}", n.name, n.log_tail()))
         .collect();
-    let (shutdown, clean) =
-        gateway::stop_all(&mut groups.into_iter().flat_map(|g| g.nodes).collect::<Vec<_>>(), Duration::from_secs(30));
+    let mut nodes: Vec<Gateway> = groups.into_iter().flat_map(|g| g.nodes).collect();
+    let (shutdown, clean) = gateway::stop_all(&mut nodes, Duration::from_secs(30));
+    if let Some(dir) = &args.logs {
+        nodes.iter().try_for_each(|node| node.save_log(dir))?;
+    }
     drop(redis);
     drop(runtime);
     let mut report = match outcome {

@@ -167,6 +167,13 @@ impl Gateway {
         fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
+    /// Copies its log into `dir` as `<name>.log`.
+    pub(crate) fn save_log(&self, dir: &Path) -> Result<(), String> {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.log", self.name));
+        fs::write(&path, self.log_text()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
     /// The last lines the gateway wrote (for error messages).
     pub(crate) fn log_tail(&self) -> String {
         let text = self.log_text();

@@ -383,9 +383,7 @@ pub(crate) fn run(args: &HandoffArgs) -> Result<bool, String> {
             let text = node.log_text();
             report.log_notes.extend(log_notes(&text).into_iter().map(|line| (node.name.clone(), line)));
             if let Some(dir) = &args.logs {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                let path = dir.join(format!("{}.log", node.name));
-                std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                node.save_log(dir)?;
             }
         }
         if let Err(message) = outcome {
