@@ -65,12 +65,14 @@ pub struct RecorderStopped;
 
 impl Recorder {
     /// Starts the recorder task. It ends, after a last commit, when every handle is dropped.
-    /// Batches the store keeps refusing go to `quarantine`.
+    /// Batches the store keeps refusing go to `quarantine`. A batch holds at most
+    /// `config.max_batch` audit events, and no more than the store takes in one commit.
     pub fn start(
         store: Arc<dyn Store>,
         quarantine: Arc<dyn QuarantineSink>,
         config: RecorderConfig,
     ) -> (Self, JoinHandle<()>) {
+        let config = RecorderConfig { max_batch: config.max_batch.min(store.max_commit_events()), ..config };
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let status = Arc::new(RecorderStatus::default());
         let task = Task {

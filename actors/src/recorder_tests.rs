@@ -23,6 +23,8 @@ pub(crate) struct FlakyStore {
     down: AtomicBool,
     refusal: Mutex<Option<(String, StoreError)>>,
     attempts: AtomicUsize,
+    /// Audit events it takes per commit (`None`: any number).
+    commit_events: Option<usize>,
 }
 
 impl FlakyStore {
@@ -75,6 +77,10 @@ impl Store for FlakyStore {
         }
         self.committed.lock().unwrap().push(batch);
         Ok(())
+    }
+
+    fn max_commit_events(&self) -> usize {
+        self.commit_events.unwrap_or(usize::MAX)
     }
 
     async fn create_tenant(&self, _: &TenantRecord) -> Result<(), StoreError> {
@@ -294,4 +300,19 @@ async fn a_batch_that_keeps_failing_while_others_commit_is_set_aside() {
     let set_aside_requests: u64 = set_aside[0].0.usage.iter().map(|delta| delta.counters.requests).sum();
     assert_eq!(store.usage(&acme).requests + set_aside_requests, 5 + u64::from(STRIKES_TO_QUARANTINE));
     assert_eq!(recorder.state().quarantined_batches, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_carries_no_more_audit_events_than_the_store_takes() {
+    let store = Arc::new(FlakyStore { commit_events: Some(7), ..Default::default() });
+    let sink = Arc::new(MemorySink::default());
+    let recorder = start(&store, &sink, 1 << 20);
+    let acme = tenant("acme");
+    for _ in 0..50 {
+        recorder.audit(event(&acme, "tools.invoke", 10)).await.unwrap();
+    }
+    recorder.flush().await.unwrap();
+    let sizes: Vec<usize> = store.committed.lock().unwrap().iter().map(|batch| batch.audit.len()).collect();
+    assert!(sizes.iter().all(|&size| size <= 7), "commits of {sizes:?} events");
+    assert_eq!(sizes.iter().sum::<usize>(), 50, "every event committed: {sizes:?}");
 }

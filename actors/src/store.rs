@@ -163,6 +163,12 @@ pub trait Store: Send + Sync + 'static {
     /// another thread, and neither needs a copy.
     async fn commit(&self, batch: Arc<Batch>) -> Result<(), StoreError>;
 
+    /// Audit events one [`Store::commit`] should carry at most: a store that serves nobody else
+    /// while it commits keeps its commits short.
+    fn max_commit_events(&self) -> usize {
+        usize::MAX
+    }
+
     async fn checkpoint(&self, id: &TenantId) -> Result<Option<Checkpoint>, StoreError>;
 
     /// Days with usage between `from` and `to` inclusive, in date order.
