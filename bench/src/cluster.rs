@@ -4,6 +4,8 @@
 //! cargo build --release -p connectors -p bench
 //! cargo run --release -p bench -- cluster
 //! cargo run --release -p bench -- cluster --tenants 2000 --duration 8 --rounds 2 --json cluster.json --logs logs/
+//! cargo run --release -p bench -- cluster --json cluster.json --perf profiles/ \
+//!     && python3 scripts/profile-buckets.py --json cluster.json --perf profiles/
 //! ```
 //!
 //! One run (about 2 1/2 minutes with the defaults on a 2-core machine):
@@ -121,6 +123,11 @@ pub(crate) struct ClusterArgs {
     /// `<node>.log`.
     #[arg(long)]
     logs: Option<PathBuf>,
+    /// Also record a CPU profile of the 2-node cluster's two gateways during the measured
+    /// seconds of each `local owner` and `remote hop` run (`perf record -F 999`, no call graph:
+    /// self time per function), as `DIR/<scenario>-<round>.data`; `perf` must be installed.
+    #[arg(long)]
+    perf: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -411,8 +418,18 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
             let edge = plan.targets[0].addr;
             let remote = plan.scenario == Scenario::Remote;
             let batched_before = if remote { remote_batching(edge).await? } else { (0.0, 0.0) };
+            let profile = match (&args.perf, plan.scenario) {
+                (Some(dir), Scenario::Local | Scenario::Remote) => {
+                    let path = dir.join(format!("{}-{round}.data", plan.scenario.key()));
+                    Some(Profile::start_after(warmup, duration, &pids, path))
+                }
+                _ => None,
+            };
             let before = (cpu_of(&pids), process_cpu(redis_pid), process_cpu(me), cpu_of(&idle), system_busy());
             let result = load::spread(&plan.targets, args.connections, warmup, duration).await?;
+            if let Some(profile) = profile {
+                profile.finish().await?;
+            }
             let gateway_cpu = cpu_of(&pids) - before.0;
             let redis_cpu = process_cpu(redis_pid) - before.1;
             let client_cpu = process_cpu(me) - before.2;
@@ -453,6 +470,37 @@ async fn measure(args: &ClusterArgs, groups: &mut [Group], redis_pid: u32) -> Re
         }
     }
     Ok(report)
+}
+
+/// `perf record` of some processes over a measured window that starts after the warm-up.
+struct Profile(tokio::task::JoinHandle<Result<(), String>>);
+
+impl Profile {
+    fn start_after(warmup: Duration, duration: Duration, pids: &[u32], path: PathBuf) -> Self {
+        let pids = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        Profile(tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            tokio::task::spawn_blocking(move || {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                let status = std::process::Command::new("perf")
+                    .args(["record", "--quiet", "-F", "999", "-p", &pids, "-o"])
+                    .arg(&path)
+                    .args(["--", "sleep", &duration.as_secs_f64().to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .map_err(|e| format!("cannot run perf: {e}"))?;
+                if status.success() { Ok(()) } else { Err(format!("perf record exited with {status}")) }
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }))
+    }
+
+    async fn finish(self) -> Result<(), String> {
+        self.0.await.map_err(|e| e.to_string())?
+    }
 }
 
 /// What node `addr` sent to owners on other nodes so far: (requests batched, batches); zeros
