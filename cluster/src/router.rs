@@ -22,6 +22,7 @@ use crate::audit_outbox::{AuditCounts, AuditOutbox};
 use crate::ownership::{OwnershipConfig, OwnershipEffect, OwnershipInput, ReleaseVerdict, ShardOwnership, ShardState};
 use crate::shard_map::{NodeId, ShardMap, shard_of};
 use crate::transport::ask_batches::AskCounts;
+use crate::transport::compact;
 use crate::transport::links::{LinkError, Links};
 use crate::transport::region::RegionHandler;
 use crate::transport::wire::{
@@ -371,7 +372,7 @@ impl ShardRouter {
                 now_ms().saturating_add(i64::try_from(links.deadline().as_millis()).unwrap_or(i64::MAX)),
             ),
         };
-        let answer = links.ask(owner, &request).await.map(|answer| answer.into_reply(held.map(|(_, r)| r)));
+        let answer = links.ask(owner, request).await.map(|answer| answer.into_reply(held.map(|(_, r)| r)));
         Forwarded::Answer(match answer {
             Ok(Ok(reply)) => {
                 self.hold_record(tenant, &reply);
@@ -670,16 +671,23 @@ impl RegionHandler for ShardRouter {
     }
 
     async fn ask_batch(&self, payload: Vec<u8>) -> Vec<u8> {
-        match wire::decode::<Vec<TenantRequest>>(&payload) {
-            Ok(requests) => {
-                let answers = futures_util::future::join_all(requests.into_iter().map(|r| self.answer(r))).await;
-                wire::encode(&answers)
-            }
+        // Compact, or JSON from a node of a version before the compact form; answered alike.
+        let compact_body = compact::compact_body(&payload);
+        let requests = match compact_body {
+            Some(body) => compact::decode_batch(body),
+            None => wire::decode::<Vec<TenantRequest>>(&payload),
+        };
+        let answers = match requests {
+            Ok(requests) => futures_util::future::join_all(requests.into_iter().map(|r| self.answer(r))).await,
             // No answers: the sender fails each of the batch's requests.
             Err(error) => {
                 tracing::warn!(%error, "undecodable batch of tenant requests from a peer");
-                wire::encode(&Vec::<TenantAnswer>::new())
+                Vec::new()
             }
+        };
+        match compact_body {
+            Some(_) => compact::encode_answers(&answers),
+            None => wire::encode(&answers),
         }
     }
 
@@ -713,7 +721,11 @@ impl RegionHandler for ShardRouter {
     async fn audit(&self, payload: Vec<u8>) -> Vec<u8> {
         // Recorded whether or not this node still owns the tenants: the store is shared, and
         // refusing would only make the sender record them instead.
-        let answer = match wire::decode::<AuditBatch>(&payload) {
+        let batch = match compact::compact_body(&payload) {
+            Some(body) => compact::decode_audit(body),
+            None => wire::decode::<AuditBatch>(&payload),
+        };
+        let answer = match batch {
             Ok(batch) => {
                 let count = batch.events.len() as u64;
                 let mut recorded = AuditAnswer::Recorded;

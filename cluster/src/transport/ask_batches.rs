@@ -11,15 +11,16 @@ use std::sync::atomic::AtomicU64;
 
 use tokio::sync::oneshot;
 
+use super::compact::CompactRequest;
 use super::links::LinkError;
 use super::wire::TenantAnswer;
 
 /// Requests per message at most: a longer queue goes as several messages.
 pub(super) const MAX_BATCH: usize = 256;
 
-/// A request, already written as JSON, and where its answer goes.
+/// A request, in the batch's compact form, and where its answer goes.
 pub(super) struct QueuedAsk {
-    pub(super) request: Vec<u8>,
+    pub(super) request: CompactRequest,
     pub(super) answer: oneshot::Sender<Result<TenantAnswer, LinkError>>,
 }
 
@@ -67,7 +68,7 @@ mod tests {
 
     fn ask() -> (QueuedAsk, oneshot::Receiver<Result<TenantAnswer, LinkError>>) {
         let (answer, answered) = oneshot::channel();
-        (QueuedAsk { request: b"{}".to_vec(), answer }, answered)
+        (QueuedAsk { request: CompactRequest::Json(b"{}".to_vec()), answer }, answered)
     }
 
     #[test]

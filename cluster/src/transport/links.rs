@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use super::ask_batches::{AskCounts, AskQueue, Batching, MAX_BATCH, QueuedAsk};
+use super::compact::{self, CompactRequest};
 use super::peer_health::{PeerHealth, PingVerdict};
 use super::region::{RegionMsg, region_group};
 use super::tls::LinkTls;
@@ -200,16 +201,16 @@ impl Links {
 
     /// Asks the owner `node`: in the next batch to it, or alone to a peer that does not read
     /// batches.
-    pub async fn ask(&self, node: &NodeId, request: &TenantRequest) -> Result<TenantAnswer, LinkError> {
+    pub async fn ask(&self, node: &NodeId, request: TenantRequest) -> Result<TenantAnswer, LinkError> {
         let peer = self.peer(node)?;
         let link = self.link(node, &peer)?;
         if link.batching != Batching::Yes {
             self.ask_counts.alone.fetch_add(1, Ordering::Relaxed);
-            return self.request(node, request, RegionMsg::Ask).await;
+            return self.request(node, &request, RegionMsg::Ask).await;
         }
         let _permit = peer.in_flight.try_acquire().map_err(|_| LinkError::Overloaded(node.clone()))?;
         let (answer, answered) = tokio::sync::oneshot::channel();
-        if peer.asks.push(QueuedAsk { request: wire::request_json(request), answer }) {
+        if peer.asks.push(QueuedAsk { request: CompactRequest::from(request), answer }) {
             let (node, counts, deadline) = (node.clone(), self.ask_counts.clone(), self.config.deadline);
             tokio::spawn(flush_asks(peer.clone(), node, link.region, deadline, counts));
         }
@@ -222,7 +223,11 @@ impl Links {
     }
 
     pub async fn audit(&self, node: &NodeId, batch: &AuditBatch) -> Result<AuditAnswer, LinkError> {
-        self.request(node, batch, RegionMsg::Audit).await
+        // A peer that reads compact batches of requests reads compact audit batches too.
+        let compact =
+            self.peer(node).and_then(|peer| self.link(node, &peer)).is_ok_and(|l| l.batching == Batching::Yes);
+        let payload = if compact { compact::encode_audit(batch) } else { wire::encode(batch) };
+        self.request_encoded(node, payload, RegionMsg::Audit).await
     }
 
     pub async fn hand_off(&self, node: &NodeId, batch: &HandOffBatch) -> Result<HandOffAnswer, LinkError> {
@@ -307,15 +312,20 @@ impl Links {
         set_batching(peer, &link.region, Batching::Probing);
         let (node, peer, region, deadline) = (node.clone(), peer.clone(), link.region.clone(), self.config.deadline);
         tokio::spawn(async move {
-            let empty = wire::encode_ask_batch([]);
+            let empty = compact::encode_batch(&[]);
+            // A node that reads only JSON batches answers this one it cannot read with an empty
+            // JSON list; one of a version before batches does not answer at all.
             let batching = match call(&peer, &node, &region, deadline, empty, RegionMsg::AskBatch).await {
-                Ok(bytes) if wire::decode::<Vec<TenantAnswer>>(&bytes).is_ok_and(|answers| answers.is_empty()) => {
-                    tracing::debug!(peer = %node, "cluster peer reads batches of tenant requests");
+                Ok(bytes)
+                    if compact::compact_body(&bytes)
+                        .is_some_and(|body| compact::decode_answers(body).is_ok_and(|a| a.is_empty())) =>
+                {
+                    tracing::debug!(peer = %node, "cluster peer reads compact batches of tenant requests");
                     Batching::Yes
                 }
                 Err(LinkError::Broken(_)) => Batching::Unknown,
                 _ => {
-                    tracing::info!(peer = %node, "cluster peer does not read batches of tenant requests (an older version?): asking it one request at a time");
+                    tracing::info!(peer = %node, "cluster peer does not read compact batches of tenant requests (an older version?): asking it one request at a time");
                     Batching::No
                 }
             };
@@ -423,10 +433,13 @@ async fn send_batch(
     }
     counts.batches.fetch_add(1, Ordering::Relaxed);
     counts.batched.fetch_add(asks.len() as u64, Ordering::Relaxed);
-    let payload = wire::encode_ask_batch(asks.iter().map(|ask| ask.request.as_slice()));
+    let (requests, asks): (Vec<CompactRequest>, Vec<_>) = asks.into_iter().map(|ask| (ask.request, ask.answer)).unzip();
+    let payload = compact::encode_batch(&requests);
     let answers = call(&peer, &node, &region, deadline, payload, RegionMsg::AskBatch).await.and_then(|bytes| {
         let wire_error = |error| LinkError::Wire { node: node.clone(), error };
-        let answers: Vec<TenantAnswer> = wire::decode(&bytes).map_err(wire_error)?;
+        let body = compact::compact_body(&bytes)
+            .ok_or_else(|| wire_error(wire::WireError::Undecodable("answers not in the compact form".into())))?;
+        let answers = compact::decode_answers(body).map_err(wire_error)?;
         if answers.len() != asks.len() {
             let count = format!("{} answers to {} requests", answers.len(), asks.len());
             return Err(wire_error(wire::WireError::Undecodable(count)));
@@ -436,13 +449,13 @@ async fn send_batch(
     // A request whose asker stopped waiting has nobody to tell.
     match answers {
         Ok(answers) => {
-            for (ask, answer) in asks.into_iter().zip(answers) {
-                let _ = ask.answer.send(Ok(answer));
+            for (asker, answer) in asks.into_iter().zip(answers) {
+                let _ = asker.send(Ok(answer));
             }
         }
         Err(error) => {
-            for ask in asks {
-                let _ = ask.answer.send(Err(error.clone()));
+            for asker in asks {
+                let _ = asker.send(Err(error.clone()));
             }
         }
     }

@@ -1,9 +1,10 @@
 //! The node-to-node transport over ractor_cluster: framing ([`wire`]), the actor peers talk to
 //! ([`region`]) and the links to peers ([`links`], whose decisions are `peer_health`'s, encrypted
 //! with [`tls`] when configured, their handshakes accepted by [`tls_listener`]; tenant requests
-//! go in [`ask_batches`]).
+//! go in [`ask_batches`], written compactly by [`compact`]).
 
 pub mod ask_batches;
+pub mod compact;
 pub mod links;
 mod peer_health;
 pub mod region;

@@ -28,18 +28,20 @@ pub enum RegionMsg {
     /// The sender's view epoch; answered with the receiver's.
     #[rpc]
     Ping(u64, RpcReplyPort<u64>),
-    /// An `AuditBatch`, answered with an `AuditAnswer`. (Added after the first version: an
-    /// older node drops it, the sender's call times out and it records the events itself.)
+    /// An `AuditBatch` (compact to a peer that reads compact batches of requests, JSON to
+    /// others), answered with an `AuditAnswer`. (Added after the first version: an older node
+    /// drops it, the sender's call times out and it records the events itself.)
     #[rpc]
     Audit(Vec<u8>, RpcReplyPort<Vec<u8>>),
     /// A `HandOffBatch`, answered with a `HandOffAnswer`. (Added after `Audit`: an older node
     /// drops it, and the new owner of those tenants reads their state from the store.)
     #[rpc]
     HandOff(Vec<u8>, RpcReplyPort<Vec<u8>>),
-    /// `TenantRequest`s to this node as one JSON array (`wire::encode_ask_batch`), answered
-    /// with their `TenantAnswer`s in order. (Added after `HandOff`: an older node drops it, so a
-    /// sender asks with an empty batch first and sends `Ask`s one by one to a node that does not
-    /// answer.)
+    /// `TenantRequest`s to this node in one message (`compact::encode_batch`; a JSON
+    /// array from a node of the version before it), answered with their `TenantAnswer`s in
+    /// order, in the same form. (Added after `HandOff`: an older node drops it, so a sender asks
+    /// with an empty batch first and sends `Ask`s one by one to a node that does not answer in
+    /// the compact form.)
     #[rpc]
     AskBatch(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
