@@ -179,7 +179,13 @@ async fn a_refresh_in_flight_during_a_hand_off_ends_with_the_rotated_token_store
     // The provider is still thinking: the owner drains now.
     let status = leaves.stop_graceful().await;
     assert_eq!(status.code(), Some(0), "node-1 exits 0 after its hand-off; stderr:\n{}", leaves.stderr_text());
-    assert_eq!(handed_over(&stays).await, 1.0, "the tenant's state came over the link");
+    assert_eq!(
+        handed_over(&stays).await,
+        1.0,
+        "the tenant's state came over the link; leaver:\n{}\nstays:\n{}",
+        leaves.stderr_text(),
+        stays.stderr_text()
+    );
 
     let refreshed = eventually("the credential served by node-0, refreshed", Duration::from_secs(15), || async {
         let credential = credential(&stays, &tenant).await;

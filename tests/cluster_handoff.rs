@@ -201,20 +201,30 @@ impl Load {
 }
 
 /// Checks what the clients saw: only 200 and 429, no strict tenant admitted past its limit in
-/// any minute, no generous tenant limited. Returns the 200s per tenant.
-fn check_answers(outcomes: &[Outcome], tenants: &[Tenant]) -> Vec<u64> {
+/// any minute, no generous tenant limited. Returns the 200s per tenant. A failure shows the
+/// nodes' warnings, which say why a request was not answered.
+fn check_answers(outcomes: &[Outcome], tenants: &[Tenant], nodes: &[Gateway]) -> Vec<u64> {
     let unexpected: Vec<&Outcome> = outcomes.iter().filter(|o| !matches!(o.status, 200 | 429)).collect();
     let listed: Vec<String> = unexpected
         .iter()
         .take(20)
         .map(|o| format!("{} via node slot {}: {} {}", tenants[o.tenant].id, o.node, o.status, o.detail))
         .collect();
+    let warnings = || {
+        let of = |(slot, node): (usize, &Gateway)| {
+            let text = node.stderr_text();
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+            format!("node slot {slot}, its last warnings:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"))
+        };
+        nodes.iter().enumerate().map(of).collect::<Vec<_>>().join("\n")
+    };
     assert!(
         unexpected.is_empty(),
-        "{} of {} requests were answered neither 200 nor 429; first ones:\n{}",
+        "{} of {} requests were answered neither 200 nor 429; first ones:\n{}\n{}",
         unexpected.len(),
         outcomes.len(),
-        listed.join("\n")
+        listed.join("\n"),
+        warnings()
     );
     let mut admitted = vec![0u64; tenants.len()];
     for (t, tenant) in tenants.iter().enumerate() {
@@ -336,7 +346,7 @@ async fn a_rolling_restart_under_load_answers_every_request_and_counts_every_adm
     for (slot, node) in cluster.nodes.iter().enumerate() {
         print_holds(&format!("node slot {slot} (since its restart)"), node).await;
     }
-    let admitted = check_answers(&outcomes, &tenants);
+    let admitted = check_answers(&outcomes, &tenants, &cluster.nodes);
     check_usage(&cluster.nodes[0], &tenants, &admitted).await;
 }
 
@@ -374,7 +384,7 @@ async fn a_rolling_upgrade_from_the_baseline_release_answers_every_request_and_c
     }
     cluster.wait_converged(3, READY_TIMEOUT).await;
     let outcomes = load.finish().await;
-    let admitted = check_answers(&outcomes, &tenants);
+    let admitted = check_answers(&outcomes, &tenants, &cluster.nodes);
     check_usage(&cluster.nodes[0], &tenants, &admitted).await;
 }
 
@@ -406,7 +416,7 @@ async fn scaling_out_and_in_under_load_answers_every_request_and_counts_every_ad
     for slot in 1..3 {
         print_holds(&format!("node-{slot}"), &cluster.nodes[slot]).await;
     }
-    let admitted = check_answers(&outcomes, &tenants);
+    let admitted = check_answers(&outcomes, &tenants, &cluster.nodes);
     check_usage(&cluster.nodes[1], &tenants, &admitted).await;
 }
 
