@@ -445,3 +445,48 @@ async fn a_peer_with_fault_injection_on_cannot_crash_another_nodes_tenants() {
     let restarts = metric(&careful.metrics_text().await, "connectors_tenant_actor_restarts_total", &[]);
     assert_eq!(restarts, Some(0.0), "nothing crashed");
 }
+
+/// An owner that counts an admission but answers only after the asking node stopped waiting (as
+/// when paused between the two): the client is told 503, and the admission it was billed for is
+/// in the audit log, once, as `owner_answered_late`, when the answer comes.
+#[tokio::test]
+async fn an_admission_answered_after_the_deadline_is_audited_as_billed() {
+    let redis = RedisServer::start_persistent();
+    let edge = start_node(&redis, "node-0", COOKIE).await;
+    let owner =
+        cluster_common::start_node_at(&redis.url(), "node-1", COOKIE, &[("CONNECTORS_FAULT_INJECTION", "1")]).await;
+    cluster_common::wait_converged(&[&edge, &owner], 2, Duration::from_secs(20)).await;
+    let id = id_owned_by_second_of_two("late");
+    let key = edge.create_limited(&id, 1000).await;
+    // Late answers are awaited for requests sent in batches: once the link has found out that
+    // its peer reads them.
+    eventually("node-0 to send its requests to node-1 in batches", Duration::from_secs(10), || async {
+        edge.tenant_get(Some(&id), Some(&key)).await.expect(200);
+        let batched =
+            metric(&edge.metrics_text().await, "connectors_cluster_remote_asks_total", &[("sent", "batched")]);
+        if batched > Some(0.0) { Ok(()) } else { Err("no request batched yet".to_string()) }
+    })
+    .await;
+    let usage = owner.admin(Method::GET, &format!("/tenants/{id}/usage"), None).await.json();
+    let admitted = usage["apiCalls"].as_u64().expect("apiCalls");
+
+    // The link's deadline is 2 s.
+    owner.admin(Method::POST, &format!("/tenants/{id}/stall"), Some(json!({"millis": 3_000}))).await.expect(202);
+    let late = send(edge.tenant_request(Some(&id), Some(&key)).header("X-Request-Id", "answered-late")).await;
+    late.expect_error(503, "unavailable");
+
+    let events = eventually("the late admission's audit event", Duration::from_secs(10), || async {
+        let events = edge.audit_events(&id, &[]).await;
+        let late: Vec<_> = events.iter().filter(|e| e["requestId"] == "answered-late").cloned().collect();
+        if late.is_empty() { Err(serde_json::to_string_pretty(&events).unwrap()) } else { Ok(late) }
+    })
+    .await;
+    assert_eq!(events.len(), 1, "audited once: {events:?}");
+    assert_eq!(events[0]["action"], "tenant.get");
+    assert_eq!(events[0]["result"], "error");
+    assert_eq!(events[0]["params"]["error"], "owner_answered_late");
+    // Billed: every request admitted before, and the late one.
+    owner.wait_usage_api_calls(&id, admitted + 1).await;
+    let success = edge.audit_events(&id, &[]).await.iter().filter(|e| e["result"] == "success").count();
+    assert_eq!(success as u64, admitted, "the audit log's admissions and the bill agree");
+}

@@ -465,6 +465,7 @@ impl TenantSupervisor {
             mcp_sessions: crate::tenant_mcp_sessions::TenantMcpSessions::new(env.mcp_sessions),
             env: env.clone(),
             tick_due: tick_due.clone(),
+            stall_next_admission: None,
         };
         let (actor, _) = match Actor::spawn_linked(None, TenantActor, tenant_state, myself.get_cell()).await {
             Ok(spawned) => spawned,

@@ -125,6 +125,8 @@ pub enum TenantMsg {
     HandOff(RpcReplyPort<TenantHandOff>),
     /// Fault injection: panics, so supervision and recovery can be tested end to end.
     Crash,
+    /// Fault injection: the next admission is answered this much after it was counted.
+    StallNextAdmission(std::time::Duration, RpcReplyPort<Result<(), TenantError>>),
     /// A question about the tenant's sessions of the gateway's MCP endpoint.
     McpSession(McpSessionCall, RpcReplyPort<Result<McpSessionAnswer, TenantError>>),
 }
@@ -139,6 +141,8 @@ pub struct TenantState {
     pub env: Arc<TenantEnv>,
     /// When this actor next needs a [`TenantMsg::Tick`], for the supervisor's round.
     pub tick_due: Arc<TickDue>,
+    /// Fault injection: how long the next admission waits between being counted and answered.
+    pub stall_next_admission: Option<std::time::Duration>,
 }
 
 impl TenantState {
@@ -210,6 +214,9 @@ impl Actor for TenantActor {
                 });
                 let mut admission = state.core.admit(now, &request.for_server(server.as_ref()));
                 admission.server = server.filter(|_| admission.verdict.is_ok());
+                if let Some(stall) = state.stall_next_admission.take() {
+                    Box::pin(tokio::time::sleep(stall)).await;
+                }
                 reply.answer(admission);
             }
             TenantMsg::Charge(quota, reply) => {
@@ -223,6 +230,11 @@ impl Actor for TenantActor {
             }
             TenantMsg::Settle(reply) => state.oauth.when_settled(reply),
             TenantMsg::Crash => panic!("fault injection: tenant actor crash requested"),
+            TenantMsg::StallNextAdmission(stall, reply) => {
+                tracing::warn!(tenant = %state.core.record().id, ?stall, "fault injection: the next admission stalls");
+                state.stall_next_admission = Some(stall);
+                reply.answer(Ok(()));
+            }
             // Boxed: the actor's task is as large as its largest pending future, and thousands
             // of idle actors would each carry the space of these rare, I/O-bound branches.
             other => Box::pin(handle_io(myself, other, state, now)).await,
@@ -370,7 +382,8 @@ async fn handle_io(
         | TenantMsg::Snapshot(_)
         | TenantMsg::GetServer(..)
         | TenantMsg::Settle(_)
-        | TenantMsg::Crash => {
+        | TenantMsg::Crash
+        | TenantMsg::StallNextAdmission(..) => {
             unreachable!("answered without I/O in `handle`")
         }
     }

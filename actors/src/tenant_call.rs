@@ -43,6 +43,11 @@ pub enum TenantCall {
     WriteOut,
     /// Fault injection: the actor panics.
     Crash,
+    /// Fault injection: the actor's next admission is counted at once but answered `millis`
+    /// later, as by an owner paused between the two.
+    StallNextAdmission {
+        millis: u64,
+    },
     /// A new custom server (the flag: a shared integration has its name).
     CreateServer {
         request: ServerRequest,
@@ -80,6 +85,7 @@ impl TenantCall {
             TenantCall::DeleteCredential { .. } => "delete_credential",
             TenantCall::WriteOut => "write_out",
             TenantCall::Crash => "crash",
+            TenantCall::StallNextAdmission { .. } => "stall_next_admission",
             TenantCall::CreateServer { .. } => "create_server",
             TenantCall::DeleteServer { .. } => "delete_server",
             TenantCall::ListServers => "list_servers",
@@ -174,12 +180,18 @@ impl TenantDirectory {
             }
             // Checked where the call is obeyed: a peer with fault injection on must not crash the
             // tenants of a node that has it off.
-            TenantCall::Crash if !self.fault_injection => TenantReply::Done(Err(TenantError::FaultInjectionOff)),
+            TenantCall::Crash | TenantCall::StallNextAdmission { .. } if !self.fault_injection => {
+                TenantReply::Done(Err(TenantError::FaultInjectionOff))
+            }
             TenantCall::Crash => {
                 // Activate first, so that there is an actor to crash.
                 self.call(id, TenantMsg::Snapshot).await?;
                 self.cast_if_active(id, TenantMsg::Crash);
                 TenantReply::Done(Ok(()))
+            }
+            TenantCall::StallNextAdmission { millis } => {
+                let stall = std::time::Duration::from_millis(millis);
+                TenantReply::Done(self.call(id, |reply| TenantMsg::StallNextAdmission(stall, reply)).await?)
             }
         })
     }

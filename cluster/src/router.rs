@@ -23,6 +23,7 @@ use crate::ownership::{OwnershipConfig, OwnershipEffect, OwnershipInput, Release
 use crate::shard_map::{NodeId, ShardMap, shard_of};
 use crate::transport::ask_batches::AskCounts;
 use crate::transport::compact;
+use crate::transport::late_answers::{LateAnswer, Unanswered};
 use crate::transport::links::{LinkError, Links};
 use crate::transport::region::RegionHandler;
 use crate::transport::wire::{
@@ -33,13 +34,17 @@ use crate::transport::wire::{
 /// Retry-After for requests that meet a shard while it changes hands.
 pub const MOVING_RETRY_AFTER_SECS: u64 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error("tenant `{0}` not found")]
     NotFound(TenantId),
     /// Ownership of the tenant's shard is moving, or its owner cannot be reached now.
     #[error("{reason}")]
     Unavailable { reason: String, retry_after: u64 },
+    /// The owner did not answer in time, but may have done what it was asked: its answer may
+    /// still come.
+    #[error("{reason}")]
+    Unanswered { reason: String, late: LateReply },
     /// The tenant's actor keeps crashing: it restarts after a pause, or is degraded for a while.
     /// The reason is the tenant's to read (it names no internals).
     #[error("{reason}")]
@@ -68,6 +73,24 @@ impl From<DirectoryError> for RouteError {
                 RouteError::Restarting { reason: other.to_string(), retry_after }
             }
         }
+    }
+}
+
+/// The owner's answer to a call this node stopped waiting for (see [`crate::transport::late_answers`]).
+#[derive(Debug)]
+pub struct LateReply {
+    answer: LateAnswer,
+    /// The record whose fingerprint the call sent, for an answer that leaves it out.
+    held: Option<Arc<TenantRecord>>,
+}
+
+impl LateReply {
+    /// Whether the owner's reply came (within
+    /// [`crate::transport::late_answers::LATE_WAIT`]) and admitted the request, which it
+    /// then counted and billed.
+    pub async fn admitted(self) -> bool {
+        let reply = self.answer.arrived().await.map(|answer| answer.into_reply(self.held));
+        matches!(reply, Some(Ok(TenantReply::Admission(Admission { verdict: Ok(_), .. }))))
     }
 }
 
@@ -372,7 +395,16 @@ impl ShardRouter {
                 now_ms().saturating_add(i64::try_from(links.deadline().as_millis()).unwrap_or(i64::MAX)),
             ),
         };
-        let answer = links.ask(owner, request).await.map(|answer| answer.into_reply(held.map(|(_, r)| r)));
+        let held = held.map(|(_, record)| record);
+        let answer = match links.ask(owner, request).await {
+            Ok(answer) => Ok(answer.into_reply(held)),
+            // A call that may have reached the owner is never repeated: it may have been admitted.
+            Err(Unanswered { error, late: Some(answer) }) => {
+                let late = LateReply { answer, held };
+                return Forwarded::Answer(Err(RouteError::Unanswered { reason: error.to_string(), late }));
+            }
+            Err(Unanswered { error, late: None }) => Err(error),
+        };
         Forwarded::Answer(match answer {
             Ok(Ok(reply)) => {
                 self.hold_record(tenant, &reply);
@@ -392,7 +424,6 @@ impl ShardRouter {
             // Not sent: the link to a new owner may still be coming up.
             Err(LinkError::NotConnected(_)) => return Forwarded::Moved,
             Ok(Err(refusal)) => Err(unavailable(refusal.to_string())),
-            // A call that may have reached the owner is never repeated: it may have been admitted.
             Err(error) => Err(unavailable(error.to_string())),
         })
     }

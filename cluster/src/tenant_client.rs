@@ -77,6 +77,14 @@ impl ShardRouter {
         self.done(tenant, TenantCall::Crash).await
     }
 
+    pub async fn stall_next_admission(
+        &self,
+        tenant: &TenantId,
+        millis: u64,
+    ) -> Result<Result<(), TenantError>, RouteError> {
+        self.done(tenant, TenantCall::StallNextAdmission { millis }).await
+    }
+
     /// Tells the tenant's owner that its credential for `integration` was stored (it reads it
     /// from the secret store).
     pub async fn credential_stored(

@@ -711,6 +711,34 @@ pub async fn crash_supervisor(State(gateway): State<Arc<Gateway>>) -> Result<Sta
     Ok(StatusCode::ACCEPTED)
 }
 
+/// Body of `POST /admin/tenants/{id}/stall`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stall {
+    /// How long the next admission waits between being counted and answered (at most a minute).
+    millis: u64,
+}
+
+impl JsonObject for Stall {}
+
+/// Fault injection (only with `CONNECTORS_FAULT_INJECTION=1`): the tenant's next admission is
+/// counted at once and answered `millis` later, as by an owner paused between the two.
+pub async fn stall(
+    State(gateway): State<Arc<Gateway>>,
+    TenantPath(id): TenantPath,
+    JsonBody { value: Stall { millis }, .. }: JsonBody<Stall>,
+) -> Result<StatusCode, ApiError> {
+    if !gateway.fault_injection {
+        return Err(ApiError::not_found("no such route"));
+    }
+    if millis > 60_000 {
+        return Err(ApiError::invalid("millis: at most 60000"));
+    }
+    gateway.router.stall_next_admission(&id, millis).await?.map_err(tenant_error)?;
+    tracing::warn!(tenant = %id, millis, "fault injection: the tenant's next admission stalls");
+    Ok(StatusCode::ACCEPTED)
+}
+
 /// Fault injection (only with `CONNECTORS_FAULT_INJECTION=1`): makes the tenant's actor panic.
 pub async fn crash(State(gateway): State<Arc<Gateway>>, TenantPath(id): TenantPath) -> Result<StatusCode, ApiError> {
     if !gateway.fault_injection {

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use connectors_actors::secret_store::SecretError;
 use connectors_actors::store::StoreError;
-use connectors_cluster::router::RouteError;
+use connectors_cluster::router::{MOVING_RETRY_AFTER_SECS, RouteError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -125,6 +125,7 @@ impl From<RouteError> for ApiError {
         match error {
             RouteError::NotFound(id) => Self::not_found(format!("tenant `{id}` not found")),
             RouteError::Unavailable { reason, retry_after } => Self::unavailable(reason).retry_after(retry_after),
+            RouteError::Unanswered { reason, .. } => Self::unavailable(reason).retry_after(MOVING_RETRY_AFTER_SECS),
             RouteError::Restarting { reason, retry_after } => {
                 tracing::warn!(%reason, "answering 503");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason).retry_after(retry_after)

@@ -48,6 +48,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/tenants/{id}/usage", get(admin::usage))
         .route("/tenants/{id}/audit", get(admin::audit))
         .route("/tenants/{id}/crash", post(admin::crash))
+        .route("/tenants/{id}/stall", post(admin::stall))
         .route("/supervisor/crash", post(admin::crash_supervisor))
         .route("/tenants/{id}/oauth", get(oauth::list_credentials))
         .route("/tenants/{id}/oauth/{integration}", put(oauth::put_credential).delete(oauth::delete_credential))

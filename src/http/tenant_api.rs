@@ -15,7 +15,7 @@ use connectors_actors::audit::{AuditEvent, AuditResult};
 use connectors_actors::auth::{is_mismatch, key_required, target_tenant};
 use connectors_actors::quotas::Quota;
 use connectors_actors::tenant::TenantId;
-use connectors_cluster::router::RouteError;
+use connectors_cluster::router::{MOVING_RETRY_AFTER_SECS, RouteError};
 use serde_json::Value;
 
 use super::RequestId;
@@ -178,6 +178,21 @@ async fn authenticate_and_admit(
             tracing::debug!(tenant = %target, "request for an unknown tenant");
             return Err(if owner.is_some() { mismatch() } else { ApiError::unauthorized() });
         }
+        Err(RouteError::Unanswered { reason, late }) => {
+            // The owner may have admitted (and billed) the request after this node stopped
+            // waiting; if it did, the audit log says so once its answer comes.
+            let params = Some(serde_json::json!({"error": "owner_answered_late"}));
+            let event = audit_record(&caller, &target, action, None, AuditResult::Error, params);
+            let router = gateway.router.clone();
+            tokio::spawn(async move {
+                if late.admitted().await {
+                    tracing::warn!(tenant = %event.tenant_id, request = %event.request_id,
+                        "admitted by its owner after this node answered 503; audited as owner_answered_late");
+                    router.record_audit(event).await;
+                }
+            });
+            return Err(RouteError::Unavailable { reason, retry_after: MOVING_RETRY_AFTER_SECS }.into());
+        }
         Err(other) => return Err(other.into()),
     };
     if let (Some(counter), Ok(tenant)) = (&gateway.rate_counter, &admission.verdict)
@@ -309,7 +324,19 @@ pub async fn audit_event(
     result: AuditResult,
     params: Option<Value>,
 ) {
-    let event = AuditEvent {
+    gateway.record_audit(audit_record(caller, tenant, action, tool_id, result, params)).await;
+}
+
+/// The audit event of a tenant-API request, as of now.
+fn audit_record(
+    caller: &Caller,
+    tenant: &TenantId,
+    action: &str,
+    tool_id: Option<&str>,
+    result: AuditResult,
+    params: Option<Value>,
+) -> AuditEvent {
+    AuditEvent {
         timestamp: caller.started_at,
         tenant_id: tenant.clone(),
         user_id: caller.user_id.clone(),
@@ -322,8 +349,7 @@ pub async fn audit_event(
         user_agent: caller.user_agent.clone(),
         request_id: caller.request_id.clone(),
         event_id: None,
-    };
-    gateway.record_audit(event).await;
+    }
 }
 
 /// Largest audited value, serialized: a larger one is replaced by its size, so that a tenant's

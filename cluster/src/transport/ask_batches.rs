@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicU64;
 use tokio::sync::oneshot;
 
 use super::compact::CompactRequest;
-use super::links::LinkError;
+use super::late_answers::Unanswered;
 use super::wire::TenantAnswer;
 
 /// Requests per message at most: a longer queue goes as several messages.
@@ -21,7 +21,7 @@ pub(super) const MAX_BATCH: usize = 256;
 /// A request, in the batch's compact form, and where its answer goes.
 pub(super) struct QueuedAsk {
     pub(super) request: CompactRequest,
-    pub(super) answer: oneshot::Sender<Result<TenantAnswer, LinkError>>,
+    pub(super) answer: oneshot::Sender<Result<TenantAnswer, Unanswered>>,
 }
 
 #[derive(Default)]
@@ -66,7 +66,7 @@ pub struct AskCounts {
 mod tests {
     use super::*;
 
-    fn ask() -> (QueuedAsk, oneshot::Receiver<Result<TenantAnswer, LinkError>>) {
+    fn ask() -> (QueuedAsk, oneshot::Receiver<Result<TenantAnswer, Unanswered>>) {
         let (answer, answered) = oneshot::channel();
         (QueuedAsk { request: CompactRequest::Json(b"{}".to_vec()), answer }, answered)
     }

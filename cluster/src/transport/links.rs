@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 
 use super::ask_batches::{AskCounts, AskQueue, Batching, MAX_BATCH, QueuedAsk};
 use super::compact::{self, CompactRequest};
+use super::late_answers::{LATE_WAIT, LateAnswer, Unanswered};
 use super::peer_health::{PeerHealth, PingVerdict};
 use super::region::{RegionMsg, region_group};
 use super::tls::LinkTls;
@@ -201,12 +202,12 @@ impl Links {
 
     /// Asks the owner `node`: in the next batch to it, or alone to a peer that does not read
     /// batches.
-    pub async fn ask(&self, node: &NodeId, request: TenantRequest) -> Result<TenantAnswer, LinkError> {
+    pub async fn ask(&self, node: &NodeId, request: TenantRequest) -> Result<TenantAnswer, Unanswered> {
         let peer = self.peer(node)?;
         let link = self.link(node, &peer)?;
         if link.batching != Batching::Yes {
             self.ask_counts.alone.fetch_add(1, Ordering::Relaxed);
-            return self.request(node, &request, RegionMsg::Ask).await;
+            return Ok(self.request(node, &request, RegionMsg::Ask).await?);
         }
         let _permit = peer.in_flight.try_acquire().map_err(|_| LinkError::Overloaded(node.clone()))?;
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -215,7 +216,7 @@ impl Links {
             tokio::spawn(flush_asks(peer.clone(), node, link.region, deadline, counts));
         }
         // The flush answers every request it takes, if only with an error.
-        answered.await.unwrap_or_else(|_| Err(LinkError::Broken(node.clone())))
+        answered.await.unwrap_or_else(|_| Err(LinkError::Broken(node.clone()).into()))
     }
 
     pub async fn release(&self, node: &NodeId, request: &ReleaseRequest) -> Result<ReleaseAnswer, LinkError> {
@@ -381,12 +382,24 @@ async fn call(
     payload: Vec<u8>,
     variant: fn(Vec<u8>, ractor::RpcReplyPort<Vec<u8>>) -> RegionMsg,
 ) -> Result<Vec<u8>, LinkError> {
-    match region.call(|reply| variant(payload, reply), Some(deadline)).await {
+    // An undecodable message is dropped by ractor_cluster without a word: it looks like a
+    // timeout, which is why every payload carries a version.
+    tokio::time::timeout(deadline, answer(peer, node, region, payload, variant))
+        .await
+        .unwrap_or_else(|_| Err(LinkError::Timeout(node.clone())))
+}
+
+/// The peer's answer to one message, however long it takes.
+async fn answer(
+    peer: &Peer,
+    node: &NodeId,
+    region: &ActorRef<RegionMsg>,
+    payload: Vec<u8>,
+    variant: fn(Vec<u8>, ractor::RpcReplyPort<Vec<u8>>) -> RegionMsg,
+) -> Result<Vec<u8>, LinkError> {
+    match region.call(|reply| variant(payload, reply), None).await {
         Ok(CallResult::Success(bytes)) => Ok(bytes),
-        // An undecodable message is dropped by ractor_cluster without a word: it looks
-        // like a timeout, which is why every payload carries a version.
-        Ok(CallResult::Timeout) => Err(LinkError::Timeout(node.clone())),
-        Ok(CallResult::SenderError) | Err(_) => {
+        Ok(CallResult::Timeout | CallResult::SenderError) | Err(_) => {
             peer.drop_link();
             Err(LinkError::Broken(node.clone()))
         }
@@ -435,19 +448,31 @@ async fn send_batch(
     counts.batched.fetch_add(asks.len() as u64, Ordering::Relaxed);
     let (requests, asks): (Vec<CompactRequest>, Vec<_>) = asks.into_iter().map(|ask| (ask.request, ask.answer)).unzip();
     let payload = compact::encode_batch(&requests);
-    let answers = call(&peer, &node, &region, deadline, payload, RegionMsg::AskBatch).await.and_then(|bytes| {
-        let wire_error = |error| LinkError::Wire { node: node.clone(), error };
-        let body = compact::compact_body(&bytes)
-            .ok_or_else(|| wire_error(wire::WireError::Undecodable("answers not in the compact form".into())))?;
-        let answers = compact::decode_answers(body).map_err(wire_error)?;
-        if answers.len() != asks.len() {
-            let count = format!("{} answers to {} requests", answers.len(), asks.len());
-            return Err(wire_error(wire::WireError::Undecodable(count)));
+    let answered = answer(&peer, &node, &region, payload, RegionMsg::AskBatch);
+    tokio::pin!(answered);
+    let Ok(bytes) = tokio::time::timeout(deadline, &mut answered).await else {
+        // The askers are told now; the owner may still answer, having counted some admissions.
+        let late: Vec<_> = asks
+            .into_iter()
+            .map(|asker| {
+                let (late, answer) = LateAnswer::channel();
+                let unanswered = Unanswered { error: LinkError::Timeout(node.clone()), late: Some(answer) };
+                let _ = asker.send(Err(unanswered));
+                late
+            })
+            .collect();
+        if let Ok(Ok(answers)) =
+            tokio::time::timeout(LATE_WAIT, answered).await.map(|bytes| batch_answers(&node, bytes, late.len()))
+        {
+            tracing::warn!(%node, requests = late.len(), "a batch of requests was answered after its deadline");
+            for (late, answer) in late.into_iter().zip(answers) {
+                let _ = late.send(answer);
+            }
         }
-        Ok(answers)
-    });
+        return;
+    };
     // A request whose asker stopped waiting has nobody to tell.
-    match answers {
+    match batch_answers(&node, bytes, asks.len()) {
         Ok(answers) => {
             for (asker, answer) in asks.into_iter().zip(answers) {
                 let _ = asker.send(Ok(answer));
@@ -455,10 +480,28 @@ async fn send_batch(
         }
         Err(error) => {
             for asker in asks {
-                let _ = asker.send(Err(error.clone()));
+                let _ = asker.send(Err(error.clone().into()));
             }
         }
     }
+}
+
+/// The answers of a batch of `count` requests.
+fn batch_answers(
+    node: &NodeId,
+    bytes: Result<Vec<u8>, LinkError>,
+    count: usize,
+) -> Result<Vec<TenantAnswer>, LinkError> {
+    let bytes = bytes?;
+    let wire_error = |error| LinkError::Wire { node: node.clone(), error };
+    let body = compact::compact_body(&bytes)
+        .ok_or_else(|| wire_error(wire::WireError::Undecodable("answers not in the compact form".into())))?;
+    let answers = compact::decode_answers(body).map_err(wire_error)?;
+    if answers.len() != count {
+        let count = format!("{} answers to {count} requests", answers.len());
+        return Err(wire_error(wire::WireError::Undecodable(count)));
+    }
+    Ok(answers)
 }
 
 async fn keep_links(links: std::sync::Weak<Links>) {
