@@ -105,20 +105,7 @@ async fn get_tenant(State(floor): State<Arc<Floor>>, headers: HeaderMap) -> Resp
     };
     if let Some(store) = &floor.store {
         let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let event = AuditEvent {
-            timestamp: chrono::Utc::now(),
-            tenant_id: tenant.clone(),
-            user_id: None,
-            action: "tenant.get".into(),
-            tool_id: None,
-            params: None,
-            result: AuditResult::Success,
-            duration: 0,
-            ip: Some("127.0.0.1".into()),
-            user_agent,
-            request_id: format!("{:032x}", floor.requests.fetch_add(1, Ordering::Relaxed)),
-            event_id: None,
-        };
+        let event = tenant_get_event(tenant, user_agent, floor.requests.fetch_add(1, Ordering::Relaxed));
         if store.recorder.audit(event).await.is_err() {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
@@ -181,5 +168,23 @@ impl Actor for TenantStandIn {
         // The caller may have timed out; nothing to do then.
         let _ = reply.send(*admitted);
         Ok(())
+    }
+}
+
+/// The audit event of an admitted `GET /api/v1/tenant` from loopback, as the gateway writes it.
+pub(crate) fn tenant_get_event(tenant: &TenantId, user_agent: Option<String>, request: u64) -> AuditEvent {
+    AuditEvent {
+        timestamp: chrono::Utc::now(),
+        tenant_id: tenant.clone(),
+        user_id: None,
+        action: "tenant.get".into(),
+        tool_id: None,
+        params: None,
+        result: AuditResult::Success,
+        duration: 0,
+        ip: Some("127.0.0.1".into()),
+        user_agent,
+        request_id: format!("{request:032x}"),
+        event_id: None,
     }
 }

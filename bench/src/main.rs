@@ -46,6 +46,10 @@
 //! `POST /api/v1/tools/select` is measured against the same `Selector` called in-process
 //! (throughput, p50/p99, CPU per query, the ratios; build `mcp-example-server` in release too).
 //!
+//! `cargo run --release -p bench -- link-floor` is the floor of a remote hop (module
+//! [`link_floor`]): two processes linked by the cluster crate's links over ractor_cluster,
+//! answering admissions prepared once; CPU per request of both and the bare round trip.
+//!
 //! `cargo run --release -p bench -- handoff` is the hand-off benchmark (module [`handoff`]): in a
 //! 2-node cluster, the time from SIGTERM until the other node serves the drained node's 10,000
 //! active tenants and the latency of the requests held meanwhile; in a 3-node cluster, the
@@ -57,6 +61,7 @@ mod gateway;
 mod group;
 mod handoff;
 mod http1;
+mod link_floor;
 mod load;
 mod local_server;
 #[path = "../../tests/common/redis_server.rs"]
@@ -123,6 +128,12 @@ enum Mode {
     /// Shards changing hands: a node's active tenants handed off on SIGTERM under load (time,
     /// held requests' latency), and a 3-node rolling restart's throughput against steady.
     Handoff(handoff::HandoffArgs),
+    /// The floor of a remote hop: two processes linked by the cluster crate's links over
+    /// ractor_cluster, answering admissions prepared once (CPU per request, round trip).
+    LinkFloor(link_floor::LinkFloorArgs),
+    /// The owning process of `link-floor` (started by it).
+    #[command(hide = true)]
+    LinkPeer(link_floor::LinkPeerArgs),
 }
 
 /// Flags of the single-node benchmark.
@@ -174,6 +185,8 @@ fn main() -> ExitCode {
         Some(Mode::Cluster(args)) => cluster::run(args),
         Some(Mode::Tools(args)) => tools::run(args),
         Some(Mode::Handoff(args)) => handoff::run(args),
+        Some(Mode::LinkFloor(args)) => link_floor::run(args),
+        Some(Mode::LinkPeer(args)) => link_floor::peer(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
