@@ -455,18 +455,26 @@ async fn send_batch(
         let late: Vec<_> = asks
             .into_iter()
             .map(|asker| {
-                let (late, answer) = LateAnswer::channel();
-                let unanswered = Unanswered { error: LinkError::Timeout(node.clone()), late: Some(answer) };
-                let _ = asker.send(Err(unanswered));
+                let (late, answer) = LateAnswer::channel().unzip();
+                let _ = asker.send(Err(Unanswered { error: LinkError::Timeout(node.clone()), late: answer }));
                 late
             })
             .collect();
+        let followed = late.iter().flatten().count();
+        if followed < late.len() {
+            tracing::warn!(%node, requests = late.len() - followed, "too many late answers awaited; not following these");
+        }
+        if followed == 0 {
+            return;
+        }
         if let Ok(Ok(answers)) =
             tokio::time::timeout(LATE_WAIT, answered).await.map(|bytes| batch_answers(&node, bytes, late.len()))
         {
             tracing::warn!(%node, requests = late.len(), "a batch of requests was answered after its deadline");
             for (late, answer) in late.into_iter().zip(answers) {
-                let _ = late.send(answer);
+                if let Some(late) = late {
+                    let _ = late.send(answer);
+                }
             }
         }
         return;
