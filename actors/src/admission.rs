@@ -83,10 +83,21 @@ pub enum Denial {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TenantSnapshot {
     pub record: Arc<TenantRecord>,
+    /// `record.fingerprint()` when the snapshot's maker knew it (the tenant's actor computes it
+    /// once per record version); never sent.
+    #[serde(skip)]
+    pub record_fingerprint: Option<u64>,
     pub limits: Limits,
     pub features: Features,
     pub month: Month,
     pub usage: UsageCounters,
+}
+
+impl TenantSnapshot {
+    /// The record's fingerprint, known or computed.
+    pub fn record_fingerprint(&self) -> u64 {
+        self.record_fingerprint.unwrap_or_else(|| self.record.fingerprint())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

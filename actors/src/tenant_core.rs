@@ -53,6 +53,9 @@ pub struct Flush {
 pub struct TenantCore {
     policy: Arc<Policy>,
     record: Arc<TenantRecord>,
+    /// `record.fingerprint()`, computed once per record version (a node that asks for the
+    /// tenant compares it with the record it holds, per request).
+    record_fingerprint: u64,
     limits: Limits,
     features: Features,
     allow_list: IpAllowList,
@@ -80,6 +83,7 @@ impl TenantCore {
             limits: policy.limits(&record),
             features: policy.features(&record),
             policy,
+            record_fingerprint: record.fingerprint(),
             record: Arc::new(record),
             allow_list,
             windows: checkpoint.map(|c| RateWindows::restore(c.windows)).unwrap_or_default(),
@@ -96,7 +100,14 @@ impl TenantCore {
 
     pub fn snapshot(&self, now: DateTime<Utc>) -> TenantSnapshot {
         let (month, usage) = self.quotas.usage(now);
-        TenantSnapshot { record: self.record.clone(), limits: self.limits, features: self.features, month, usage }
+        TenantSnapshot {
+            record: self.record.clone(),
+            record_fingerprint: Some(self.record_fingerprint),
+            limits: self.limits,
+            features: self.features,
+            month,
+            usage,
+        }
     }
 
     fn window_limits(&self) -> WindowLimits {
@@ -206,6 +217,7 @@ impl TenantCore {
         self.allow_list = proposal.allow_list;
         self.limits = self.policy.limits(&proposal.record);
         self.features = self.policy.features(&proposal.record);
+        self.record_fingerprint = proposal.record.fingerprint();
         self.record = Arc::new(proposal.record);
     }
 

@@ -114,6 +114,17 @@ fn a_patch_takes_effect_only_when_installed() {
 }
 
 #[test]
+fn the_snapshot_carries_the_fingerprint_of_the_record_in_effect() {
+    let mut c = core(true);
+    let before = c.snapshot(now());
+    assert_eq!(before.record_fingerprint, Some(before.record.fingerprint()));
+    c.install(c.propose_rotation(now(), KeyHash::of("ck_2"), None));
+    let after = c.snapshot(now());
+    assert_eq!(after.record_fingerprint, Some(after.record.fingerprint()), "computed again at install");
+    assert_ne!(after.record_fingerprint, before.record_fingerprint);
+}
+
+#[test]
 fn rotation_replaces_the_key_at_install() {
     let mut c = core(true);
     let proposal = c.propose_rotation(now(), KeyHash::of("ck_2"), None);

@@ -54,7 +54,11 @@ impl AuditOutbox {
     /// Queues `event` for `owner`.
     pub fn push(&self, owner: &NodeId, event: AuditEvent) {
         let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let events = pending.entry(owner.clone()).or_default();
+        // The owner's id is cloned only for its first event since the last send.
+        let Some(events) = pending.get_mut(owner) else {
+            pending.insert(owner.clone(), vec![event]);
+            return;
+        };
         events.push(event);
         if events.len() >= BATCH_MAX {
             self.full.notify_one();

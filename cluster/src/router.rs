@@ -298,20 +298,20 @@ impl ShardRouter {
     /// Records an audit event: here when this node serves the tenant (or the owner is not
     /// known), else through the owner, batched (see [`AuditOutbox`]).
     pub async fn record_audit(&self, mut event: AuditEvent) {
-        let owner = self.outbox.as_ref().and_then(|outbox| {
+        if let Some(outbox) = &self.outbox {
             let ownership = self.table.current.load();
             let shard = shard_of(&event.tenant_id);
-            (ownership.state(shard, now_ms()) == ShardState::Elsewhere)
-                .then(|| ownership.map().owner(shard).cloned())
-                .flatten()
-                .map(|owner| (outbox, owner))
-        });
-        if let Some((outbox, owner)) = owner {
-            // If the owner's answer is lost, this node records the event too: the id lets the
-            // store keep one.
-            event.event_id.get_or_insert_with(|| format!("{:032x}", connectors_actors::unique_id::unique_id()));
-            outbox.push(&owner, event);
-        } else if self.recorder.audit(event).await.is_err() {
+            if ownership.state(shard, now_ms()) == ShardState::Elsewhere
+                && let Some(owner) = ownership.map().owner(shard)
+            {
+                // If the owner's answer is lost, this node records the event too: the id lets
+                // the store keep one.
+                event.event_id.get_or_insert_with(|| format!("{:032x}", connectors_actors::unique_id::unique_id()));
+                outbox.push(owner, event);
+                return;
+            }
+        }
+        if self.recorder.audit(event).await.is_err() {
             tracing::error!("recorder stopped; audit event not recorded");
         }
     }

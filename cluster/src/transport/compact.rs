@@ -36,7 +36,8 @@ pub enum CompactRequest {
     Admit {
         epoch: u64,
         tenant: TenantId,
-        key: Option<KeyHash>,
+        /// Raw: [`KeyHash`]'s own form is hex, for JSON.
+        key: Option<[u8; 32]>,
         key_required: bool,
         client_ip: IpAddr,
         charge: Option<Quota>,
@@ -69,7 +70,7 @@ impl From<TenantRequest> for CompactRequest {
                 CompactRequest::Admit {
                     epoch,
                     tenant,
-                    key,
+                    key: key.map(|key| *key.as_bytes()),
                     key_required,
                     client_ip,
                     charge,
@@ -105,6 +106,7 @@ impl TryFrom<CompactRequest> for TenantRequest {
                 held_record,
                 answer_by_ms,
             } => {
+                let key = key.map(KeyHash::from_bytes);
                 let admission = AdmissionRequest { key, key_required, client_ip, charge, selection, server };
                 Ok(TenantRequest { epoch, tenant, call: TenantCall::Admit(admission), held_record, answer_by_ms })
             }
@@ -424,6 +426,7 @@ mod tests {
         let TenantAnswer::SameRecord(same) = same_record(None) else { unreachable!() };
         let tenant = TenantSnapshot {
             record: Arc::new(record),
+            record_fingerprint: None,
             limits: same.limits,
             features: same.features,
             month: same.month,

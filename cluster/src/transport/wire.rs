@@ -103,7 +103,7 @@ impl TenantAnswer {
     pub fn to_sender(reply: Result<TenantReply, Refusal>, held_record: Option<u64>) -> Self {
         match reply {
             Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), rate, server }))
-                if held_record.is_some_and(|held| held == tenant.record.fingerprint()) =>
+                if held_record.is_some_and(|held| held == tenant.record_fingerprint()) =>
             {
                 let TenantSnapshot { limits, features, month, usage, .. } = tenant;
                 TenantAnswer::SameRecord(AdmittedSameRecord { limits, features, month, usage, rate, server })
@@ -124,7 +124,7 @@ impl TenantAnswer {
                     Refusal::Unavailable("the owner answered without a tenant record this node does not hold".into())
                 })?;
                 let AdmittedSameRecord { limits, features, month, usage, rate, server } = same;
-                let tenant = TenantSnapshot { record, limits, features, month, usage };
+                let tenant = TenantSnapshot { record, record_fingerprint: None, limits, features, month, usage };
                 Ok(TenantReply::Admission(Admission { verdict: Ok(tenant), rate, server }))
             }
         }
@@ -352,6 +352,7 @@ mod tests {
         let now = record.created_at;
         let tenant = TenantSnapshot {
             record: Arc::new(record),
+            record_fingerprint: None,
             limits,
             features,
             month: Month::of(now),
