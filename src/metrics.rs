@@ -190,6 +190,18 @@ pub fn render_remote_asks(counts: &AskCounts) -> String {
         "# HELP {batches} Batches of requests sent to owners on other nodes (requests batched / batches = the mean batch size).\n# TYPE {batches} counter\n{batches} {}",
         counts.batches.load(Ordering::Relaxed)
     );
+    let timed_out = "connectors_cluster_remote_asks_timed_out_total";
+    let _ = writeln!(
+        out,
+        "# HELP {timed_out} Batched requests to owners on other nodes that got no answer within the link's deadline (answered 503).\n# TYPE {timed_out} counter\n{timed_out} {}",
+        counts.timed_out.load(Ordering::Relaxed)
+    );
+    let late = "connectors_cluster_remote_asks_answered_late_total";
+    let _ = writeln!(
+        out,
+        "# HELP {late} Of those, answered by their owner later; an admission among them is audited as owner_answered_late.\n# TYPE {late} counter\n{late} {}",
+        counts.answered_late.load(Ordering::Relaxed)
+    );
     out
 }
 

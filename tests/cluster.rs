@@ -492,6 +492,9 @@ async fn an_admission_answered_after_the_deadline_is_audited_as_billed() {
     assert_eq!(events[0]["action"], "tenant.get");
     assert_eq!(events[0]["result"], "error");
     assert_eq!(events[0]["params"]["error"], "owner_answered_late");
+    let metrics = edge.metrics_text().await;
+    assert_eq!(metric(&metrics, "connectors_cluster_remote_asks_timed_out_total", &[]), Some(1.0));
+    assert_eq!(metric(&metrics, "connectors_cluster_remote_asks_answered_late_total", &[]), Some(1.0));
     // Billed: every request admitted before, and the late one.
     owner.wait_usage_api_calls(&id, admitted + 1).await;
     let events = edge.audit_events(&id, &[]).await;

@@ -60,6 +60,11 @@ pub struct AskCounts {
     pub batched: AtomicU64,
     /// Batches sent: `batched / batches` is the mean batch size.
     pub batches: AtomicU64,
+    /// Batched requests that got no answer within the link's deadline (their clients were
+    /// answered 503).
+    pub timed_out: AtomicU64,
+    /// Of those, answered after all (see [`super::late_answers`]).
+    pub answered_late: AtomicU64,
 }
 
 #[cfg(test)]

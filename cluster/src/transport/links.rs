@@ -460,6 +460,7 @@ async fn send_batch(
                 late
             })
             .collect();
+        counts.timed_out.fetch_add(late.len() as u64, Ordering::Relaxed);
         let followed = late.iter().flatten().count();
         if followed < late.len() {
             tracing::warn!(%node, requests = late.len() - followed, "too many late answers awaited; not following these");
@@ -471,6 +472,7 @@ async fn send_batch(
             tokio::time::timeout(LATE_WAIT, answered).await.map(|bytes| batch_answers(&node, bytes, late.len()))
         {
             tracing::warn!(%node, requests = late.len(), "a batch of requests was answered after its deadline");
+            counts.answered_late.fetch_add(late.len() as u64, Ordering::Relaxed);
             for (late, answer) in late.into_iter().zip(answers) {
                 if let Some(late) = late {
                     let _ = late.send(answer);
