@@ -17,7 +17,6 @@
 //! | `checkpoint:<id>` | string | [`Checkpoint`], JSON |
 //! | `audit:<id>` | sorted set, all scores 0 | one member per event: position, then the event (`audit_codec`); the only keys matching `audit:*` |
 //! | `audit-seq` | string | the last audit sequence number handed out |
-//! | `audit-event:<id>` | string, expires after a day | an audit event with this id (one sent to its tenant's owner on another node) is recorded; a second record of it is skipped |
 //! | `usage:<id>:days` | sorted set | days with usage (`YYYY-MM-DD`), scored by days since 0001-01-01 |
 //! | `usage:<id>:day:<YYYY-MM-DD>` | hash | [`UsageCounters`], one integer field per counter |
 //! | `usage:<id>:month:<YYYY-MM>` | hash | the same, for the month |
@@ -33,7 +32,9 @@
 //! An audit member starts with its 16-byte position: the timestamp in µs (big-endian, sign bit
 //! flipped so that byte order is time order) and the store-assigned sequence number (big-endian),
 //! so `ZRANGEBYLEX` reads a tenant's log in `(timestamp, seq)` order and a position is the same
-//! stable cursor as in redb. Usage counters are `HINCRBY`'d, so nodes adding usage at once never
+//! stable cursor as in redb. An event with an id (sent to its tenant's owner on another node, so
+//! both nodes may record it) takes a number derived from its id instead ([`position_of_id`]), and
+//! a second record of it, finding an entry at that position, is skipped. Usage counters are `HINCRBY`'d, so nodes adding usage at once never
 //! lose an update.
 //!
 //! Retention ([`Store::delete_audit_before`]) finds the logs with `SCAN` (`MATCH audit:*`, never
@@ -353,11 +354,11 @@ impl Store for RedisStore {
         for event in &batch.audit {
             let mut entry = time_prefix(event.timestamp.timestamp_micros()).to_vec();
             entry.extend(audit_codec::encode(event)?);
-            invocation.key(self.keys.audit(&event.tenant_id)).arg(entry);
-            match &event.event_id {
-                Some(id) => invocation.arg(1).key(self.keys.audit_event(id)),
-                None => invocation.arg(0),
-            };
+            let position = event.event_id.as_deref().map(position_of_id);
+            invocation
+                .key(self.keys.audit(&event.tenant_id))
+                .arg(entry)
+                .arg(position.as_ref().map_or(&[][..], |p| &p[..]));
         }
         for delta in &batch.usage {
             let (tenant, day) = (&delta.tenant, delta.day);
@@ -622,11 +623,6 @@ impl Keys {
         self.layout.tenant_key(&self.prefix, "checkpoint", id.as_str(), "")
     }
 
-    /// Marks an audit event with an id as recorded (outside `audit:*`, which holds logs only).
-    fn audit_event(&self, id: &str) -> String {
-        format!("{}audit-event:{id}", self.prefix)
-    }
-
     fn audit(&self, id: &TenantId) -> String {
         self.layout.tenant_key(&self.prefix, "audit", id.as_str(), "")
     }
@@ -695,6 +691,19 @@ fn parse_id(text: &str) -> Result<TenantId, StoreError> {
 /// The first 8 bytes of an audit position: the time, ordered as bytes as it is as a number.
 fn time_prefix(micros: i64) -> [u8; 8] {
     ((micros as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The position of an audit event with an id (one sent to its tenant's owner, which two nodes may
+/// both record) in place of a store-assigned number: the same on every node, so the script finds
+/// a second record of the event at the first one's position and skips it, with no key to keep
+/// per event. FNV-1a of the id with the top bit set, above every number the store hands out
+/// (< 2^53). Two such events of one tenant collide only when within the same microsecond their
+/// 63-bit hashes are equal.
+fn position_of_id(id: &str) -> [u8; 8] {
+    let hash = id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    (hash | 1 << 63).to_be_bytes()
 }
 
 fn position_bytes(position: AuditCursor) -> Vec<u8> {

@@ -348,7 +348,8 @@ async fn a_batch_committed_again_after_a_lost_answer_is_applied_once() {
 }
 
 /// An event sent to its tenant's owner is recorded by the owner and, when the owner's answer was
-/// lost, by the sender too, each in a batch of its own: the log keeps one.
+/// lost, by the sender too, each in a batch of its own (or twice in one): the log keeps one, and
+/// no key is kept per event to know it.
 #[tokio::test]
 async fn an_audit_event_with_an_id_is_recorded_once_whoever_records_it() {
     let server = RedisServer::start();
@@ -357,11 +358,32 @@ async fn an_audit_event_with_an_id_is_recorded_once_whoever_records_it() {
     let batch = |events: Vec<AuditEvent>, id| Arc::new(Batch { id, audit: events, usage: vec![], checkpoints: vec![] });
     store.commit(batch(vec![forwarded.clone(), audit_event("acme", "local")], Some(1))).await.unwrap();
     store.commit(batch(vec![forwarded.clone()], Some(2))).await.unwrap();
-    store.commit(batch(vec![AuditEvent { event_id: Some("43".into()), ..forwarded }], None)).await.unwrap();
+    store.commit(batch(vec![forwarded.clone(), forwarded.clone()], None)).await.unwrap();
+    // The same content under another id, and the same id for another tenant, are other events.
+    store.commit(batch(vec![AuditEvent { event_id: Some("43".into()), ..forwarded.clone() }], None)).await.unwrap();
+    store.commit(batch(vec![AuditEvent { tenant_id: id("globex"), ..forwarded }], None)).await.unwrap();
     let events = store.audit(&id("acme"), &all_events()).await.unwrap().events;
     let mut requests: Vec<&str> = events.iter().map(|event| event.request_id.as_str()).collect();
     requests.sort_unstable();
     assert_eq!(requests, ["forwarded", "forwarded", "local"], "id 42 once, id 43 once, the local event once");
+    assert_eq!(store.audit(&id("globex"), &all_events()).await.unwrap().events.len(), 1);
+    let mut keys: Vec<String> = raw(&server).await.keys("*").await.unwrap();
+    keys.retain(|key| !key.starts_with(&format!("{PREFIX}commit:")));
+    keys.sort_unstable();
+    let expected = ["audit-seq", "audit:acme", "audit:globex"].map(|key| format!("{PREFIX}{key}"));
+    assert_eq!(keys, expected, "no key is kept per event to know it recorded");
+    // Paging reads past them one by one.
+    let mut query = AuditQuery { limit: 1, ..all_events() };
+    let mut paged = Vec::new();
+    loop {
+        let page = store.audit(&id("acme"), &query).await.unwrap();
+        paged.extend(page.events);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(paged, events);
 }
 
 #[test]

@@ -5,12 +5,13 @@
 -- keeps what it wrote; once writing starts, nothing it does can fail on our data.
 --
 -- KEYS and ARGV are read in order, item by item (see `commit` in redis_store.rs):
---   KEYS: audit sequence; per event: its tenant's audit log, then its id's marker when it has an
---         id; per usage delta: day hash, day index, month hash; per checkpoint: the tenant
---         record, the checkpoint.
+--   KEYS: audit sequence; per event: its tenant's audit log; per usage delta: day hash, day
+--         index, month hash; per checkpoint: the tenant record, the checkpoint.
 --   ARGV: event count, delta count, checkpoint count, the gauge field (merged with max);
---         per event: 8-byte time prefix followed by the encoded event, then 1 when it has an id
---         (an event two nodes may both record: the first record's marker skips the other), else 0;
+--         per event: 8-byte time prefix followed by the encoded event, then, when it has an id
+--         (an event two nodes may both record), the 8-byte position its id gives it, else an
+--         empty string (it takes the next sequence number); an event with an id is skipped when
+--         its log holds an entry at its position already (the other node's record of it);
 --         per delta: day score, day member, gauge value, pair count, then (field, increment) pairs;
 --         per checkpoint: start and count of its minute, hour and day windows (six numbers);
 --         last: how many seconds to remember the batch as applied, 0 when it has no id; with an id,
@@ -38,9 +39,10 @@ local n_events, n_deltas, n_checkpoints = tonumber(next_arg()), tonumber(next_ar
 local gauge_field = next_arg()
 
 local events = {}
+local n_numbered = 0
 for i = 1, n_events do
-  events[i] = { log = next_key(), entry = next_arg() }
-  if next_arg() == '1' then events[i].seen = next_key() end
+  events[i] = { log = next_key(), entry = next_arg(), position = next_arg() }
+  if events[i].position == '' then n_numbered = n_numbered + 1 end
 end
 local deltas = {}
 for i = 1, n_deltas do
@@ -62,7 +64,7 @@ for i = 1, n_checkpoints do
 end
 
 -- Check.
-if n_events > 0 then
+if n_numbered > 0 then
   local seq = redis.call('GET', seq_key)
   if not is_counter(seq) then return corrupt(seq_key .. ' is not a counter') end
 end
@@ -88,15 +90,26 @@ for _, delta in ipairs(deltas) do
 end
 
 -- Write.
+-- Whether `log` holds an entry at the 16-byte position `at` (time, then number).
+local function recorded(log, at)
+  local found = redis.call('ZRANGEBYLEX', log, '[' .. at, '+', 'LIMIT', 0, 1)[1]
+  return found ~= nil and string.sub(found, 1, 16) == at
+end
 if n_events > 0 then
   -- Numbers follow the last one ever handed out, so they are never reused and events with
   -- equal timestamps keep commit order. Exact as long as they stay below 2^53.
-  local seq = redis.call('INCRBY', seq_key, n_events) - n_events
+  local seq = 0
+  if n_numbered > 0 then seq = redis.call('INCRBY', seq_key, n_numbered) - n_numbered end
   for _, event in ipairs(events) do
-    seq = seq + 1
-    if not event.seen or redis.call('SET', event.seen, '1', 'NX', 'EX', 86400) then
-      local position = struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296)
-      redis.call('ZADD', event.log, 0, string.sub(event.entry, 1, 8) .. position .. string.sub(event.entry, 9))
+    local at = string.sub(event.entry, 1, 8)
+    if event.position == '' then
+      seq = seq + 1
+      at = at .. struct.pack('>I4I4', math.floor(seq / 4294967296), seq % 4294967296)
+    else
+      at = at .. event.position
+    end
+    if event.position == '' or not recorded(event.log, at) then
+      redis.call('ZADD', event.log, 0, at .. string.sub(event.entry, 9))
     end
   end
 end
