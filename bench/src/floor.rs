@@ -113,10 +113,45 @@ async fn get_tenant(State(floor): State<Arc<Floor>>, headers: HeaderMap) -> Resp
     ([(header::CONTENT_TYPE, "application/json")], floor.body.clone()).into_response()
 }
 
+/// Flags of `bench actor-floor`, the process [`memory_per_actor_in_child`] starts.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ActorFloorArgs {
+    #[arg(long)]
+    actors: usize,
+    #[arg(long)]
+    threads: usize,
+}
+
+/// [`memory_per_actor`] in a fresh process of this binary: in the benchmark's own process, an
+/// allocator that reuses what earlier phases freed (mimalloc does) would hide the actors' cost.
+pub(crate) fn memory_per_actor_in_child(count: usize, threads: usize) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = std::process::Command::new(exe)
+        .args(["actor-floor", "--actors", &count.to_string(), "--threads", &threads.to_string()])
+        .output()
+        .map_err(|e| format!("cannot start the actor floor's process: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.trim().parse() {
+        Ok(kib) if output.status.success() => Ok(kib),
+        _ => Err(format!(
+            "the actor floor's process failed ({}): {}{}",
+            output.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
+}
+
+/// `bench actor-floor`: prints [`memory_per_actor`] in KiB.
+pub(crate) fn actor_floor(args: &ActorFloorArgs) -> Result<bool, String> {
+    println!("{}", memory_per_actor(args.actors, args.threads)?);
+    Ok(true)
+}
+
 /// This process's resident memory per stand-in actor, in KiB: before and after spawning `count`
 /// of them on a runtime of `threads` workers like the gateway's, each kept in a map by tenant id
 /// as the gateway's directory keeps them.
-pub(crate) fn memory_per_actor(count: usize, threads: usize) -> Result<f64, String> {
+fn memory_per_actor(count: usize, threads: usize) -> Result<f64, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .thread_name("floor-memory")
