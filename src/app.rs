@@ -113,6 +113,8 @@ pub struct Gateway {
     pub admin_key: KeyHash,
     /// Which tenant a key belongs to, remembered for requests without a tenant header.
     pub key_owners: dashmap::DashMap<KeyHash, TenantId>,
+    /// Tenants' JSON bodies, their record part kept per record version.
+    pub tenant_json: crate::http::tenant_json::TenantJson,
     /// Which refused requests get an audit event of their own (`audit.refusalsPerMinute`).
     pub refusal_audit: std::sync::Mutex<connectors_actors::refusal_audit::RefusalAudit>,
     /// Failed authentications per client address (`gateway.authFailuresPerMinute`).
@@ -288,6 +290,7 @@ impl Gateway {
             oauth_counts,
             admin_key,
             key_owners: dashmap::DashMap::new(),
+            tenant_json: Default::default(),
             auth_failures,
             refusal_audit,
             fault_injection: options.fault_injection,

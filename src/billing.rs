@@ -73,10 +73,11 @@ pub fn metered_cost(pricing: &Pricing, usage: &UsageCounters) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pricing() -> Pricing {
+    /// Prices with round figures, for tests of what they bill.
+    pub(crate) fn pricing() -> Pricing {
         Pricing {
             currency: "EUR".into(),
             per_thousand_api_calls_micros: 500_000,

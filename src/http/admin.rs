@@ -247,7 +247,7 @@ fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
 )]
 pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, TenantPath(id): TenantPath) -> Result<Response, ApiError> {
     let snapshot = gateway.router.snapshot(&id).await?;
-    Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)).into_response())
+    Ok(gateway.tenant_json.response(&snapshot, &gateway.config.pricing))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -384,7 +384,7 @@ pub async fn update_tenant(
     let snapshot = gateway.router.patch(&id, patch).await?.map_err(tenant_error)?;
     tracing::info!(tenant = %id, "tenant updated");
     gateway.audit_admin(&id, "admin.tenant.update", Some(raw), request_id.as_str(), started).await;
-    Ok(Json(TenantView::from_snapshot(&snapshot, &gateway.config.pricing)).into_response())
+    Ok(gateway.tenant_json.response(&snapshot, &gateway.config.pricing))
 }
 
 #[utoipa::path(

@@ -22,6 +22,7 @@ pub mod rate_headers;
 pub mod run_to_completion;
 pub mod servers;
 pub mod tenant_api;
+pub mod tenant_json;
 pub mod tools;
 pub mod views;
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -379,9 +378,9 @@ fn capped(value: Value, depth: u8) -> Value {
 )]
 pub async fn get_tenant(State(gateway): State<Arc<Gateway>>, parts: Parts) -> Result<Response, ApiError> {
     let admitted = admit(&gateway, &parts, "tenant.get", None, false).await?;
-    let view = TenantView::from_snapshot(&admitted.tenant, &gateway.config.pricing);
+    let body = gateway.tenant_json.response(&admitted.tenant, &gateway.config.pricing);
     audit(&gateway, &admitted.caller, &admitted.tenant.record.id, "tenant.get", AuditResult::Success, None).await;
-    Ok((admitted.headers, Json(view)).into_response())
+    Ok((admitted.headers, body).into_response())
 }
 
 #[cfg(test)]

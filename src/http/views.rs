@@ -50,9 +50,14 @@ impl<'a> TenantView<'a> {
     }
 
     pub fn from_snapshot(snapshot: &'a TenantSnapshot, pricing: &'a Pricing) -> Self {
-        let mut view = Self::build(&snapshot.record, snapshot.limits, snapshot.features);
+        let mut view = Self::without_usage(snapshot);
         view.usage = Some(usage_report(pricing, &snapshot.record.id, snapshot.month, &snapshot.usage));
         view
+    }
+
+    /// The snapshot's tenant as a list shows it: without this month's usage.
+    pub fn without_usage(snapshot: &'a TenantSnapshot) -> Self {
+        Self::build(&snapshot.record, snapshot.limits, snapshot.features)
     }
 
     fn build(record: &'a TenantRecord, limits: Limits, features: Features) -> Self {
