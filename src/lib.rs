@@ -13,6 +13,7 @@ pub mod cluster_status;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod log_filter;
 pub mod metrics;
 pub mod migrate;
 pub mod oauth_client;

@@ -8,8 +8,8 @@ use connectors::app::{ClusterIdentity, Gateway, StartOptions};
 use connectors::cli::{Cli, ClusterCommand, Command, EvalSelectionArgs, MigrateCommand, ServeArgs, SingleToMultiArgs};
 use connectors::config::{Config, Env, ProcessEnv};
 use connectors::http;
+use connectors::log_filter::LogFilter;
 use connectors::tenant_logs::TenantLogs;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -27,13 +27,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: a log file or collector gets plain text (and the
-        // per-request span is formatted without them, which is cheaper).
-        .with_ansi(std::io::stderr().is_terminal())
-        .finish()
+    let log_filter = LogFilter::from_directives(std::env::var("RUST_LOG").ok().as_deref());
+    tracing_subscriber::registry()
+        .with(log_filter.layer())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour codes only for a terminal: a log file or collector gets plain text (and
+                // the per-request span is formatted without them, which is cheaper).
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(tenant_logs.clone())
         .with(otel_layer)
         .init();
