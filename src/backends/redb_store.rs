@@ -14,15 +14,16 @@
 //! | `tenants` | tenant id | [`TenantRecord`] |
 //! | `key_owners` | key hash (32 bytes) | [`KeyOwner`] |
 //! | `checkpoints` | tenant id | [`Checkpoint`] |
-//! | `audit` | (tenant id, timestamp in µs, sequence number) | [`AuditEvent`], postcard |
+//! | `audit_chunks` | (tenant id, first event's µs, its sequence number) | a chunk of the tenant's audit events, postcard (see `audit_log`) |
 //! | `usage_days` | (tenant id, days since 0001-01-01) | [`UsageCounters`] |
 //! | `usage_months` | (tenant id, `YYYYMM`) | [`UsageCounters`] |
 //! | `meta` | key | bytes, the gateway's own small values |
 //! | `entries` | (collection, entry name) | bytes, opaque to the store |
 //! | `sequences` | name | `u64`, the last number handed out (`audit`) |
+//! | `formats` | name | `u64`, the format of a part of the file (`audit`) |
 //!
-//! The audit key orders a tenant's log by time, and the store-assigned sequence number keeps
-//! events with equal timestamps in commit order, so `(timestamp, seq)` is a stable cursor.
+//! A tenant's log is ordered by time, and the store-assigned sequence number keeps events with
+//! equal timestamps in commit order, so `(timestamp, seq)` is a stable cursor.
 //! Retention ([`Store::delete_audit_before`]) deletes each log's oldest entries, a bounded number
 //! per write transaction (`PRUNE_CHUNK`), so that pruning a large log neither builds one huge
 //! transaction nor keeps the recorder's commits waiting behind it for long.
@@ -35,9 +36,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use connectors_actors::api_key::KeyHash;
-use connectors_actors::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery};
-
-use super::audit_codec;
+use connectors_actors::audit::{AuditPage, AuditQuery};
 use connectors_actors::store::{Batch, Checkpoint, KeyOwner, Store, StoreError, TenantFilter, TenantPage, UsageDelta};
 use connectors_actors::tenant::{TenantId, TenantRecord};
 use connectors_actors::usage::{Month, UsageCounters};
@@ -51,7 +50,6 @@ use serde::de::DeserializeOwned;
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const KEY_OWNERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("key_owners");
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
-const AUDIT: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("audit");
 const USAGE_DAYS: TableDefinition<(&str, i32), &[u8]> = TableDefinition::new("usage_days");
 const USAGE_MONTHS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("usage_months");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -59,8 +57,10 @@ const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("entr
 // Apart from `meta` so that no gateway key can collide with the store's own counters.
 const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
 const AUDIT_SEQ: &str = "audit";
-/// Audit entries deleted per write transaction by [`Store::delete_audit_before`].
+/// Audit events deleted per write transaction by [`Store::delete_audit_before`].
 const PRUNE_CHUNK: usize = 10_000;
+
+mod audit_log;
 
 pub struct RedbStore {
     // Shared with the blocking tasks that run the transactions.
@@ -89,7 +89,6 @@ impl RedbStore {
             txn.open_table(TENANTS)?;
             txn.open_table(KEY_OWNERS)?;
             txn.open_table(CHECKPOINTS)?;
-            txn.open_table(AUDIT)?;
             txn.open_table(USAGE_DAYS)?;
             txn.open_table(USAGE_MONTHS)?;
             txn.open_table(META)?;
@@ -99,6 +98,7 @@ impl RedbStore {
             Ok(())
         };
         create_tables().map_err(|err| cannot_open(&err))?;
+        audit_log::prepare(&db, audit_log::MIGRATION_STEP).map_err(|err| cannot_open(&err))?;
         Ok(Self { db: Arc::new(db) })
     }
 
@@ -125,14 +125,14 @@ impl RedbStore {
         .await
     }
 
-    /// Deletes the audit entries older than `before`, at most `chunk` per write transaction;
+    /// Deletes the audit events older than `before`, about `chunk` per write transaction;
     /// answers how many. Each step is its own blocking task, so that writers waiting for redb's
     /// one write lock get it between steps.
     async fn prune_audit(&self, before: DateTime<Utc>, chunk: usize) -> Result<u64, StoreError> {
         let mut deleted = 0;
         let mut from = Bound::Unbounded;
         loop {
-            let (count, next) = self.write(move |txn| prune_audit_step(txn, before, from, chunk)).await?;
+            let (count, next) = self.write(move |txn| audit_log::prune_step(txn, before, from, chunk)).await?;
             deleted += count;
             match next {
                 Some(next) => from = next,
@@ -251,7 +251,7 @@ impl Store for RedbStore {
 
     async fn commit(&self, batch: Arc<Batch>) -> Result<(), StoreError> {
         self.write(move |txn| {
-            append_audit(txn, &batch.audit)?;
+            audit_log::append(txn, &batch.audit)?;
             add_usage(txn, &batch.usage)?;
             save_checkpoints(txn, &batch.checkpoints)
         })
@@ -306,38 +306,7 @@ impl Store for RedbStore {
     async fn audit(&self, id: &TenantId, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         let id = id.clone();
         let query = query.clone();
-        self.read(move |txn| {
-            let log = txn.open_table(AUDIT).backend()?;
-            let tenant = id.as_str();
-            // Keys hold whole microseconds, rounded down, so these bounds take in every event
-            // `query.matches` can accept; the few sub-microsecond misses are filtered below.
-            let since = query.since.map_or(i64::MIN, |since| since.timestamp_micros());
-            let until = query.until.map_or(i64::MAX, |until| until.timestamp_micros());
-            let start = match query.after {
-                Some(after) if (after.timestamp_micros, after.seq) >= (since, 0) => {
-                    Bound::Excluded((tenant, after.timestamp_micros, after.seq))
-                }
-                _ => Bound::Included((tenant, since, 0)),
-            };
-            let mut rows = log.range((start, Bound::Included((tenant, until, u64::MAX)))).backend()?;
-            let mut events = Vec::new();
-            let mut last = None;
-            while events.len() < query.limit {
-                let Some(row) = rows.next() else { break };
-                let (key, value) = row.backend()?;
-                let (_, timestamp_micros, seq) = key.value();
-                let event = audit_codec::decode(&id, value.value())?;
-                if query.matches(&event) {
-                    events.push(event);
-                    last = Some(AuditCursor { timestamp_micros, seq });
-                }
-            }
-            // A cursor only when the range holds more rows; they may all fail the filter, in
-            // which case the next page is empty, which is cheaper than reading ahead to find out.
-            let more = rows.next().transpose().backend()?.is_some();
-            Ok(AuditPage { events, next: last.filter(|_| more) })
-        })
-        .await
+        self.read(move |txn| audit_log::page(txn, &id, &query)).await
     }
 
     async fn delete_audit_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -454,96 +423,6 @@ fn index_keys(owners: &mut Table<&'static [u8; 32], &'static [u8]>, record: &Ten
     Ok(())
 }
 
-/// Appends events to their tenants' logs, numbering them after the last number ever handed out,
-/// so a number is never reused, not even after a restart.
-fn append_audit(txn: &WriteTransaction, events: &[AuditEvent]) -> Result<(), StoreError> {
-    let mut sequences = txn.open_table(SEQUENCES).backend()?;
-    let mut seq = sequences.get(AUDIT_SEQ).backend()?.map_or(0, |last| last.value());
-    let mut log = txn.open_table(AUDIT).backend()?;
-    for event in events {
-        seq += 1;
-        let key = (event.tenant_id.as_str(), event.timestamp.timestamp_micros(), seq);
-        log.insert(key, audit_codec::encode(event)?.as_slice()).backend()?;
-    }
-    sequences.insert(AUDIT_SEQ, seq).backend()?;
-    Ok(())
-}
-
-/// One step of audit retention: deletes the entries older than `before`, tenant log by tenant log
-/// from the first tenant within `from`, until `chunk` (at least one) are deleted. Answers how
-/// many it deleted and the tenants the next step starts from; `None` when every log is done.
-fn prune_audit_step(
-    txn: &WriteTransaction,
-    before: DateTime<Utc>,
-    mut from: Bound<String>,
-    chunk: usize,
-) -> Result<(u64, Option<Bound<String>>), StoreError> {
-    /// What to do with the entry after the cursor.
-    enum Verdict {
-        Delete,
-        /// In the cutoff's microsecond but not older: step over it, later ones may be older.
-        Keep,
-        /// Not of this tenant's log, or not older, nor is anything after it in the log.
-        Done,
-    }
-    let chunk = chunk.max(1) as u64;
-    // Keys round timestamps down to whole microseconds, as `before` is rounded here: when it is
-    // not a whole microsecond, entries of its own microsecond may still be older, which only
-    // their events tell. They are few, so only they are decoded.
-    let cutoff = before.timestamp_micros();
-    let split_micro = !before.timestamp_subsec_nanos().is_multiple_of(1_000);
-    let mut log = txn.open_table(AUDIT).backend()?;
-    let mut deleted = 0u64;
-    loop {
-        let start = match &from {
-            Bound::Included(tenant) => Bound::Included((tenant.as_str(), i64::MIN, 0)),
-            Bound::Excluded(tenant) => Bound::Excluded((tenant.as_str(), i64::MAX, u64::MAX)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let mut cursor = log.lower_bound_mut(start).backend()?;
-        let Some(tenant) = cursor.peek_next().backend()?.map(|(key, _)| key.value().0.to_string()) else {
-            cursor.close().backend()?;
-            return Ok((deleted, None));
-        };
-        loop {
-            let verdict = match cursor.peek_next().backend()? {
-                Some((key, value)) => match key.value() {
-                    (owner, _, _) if owner != tenant => Verdict::Done,
-                    (_, micros, _) if micros < cutoff => Verdict::Delete,
-                    (_, micros, _) if micros == cutoff && split_micro => {
-                        let id = TenantId::parse(&tenant)
-                            .map_err(|err| StoreError::Corrupt(format!("the audit log is keyed by {err}")))?;
-                        if audit_codec::decode(&id, value.value())?.timestamp < before {
-                            Verdict::Delete
-                        } else {
-                            Verdict::Keep
-                        }
-                    }
-                    _ => Verdict::Done,
-                },
-                None => Verdict::Done,
-            };
-            match verdict {
-                Verdict::Done => break,
-                Verdict::Keep => {
-                    cursor.next().backend()?;
-                }
-                // Full: the next step starts over at this tenant, whose deleted entries are gone.
-                Verdict::Delete if deleted == chunk => {
-                    cursor.close().backend()?;
-                    return Ok((deleted, Some(Bound::Included(tenant))));
-                }
-                Verdict::Delete => {
-                    cursor.remove_next().backend()?;
-                    deleted += 1;
-                }
-            }
-        }
-        cursor.close().backend()?;
-        from = Bound::Excluded(tenant);
-    }
-}
-
 fn add_usage(txn: &WriteTransaction, usage: &[UsageDelta]) -> Result<(), StoreError> {
     let mut days = txn.open_table(USAGE_DAYS).backend()?;
     let mut months = txn.open_table(USAGE_MONTHS).backend()?;
@@ -616,6 +495,7 @@ impl<T, E: Into<redb::Error>> OrBackend<T> for Result<T, E> {
 
 #[cfg(test)]
 mod tests {
+    use connectors_actors::audit::AuditEvent;
     use tempfile::TempDir;
 
     use super::*;

@@ -45,6 +45,7 @@ macro_rules! store_contract_tests {
             a_stale_checkpoint_never_lowers_the_counts,
             audit_pages_never_repeat_or_skip_equal_timestamps,
             audit_filters_by_time_and_action_across_pages,
+            audit_events_committed_late_take_their_place_in_time,
             audit_retention_deletes_exactly_the_older_events_of_every_log,
             audit_retention_reaches_every_log_however_many_and_however_long,
             meta_round_trips,
@@ -513,6 +514,54 @@ pub async fn audit_filters_by_time_and_action_across_pages(fixture: &dyn Fixture
     let later = AuditQuery { since: Some(at(10)), after: Some(after), ..query(100) };
     let expected: Vec<&AuditEvent> = all.iter().filter(|e| e.timestamp >= at(10)).collect();
     assert_eq!(store.audit(&id("acme"), &later).await.unwrap().events.iter().collect::<Vec<_>>(), expected);
+}
+
+/// Events reach the store well after their time (a long request's event is committed when it
+/// ends, a peer delivers an owner's events late): each still takes its place in time among those
+/// committed before it, on every page, in windows, and through retention.
+pub async fn audit_events_committed_late_take_their_place_in_time(fixture: &dyn Fixture) {
+    let store = fixture.open().await;
+    let mut all = Vec::new();
+    let mut commit = async |audit: Vec<AuditEvent>| {
+        all.extend(audit.clone());
+        store.commit(Arc::new(Batch { audit, ..Default::default() })).await.unwrap();
+    };
+    // One a second for 300 s, then late ones: an hour before, between and on earlier ones, after.
+    commit((0..300).map(|n| event("acme", at(n), "tools/call", format!("on-time-{n}"))).collect()).await;
+    let late = [at(-3600), at(150) + Duration::milliseconds(500), at(299), at(150), at(1000), at(0)];
+    commit(late.iter().enumerate().map(|(n, t)| event("acme", *t, "tools/call", format!("late-{n}"))).collect()).await;
+    commit(vec![event("acme", at(150), "tools/select", "later-still".into())]).await;
+    // Oldest first; equal timestamps in commit order.
+    all.sort_by_key(|event| event.timestamp);
+
+    for limit in [1, 7, 100, 1000] {
+        assert_eq!(
+            request_ids(&all_audit(&*store, &id("acme"), &query(limit)).await),
+            request_ids(&all),
+            "limit {limit}"
+        );
+    }
+    let window = AuditQuery { since: Some(at(149)), until: Some(at(151)), ..query(2) };
+    let expected: Vec<&AuditEvent> = all.iter().filter(|e| window.matches(e)).collect();
+    assert_eq!(
+        request_ids(&expected.into_iter().cloned().collect::<Vec<_>>()),
+        ["on-time-149", "on-time-150", "late-3", "later-still", "late-1", "on-time-151"]
+    );
+    assert_eq!(
+        all_audit(&*store, &id("acme"), &window).await,
+        all.iter().filter(|e| window.matches(e)).cloned().collect::<Vec<_>>()
+    );
+
+    // Retention before 150 s: the hour-old one, the first 150 and the late one at 0 s.
+    assert_eq!(store.delete_audit_before(at(150)).await.unwrap(), 152);
+    let kept: Vec<AuditEvent> = all.iter().filter(|e| e.timestamp >= at(150)).cloned().collect();
+    for limit in [1, 9, 1000] {
+        assert_eq!(
+            request_ids(&all_audit(&*store, &id("acme"), &query(limit)).await),
+            request_ids(&kept),
+            "limit {limit}"
+        );
+    }
 }
 
 /// Retention (`audit.retentionDays`) deletes by time alone, in every tenant's log, a deleted
