@@ -10,6 +10,7 @@ use connectors::config::{Config, Env, ProcessEnv};
 use connectors::http;
 use connectors::log_filter::LogFilter;
 use connectors::tenant_logs::TenantLogs;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -28,14 +29,15 @@ fn main() -> ExitCode {
         }
     };
     let log_filter = LogFilter::from_directives(std::env::var("RUST_LOG").ok().as_deref());
+    let formatted = log_filter.for_formatting();
     tracing_subscriber::registry()
         .with(log_filter.layer())
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                // Colour codes only for a terminal: a log file or collector gets plain text (and
-                // the per-request span is formatted without them, which is cheaper).
-                .with_ansi(std::io::stderr().is_terminal()),
+                // Colour codes only for a terminal: a log file or collector gets plain text.
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(tracing_subscriber::filter::filter_fn(formatted)),
         )
         .with(tenant_logs.clone())
         .with(otel_layer)

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::run_to_completion::RunToCompletion;
 use super::{REQUEST_ID, RequestId, error};
+use crate::log_filter::REQUEST_SPAN;
 
 /// The longest client-chosen request id we echo; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -32,7 +33,7 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id.clone()));
     let id_text = id.to_str().unwrap_or_default();
     let span = tracing::info_span!(
-        "request",
+        REQUEST_SPAN,
         method = request.method().as_str(),
         path = request.uri().path(),
         request_id = id_text,
@@ -43,7 +44,8 @@ pub async fn edge(mut request: Request, next: Next) -> Response {
     let mut response = error::render(response, id_text);
     span.in_scope(|| {
         if status.is_server_error() {
-            tracing::error!(%status, "request failed");
+            // The span's fields are not in the line at the default level (`log_filter`).
+            tracing::error!(%status, request_id = id_text, "request failed");
         } else {
             tracing::debug!(%status, "request done");
         }
