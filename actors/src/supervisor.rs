@@ -165,16 +165,6 @@ impl TenantDirectory {
         Err(unavailable("the tenant actor kept stopping"))
     }
 
-    /// Sends without waiting for an answer; dropped if the tenant is not active (used for
-    /// reports whose loss is bounded, like usage after the work).
-    pub fn cast_if_active(&self, id: &TenantId, message: TenantMsg) {
-        if let Some(actor) = self.actors.get(id)
-            && actor.cast(message).is_err()
-        {
-            tracing::debug!(tenant = %id, "the tenant actor stopped before the message reached it; dropped");
-        }
-    }
-
     async fn actor(&self, id: &TenantId) -> Result<ActorRef<TenantMsg>, DirectoryError> {
         if let Some(actor) = self.actors.get(id) {
             return Ok(actor.clone());

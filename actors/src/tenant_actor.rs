@@ -12,25 +12,23 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
-use crate::admission::{Admission, AdmissionRequest, Denial, ServerLookup, TenantSnapshot};
-use crate::api_key::KeyHash;
+use crate::admission::{Admission, Denial, ServerLookup};
 use crate::clock::Clock;
 use crate::deployer::{Deployer, ServerName};
-use crate::deployments::{Rejection, Report, RetryPolicy, ServerRecord, ServerRequest};
+use crate::deployments::{Rejection, Report, RetryPolicy};
 use crate::hand_off::TenantHandOff;
 use crate::mcp_sessions::{SessionError, SessionLimits};
 use crate::policy::Policy;
-use crate::quotas::{Quota, QuotaExceeded};
+use crate::quotas::QuotaExceeded;
 use crate::recorder::Recorder;
 use crate::reply::Answer;
-use crate::secret_store::{OAuthCredential, SecretError, SecretStore};
+use crate::secret_store::{SecretError, SecretStore};
 use crate::server_tools::ServerTools;
 use crate::store::{Store, StoreError, UsageDelta};
 use crate::supervisor::SupervisorMsg;
-use crate::tenant::TenantPatch;
-use crate::tenant_call::AnswerBy;
+use crate::tenant_call::{AnswerBy, TenantCall, TenantReply};
 use crate::tenant_core::{Feature, PatchError, Proposal, TenantCore};
-use crate::tenant_mcp_sessions::{McpSessionAnswer, McpSessionCall, TenantMcpSessions};
+use crate::tenant_mcp_sessions::TenantMcpSessions;
 use crate::tenant_oauth::{OAuthCounts, RefreshAnswer, TenantOAuth};
 use crate::tenant_servers::TenantServers;
 use crate::tick_due::{MAX_TICK_GAP, TickDue};
@@ -88,33 +86,16 @@ pub enum TenantError {
     McpSession(SessionError),
 }
 
+/// What a tenant's actor is sent: the edge's calls (from this node or a peer, the same
+/// [`TenantCall`] that crosses the cluster), and the actor's own work.
 #[derive(RactorMessage)]
 pub enum TenantMsg {
-    Admit(AdmissionRequest, AnswerBy, RpcReplyPort<Admission>),
-    /// One unit of a quota for work decided after admission.
-    Charge(Quota, RpcReplyPort<Result<(), QuotaExceeded>>),
-    Snapshot(RpcReplyPort<TenantSnapshot>),
-    Patch(TenantPatch, RpcReplyPort<Result<TenantSnapshot, TenantError>>),
-    RotateKey(KeyHash, Option<chrono::Duration>, RpcReplyPort<Result<(), TenantError>>),
-    /// Deletes the tenant's credentials and then the tenant, then stops the actor.
-    Delete(RpcReplyPort<Result<(), TenantError>>),
-    /// Stores an OAuth credential; answers with it as stored (status, generation).
-    StoreCredential(String, OAuthCredential, RpcReplyPort<Result<OAuthCredential, TenantError>>),
-    /// Another node stored this integration's credential; schedule its refresh.
-    CredentialStored(String, RpcReplyPort<Result<(), TenantError>>),
-    /// Deletes an OAuth credential; answers whether there was one.
-    DeleteCredential(String, RpcReplyPort<Result<bool, TenantError>>),
+    /// A call of the edge, answered with its [`TenantReply`].
+    Call(TenantCall, AnswerBy, RpcReplyPort<TenantReply>),
     /// The provider's answer to a refresh.
     RefreshDone(RefreshAnswer),
     /// Periodic: write out usage and window counts; passivate when idle.
     Tick,
-    /// Write out usage and window counts now, and answer once the store has them.
-    WriteOut(RpcReplyPort<Result<(), TenantError>>),
-    /// A new custom server; the flag says whether a shared integration has its name.
-    CreateServer(ServerRequest, bool, RpcReplyPort<Result<ServerRecord, TenantError>>),
-    DeleteServer(ServerName, RpcReplyPort<Result<ServerRecord, TenantError>>),
-    ListServers(RpcReplyPort<Result<Vec<ServerRecord>, TenantError>>),
-    GetServer(ServerName, RpcReplyPort<Option<ServerRecord>>),
     /// The deployer's answer for a server (from the tenant's deployer worker).
     DeploymentReported(ServerName, Report),
     /// A discovery's answer: how many tools the server has, or why it did not say.
@@ -123,12 +104,6 @@ pub enum TenantMsg {
     Settle(RpcReplyPort<()>),
     /// Write everything out and answer with the state the tenant's next owner continues from.
     HandOff(RpcReplyPort<TenantHandOff>),
-    /// Fault injection: panics, so supervision and recovery can be tested end to end.
-    Crash,
-    /// Fault injection: the next admission is answered this much after it was counted.
-    StallNextAdmission(std::time::Duration, RpcReplyPort<Result<(), TenantError>>),
-    /// A question about the tenant's sessions of the gateway's MCP endpoint.
-    McpSession(McpSessionCall, RpcReplyPort<Result<McpSessionAnswer, TenantError>>),
 }
 
 pub struct TenantActor;
@@ -202,12 +177,16 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = state.env.clock.now();
         match message {
-            TenantMsg::Admit(_, answer_by, reply) if answer_by.has_passed() => {
+            TenantMsg::Call(TenantCall::Admit(_), answer_by, reply) if answer_by.has_passed() => {
                 let tenant = &state.core.record().id;
                 tracing::debug!(%tenant, "an admission came after its asker stopped waiting; not counted");
-                reply.answer(Admission { verdict: Err(Denial::Late), rate: None, server: None });
+                reply.answer(TenantReply::Admission(Admission {
+                    verdict: Err(Denial::Late),
+                    rate: None,
+                    server: None,
+                }));
             }
-            TenantMsg::Admit(request, _, reply) => {
+            TenantMsg::Call(TenantCall::Admit(request), _, reply) => {
                 let server = request.server.as_ref().map(|name| match state.servers.get(name) {
                     Some(record) => ServerLookup::Found(Box::new(record)),
                     None => ServerLookup::NotFound,
@@ -217,26 +196,37 @@ impl Actor for TenantActor {
                 if let Some(stall) = state.stall_next_admission.take() {
                     Box::pin(tokio::time::sleep(stall)).await;
                 }
-                reply.answer(admission);
+                reply.answer(TenantReply::Admission(admission));
             }
-            TenantMsg::Charge(quota, reply) => {
-                reply.answer(state.core.charge(now, quota));
+            TenantMsg::Call(TenantCall::Charge(quota), _, reply) => {
+                reply.answer(TenantReply::Charged(state.core.charge(now, quota)));
             }
-            TenantMsg::Snapshot(reply) => {
-                reply.answer(state.core.snapshot(now));
+            TenantMsg::Call(TenantCall::Snapshot, _, reply) => {
+                reply.answer(TenantReply::Snapshot(state.core.snapshot(now)));
             }
-            TenantMsg::GetServer(name, reply) => {
-                reply.answer(state.servers.get(&name));
+            TenantMsg::Call(TenantCall::GetServer { name }, _, reply) => {
+                reply.answer(TenantReply::MaybeServer(state.servers.get(&name)));
             }
-            TenantMsg::Settle(reply) => state.oauth.when_settled(reply),
-            TenantMsg::Crash => panic!("fault injection: tenant actor crash requested"),
-            TenantMsg::StallNextAdmission(stall, reply) => {
+            TenantMsg::Call(TenantCall::ListServers, _, reply) => {
+                reply.answer(TenantReply::Servers(Ok(state.servers.list())));
+            }
+            // Answered by the directory without the actor; acknowledged should one reach it.
+            TenantMsg::Call(TenantCall::Created, _, reply) => reply.answer(TenantReply::Done(Ok(()))),
+            TenantMsg::Call(TenantCall::Crash, _, reply) => {
+                // Answered first: the asker learns that the crash it asked for happens.
+                reply.answer(TenantReply::Done(Ok(())));
+                panic!("fault injection: tenant actor crash requested");
+            }
+            TenantMsg::Call(TenantCall::StallNextAdmission { millis }, _, reply) => {
+                let stall = std::time::Duration::from_millis(millis);
                 tracing::warn!(tenant = %state.core.record().id, ?stall, "fault injection: the next admission stalls");
                 state.stall_next_admission = Some(stall);
-                reply.answer(Ok(()));
+                reply.answer(TenantReply::Done(Ok(())));
             }
+            TenantMsg::Settle(reply) => state.oauth.when_settled(reply),
             // Boxed: the actor's task is as large as its largest pending future, and thousands
             // of idle actors would each carry the space of these rare, I/O-bound branches.
+            TenantMsg::Call(call, _, reply) => Box::pin(answer_io(myself, call, reply, state, now)).await,
             other => Box::pin(handle_io(myself, other, state, now)).await,
         }
         state.tick_due.set(state.next_tick(now));
@@ -249,7 +239,90 @@ impl Actor for TenantActor {
     }
 }
 
-/// The messages that wait on the store or the recorder.
+/// The calls that wait on the store, the secret store, the deployer or the recorder.
+async fn answer_io(
+    myself: ActorRef<TenantMsg>,
+    call: TenantCall,
+    reply: RpcReplyPort<TenantReply>,
+    state: &mut TenantState,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let tenant = state.core.record().id.clone();
+    let env = state.env.clone();
+    let answer = match call {
+        TenantCall::Patch(patch) => TenantReply::Patched(match state.core.propose_patch(now, &patch) {
+            Ok(record) => persist_and_install(state, record).await.map(|()| state.core.snapshot(now)),
+            Err(error) => Err(error.into()),
+        }),
+        TenantCall::RotateKey { key, grace_seconds } => {
+            let record = state.core.propose_rotation(now, key, grace_seconds.map(chrono::Duration::seconds));
+            TenantReply::Done(persist_and_install(state, record).await)
+        }
+        TenantCall::Delete => {
+            // Servers and credentials first: if that fails the tenant still exists and the
+            // delete can be retried.
+            let result = match state.servers.delete_all(&env, &tenant).await {
+                Err(error) => Err(error),
+                Ok(()) => match env.secrets.delete_tenant(&tenant).await {
+                    Ok(()) => env.store.delete_tenant(&tenant).await.map_err(TenantError::from),
+                    Err(error) => Err(error.into()),
+                },
+            };
+            if result.is_ok() {
+                // Stops once this message is handled: the answer below still goes out.
+                myself.stop(Some("deleted".into()));
+            }
+            TenantReply::Done(result)
+        }
+        TenantCall::StoreCredential { integration, credential } => {
+            TenantReply::Credential(match state.core.gate(Feature::OAuth) {
+                Err(feature) => Err(TenantError::FeatureDisabled(feature.into())),
+                Ok(()) => {
+                    state.oauth.store(&env, &tenant, &myself, integration, credential).await.map_err(TenantError::from)
+                }
+            })
+        }
+        TenantCall::CredentialStored { integration } => TenantReply::Done(
+            state.oauth.stored_elsewhere(&env, &tenant, &myself, integration).await.map_err(TenantError::from),
+        ),
+        TenantCall::DeleteCredential { integration } => TenantReply::CredentialDeleted(
+            state.oauth.remove(&env, &tenant, integration).await.map_err(TenantError::from),
+        ),
+        TenantCall::CreateServer { request, clashes_with_integration } => {
+            TenantReply::Server(match state.core.gate(Feature::CustomServers) {
+                Err(feature) => Err(TenantError::FeatureDisabled(feature.into())),
+                Ok(()) => {
+                    let created = state
+                        .servers
+                        .create(&env, &tenant, &myself, &state.core, request, clashes_with_integration)
+                        .await;
+                    let count = state.servers.count();
+                    state.core.record_custom_servers(now, count);
+                    created
+                }
+            })
+        }
+        TenantCall::DeleteServer { name } => {
+            TenantReply::Server(state.servers.delete(&env, &tenant, &myself, name).await)
+        }
+        TenantCall::WriteOut => {
+            state.write_out().await;
+            TenantReply::Done(env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from))
+        }
+        TenantCall::McpSession(call) => TenantReply::McpSession(state.mcp_sessions.call(&env, &tenant, call).await),
+        TenantCall::Admit(_)
+        | TenantCall::Charge(_)
+        | TenantCall::Snapshot
+        | TenantCall::GetServer { .. }
+        | TenantCall::ListServers
+        | TenantCall::Created
+        | TenantCall::Crash
+        | TenantCall::StallNextAdmission { .. } => unreachable!("answered without I/O in `handle`"),
+    };
+    reply.answer(answer);
+}
+
+/// The actor's own work: timers, and answers from the workers it started.
 async fn handle_io(
     myself: ActorRef<TenantMsg>,
     message: TenantMsg,
@@ -257,78 +330,9 @@ async fn handle_io(
     now: chrono::DateTime<chrono::Utc>,
 ) {
     match message {
-        TenantMsg::Patch(patch, reply) => {
-            let result = match state.core.propose_patch(now, &patch) {
-                Ok(record) => persist_and_install(state, record).await.map(|()| state.core.snapshot(now)),
-                Err(error) => Err(error.into()),
-            };
-            reply.answer(result);
-        }
-        TenantMsg::RotateKey(key, grace, reply) => {
-            let record = state.core.propose_rotation(now, key, grace);
-            reply.answer(persist_and_install(state, record).await);
-        }
-        TenantMsg::Delete(reply) => {
-            let tenant = state.core.record().id.clone();
-            // Servers and credentials first: if that fails the tenant still exists and the
-            // delete can be retried.
-            let env = state.env.clone();
-            let stopped = state.servers.delete_all(&env, &tenant).await;
-            let result = match stopped {
-                Err(error) => Err(error),
-                Ok(()) => match state.env.secrets.delete_tenant(&tenant).await {
-                    Ok(()) => state.env.store.delete_tenant(&tenant).await.map_err(TenantError::from),
-                    Err(error) => Err(error.into()),
-                },
-            };
-            let deleted = result.is_ok();
-            reply.answer(result);
-            if deleted {
-                myself.stop(Some("deleted".into()));
-            }
-        }
-        TenantMsg::StoreCredential(integration, credential, reply) => {
-            if let Err(feature) = state.core.gate(Feature::OAuth) {
-                reply.answer(Err(TenantError::FeatureDisabled(feature.into())));
-                return;
-            }
-            let tenant = state.core.record().id.clone();
-            let stored = state.oauth.store(&state.env, &tenant, &myself, integration, credential).await;
-            reply.answer(stored.map_err(TenantError::from));
-        }
-        TenantMsg::CredentialStored(integration, reply) => {
-            let tenant = state.core.record().id.clone();
-            let scheduled = state.oauth.stored_elsewhere(&state.env, &tenant, &myself, integration).await;
-            reply.answer(scheduled.map_err(TenantError::from));
-        }
-        TenantMsg::DeleteCredential(integration, reply) => {
-            let tenant = state.core.record().id.clone();
-            let removed = state.oauth.remove(&state.env, &tenant, integration).await;
-            reply.answer(removed.map_err(TenantError::from));
-        }
         TenantMsg::RefreshDone(answer) => {
             let tenant = state.core.record().id.clone();
             state.oauth.refreshed(&state.env, &tenant, &myself, answer).await;
-        }
-        TenantMsg::CreateServer(request, clashes, reply) => {
-            if let Err(feature) = state.core.gate(Feature::CustomServers) {
-                reply.answer(Err(TenantError::FeatureDisabled(feature.into())));
-                return;
-            }
-            let tenant = state.core.record().id.clone();
-            let env = state.env.clone();
-            let created = state.servers.create(&env, &tenant, &myself, &state.core, request, clashes).await;
-            let count = state.servers.count();
-            state.core.record_custom_servers(now, count);
-            reply.answer(created);
-        }
-        TenantMsg::DeleteServer(name, reply) => {
-            let tenant = state.core.record().id.clone();
-            let env = state.env.clone();
-            reply.answer(state.servers.delete(&env, &tenant, &myself, name).await);
-        }
-        TenantMsg::ListServers(reply) => {
-            reply.answer(Ok(state.servers.list()));
         }
         message @ (TenantMsg::DeploymentReported(..) | TenantMsg::DiscoveryDone(..)) => {
             let tenant = state.core.record().id.clone();
@@ -363,29 +367,11 @@ async fn handle_io(
                 myself.stop(Some("passivated".into()));
             }
         }
-        TenantMsg::WriteOut(reply) => {
-            state.write_out().await;
-            let tenant = state.core.record().id.clone();
-            reply.answer(state.env.recorder.flush_tenant(&tenant).await.map_err(TenantError::from));
-        }
-        TenantMsg::McpSession(call, reply) => {
-            let tenant = state.core.record().id.clone();
-            let env = state.env.clone();
-            reply.answer(state.mcp_sessions.call(&env, &tenant, call).await);
-        }
         TenantMsg::HandOff(reply) => {
             state.write_out().await;
             reply.answer(state.core.hand_off(now));
         }
-        TenantMsg::Admit(..)
-        | TenantMsg::Charge(..)
-        | TenantMsg::Snapshot(_)
-        | TenantMsg::GetServer(..)
-        | TenantMsg::Settle(_)
-        | TenantMsg::Crash
-        | TenantMsg::StallNextAdmission(..) => {
-            unreachable!("answered without I/O in `handle`")
-        }
+        TenantMsg::Call(..) | TenantMsg::Settle(_) => unreachable!("answered in `handle`"),
     }
 }
 

@@ -1,6 +1,7 @@
-//! What the edge asks a tenant's actor, as data. The same calls serve a tenant owned by this
-//! node (answered through the [`TenantDirectory`]) and one owned by another node (they cross the
-//! cluster as JSON and are answered there the same way).
+//! What the edge asks a tenant's actor, as data: the one vocabulary of calls to a tenant. A
+//! [`TenantCall`] goes as it is from the edge to the actor (`TenantMsg::Call`), through the
+//! [`TenantDirectory`] when this node owns the tenant, and across the cluster first when another
+//! node does; the actor answers with a [`TenantReply`].
 
 use std::time::Instant;
 
@@ -130,69 +131,20 @@ impl TenantDirectory {
     pub async fn ask(
         &self,
         id: &TenantId,
-        call: TenantCall,
+        call: &TenantCall,
         answer_by: AnswerBy,
     ) -> Result<TenantReply, DirectoryError> {
-        Ok(match call {
-            TenantCall::Admit(request) => TenantReply::Admission(
-                self.call(id, |reply| TenantMsg::Admit(request.clone(), answer_by, reply)).await?,
-            ),
-            TenantCall::Charge(quota) => {
-                TenantReply::Charged(self.call(id, |reply| TenantMsg::Charge(quota, reply)).await?)
-            }
-            TenantCall::Snapshot => TenantReply::Snapshot(self.call(id, TenantMsg::Snapshot).await?),
-            TenantCall::Patch(patch) => {
-                TenantReply::Patched(self.call(id, |reply| TenantMsg::Patch(patch.clone(), reply)).await?)
-            }
-            TenantCall::RotateKey { key, grace_seconds } => {
-                let grace = grace_seconds.map(chrono::Duration::seconds);
-                TenantReply::Done(self.call(id, |reply| TenantMsg::RotateKey(key, grace, reply)).await?)
-            }
-            TenantCall::Delete => TenantReply::Done(self.call(id, TenantMsg::Delete).await?),
-            TenantCall::StoreCredential { integration, credential } => TenantReply::Credential(
-                self.call(id, |reply| TenantMsg::StoreCredential(integration.clone(), credential.clone(), reply))
-                    .await?,
-            ),
-            TenantCall::DeleteCredential { integration } => TenantReply::CredentialDeleted(
-                self.call(id, |reply| TenantMsg::DeleteCredential(integration.clone(), reply)).await?,
-            ),
-            TenantCall::WriteOut => TenantReply::Done(self.call(id, TenantMsg::WriteOut).await?),
-            TenantCall::CreateServer { request, clashes_with_integration } => TenantReply::Server(
-                self.call(id, |reply| TenantMsg::CreateServer(request.clone(), clashes_with_integration, reply))
-                    .await?,
-            ),
-            TenantCall::DeleteServer { name } => {
-                TenantReply::Server(self.call(id, |reply| TenantMsg::DeleteServer(name.clone(), reply)).await?)
-            }
-            TenantCall::ListServers => TenantReply::Servers(self.call(id, TenantMsg::ListServers).await?),
-            TenantCall::GetServer { name } => {
-                TenantReply::MaybeServer(self.call(id, |reply| TenantMsg::GetServer(name.clone(), reply)).await?)
-            }
-            TenantCall::CredentialStored { integration } => {
-                TenantReply::Done(self.call(id, |reply| TenantMsg::CredentialStored(integration.clone(), reply)).await?)
-            }
-            TenantCall::McpSession(call) => {
-                TenantReply::McpSession(self.call(id, |reply| TenantMsg::McpSession(call.clone(), reply)).await?)
-            }
+        match call {
             TenantCall::Created => {
                 self.created(id);
-                TenantReply::Done(Ok(()))
+                Ok(TenantReply::Done(Ok(())))
             }
             // Checked where the call is obeyed: a peer with fault injection on must not crash the
             // tenants of a node that has it off.
             TenantCall::Crash | TenantCall::StallNextAdmission { .. } if !self.fault_injection => {
-                TenantReply::Done(Err(TenantError::FaultInjectionOff))
+                Ok(TenantReply::Done(Err(TenantError::FaultInjectionOff)))
             }
-            TenantCall::Crash => {
-                // Activate first, so that there is an actor to crash.
-                self.call(id, TenantMsg::Snapshot).await?;
-                self.cast_if_active(id, TenantMsg::Crash);
-                TenantReply::Done(Ok(()))
-            }
-            TenantCall::StallNextAdmission { millis } => {
-                let stall = std::time::Duration::from_millis(millis);
-                TenantReply::Done(self.call(id, |reply| TenantMsg::StallNextAdmission(stall, reply)).await?)
-            }
-        })
+            call => self.call(id, |reply| TenantMsg::Call(call.clone(), answer_by, reply)).await,
+        }
     }
 }

@@ -346,7 +346,7 @@ impl ShardRouter {
         // this check, and a shared reference count would bounce between cores per request.
         let state = self.table.current.load().state(shard, now_ms());
         if state == ShardState::Active {
-            match self.directory.ask(tenant, call.clone(), AnswerBy::default()).await {
+            match self.directory.ask(tenant, &call, AnswerBy::default()).await {
                 Err(DirectoryError::NotOwner(_)) => {}
                 answer => return Ok(answer?),
             }
@@ -357,7 +357,7 @@ impl ShardRouter {
             let now = now_ms();
             let state = self.table.current.load().state(shard, now);
             let moved = match state {
-                ShardState::Active => match self.directory.ask(tenant, call.clone(), AnswerBy::default()).await {
+                ShardState::Active => match self.directory.ask(tenant, &call, AnswerBy::default()).await {
                     Err(DirectoryError::NotOwner(_)) => true,
                     answer => return hold.done(answer.map_err(RouteError::from)),
                 },
@@ -816,7 +816,7 @@ impl ShardRouter {
         let ownership = self.table.snapshot();
         let state = ownership.state(shard_of(&request.tenant), now_ms());
         let reply = if state == ShardState::Active {
-            match self.directory.ask(&request.tenant, request.call, answer_by).await {
+            match self.directory.ask(&request.tenant, &request.call, answer_by).await {
                 Err(DirectoryError::NotOwner(_)) => {
                     let now = self.table.snapshot();
                     Err(Refusal::NotOwner { node: now.me().clone(), epoch: now.epoch() })
