@@ -20,6 +20,9 @@ fn schemathesis(gateway: &Gateway, venv: &Path, tag: &str, headers: &[String]) {
     // moved into place, so its scripts' `#!` lines name a path that no longer exists.
     let mut command = Command::new(venv.join("bin/python"));
     command.args(["-m", "schemathesis.cli"]);
+    // Run outside the checkout: schemathesis keeps a cache (`.schemathesis/`) in its directory.
+    let scratch = tempfile::tempdir().expect("scratch directory");
+    command.current_dir(scratch.path());
     command
         .arg("run")
         .arg(gateway.url("/api/v1/openapi.json"))
